@@ -1,0 +1,76 @@
+"""HDF5 files in the dlsets layout, written atomically.
+
+Layout: ``/<split>/images`` (N, ...) and ``/<split>/labels`` (N,), chunked along the sample
+axis; file attributes ``classes`` (names) and ``sources`` (JSON of source file -> sha256).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+CHUNK_BYTES = 1 << 16  # small chunks keep random access by sample cheap
+
+
+@contextmanager
+def atomic_hdf5(path: str | os.PathLike) -> Iterator:
+    """Open a temporary HDF5 file beside ``path``; it replaces ``path`` only if the block succeeds."""
+    import h5py
+
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            yield f
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def create_split(
+    f,
+    split: str,
+    count: int,
+    image_shape: Sequence[int],
+    *,
+    dtype: np.dtype | str = np.uint8,
+    compression: str | None = None,
+):
+    """Create empty ``/<split>/images`` and ``/<split>/labels``; returns both datasets."""
+    image_shape = tuple(image_shape)
+    sample_bytes = int(np.prod(image_shape)) * np.dtype(dtype).itemsize
+    rows = max(1, min(count, CHUNK_BYTES // max(1, sample_bytes)))
+    group = f.require_group(split)
+    images = group.create_dataset(
+        "images",
+        shape=(count, *image_shape),
+        dtype=dtype,
+        chunks=(rows, *image_shape) if count else None,
+        compression=compression,
+    )
+    labels = group.create_dataset(
+        "labels",
+        shape=(count,),
+        dtype=np.uint8,
+        chunks=(max(1, min(count, 1 << 14)),) if count else None,
+        compression=compression,
+    )
+    return images, labels
+
+
+def write_attrs(
+    f, classes: Sequence[str], sources: Mapping[str, str] | None = None, **extra
+) -> None:
+    """Store class names, source checksums and any extra scalar attributes on the file."""
+    import h5py
+
+    f.attrs["classes"] = np.array(list(classes), dtype=h5py.string_dtype())
+    f.attrs["sources"] = json.dumps(dict(sources or {}), sort_keys=True)
+    for key, value in extra.items():
+        f.attrs[key] = value
