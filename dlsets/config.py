@@ -12,7 +12,10 @@ CONNECT_TIMEOUT = 15.0
 
 
 def cache_root(cache_dir: str | os.PathLike | None = None) -> Path:
-    """Cache folder: ``cache_dir`` > ``$DLSETS_CACHE`` > ``$XDG_CACHE_HOME/dlsets`` > ``~/.cache/dlsets``."""
+    """The cache folder: ``cache_dir``, else ``$DLSETS_CACHE``, else the user cache folder.
+
+    The user cache folder is ``$XDG_CACHE_HOME/dlsets``, else ``~/.cache/dlsets``.
+    """
     if cache_dir is not None:
         return Path(cache_dir).expanduser().resolve()
     env = os.environ.get("DLSETS_CACHE")

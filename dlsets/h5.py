@@ -19,7 +19,7 @@ CHUNK_BYTES = 1 << 16  # small chunks keep random access by sample cheap
 
 @contextmanager
 def atomic_hdf5(path: str | os.PathLike) -> Iterator:
-    """Open a temporary HDF5 file beside ``path``; it replaces ``path`` only if the block succeeds."""
+    """Write to a temporary HDF5 file beside ``path``; it becomes ``path`` on success only."""
     import h5py
 
     final = Path(path)

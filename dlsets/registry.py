@@ -198,7 +198,7 @@ def _user_entry(path: Path, name: str, e: Any) -> DatasetSpec:
     builtin = _builtin()
     like = e["like"]
     if like not in builtin:
-        raise fail(f"'like' is {like!r}, which is not a built-in dataset; use one of {list(builtin)}")
+        raise fail(f"'like' is {like!r}, not a built-in dataset; use one of {list(builtin)}")
     base = builtin[like]
     if not isinstance(e["files"], dict) or not e["files"]:
         raise fail("'files' must be a non-empty object of file name -> file entry")

@@ -1,0 +1,330 @@
+"""The ``dlsets`` command line: a thin layer over the Python API that prints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import DlsetsError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns 0 on success, 1 on an expected failure, 2 on a usage error."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="dlsets: %(message)s",
+    )
+    try:
+        return args.run(args) or 0
+    except DlsetsError as exc:
+        print(f"dlsets: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("dlsets: interrupted", file=sys.stderr)
+        return 130
+
+
+def _progress(args) -> bool | None:
+    return False if args.quiet else None
+
+
+def _cmd_list(args) -> int:
+    from . import fetch, registry
+
+    rows = []
+    for name in registry.names():
+        spec = registry.get(name)
+        size = sum(spec.files[f].size or 0 for f in spec.default_files())
+        have = fetch.cached(name, cache_dir=args.cache_dir)
+        state = "cached" if any(set(s) <= set(have) for s in spec.file_sets) else "-"
+        origin = "" if spec.builtin else f"  (user: like {spec.like})"
+        rows.append((name, _size(size) if size else "?", state, spec.title + origin))
+    _table(("name", "download", "state", "title"), rows)
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from . import fetch, loaders, registry
+
+    spec = registry.get(args.name)
+    out = [f"{spec.title} ({spec.name})"]
+    if spec.description:
+        out.append(spec.description)
+    if not spec.builtin:
+        out.append(f"user entry from {spec.source}, laid out like {spec.like}")
+    for label, value in (
+        ("homepage", spec.homepage),
+        ("licence", spec.license),
+        ("citation", spec.citation),
+    ):
+        if value:
+            out.append(f"{label}: {value}")
+    out.append(f"image shape: {tuple(spec.image_shape)}; {len(spec.classes)} classes: "
+               + ", ".join(spec.classes))
+    if spec.coarse_classes:
+        out.append(f"{len(spec.coarse_classes)} coarse classes: " + ", ".join(spec.coarse_classes))
+    if len(spec.file_sets) > 1:
+        sets = " | ".join(" + ".join(s) for s in spec.file_sets)
+        out.append(f"complete file sets (first is downloaded): {sets}")
+    out.append("files:")
+    for st in fetch.status(args.name, cache_dir=args.cache_dir):
+        out.append(f"  {st.describe()}")
+    info = loaders.prepared_info(args.name, cache_dir=args.cache_dir)
+    if info is None:
+        out.append(f"not prepared yet (runs on first load: dlsets.load({args.name!r}))")
+    else:
+        out.extend(_prepared_lines(info))
+    print("\n".join(out))
+    return 0
+
+
+def _prepared_lines(info: dict) -> list[str]:
+    lines = ["prepared:"]
+    for split in ("train", "test"):
+        s = info.get("splits", {}).get(split)
+        if not s:
+            continue
+        counts = s.get("class_counts")
+        tail = f"; per class: {counts}" if counts else ""
+        lines.append(f"  {split}: images {tuple(s['images_shape'])}, "
+                     f"labels {tuple(s['labels_shape'])}{tail}")
+    skipped = info.get("skipped") or []
+    if skipped:
+        names = ", ".join(map(str, skipped))
+        lines.append(f"  skipped {len(skipped)} unreadable image(s): {names}")
+    return lines
+
+
+def _cmd_fetch(args) -> int:
+    from . import fetch
+
+    for name in args.names:
+        paths = fetch.fetch(
+            name,
+            files=args.file or None,
+            cache_dir=args.cache_dir,
+            mirrors=args.mirror,
+            source_dir=args.source_dir,
+            progress=_progress(args),
+        )
+        if not args.quiet:
+            for fname, path in paths.items():
+                print(f"{name}: {fname} -> {path}")
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from . import fetch
+
+    results = fetch.verify(
+        args.names or None,
+        cache_dir=args.cache_dir,
+        mirrors=args.mirror,
+        repair=not args.no_repair,
+        progress=_progress(args),
+    )
+    failed = [r for r in results if not r.ok]
+    if not args.quiet or failed:
+        for r in results:
+            print(r.describe())
+    if not results:
+        print("nothing in the cache to verify")
+    return 1 if failed else 0
+
+
+def _cmd_path(args) -> int:
+    from . import cache, registry
+
+    registry.get(args.name)
+    print(cache.dataset_dir(args.name, args.cache_dir))
+    return 0
+
+
+def _cmd_remove(args) -> int:
+    from . import fetch, registry
+
+    registry.get(args.name)
+    removed = fetch.remove(args.name, cache_dir=args.cache_dir)
+    if not args.quiet:
+        print(f"removed {removed}" if removed else f"{args.name}: nothing cached")
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from . import loaders
+
+    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
+    out = Path(args.out)
+    if args.format == "hdf5":
+        ds.to_hdf5(out, compression=args.compression)
+    else:
+        ds.to_npz(out)
+    if not args.quiet:
+        print(f"wrote {out}")
+    return 0
+
+
+def _augmenter(args):
+    from .augment import Augmenter
+
+    return Augmenter(
+        rotate=args.rotate,
+        shift=args.shift,
+        shear=args.shear,
+        zoom=tuple(args.zoom) if args.zoom else None,
+        elastic=tuple(args.elastic) if args.elastic else None,
+        perspective=args.perspective,
+        seed=args.seed,
+    )
+
+
+def _cmd_augment(args) -> int:
+    from . import loaders
+    from .augment import expand_to_hdf5, take_subset
+
+    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
+    x, y = ds.train.images, ds.train.labels
+    if args.subset:
+        x, y = take_subset(x, y, args.subset, seed=args.seed)
+    expand_to_hdf5(
+        x,
+        y,
+        target=args.target,
+        out=args.out,
+        augmenter=_augmenter(args),
+        seed=args.seed,
+        classes=ds.classes,
+        progress=_progress(args),
+    )
+    if not args.quiet:
+        print(f"wrote {args.target} samples to {args.out}")
+    return 0
+
+
+def _cmd_preview(args) -> int:
+    from . import loaders
+    from .augment import preview_grid, save_png, take_subset
+
+    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
+    x, y = take_subset(ds.train.images, ds.train.labels, args.rows, seed=args.seed)
+    grid = preview_grid(x, _augmenter(args), n=args.rows, copies=args.copies, seed=args.seed)
+    save_png(grid, args.out)
+    if not args.quiet:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _table(header: Sequence[str], rows: list[Sequence[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache-dir", metavar="DIR",
+                        help="cache folder (default: $DLSETS_CACHE, else ~/.cache/dlsets)")
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or chatter")
+    common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+
+    p = argparse.ArgumentParser(
+        prog="dlsets",
+        description="Fetch, verify, load and augment the classic deep-learning image datasets.",
+    )
+    p.add_argument("--version", action="version", version=f"dlsets {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, parents=[common], help=help, description=help)
+        sp.set_defaults(run=func)
+        return sp
+
+    add("list", _cmd_list, "list the datasets dlsets knows and what is cached")
+    sp = add("info", _cmd_info, "describe a dataset: source, licence, files, cache state")
+    sp.add_argument("name")
+
+    sp = add("fetch", _cmd_fetch, "download (or import) datasets into the cache, verified")
+    sp.add_argument("names", nargs="+", metavar="NAME")
+    sp.add_argument("--mirror", action="append", default=[], metavar="URL",
+                    help="base URL tried before the registry's own (repeatable)")
+    sp.add_argument("--from", dest="source_dir", metavar="DIR",
+                    help="import files from DIR (recognised by checksum); no network")
+    sp.add_argument("--file", action="append", default=[], metavar="FILE",
+                    help="fetch only this registry file (repeatable)")
+
+    sp = add("verify", _cmd_verify, "re-hash cached files and repair what fails")
+    sp.add_argument("names", nargs="*", metavar="NAME")
+    sp.add_argument("--mirror", action="append", default=[], metavar="URL")
+    sp.add_argument("--no-repair", action="store_true", help="report failures, change nothing")
+
+    sp = add("path", _cmd_path, "print a dataset's cache folder")
+    sp.add_argument("name")
+    sp = add("remove", _cmd_remove, "delete a dataset's cache folder")
+    sp.add_argument("name")
+
+    sp = add("export", _cmd_export, "write a dataset as one HDF5 or npz file")
+    sp.add_argument("name")
+    sp.add_argument("--format", choices=("hdf5", "npz"), default="hdf5")
+    sp.add_argument("--out", required=True, metavar="FILE")
+    sp.add_argument("--compression", choices=("gzip", "lzf"), default=None,
+                    help="HDF5 compression (default none: fastest to read)")
+
+    aug = argparse.ArgumentParser(add_help=False)
+    g = aug.add_argument_group("augmentation (each off unless given)")
+    g.add_argument("--rotate", type=float, metavar="DEG", help="rotate by up to +-DEG degrees")
+    g.add_argument("--shift", type=float, metavar="FRAC", help="shift by up to FRAC of the size")
+    g.add_argument("--shear", type=float, metavar="DEG", help="shear by up to +-DEG degrees")
+    g.add_argument("--zoom", type=float, nargs=2, metavar=("LO", "HI"), help="scale in [LO, HI]")
+    g.add_argument("--elastic", type=float, nargs=2, metavar=("ALPHA", "SIGMA"),
+                   help="elastic deformation strength and smoothness")
+    g.add_argument("--perspective", type=float, metavar="S", help="perspective warp scale")
+    g.add_argument("--seed", type=int, default=0)
+
+    sp = sub.add_parser(
+        "augment",
+        parents=[common, aug],
+        help="expand a dataset's train split to N samples in an HDF5 file",
+        description="Expand the train split of NAME to exactly N samples "
+        "(originals first, then augmented copies).",
+    )
+    sp.set_defaults(run=_cmd_augment)
+    sp.add_argument("name")
+    sp.add_argument("--target", type=_positive_int, required=True, metavar="N")
+    sp.add_argument("--out", required=True, metavar="FILE")
+    sp.add_argument("--subset", type=_positive_int, metavar="K",
+                    help="start from a stratified subset of K training images")
+
+    sp = sub.add_parser("preview", parents=[common, aug], help="PNG grid of originals beside "
+                        "augmented copies", description="Write a PNG grid: each row an original "
+                        "training image followed by augmented copies.")
+    sp.set_defaults(run=_cmd_preview)
+    sp.add_argument("name")
+    sp.add_argument("--out", required=True, metavar="PNG")
+    sp.add_argument("--rows", type=_positive_int, default=8)
+    sp.add_argument("--copies", type=_positive_int, default=7)
+    return p
+
+
+if __name__ == "__main__":
+    sys.exit(main())
