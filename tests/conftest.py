@@ -1,0 +1,20 @@
+import os
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import pytest  # noqa: E402
+
+_ENV = ("DLSETS_CACHE", "DLSETS_MIRROR", "DLSETS_OFFLINE", "DLSETS_REGISTRY", "DLSETS_TIMEOUT")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_dlsets(tmp_path, monkeypatch):
+    """Every test gets its own cache and no inherited DLSETS_* settings or registered files."""
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DLSETS_CACHE", str(tmp_path / "dlsets-cache"))
+    from dlsets import registry
+
+    saved = list(registry._user_files)
+    yield
+    registry._user_files[:] = saved

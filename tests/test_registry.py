@@ -1,0 +1,172 @@
+import json
+
+import pytest
+
+import dlsets
+from dlsets import registry
+from dlsets.errors import DlsetsError, RegistryError
+
+SHA = "ab" * 32
+GOOD = {
+    "my-digits": {
+        "like": "mnist",
+        "files": {
+            "train-images-idx3-ubyte.gz": {
+                "sha256": SHA,
+                "size": 470579,
+                "urls": ["http://host-a/x/train-images-idx3-ubyte.gz", "https://host-b/y"],
+            }
+        },
+    }
+}
+
+
+def write(tmp_path, data, name="reg.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_builtins_have_every_fact_the_loaders_and_downloader_need():
+    expected = {"mnist", "fashion-mnist", "kmnist", "notmnist-small", "notmnist-large",
+                "cifar10", "cifar100"}
+    assert expected <= set(registry.names())
+    for name in expected:
+        spec = registry.get(name)
+        assert spec.builtin and spec.like == name
+        assert spec.format in {"idx", "notmnist", "cifar10", "cifar100"}
+        assert len(spec.classes) in (10, 100)
+        assert spec.license and spec.citation and spec.homepage
+        for fs in spec.file_sets:
+            assert set(fs) <= set(spec.files)
+        for f in spec.files.values():
+            assert f.urls and all(u.startswith(("http://", "https://")) for u in f.urls)
+            assert f.sha256 is None or len(f.sha256) == 64
+            assert f.md5 is None or len(f.md5) == 32
+            assert f.sha256 or (f.md5 and f.size), f"{name}/{f.name} has nothing to verify"
+    assert len(registry.get("cifar100").coarse_classes) == 20
+    assert registry.get("cifar10").default_files() == ["cifar-10-binary.tar.gz"]
+
+
+def test_notmnist_is_known_by_size_and_md5_only():
+    f = registry.get("notmnist-small").files["notMNIST_small.tar.gz"]
+    assert f.sha256 is None and f.md5 == "c9890a473a9769fda4bdf314aaf500dd" and f.size == 8458043
+
+
+def test_unknown_dataset_lists_known_ones():
+    with pytest.raises(RegistryError, match="unknown dataset 'mnsit'.*mnist"):
+        registry.get("mnsit")
+
+
+def test_user_entry_from_env_inherits_layout(tmp_path, monkeypatch):
+    monkeypatch.setenv("DLSETS_REGISTRY", str(write(tmp_path, GOOD)))
+    spec = registry.get("my-digits")
+    assert spec.like == "mnist" and spec.format == "idx" and not spec.builtin
+    assert spec.classes == registry.get("mnist").classes
+    f = spec.files["train-images-idx3-ubyte.gz"]
+    assert f.sha256 == SHA and f.size == 470579 and len(f.urls) == 2
+    assert spec.default_files() == ["train-images-idx3-ubyte.gz"]
+
+
+def test_env_takes_several_paths(tmp_path, monkeypatch):
+    other = {"letters": {**GOOD["my-digits"], "like": "notmnist-small"}}
+    paths = [str(write(tmp_path, GOOD, "a.json")), str(write(tmp_path, other, "b.json"))]
+    import os
+
+    monkeypatch.setenv("DLSETS_REGISTRY", os.pathsep.join(paths))
+    assert {"my-digits", "letters"} <= set(registry.names())
+    assert registry.get("letters").format == "notmnist"
+
+
+def test_register_file_returns_names(tmp_path):
+    assert dlsets.register_file(write(tmp_path, GOOD)) == ["my-digits"]
+    assert registry.get("my-digits").source.endswith("reg.json")
+
+
+def test_user_file_changes_are_seen(tmp_path, monkeypatch):
+    path = write(tmp_path, GOOD)
+    monkeypatch.setenv("DLSETS_REGISTRY", str(path))
+    assert registry.get("my-digits").classes[0] == "0"
+    data = json.loads(path.read_text())
+    data["my-digits"]["classes"] = list("abcdefghij")
+    path.write_text(json.dumps(data, indent=2))
+    assert registry.get("my-digits").classes[0] == "a"
+
+
+def _bad(mutate):
+    data = json.loads(json.dumps(GOOD))
+    mutate(data["my-digits"])
+    return data
+
+
+def _file(e):
+    return e["files"]["train-images-idx3-ubyte.gz"]
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda e: e.update(like="mnist-v9"), r"'like' is 'mnist-v9', not a built-in"),
+        (lambda e: e.pop("like"), "missing required key 'like'"),
+        (lambda e: e.pop("files"), "missing required key 'files'"),
+        (lambda e: e.update(files={}), "non-empty"),
+        (lambda e: e.update(colour="red"), r"unknown keys \['colour'\]"),
+        (lambda e: _file(e).update(sha256="abc"), "sha256 must be 64 hexadecimal characters"),
+        (lambda e: _file(e).update(sha256="zz" * 32), "sha256 must be 64 hexadecimal"),
+        (lambda e: _file(e).update(md5="ab" * 20), "md5 must be 32 hexadecimal"),
+        (lambda e: _file(e).pop("sha256"), "missing required key 'sha256'"),
+        (lambda e: _file(e).update(urls=[]), "'urls' must be a non-empty list"),
+        (lambda e: _file(e).pop("urls"), "'urls' must be a non-empty list"),
+        (lambda e: _file(e).update(urls=["ftp://x/y"]), "not an http"),
+        (lambda e: _file(e).update(size=-1), "'size' must be a non-negative"),
+        (lambda e: _file(e).update(mirror="x"), r"unknown keys \['mirror'\]"),
+        (lambda e: e["files"].update({"../evil": _file(e)}), "may not contain a path"),
+        (lambda e: e.update(classes="0123456789"), "'classes' must be a list"),
+    ],
+)
+def test_bad_entries_name_file_and_entry(tmp_path, monkeypatch, mutate, message):
+    path = write(tmp_path, _bad(mutate))
+    with pytest.raises(RegistryError, match=message) as err:
+        dlsets.register_file(path)
+    assert str(path) in str(err.value) and "'my-digits'" in str(err.value)
+    monkeypatch.setenv("DLSETS_REGISTRY", str(path))
+    with pytest.raises(RegistryError, match=message):
+        registry.names()
+
+
+def test_user_entry_may_not_replace_a_builtin(tmp_path):
+    path = write(tmp_path, {"mnist": GOOD["my-digits"]})
+    with pytest.raises(RegistryError, match="name of a built-in dataset"):
+        dlsets.register_file(path)
+    assert registry.get("mnist").builtin
+
+
+def test_same_name_in_two_user_files_is_an_error(tmp_path, monkeypatch):
+    a, b = write(tmp_path, GOOD, "a.json"), write(tmp_path, GOOD, "b.json")
+    dlsets.register_file(a)
+    monkeypatch.setenv("DLSETS_REGISTRY", str(b))
+    with pytest.raises(RegistryError, match="defined twice"):
+        registry.get("my-digits")
+
+
+def test_unreadable_registry_files(tmp_path):
+    with pytest.raises(RegistryError, match="cannot be read"):
+        dlsets.register_file(tmp_path / "missing.json")
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(RegistryError, match="not valid JSON"):
+        dlsets.register_file(broken)
+    assert issubclass(RegistryError, DlsetsError)
+
+
+def test_import_touches_no_disk(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import os, dlsets; "
+        "assert not os.path.exists(os.environ['DLSETS_CACHE']); "
+        "import sys; assert 'albumentations' not in sys.modules and 'requests' not in sys.modules"
+    )
+    env = {**__import__("os").environ, "DLSETS_CACHE": str(tmp_path / "c")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
