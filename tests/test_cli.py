@@ -1,0 +1,163 @@
+"""The CLI end to end, on a small user dataset laid out like MNIST (no network)."""
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from dlsets.cli import main
+from tests.formats import idx_gz_bytes
+
+DEAD_URL = "http://127.0.0.1:9/never/"  # the discard port: nothing listens there
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    """A 'tiny-digits' dataset (like mnist): its files in src/, its registry via DLSETS_REGISTRY."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte.gz": (np.arange(60) % 10).astype(np.uint8),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte.gz": (np.arange(20) % 10).astype(np.uint8),
+    }
+    src = tmp_path / "src"
+    src.mkdir()
+    files = {}
+    for name, a in arrays.items():
+        data = idx_gz_bytes(a)
+        (src / name).write_bytes(data)
+        files[name] = {
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "urls": [DEAD_URL + name],
+        }
+    reg = tmp_path / "reg.json"
+    reg.write_text(json.dumps({"tiny-digits": {"like": "mnist", "files": files}}))
+    monkeypatch.setenv("DLSETS_REGISTRY", str(reg))
+    return src, arrays
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_shows_builtins_and_user_entries(capsys, tiny):
+    code, out, _ = run(capsys, "list")
+    assert code == 0
+    for name in ("mnist", "fashion-mnist", "kmnist", "notmnist-small", "cifar10", "cifar100"):
+        assert name in out
+    assert "tiny-digits" in out and "like mnist" in out
+
+
+def test_info_describes_a_builtin(capsys):
+    code, out, _ = run(capsys, "info", "mnist")
+    assert code == 0
+    assert "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609" in out
+    assert "LeCun" in out and "licence" in out
+
+
+def test_info_says_notmnist_sha256_is_pinned_on_first_download(capsys):
+    code, out, _ = run(capsys, "info", "notmnist-small")
+    assert code == 0
+    assert "c9890a473a9769fda4bdf314aaf500dd" in out
+    assert "pin" in out.lower()
+
+
+def test_fetch_from_folder_then_info_path_verify_remove(capsys, tiny, tmp_path):
+    src, _ = tiny
+    cache = tmp_path / "c"
+    code, out, err = run(capsys, "fetch", "tiny-digits", "--from", str(src),
+                         "--cache-dir", str(cache))
+    assert code == 0, err
+    assert out.count("tiny-digits:") == 4
+    code, out, _ = run(capsys, "path", "tiny-digits", "--cache-dir", str(cache))
+    assert code == 0 and out.strip() == str(cache / "tiny-digits")
+    code, out, _ = run(capsys, "verify", "tiny-digits", "--cache-dir", str(cache))
+    assert code == 0
+    victim = cache / "tiny-digits" / "files" / "t10k-labels-idx1-ubyte.gz"
+    victim.write_bytes(b"garbage")
+    code, out, err = run(capsys, "verify", "tiny-digits", "--no-repair", "--cache-dir", str(cache))
+    assert code == 1 and "t10k-labels-idx1-ubyte.gz" in out + err
+    code, out, _ = run(capsys, "remove", "tiny-digits", "--cache-dir", str(cache))
+    assert code == 0 and not (cache / "tiny-digits").exists()
+
+
+def test_expected_failures_exit_1_with_one_message(capsys, tiny, monkeypatch):
+    monkeypatch.setenv("DLSETS_OFFLINE", "1")
+    code, out, err = run(capsys, "fetch", "tiny-digits")
+    assert code == 1
+    assert err.startswith("dlsets: error:") and "Traceback" not in err
+    assert "train-images-idx3-ubyte.gz" in err and "--from" in err
+    code, _, err = run(capsys, "info", "no-such-set")
+    assert code == 1 and "unknown dataset" in err and "mnist" in err
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["fetch"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        main(["augment", "mnist", "--target", "0", "--out", "x.h5"])
+    assert e.value.code == 2
+
+
+def test_export_npz_and_hdf5_hold_the_fixture_pixels(capsys, tiny, tmp_path):
+    src, arrays = tiny
+    assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
+    code, _, err = run(capsys, "export", "tiny-digits", "--format", "npz", "--out",
+                       str(tmp_path / "t.npz"))
+    assert code == 0, err
+    with np.load(tmp_path / "t.npz") as z:
+        np.testing.assert_array_equal(z["x_train"], arrays["train-images-idx3-ubyte.gz"])
+        np.testing.assert_array_equal(z["y_test"], arrays["t10k-labels-idx1-ubyte.gz"])
+    code, _, err = run(capsys, "export", "tiny-digits", "--out", str(tmp_path / "t.h5"))
+    assert code == 0, err
+    with h5py.File(tmp_path / "t.h5") as f:
+        np.testing.assert_array_equal(f["test/images"][:], arrays["t10k-images-idx3-ubyte.gz"])
+        assert [c.decode() if isinstance(c, bytes) else c for c in f.attrs["classes"]][:2] == [
+            "0", "1"]
+
+
+def test_augment_writes_exactly_target_samples(capsys, tiny, tmp_path):
+    src, arrays = tiny
+    assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
+    out = tmp_path / "aug.h5"
+    code, _, err = run(capsys, "augment", "tiny-digits", "--target", "150", "--subset", "30",
+                       "--rotate", "15", "--shift", "0.1", "--seed", "3", "--out", str(out))
+    assert code == 0, err
+    with h5py.File(out) as f:
+        images, labels = f["train/images"][:], f["train/labels"][:]
+    assert images.shape == (150, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (150,)
+    originals = arrays["train-images-idx3-ubyte.gz"]
+    # the 30 originals come first, and each is one of the training images
+    assert all(any(np.array_equal(im, o) for o in originals) for im in images[:30])
+    assert not any(np.array_equal(images[40], o) for o in originals)
+
+
+def test_preview_writes_a_png_grid(capsys, tiny, tmp_path):
+    src, _ = tiny
+    assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
+    out = tmp_path / "grid.png"
+    code, _, err = run(capsys, "preview", "tiny-digits", "--rotate", "20", "--rows", "4",
+                       "--copies", "5", "--out", str(out))
+    assert code == 0, err
+    with Image.open(out) as im:
+        w, h = im.size
+    assert w >= 6 * 28 and h >= 4 * 28
+
+
+def test_python_dash_m_and_console_script(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dlsets", "list"], capture_output=True, text=True)
+    assert r.returncode == 0 and "cifar100" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "dlsets", "info", "nope"], capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
