@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import io
 import struct
+import tarfile
 
 import numpy as np
 
@@ -30,3 +32,209 @@ def idx_bytes(array: np.ndarray) -> bytes:
 def idx_gz_bytes(array: np.ndarray) -> bytes:
     """A gzip'd IDX file, as MNIST and its relatives ship."""
     return gzip.compress(idx_bytes(array), compresslevel=6, mtime=0)
+
+
+# --- Python 2 pickles, byte for byte as cPickle.dump(obj, f, 2) wrote the CIFAR batches ---
+# Python 3 cannot write a Python 2 ``str`` (it has no such type), so the opcodes are spelled out.
+
+
+def _py2_pickle_obj(obj) -> bytes:
+    if obj is None:
+        return b"N"
+    if isinstance(obj, bool):
+        return b"\x88" if obj else b"\x89"
+    if isinstance(obj, int):
+        if 0 <= obj < 256:
+            return b"K" + bytes([obj])
+        if 0 <= obj < 65536:
+            return b"M" + struct.pack("<H", obj)
+        return b"J" + struct.pack("<i", obj)
+    if isinstance(obj, str):
+        obj = obj.encode("latin1")  # a py2 str is bytes; BINSTRING is how cPickle stored it
+    if isinstance(obj, bytes):
+        if len(obj) < 256:
+            return b"U" + bytes([len(obj)]) + obj
+        return b"T" + struct.pack("<I", len(obj)) + obj
+    if isinstance(obj, tuple):
+        inner = b"".join(_py2_pickle_obj(o) for o in obj)
+        return {0: b")", 1: inner + b"\x85", 2: inner + b"\x86", 3: inner + b"\x87"}.get(
+            len(obj), b"(" + inner + b"t"
+        )
+    if isinstance(obj, list):
+        return b"](" + b"".join(_py2_pickle_obj(o) for o in obj) + b"e"
+    if isinstance(obj, dict):
+        items = b"".join(_py2_pickle_obj(k) + _py2_pickle_obj(v) for k, v in obj.items())
+        return b"}(" + items + b"u"
+    if isinstance(obj, np.ndarray):
+        return _py2_pickle_array(obj)
+    raise TypeError(f"no py2 pickle for {type(obj).__name__}")
+
+
+def _py2_pickle_array(a: np.ndarray) -> bytes:
+    # What ndarray.__reduce__ gave under numpy 1.x on Python 2.
+    a = np.ascontiguousarray(a)
+    dt = a.dtype
+    endian = "|" if dt.itemsize == 1 else "<"
+    dtype = (
+        b"cnumpy\ndtype\n"
+        + _py2_pickle_obj((dt.str[1:], 0, 1))
+        + b"R"
+        + _py2_pickle_obj((3, endian, None, None, None, -1, -1, 0))
+        + b"b"
+    )
+    state = (
+        b"("
+        + _py2_pickle_obj(1)
+        + _py2_pickle_obj(tuple(a.shape))
+        + dtype
+        + b"\x89"
+        + _py2_pickle_obj(a.astype(dt.newbyteorder("<")).tobytes())
+        + b"t"
+    )
+    return (
+        b"cnumpy.core.multiarray\n_reconstruct\n"
+        + b"cnumpy\nndarray\n"
+        + _py2_pickle_obj(((0,), "b"))[:-1]  # the (0,) and 'b' items, then TUPLE3 with the class
+        + b"\x87R"
+        + state
+        + b"b"
+    )
+
+
+def py2_pickle(obj) -> bytes:
+    """``obj`` pickled as Python 2's cPickle (protocol 2) did: dicts, lists, ints, str, arrays."""
+    return b"\x80\x02" + _py2_pickle_obj(obj) + b"."
+
+
+def cifar_pixels(images: np.ndarray) -> np.ndarray:
+    """(N, 32, 32, 3) uint8 -> (N, 3072) rows of R plane, G plane, B plane, as CIFAR stores them."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2).reshape(len(images), -1))
+
+
+def tar_gz_bytes(members: dict[str, bytes], *, extra=None) -> bytes:
+    """A tar.gz of ``members`` (name -> content), in the given order; ``extra(tar)`` adds more."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", format=tarfile.GNU_FORMAT) as tf:
+        dirs = set()
+        for name, data in members.items():
+            parent = name.rsplit("/", 1)[0] if "/" in name else ""
+            if parent and parent not in dirs:
+                dirs.add(parent)
+                d = tarfile.TarInfo(parent)
+                d.type = tarfile.DIRTYPE
+                d.mode = 0o755
+                tf.addfile(d)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tf.addfile(info, io.BytesIO(data))
+        if extra is not None:
+            extra(tf)
+    return buf.getvalue()
+
+
+def _split_batches(n: int, parts: int) -> list[slice]:
+    edges = np.linspace(0, n, parts + 1).astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def cifar10_python_tar(x_train, y_train, x_test, y_test, classes, *, batches: int = 5) -> bytes:
+    """cifar-10-python.tar.gz: ``cifar-10-batches-py/`` data_batch_N, test_batch, batches.meta."""
+    members = {}
+    for i, s in enumerate(_split_batches(len(x_train), batches), 1):
+        members[f"cifar-10-batches-py/data_batch_{i}"] = py2_pickle({
+            "batch_label": f"training batch {i} of {batches}",
+            "labels": [int(v) for v in y_train[s]],
+            "data": cifar_pixels(x_train[s]),
+            "filenames": [f"img_{k}.png" for k in range(s.start, s.stop)],
+        })
+    members["cifar-10-batches-py/test_batch"] = py2_pickle({
+        "batch_label": "testing batch 1 of 1",
+        "labels": [int(v) for v in y_test],
+        "data": cifar_pixels(x_test),
+        "filenames": [f"test_{k}.png" for k in range(len(x_test))],
+    })
+    members["cifar-10-batches-py/batches.meta"] = py2_pickle({
+        "num_cases_per_batch": max(1, len(x_train) // batches),
+        "label_names": list(classes),
+        "num_vis": 3072,
+    })
+    members["cifar-10-batches-py/readme.html"] = b"<html></html>"
+    return tar_gz_bytes(members)
+
+
+def cifar100_python_tar(x_train, fine_train, coarse_train, x_test, fine_test, coarse_test,
+                        fine_names, coarse_names) -> bytes:
+    """cifar-100-python.tar.gz: ``cifar-100-python/`` train, test, meta."""
+    def batch(label, x, fine, coarse):
+        return py2_pickle({
+            "filenames": [f"{label}_{k}.png" for k in range(len(x))],
+            "batch_label": f"{label} batch 1 of 1",
+            "fine_labels": [int(v) for v in fine],
+            "coarse_labels": [int(v) for v in coarse],
+            "data": cifar_pixels(x),
+        })
+
+    return tar_gz_bytes({
+        "cifar-100-python/file.txt~": b"",
+        "cifar-100-python/train": batch("training", x_train, fine_train, coarse_train),
+        "cifar-100-python/test": batch("testing", x_test, fine_test, coarse_test),
+        "cifar-100-python/meta": py2_pickle({
+            "fine_label_names": list(fine_names),
+            "coarse_label_names": list(coarse_names),
+        }),
+    })
+
+
+def cifar10_binary_tar(x_train, y_train, x_test, y_test, classes, *, batches: int = 5) -> bytes:
+    """cifar-10-binary.tar.gz: ``cifar-10-batches-bin/`` records of label byte + 3072 pixels."""
+    def records(x, y):
+        return np.concatenate([np.asarray(y, np.uint8)[:, None], cifar_pixels(x)], axis=1).tobytes()
+
+    members = {"cifar-10-batches-bin/batches.meta.txt": ("\n".join(classes) + "\n\n").encode()}
+    for i, s in enumerate(_split_batches(len(x_train), batches), 1):
+        members[f"cifar-10-batches-bin/data_batch_{i}.bin"] = records(x_train[s], y_train[s])
+    members["cifar-10-batches-bin/test_batch.bin"] = records(x_test, y_test)
+    members["cifar-10-batches-bin/readme.html"] = b"<html></html>"
+    return tar_gz_bytes(members)
+
+
+def cifar100_binary_tar(x_train, fine_train, coarse_train, x_test, fine_test, coarse_test,
+                        fine_names, coarse_names) -> bytes:
+    """cifar-100-binary.tar.gz: ``cifar-100-binary/`` records of coarse, fine, 3072 pixels."""
+    def records(x, fine, coarse):
+        labels = np.stack([np.asarray(coarse, np.uint8), np.asarray(fine, np.uint8)], axis=1)
+        return np.concatenate([labels, cifar_pixels(x)], axis=1).tobytes()
+
+    return tar_gz_bytes({
+        "cifar-100-binary/coarse_label_names.txt": ("\n".join(coarse_names) + "\n").encode(),
+        "cifar-100-binary/fine_label_names.txt": ("\n".join(fine_names) + "\n").encode(),
+        "cifar-100-binary/train.bin": records(x_train, fine_train, coarse_train),
+        "cifar-100-binary/test.bin": records(x_test, fine_test, coarse_test),
+    })
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """A greyscale PNG of a (H, W) uint8 image."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, np.uint8), mode="L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def notmnist_tar(images_by_path: dict[str, np.ndarray | bytes], *, root: str = "notMNIST_small"
+                 ) -> bytes:
+    """notMNIST_<variant>.tar.gz: ``<root>/<letter>/<name>.png``; bytes values go in as they are
+    (use them for unreadable files)."""
+    members = {}
+    for rel, img in images_by_path.items():
+        members[f"{root}/{rel}"] = img if isinstance(img, bytes) else png_bytes(img)
+    return tar_gz_bytes(members)
+
+
+def mnist_npz_bytes(x_train, y_train, x_test, y_test) -> bytes:
+    """keras' mnist.npz: an uncompressed npz with x_train, y_train, x_test, y_test."""
+    buf = io.BytesIO()
+    np.savez(buf, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    return buf.getvalue()

@@ -1,0 +1,86 @@
+"""What the loaders return: a ``Dataset`` of two ``Split``s plus class names and facts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import OptionError
+
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One split: ``images`` (N, ...) and ``labels`` (N,) uint8.
+
+    Arrays are NumPy (read-only memory maps for the uint8 layout) or, with
+    ``format="hdf5"``, read-only h5py datasets. ``x, y = split`` unpacks them.
+    """
+
+    images: Any
+    labels: Any
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.images, self.labels))
+
+
+@dataclass
+class Dataset:
+    """A loaded dataset: ``train`` and ``test`` splits, ``classes`` (names, index = label) and
+    ``info`` (name, source files and their sha256, counts per class per split, skipped files).
+    """
+
+    name: str
+    train: Split
+    test: Split
+    classes: tuple[str, ...]
+    info: dict = field(default_factory=dict)
+    _close: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+
+    def __getitem__(self, split: str) -> Split:
+        if split not in SPLITS:
+            raise OptionError(f"no split {split!r}; use one of {list(SPLITS)}")
+        return self.train if split == "train" else self.test
+
+    def as_tuples(self) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+        """``((x_train, y_train), (x_test, y_test))``, as ``keras.datasets.X.load_data()``."""
+        return (self.train.images, self.train.labels), (self.test.images, self.test.labels)
+
+    def to_hdf5(self, path: str | os.PathLike, compression: str | None = None) -> Path:
+        """Write ``/train/images`` ... ``/test/labels`` with ``classes`` and ``sources``
+        attributes, chunked by sample; ``compression`` is None, "gzip" or "lzf"."""
+        from .export import to_hdf5
+
+        return to_hdf5(self, path, compression=compression)
+
+    def to_npz(self, path: str | os.PathLike) -> Path:
+        """Write an npz with ``x_train``, ``y_train``, ``x_test``, ``y_test``."""
+        from .export import to_npz
+
+        return to_npz(self, path)
+
+    def close(self) -> None:
+        """Close the HDF5 file behind ``format="hdf5"`` datasets (no-op otherwise)."""
+        if self._close is not None:
+            self._close()
+            self._close = None
+
+    def __enter__(self) -> Dataset:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        def desc(s: Split) -> str:
+            return f"{getattr(s.images, 'dtype', '?')} {tuple(s.images.shape)}"
+
+        return (f"Dataset({self.name!r}, train={desc(self.train)}, test={desc(self.test)}, "
+                f"{len(self.classes)} classes)")

@@ -1,0 +1,110 @@
+"""The prepared-array cache: parsed datasets as .npy files plus a manifest, memory-mapped.
+
+``<prepared_dir>/`` holds one ``<key>.npy`` per array (``train_images``, ``train_labels``, ...)
+and ``manifest.json``: the sha256 of the source files, each array's shape, dtype and byte size,
+class counts and skipped files. The manifest is removed first and written last, so a folder
+without one is unfinished; every array is checked against it before it is handed out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("dlsets")
+
+MANIFEST = "manifest.json"
+HDF5_DIR = "hdf5"
+# Bump when what goes into the prepared arrays changes (layout, split rule, ...).
+VERSION = 1
+
+
+def read_manifest(folder: str | os.PathLike) -> dict | None:
+    """The manifest in ``folder``, or None when it is missing, unreadable or of another version."""
+    try:
+        data = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != VERSION:
+        return None
+    if not isinstance(data.get("arrays"), dict) or not isinstance(data.get("sources"), dict):
+        return None
+    return data
+
+
+def _atomic_write(path: Path, write) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            # No fsync: a torn file after a crash is caught by the size and header checks
+            # in open_arrays, and syncing would cost more than the whole parse of MNIST.
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write(folder: str | os.PathLike, arrays: dict[str, np.ndarray], manifest: dict) -> dict:
+    """Store ``arrays`` as ``<key>.npy`` and ``manifest`` (completed with array facts) in
+    ``folder``, each file written to a temp name and renamed; returns the manifest written."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Without a manifest the folder counts as unfinished until the very last rename below.
+    (folder / MANIFEST).unlink(missing_ok=True)
+    shutil.rmtree(folder / HDF5_DIR, ignore_errors=True)
+    facts = {}
+    for key, a in arrays.items():
+        a = np.ascontiguousarray(a)
+        path = folder / f"{key}.npy"
+        _atomic_write(path, lambda f, a=a: np.save(f, a, allow_pickle=False))
+        facts[key] = {"shape": list(a.shape), "dtype": a.dtype.str, "bytes": path.stat().st_size}
+    for stale in folder.glob("*.npy"):
+        if stale.stem not in arrays:
+            stale.unlink(missing_ok=True)
+    full = {**manifest, "version": VERSION, "arrays": facts}
+    text = json.dumps(full, indent=1, sort_keys=True).encode("utf-8")
+    _atomic_write(folder / MANIFEST, lambda f: f.write(text))
+    return full
+
+
+def problem(folder: str | os.PathLike, manifest: dict) -> str | None:
+    """Why the arrays in ``folder`` do not match ``manifest`` (None when they all do)."""
+    folder = Path(folder)
+    for key, fact in manifest["arrays"].items():
+        path = folder / f"{key}.npy"
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return f"{path.name} is missing"
+        if size != fact.get("bytes"):
+            return f"{path.name} is {size} bytes, the manifest says {fact.get('bytes')}"
+    return None
+
+
+def open_arrays(folder: str | os.PathLike, manifest: dict) -> dict[str, np.ndarray] | None:
+    """Memory-map every array of ``manifest`` read-only; None (logged) if any is off."""
+    folder = Path(folder)
+    why = problem(folder, manifest)
+    out: dict[str, Any] = {}
+    if why is None:
+        for key, fact in manifest["arrays"].items():
+            try:
+                a = np.load(folder / f"{key}.npy", mmap_mode="r", allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                why = f"{key}.npy cannot be read ({exc})"
+                break
+            if list(a.shape) != fact.get("shape") or a.dtype.str != fact.get("dtype"):
+                why = (f"{key}.npy holds {a.dtype.str} {list(a.shape)}, the manifest says "
+                       f"{fact.get('dtype')} {fact.get('shape')}")
+                break
+            out[key] = a
+    if why is not None:
+        log.warning("prepared arrays in %s are damaged (%s); rebuilding them", folder, why)
+        return None
+    return out

@@ -1,0 +1,201 @@
+"""CIFAR-10 / CIFAR-100 archives: binary records (the default) or Python 2 pickles.
+
+Pixels are stored as a R plane, a G plane and a B plane of 32x32 each; every reader here
+returns them as (N, 32, 32, 3) uint8 and labels as (N,) uint8.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+
+from .. import archive
+from ..errors import FormatError
+from .unpickle import restricted_loads
+
+PIXELS = 3 * 32 * 32
+
+
+@dataclass
+class CifarArrays:
+    """What a CIFAR archive holds. ``coarse_*`` are set for CIFAR-100 only."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    coarse_train: np.ndarray | None = None
+    coarse_test: np.ndarray | None = None
+    classes: list[str] = field(default_factory=list)
+    coarse_classes: list[str] = field(default_factory=list)
+
+
+def planes_to_nhwc(pixels: np.ndarray) -> np.ndarray:
+    """(N, 3072) rows of R, G, B planes -> contiguous (N, 32, 32, 3) uint8."""
+    n = len(pixels)
+    return np.ascontiguousarray(pixels.reshape(n, 3, 32, 32).transpose(0, 2, 3, 1))
+
+
+def parse_records(data: bytes, *, label_bytes: int, name: str = "CIFAR records"):
+    """Binary records -> (images (N, 32, 32, 3) uint8, labels (N, label_bytes) uint8).
+
+    CIFAR-10 records are 1 label byte + 3072 pixels; CIFAR-100 records are coarse label,
+    fine label, 3072 pixels (``label_bytes=2``).
+    """
+    size = label_bytes + PIXELS
+    if len(data) % size:
+        raise FormatError(
+            f"{name}: {len(data)} bytes is not a whole number of {size}-byte records "
+            f"({label_bytes} label byte(s) + {PIXELS} pixels); the file is damaged"
+        )
+    rec = np.frombuffer(data, dtype=np.uint8).reshape(-1, size)
+    return planes_to_nhwc(rec[:, label_bytes:]), np.array(rec[:, :label_bytes])
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def normalize_keys(obj: dict) -> dict:
+    """Dict keys as str, whether the pickle was read with encoding 'bytes' or 'latin1'."""
+    if not isinstance(obj, dict):
+        raise FormatError(f"expected a dict in a CIFAR pickle, found {type(obj).__name__}")
+    return {_text(k): v for k, v in obj.items()}
+
+
+def parse_batch(obj: dict, *, name: str = "CIFAR batch") -> dict[str, np.ndarray]:
+    """A CIFAR python batch dict -> {'images': (N, 32, 32, 3), 'labels' or 'fine_labels' /
+    'coarse_labels': (N,) uint8}, for keys given as bytes or str."""
+    d = normalize_keys(obj)
+    if "data" not in d:
+        raise FormatError(f"{name}: no 'data' entry (keys: {sorted(d)})")
+    data = np.asarray(d["data"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != PIXELS:
+        raise FormatError(
+            f"{name}: 'data' is {data.dtype} {data.shape}, expected uint8 (N, {PIXELS})"
+        )
+    out = {"images": planes_to_nhwc(data)}
+    keys = [k for k in ("labels", "fine_labels", "coarse_labels") if k in d]
+    if not keys:
+        raise FormatError(f"{name}: no labels (keys: {sorted(d)})")
+    for k in keys:
+        labels = np.asarray(d[k])
+        if labels.shape != (len(data),) or labels.size and (labels.min() < 0 or labels.max() > 255):
+            raise FormatError(f"{name}: {k!r} has shape {labels.shape} or values outside 0..255; "
+                              f"expected {len(data)} labels")
+        out[k] = labels.astype(np.uint8)
+    return out
+
+
+def read_cifar_tar(
+    source: str | os.PathLike | BinaryIO,
+    *,
+    coarse: bool,
+    encoding: str = "bytes",
+    name: str | None = None,
+) -> CifarArrays:
+    """Read a CIFAR tarball (binary or python flavour, told apart by its members).
+
+    ``coarse=True`` reads CIFAR-100 (fine and coarse labels). Members are streamed from
+    the archive; pickles go through the restricted unpickler with ``encoding``.
+    """
+    label = name or (os.fspath(source) if isinstance(source, str | os.PathLike) else "archive")
+    members: dict[str, bytes] = {}
+    for path, data in archive.iter_files(source):
+        members[path.name] = data
+    if any(n.endswith(".bin") for n in members):
+        return _from_binary(members, coarse=coarse, label=label)
+    return _from_python(members, coarse=coarse, encoding=encoding, label=label)
+
+
+def _batch_order(names, pattern: str) -> list[str]:
+    found = [(int(m.group(1)), n) for n in names if (m := re.fullmatch(pattern, n))]
+    return [n for _, n in sorted(found)]
+
+
+def _require(members, wanted, label):
+    missing = [w for w in wanted if w not in members]
+    if missing:
+        raise FormatError(
+            f"{label}: missing {', '.join(missing)} (members: {', '.join(sorted(members))})"
+        )
+
+
+def _names(members, fname) -> list[str]:
+    if fname not in members:
+        return []
+    return [s.strip() for s in members[fname].decode("utf-8").splitlines() if s.strip()]
+
+
+def _from_binary(members, *, coarse, label) -> CifarArrays:
+    if coarse:
+        _require(members, ["train.bin", "test.bin"], label)
+        xtr, ltr = parse_records(members["train.bin"], label_bytes=2, name=f"{label}:train.bin")
+        xte, lte = parse_records(members["test.bin"], label_bytes=2, name=f"{label}:test.bin")
+        return CifarArrays(
+            xtr, ltr[:, 1].copy(), xte, lte[:, 1].copy(),
+            coarse_train=ltr[:, 0].copy(), coarse_test=lte[:, 0].copy(),
+            classes=_names(members, "fine_label_names.txt"),
+            coarse_classes=_names(members, "coarse_label_names.txt"),
+        )
+    train = _batch_order(members, r"data_batch_(\d+)\.bin")
+    if not train:
+        raise FormatError(f"{label}: no data_batch_N.bin members")
+    _require(members, ["test_batch.bin"], label)
+    parts = [parse_records(members[n], label_bytes=1, name=f"{label}:{n}") for n in train]
+    xte, lte = parse_records(members["test_batch.bin"], label_bytes=1, name=f"{label}:test")
+    return CifarArrays(
+        np.concatenate([p[0] for p in parts]),
+        np.concatenate([p[1][:, 0] for p in parts]),
+        xte,
+        lte[:, 0].copy(),
+        classes=_names(members, "batches.meta.txt"),
+    )
+
+
+def _from_python(members, *, coarse, encoding, label) -> CifarArrays:
+    def load(n):
+        return parse_batch(
+            restricted_loads(members[n], encoding=encoding, name=f"{label}:{n}"),
+            name=f"{label}:{n}",
+        )
+
+    def meta(n, key):
+        if n not in members:
+            return []
+        d = normalize_keys(restricted_loads(members[n], encoding=encoding, name=f"{label}:{n}"))
+        return [_text(v) for v in d.get(key, [])]
+
+    if coarse:
+        _require(members, ["train", "test"], label)
+        tr, te = load("train"), load("test")
+        for b, n in ((tr, "train"), (te, "test")):
+            if "fine_labels" not in b or "coarse_labels" not in b:
+                raise FormatError(f"{label}:{n}: CIFAR-100 batches need fine_labels and "
+                                  "coarse_labels")
+        return CifarArrays(
+            tr["images"], tr["fine_labels"], te["images"], te["fine_labels"],
+            coarse_train=tr["coarse_labels"], coarse_test=te["coarse_labels"],
+            classes=meta("meta", "fine_label_names"),
+            coarse_classes=meta("meta", "coarse_label_names"),
+        )
+    train = _batch_order(members, r"data_batch_(\d+)")
+    if not train:
+        raise FormatError(f"{label}: no data_batch_N members (is this a CIFAR-10 archive?)")
+    _require(members, ["test_batch"], label)
+    parts = [load(n) for n in train]
+    te = load("test_batch")
+    for b, n in [*zip(parts, train, strict=True), (te, "test_batch")]:
+        if "labels" not in b:
+            raise FormatError(f"{label}:{n}: CIFAR-10 batches need 'labels'")
+    return CifarArrays(
+        np.concatenate([p["images"] for p in parts]),
+        np.concatenate([p["labels"] for p in parts]),
+        te["images"],
+        te["labels"],
+        classes=meta("batches.meta", "label_names"),
+    )

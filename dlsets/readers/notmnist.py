@@ -1,0 +1,170 @@
+"""notMNIST: PNG files in one folder per letter, read straight out of the tar.gz stream.
+
+Split rule (notMNIST has no official train/test split): within each letter folder, every
+member is ranked by the SHA-256 of its path below the top folder (``"A/<file>.png"``), and the
+first ``(n + 5) // 10`` (one in ten, rounded) go to test, the rest to train. The rule is applied
+to all members, readable or not, before unreadable images are dropped, so a decoder that
+rejects one more file does not move any other file across the split. Each split is ordered by
+the same hash, which mixes the letters deterministically. Only paths and hashes are involved,
+so every machine makes the same split from the same archive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import numpy as np
+
+from .. import archive
+from ..errors import FormatError
+
+TEST_DIVISOR = 10
+BATCH = 4096
+
+
+@dataclass
+class NotMnistArrays:
+    """Decoded images (N, H, W) uint8 and labels (N,) uint8 per split, plus skipped members."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    skipped: list[str] = field(default_factory=list)
+    decoder: str = ""
+
+
+def split_key(relpath: str) -> str:
+    """The hash a member is ranked by: SHA-256 hex of its path below the top folder."""
+    return hashlib.sha256(relpath.encode("utf-8")).hexdigest()
+
+
+def test_count(n: int) -> int:
+    """How many of a class's ``n`` members go to test: one in ten, rounded half up."""
+    return (n + TEST_DIVISOR // 2) // TEST_DIVISOR
+
+
+def assign_split(keys: Sequence[str], labels: np.ndarray) -> np.ndarray:
+    """Boolean mask, True for test: per label, the ``test_count`` members with the lowest keys."""
+    keys_arr = np.asarray(keys)
+    is_test = np.zeros(len(keys_arr), dtype=bool)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        order = idx[np.argsort(keys_arr[idx], kind="stable")]
+        is_test[order[: test_count(len(idx))]] = True
+    return is_test
+
+
+def _decoder() -> tuple[Callable[[bytes], np.ndarray | None], str]:
+    try:
+        import cv2
+    except ImportError:  # pillow is a hard dependency; OpenCV only makes this faster
+        cv2 = None
+    if cv2 is not None:
+        flag = cv2.IMREAD_GRAYSCALE
+
+        def decode(data: bytes):
+            if not data:
+                return None
+            try:
+                # imdecode releases the GIL, so threads decode in parallel.
+                return cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+            except cv2.error:
+                return None
+
+        return decode, f"opencv {cv2.__version__}"
+    import io
+
+    import PIL
+    from PIL import Image
+
+    def decode_pil(data: bytes):
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                return np.asarray(im.convert("L"))
+        except Exception:  # PIL raises many types for broken files; any of them means unreadable
+            return None
+
+    return decode_pil, f"pillow {PIL.__version__}"
+
+
+def decode_batch(datas: Sequence[bytes], shape: tuple[int, int], decode=None):
+    """Decode PNG bytes into (n, H, W) uint8; returns (images, ok mask)."""
+    if decode is None:
+        decode = _decoder()[0]
+    out = np.zeros((len(datas), *shape), dtype=np.uint8)
+    ok = np.zeros(len(datas), dtype=bool)
+    for i, d in enumerate(datas):
+        img = decode(d)
+        if img is not None and img.shape == shape:
+            out[i] = img
+            ok[i] = True
+    return out, ok
+
+
+def read_notmnist_tar(
+    source: str | os.PathLike | BinaryIO,
+    *,
+    classes: Sequence[str],
+    image_shape: tuple[int, int] = (28, 28),
+    workers: int = 2,
+    on_batch: Callable[[int], None] | None = None,
+    name: str | None = None,
+) -> NotMnistArrays:
+    """Decode every ``<top>/<letter>/*.png`` of a notMNIST tar.gz and split it (see module doc).
+
+    Members are read in order from the stream (no extraction); batches are decoded by
+    ``workers`` threads. Unreadable images (empty, truncated, wrong size) are skipped and
+    listed by archive path in ``skipped``. ``on_batch(n)`` is called as members are read.
+    """
+    label = name or (os.fspath(source) if isinstance(source, str | os.PathLike) else "archive")
+    index = {c: i for i, c in enumerate(classes)}
+    decode, decoder_name = _decoder()
+    shape = tuple(image_shape)
+    paths: list[str] = []
+    keys: list[str] = []
+    labels: list[int] = []
+    futures = []
+    batch: list[bytes] = []
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for path, data in archive.iter_files(source):
+            if path.suffix.lower() != ".png":
+                continue
+            if len(path.parts) < 2 or path.parts[-2] not in index:
+                raise FormatError(
+                    f"{label}: member {str(path)!r} is not in a class folder "
+                    f"({', '.join(classes)}); is this a notMNIST archive?"
+                )
+            paths.append(str(path))
+            keys.append(split_key("/".join(path.parts[-2:])))
+            labels.append(index[path.parts[-2]])
+            batch.append(data)
+            if len(batch) >= BATCH:
+                futures.append(pool.submit(decode_batch, batch, shape, decode))
+                if on_batch:
+                    on_batch(len(batch))
+                batch = []
+        if batch:
+            futures.append(pool.submit(decode_batch, batch, shape, decode))
+            if on_batch:
+                on_batch(len(batch))
+        results = [f.result() for f in futures]
+    if not paths:
+        raise FormatError(f"{label}: no PNG images found in letter folders")
+    images = np.concatenate([r[0] for r in results])
+    ok = np.concatenate([r[1] for r in results])
+    y = np.asarray(labels, dtype=np.uint8)
+    is_test = assign_split(keys, y)
+    order = np.argsort(np.asarray(keys), kind="stable")
+    train_idx = order[~is_test[order] & ok[order]]
+    test_idx = order[is_test[order] & ok[order]]
+    skipped = [paths[i] for i in np.flatnonzero(~ok)]
+    return NotMnistArrays(
+        images[train_idx], y[train_idx], images[test_idx], y[test_idx],
+        skipped=skipped, decoder=decoder_name,
+    )
