@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,3 +22,92 @@ def files_dir(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
 def prepared_dir(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """``<cache>/<name>/prepared``: arrays parsed by the loaders."""
     return dataset_dir(name, cache_dir) / "prepared"
+
+
+def file_path(name: str, file: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """``<cache>/<name>/files/<file>``: where a verified download lives."""
+    return files_dir(name, cache_dir) / file
+
+
+def part_path(path: Path) -> Path:
+    """``<file>.part``: the partial download beside ``path``, resumed by the next fetch."""
+    return path.with_name(path.name + ".part")
+
+
+def lock_path(path: Path) -> Path:
+    """``<file>.lock``: held while one process downloads or repairs ``path``."""
+    return path.with_name(path.name + ".lock")
+
+
+def verified_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """``<cache>/<name>/verified.json``: size, mtime_ns and sha256 of each file last verified."""
+    return dataset_dir(name, cache_dir) / "verified.json"
+
+
+def pins_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """``<cache>/<name>/pins.json``: sha256 recorded for files the registry knows by md5 only."""
+    return dataset_dir(name, cache_dir) / "pins.json"
+
+
+def state_lock_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """``<cache>/<name>/state.lock``: held while verified.json or pins.json is rewritten."""
+    return dataset_dir(name, cache_dir) / "state.lock"
+
+
+def read_json(path: Path) -> dict:
+    """A JSON object from ``path``; ``{}`` when it is missing or unreadable (it is only a cache)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` atomically: a temp file beside it, then ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# What to do about one cache file; see :func:`cache_action`.
+USE = "use"          # verified before and unchanged since: return it, no hashing
+REHASH = "rehash"    # present but never verified, or changed since: hash it before trusting it
+RESUME = "resume"    # absent, a .part is there: continue it with an HTTP Range request
+DOWNLOAD = "download"  # absent, nothing to resume: download from byte 0
+MISSING = "missing"  # absent and the network is forbidden
+
+
+def cache_action(
+    *,
+    present: bool,
+    stat: tuple[int, int] | None,
+    record: dict | None,
+    expected_sha256: str | None,
+    part_exists: bool,
+    network: bool,
+) -> str:
+    """Decide what one file needs; pure, so it is tested alone (like pooch's download_action).
+
+    ``stat`` is the file's ``(size, mtime_ns)`` now; ``record`` its entry in verified.json
+    (``size``, ``mtime_ns``, ``sha256``); ``expected_sha256`` the registry's sha256 or the pinned
+    one (None when only an md5 is known and nothing is pinned yet).
+    """
+    if present:
+        if (
+            record is not None
+            and stat is not None
+            and expected_sha256 is not None
+            and record.get("size") == stat[0]
+            and record.get("mtime_ns") == stat[1]
+            and record.get("sha256") == expected_sha256
+        ):
+            return USE
+        return REHASH
+    if not network:
+        return MISSING
+    return RESUME if part_exists else DOWNLOAD

@@ -1,0 +1,370 @@
+"""HTTP transport: stream one file to ``<file>.part``, hashing as bytes arrive, then rename.
+
+:func:`download_file` tries each URL in order. On one URL it retries connection errors,
+timeouts, 429 and 5xx with exponential backoff and jitter (``Retry-After`` honoured up to
+:data:`RETRY_AFTER_CAP`), resumes an interrupted body with ``Range: bytes=<have>-``, and moves on
+to the next URL for 404 and other 4xx, a refused redirect or a checksum failure. A file whose
+size or hash is wrong is never renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3
+
+from . import config, progress
+from .errors import DlsetsError, DownloadError
+
+log = logging.getLogger("dlsets")
+
+CHUNK = 1 << 20
+"""Bytes per read and write; big, so the per-chunk Python overhead stays negligible."""
+MAX_ATTEMPTS = 4
+"""Tries per URL for retryable failures; an attempt that made progress does not count."""
+MAX_TRIES = 50
+"""Hard cap on tries per URL, progress or not (a server that sends one byte per connection)."""
+RETRY_AFTER_CAP = 30.0
+"""Longest ``Retry-After`` (and backoff) dlsets waits before a retry, in seconds."""
+MAX_REDIRECTS = 10
+USER_AGENT = "dlsets (+https://github.com/dlsets/dlsets)"
+
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
+# Everything a broken connection can raise while the body is read.
+_NET_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
+
+
+def retry_base() -> float:
+    """First backoff delay in seconds: ``$DLSETS_RETRY_BASE`` (default 1); doubles per retry."""
+    raw = os.environ.get("DLSETS_RETRY_BASE")
+    try:
+        return max(0.0, float(raw)) if raw else 1.0
+    except ValueError:
+        return 1.0
+
+
+class Hashes:
+    """sha256 (and md5 when asked) of a byte stream, updated in one pass."""
+
+    def __init__(self, md5: bool = False):
+        self._want_md5 = md5
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything hashed so far."""
+        self._sha = hashlib.sha256()
+        self._md5 = hashlib.md5(usedforsecurity=False) if self._want_md5 else None
+        self.size = 0
+
+    def update(self, data) -> None:
+        self._sha.update(data)
+        if self._md5 is not None:
+            self._md5.update(data)
+        self.size += len(data)
+
+    @property
+    def sha256(self) -> str:
+        return self._sha.hexdigest()
+
+    @property
+    def md5(self) -> str | None:
+        return None if self._md5 is None else self._md5.hexdigest()
+
+
+def hash_file(path: str | os.PathLike, *, md5: bool = False) -> Hashes:
+    """sha256, size (and md5 when asked) of the file at ``path``, read in 1 MiB blocks."""
+    h = Hashes(md5)
+    with open(path, "rb") as f:
+        _feed(h, f)
+    return h
+
+
+def _feed(h: Hashes, f) -> None:
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    while n := f.readinto(buf):
+        h.update(view[:n])
+
+
+class _Retry(Exception):
+    """A failure worth retrying on the same URL."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _Skip(Exception):
+    """A failure that retrying this URL will not fix: move on to the next one."""
+
+
+def download_file(
+    urls: Sequence[str],
+    dest: str | os.PathLike,
+    *,
+    sha256: str | None,
+    md5: str | None = None,
+    size: int | None = None,
+    session: requests.Session | None = None,
+    progress_bar: bool | None = None,
+    desc: str | None = None,
+    hint: str = "",
+) -> Hashes:
+    """Download to ``dest`` from the first URL that delivers the right bytes; return their hashes.
+
+    Bytes go to ``<dest>.part`` (kept between calls, so the next call resumes it), hashed as
+    they arrive; only when size, sha256 and md5 (those given) match is it renamed to ``dest``.
+    Raises :class:`DownloadError` listing every URL and what it said (``hint`` appended), or
+    :class:`DlsetsError` when the disk refuses a write.
+    """
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    own = session is None
+    session = session or requests.Session()
+    tried: list[str] = []
+    bar = progress.bar(size, desc or dest.name, progress=progress_bar, unit="B")
+    try:
+        for url in urls:
+            try:
+                return _from_url(session, url, part, dest, sha256, md5, size, bar)
+            except _Skip as exc:
+                log.warning("%s: %s", url, exc)
+                tried.append(f"  {url}: {exc}")
+    finally:
+        bar.close()
+        if own:
+            session.close()
+    want = f"{size:,} bytes" if size is not None else "size unknown"
+    sums = f"sha256 {sha256}" if sha256 else f"md5 {md5}"
+    raise DownloadError(
+        f"could not download {desc or dest.name} ({want}, {sums}); tried:\n"
+        + "\n".join(tried or ["  (no URL to try)"])
+        + (f"\n{hint}" if hint else "")
+    )
+
+
+def _from_url(session, url, part, dest, sha256, md5, size, bar) -> Hashes:
+    failures = tries = 0
+    restarted = False
+    high = _size(part)  # progress means bytes beyond the most this URL ever gave us
+    while True:
+        tries += 1
+        try:
+            h = _attempt(session, url, part, sha256, md5, size, bar)
+        except _Retry as exc:
+            now = _size(part)
+            failures = 1 if now > high else failures + 1
+            high = max(high, now)
+            if failures >= MAX_ATTEMPTS or tries >= MAX_TRIES:
+                raise _Skip(f"{exc} ({tries} attempts)") from None
+            delay = _delay(failures, exc.retry_after)
+            log.info("%s: %s; retrying in %.2f s", url, exc, delay)
+            time.sleep(delay)
+            continue
+        if isinstance(h, str):
+            # Bytes hashed wrong. When part of them came from an earlier transfer, that prefix
+            # may be the culprit: start this URL over from byte 0 once before giving up on it.
+            part.unlink(missing_ok=True)
+            if h.startswith("resumed:") and not restarted:
+                restarted = True
+                log.warning("%s: %s; downloading from byte 0 again", url, h[8:])
+                continue
+            raise _Skip(h.removeprefix("resumed:"))
+        try:
+            os.replace(part, dest)
+        except OSError as exc:
+            raise DlsetsError(f"could not move {part} to {dest}: {exc.strerror}") from None
+        return h
+
+
+def _delay(failures: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return min(max(retry_after, 0.0), RETRY_AFTER_CAP)
+    backoff = retry_base() * 2 ** (failures - 1)
+    return min(backoff * random.uniform(0.5, 1.5), RETRY_AFTER_CAP)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _attempt(session, url, part, sha256, md5, size, bar) -> Hashes | str:
+    """One request. Returns the hashes of a complete ``part``, or a checksum-failure message
+    (prefixed ``resumed:`` when an earlier prefix was reused); raises _Retry or _Skip."""
+    have = _size(part)
+    if size is not None and have > size:
+        _truncate(part)
+        have = 0
+    h = Hashes(md5 is not None)
+    if have:
+        with open(part, "rb") as f:
+            _feed(h, f)
+    bar.reset(total=size)
+    bar.update(have)
+    if not (size is not None and have == size):
+        have = _transfer(session, url, part, h, have, size, bar)
+    resumed = have > 0
+    got = h.size
+    if size is not None and got != size:
+        if got > size:
+            raise _Skip(f"sent {got:,} bytes, the registry says {size:,}")
+        raise _Retry(f"connection closed after {got:,} of {size:,} bytes")
+    bad = []
+    if sha256 and h.sha256 != sha256:
+        bad.append(f"sha256 {h.sha256}, expected {sha256}")
+    if md5 and h.md5 != md5:
+        bad.append(f"md5 {h.md5}, expected {md5}")
+    if bad:
+        return ("resumed:" if resumed else "") + "checksum mismatch: " + "; ".join(bad)
+    return h
+
+
+def _transfer(session, url, part, h: Hashes, have: int, size, bar) -> int:
+    """Stream the body into ``part`` (appending from ``have``); returns the prefix reused."""
+    headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    timeout = (config.CONNECT_TIMEOUT, config.read_timeout())
+    resp = _get(session, url, headers, timeout)
+    with resp:
+        status = resp.status_code
+        if status == 429 or status >= 500:
+            raise _Retry(f"HTTP {status} {resp.reason}", _retry_after(resp))
+        if status == 416 and have:
+            _truncate(part)
+            raise _Retry(f"HTTP 416 for Range bytes={have}-; starting over")
+        if status >= 400:
+            raise _Skip(f"HTTP {status} {resp.reason}")
+        if status == 206 and have:
+            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+            if not m or int(m.group(1)) != have:
+                _truncate(part)
+                cr = resp.headers.get("Content-Range")
+                raise _Retry(f"asked for bytes {have}- but got Content-Range {cr!r}; starting over")
+        elif status == 200:
+            if have:
+                log.info("%s ignored the Range request; downloading from byte 0", url)
+                have = 0
+                h.reset()
+                bar.reset(total=size)
+        else:
+            raise _Skip(f"unexpected HTTP {status} {resp.reason}")
+        length = resp.headers.get("Content-Length")
+        length = int(length) if length and length.isdigit() else None
+        if size is not None and length is not None and have + length != size:
+            raise _Skip(f"announces {have + length:,} bytes, the registry says {size:,}")
+        received = _stream(resp.raw, part, h, have, bar)
+        if length is not None and received < length:
+            raise _Retry(f"connection closed after {have + received:,} of {have + length:,} bytes")
+    return have
+
+
+def _stream(raw, part: Path, h: Hashes, have: int, bar) -> int:
+    received = 0
+    try:
+        with open(part, "r+b" if have else "wb") as f:
+            if have:
+                f.seek(have)
+                f.truncate()
+            while True:
+                try:
+                    data = raw.read(CHUNK, decode_content=False)
+                except _NET_ERRORS as exc:
+                    raise _Retry(f"transfer interrupted after {have + received:,} bytes: "
+                                 f"{_reason(exc)}") from None
+                if not data:
+                    return received
+                f.write(data)
+                h.update(data)
+                received += len(data)
+                bar.update(len(data))
+    except OSError as exc:  # reads are caught above, so this is the disk refusing a write
+        raise _write_error(part, exc) from None
+
+
+def _write_error(part: Path, exc: OSError) -> DlsetsError:
+    dest = part.with_name(part.name.removesuffix(".part"))
+    part.unlink(missing_ok=True)
+    return DlsetsError(
+        f"writing {part} failed: {exc.strerror or exc} (errno {exc.errno}). The partial download "
+        f"was deleted and nothing was written to {dest}. Free some disk space, or point "
+        "--cache-dir / DLSETS_CACHE at a disk with room, and fetch again."
+    )
+
+
+def _get(session: requests.Session, url: str, headers: dict, timeout) -> requests.Response:
+    """GET following redirects by hand, so an https -> http downgrade can be refused."""
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            resp = session.get(current, headers=headers, stream=True, timeout=timeout,
+                               allow_redirects=False)
+        except requests.exceptions.SSLError as exc:
+            raise _Skip(f"TLS error: {_reason(exc)}") from None
+        except requests.exceptions.InvalidURL as exc:
+            raise _Skip(f"invalid URL: {exc}") from None
+        except _NET_ERRORS as exc:
+            raise _Retry(_reason(exc)) from None
+        if not resp.is_redirect:
+            return resp
+        target = urljoin(current, resp.headers["Location"])
+        resp.close()
+        if urlsplit(current).scheme == "https" and urlsplit(target).scheme != "https":
+            raise _Skip(f"refused the redirect from {current} to {target}: it would fetch over "
+                        "plain http what was asked over https")
+        log.debug("redirect %s -> %s", current, target)
+        current = target
+    raise _Skip(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _truncate(part: Path) -> None:
+    try:
+        with open(part, "r+b") as f:
+            f.truncate(0)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise _write_error(part, exc) from None
+
+
+def _reason(exc: BaseException) -> str:
+    """A short message for a network exception; requests nests the useful part deep down."""
+    text = str(exc)
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"connect timed out after {config.CONNECT_TIMEOUT:g} s"
+    if isinstance(exc, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError,
+                        TimeoutError)) or "timed out" in text.lower():
+        return f"read timed out (no data for {config.read_timeout():g} s; DLSETS_TIMEOUT)"
+    m = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    if m:
+        return m.group(0)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

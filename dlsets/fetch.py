@@ -1,0 +1,517 @@
+"""Get a dataset's files into the cache, verified: fetch, cached, verify, remove, status.
+
+Each file goes through one decision (:func:`dlsets.cache.cache_action`) and then one action:
+use it, re-hash it, resume it, download it, or report it missing. Downloads and repairs of a
+file happen under ``<file>.lock``, so several processes fetching at once download it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from filelock import FileLock, Timeout
+
+from . import cache, config, download, registry
+from .errors import DlsetsError, OfflineError, OptionError
+from .registry import DatasetSpec, FileSpec
+
+log = logging.getLogger("dlsets")
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    """What the cache holds for one registry file (for ``dlsets info``); nothing is hashed."""
+
+    dataset: str
+    file: str
+    path: Path
+    present: bool
+    verified: bool
+    sha256: str | None
+    md5: str | None
+    size: int | None
+    pinned_sha256: str | None
+    urls: tuple[str, ...]
+
+    @property
+    def state(self) -> str:
+        if self.verified:
+            return "verified"
+        return "present, not verified yet" if self.present else "not downloaded"
+
+    def describe(self) -> str:
+        size = f"{self.size:,} bytes" if self.size is not None else "size unknown"
+        if self.sha256:
+            sums = f"sha256 {self.sha256}"
+        elif self.pinned_sha256:
+            sums = f"md5 {self.md5}, sha256 {self.pinned_sha256} (pinned on first download)"
+        else:
+            sums = f"md5 {self.md5} (sha256 pinned on first download)"
+        return f"{self.file}: {self.state}; {size}; {sums}"
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """The outcome of re-hashing one cached file.
+
+    ``state`` is ``ok``, ``repaired`` (failed, downloaded again, now verified), ``corrupt``
+    (failed, left alone because repair was off), ``failed`` (failed and the repair failed too)
+    or ``missing`` (a named dataset has no complete file set in the cache).
+    """
+
+    dataset: str
+    file: str
+    path: Path
+    state: str
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state in ("ok", "repaired")
+
+    def describe(self) -> str:
+        tail = f": {self.detail}" if self.detail else ""
+        return f"{self.dataset}/{self.file}: {self.state}{tail}"
+
+
+class _Cache:
+    """One dataset's corner of the cache: paths, verified.json and pins.json."""
+
+    def __init__(self, spec: DatasetSpec, cache_dir: PathLike | None):
+        self.spec = spec
+        self.name = spec.name
+        self.cache_dir = cache_dir
+        self.files = cache.files_dir(spec.name, cache_dir)
+
+    def path(self, file: str) -> Path:
+        return self.files / file
+
+    def records(self) -> dict:
+        return cache.read_json(cache.verified_path(self.name, self.cache_dir))
+
+    def pins(self) -> dict:
+        return cache.read_json(cache.pins_path(self.name, self.cache_dir))
+
+    def expected_sha256(self, fs: FileSpec, pins: dict | None = None) -> str | None:
+        if fs.sha256:
+            return fs.sha256
+        pin = (self.pins() if pins is None else pins).get(fs.name)
+        return pin if isinstance(pin, str) else None
+
+    def action(self, file: str, *, network: bool, records=None, pins=None) -> str:
+        fs = self.spec.files[file]
+        path = self.path(file)
+        try:
+            st = path.stat()
+            stat = (st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            stat = None
+        records = self.records() if records is None else records
+        return cache.cache_action(
+            present=stat is not None,
+            stat=stat,
+            record=records.get(file),
+            expected_sha256=self.expected_sha256(fs, pins),
+            part_exists=cache.part_path(path).exists(),
+            network=network,
+        )
+
+    def mismatch(self, fs: FileSpec, h: download.Hashes) -> str | None:
+        """Why hashes ``h`` are not file ``fs`` (None when they are)."""
+        bad = []
+        if fs.size is not None and h.size != fs.size:
+            bad.append(f"size {h.size:,}, expected {fs.size:,}")
+        expected = self.expected_sha256(fs)
+        if expected and h.sha256 != expected:
+            pinned = "" if fs.sha256 else " (pinned on first download)"
+            bad.append(f"sha256 {h.sha256}, expected {expected}{pinned}")
+        if fs.md5 and h.md5 != fs.md5:
+            bad.append(f"md5 {h.md5}, expected {fs.md5}")
+        if not expected and not fs.md5:
+            bad.append("the registry gives no checksum to compare with")
+        return "; ".join(bad) or None
+
+    def check(self, file: str) -> str | None:
+        """Hash the cached file; record it when it matches. Returns why it does not, or None."""
+        fs = self.spec.files[file]
+        path = self.path(file)
+        h = download.hash_file(path, md5=fs.md5 is not None)
+        why = self.mismatch(fs, h)
+        if why is None:
+            self.record(file, h)
+        return why
+
+    def record(self, file: str, h: download.Hashes) -> None:
+        """Note ``file`` as verified now (and pin its sha256 when the registry has none)."""
+        st = self.path(file).stat()
+        with FileLock(cache.state_lock_path(self.name, self.cache_dir)):
+            vpath = cache.verified_path(self.name, self.cache_dir)
+            records = cache.read_json(vpath)
+            records[file] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": h.sha256}
+            cache.write_json(vpath, records)
+            if not self.spec.files[file].sha256:
+                ppath = cache.pins_path(self.name, self.cache_dir)
+                pins = cache.read_json(ppath)
+                if file not in pins:
+                    log.info("%s/%s: pinned sha256 %s", self.name, file, h.sha256)
+                    pins[file] = h.sha256
+                    cache.write_json(ppath, pins)
+
+    def forget(self, file: str) -> None:
+        with FileLock(cache.state_lock_path(self.name, self.cache_dir)):
+            vpath = cache.verified_path(self.name, self.cache_dir)
+            records = cache.read_json(vpath)
+            if records.pop(file, None) is not None:
+                cache.write_json(vpath, records)
+
+    def usable(self, file: str) -> bool:
+        """True when the cached file is verified (re-hashing it only if it changed)."""
+        action = self.action(file, network=False)
+        if action == cache.USE:
+            return True
+        if action != cache.REHASH:
+            return False
+        why = self.check(file)
+        if why is not None:
+            log.warning("%s failed verification (%s)", self.path(file), why)
+        return why is None
+
+    def lock(self, file: str) -> FileLock:
+        self.files.mkdir(parents=True, exist_ok=True)
+        return FileLock(cache.lock_path(self.path(file)))
+
+
+def _acquire(lock: FileLock, what: str) -> None:
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("%s: another process is downloading it; waiting", what)
+        lock.acquire()
+
+
+def _urls(fs: FileSpec, mirrors: Sequence[str]) -> list[str]:
+    bases = [*mirrors, *config.env_mirrors()]
+    urls = [b.rstrip("/") + "/" + quote(fs.name) for b in bases] + list(fs.urls)
+    return list(dict.fromkeys(urls))
+
+
+def _describe_file(fs: FileSpec, mirrors: Sequence[str] = ()) -> str:
+    size = f"{fs.size:,} bytes" if fs.size is not None else "size unknown"
+    sums = f"sha256 {fs.sha256}" if fs.sha256 else f"md5 {fs.md5}"
+    lines = [f"  {fs.name} ({size}, {sums})"]
+    lines += [f"      {u}" for u in _urls(fs, mirrors)]
+    return "\n".join(lines)
+
+
+def _hint(name: str) -> str:
+    return (
+        "What you can do: check the connection (and HTTPS_PROXY if you need a proxy); try a "
+        f"mirror first with `dlsets fetch {name} --mirror URL` or DLSETS_MIRROR='URL ...' "
+        f"(base URLs; the file name is appended); or download the file elsewhere, put it in a "
+        f"folder and run `dlsets fetch {name} --from DIR` (it is recognised by checksum)."
+    )
+
+
+def _ensure(c: _Cache, file: str, mirrors: Sequence[str], session, progress) -> Path:
+    """Make ``file`` present and verified; the caller holds its lock."""
+    fs = c.spec.files[file]
+    path = c.path(file)
+    action = c.action(file, network=not config.offline())
+    if action == cache.USE:
+        return path
+    if action == cache.REHASH:
+        why = c.check(file)
+        if why is None:
+            return path
+        log.warning("%s failed verification (%s); downloading it again", path, why)
+        c.forget(file)
+        path.unlink()
+        action = c.action(file, network=not config.offline())
+    if action == cache.MISSING:
+        raise OfflineError(
+            f"{c.name}/{file} is not in the cache and the network is forbidden "
+            f"(DLSETS_OFFLINE is set). It is:\n{_describe_file(fs, mirrors)}\n"
+            f"Download it elsewhere, put it in a folder and run `dlsets fetch {c.name} --from DIR`."
+        )
+    log.info("%s/%s: %s", c.name, file, "resuming" if action == cache.RESUME else "downloading")
+    h = download.download_file(
+        _urls(fs, mirrors),
+        path,
+        sha256=c.expected_sha256(fs),
+        md5=fs.md5,
+        size=fs.size,
+        session=session,
+        progress_bar=progress,
+        desc=f"{c.name}/{file}",
+        hint=_hint(c.name),
+    )
+    c.record(file, h)
+    return path
+
+
+def _download(c: _Cache, files: Sequence[str], mirrors, progress) -> None:
+    import requests
+
+    with requests.Session() as session:
+        for file in files:
+            lock = c.lock(file)
+            _acquire(lock, f"{c.name}/{file}")
+            try:
+                _ensure(c, file, mirrors, session, progress)
+            finally:
+                lock.release()
+
+
+def _copy_hashing(src: Path, tmp: Path, md5: bool) -> download.Hashes:
+    h = download.Hashes(md5)
+    buf = bytearray(download.CHUNK)
+    view = memoryview(buf)
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            while n := fin.readinto(buf):
+                fout.write(view[:n])
+                h.update(view[:n])
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise DlsetsError(
+            f"copying {src} into the cache failed: {exc.strerror or exc}; nothing was imported"
+        ) from None
+    return h
+
+
+def _import(c: _Cache, source_dir: PathLike) -> list[str]:
+    """Copy into the cache every file under ``source_dir`` that hashes to a registry file."""
+    src = Path(source_dir).expanduser()
+    if not src.is_dir():
+        raise OptionError(f"--from {src}: not a folder")
+    wanted = {f: fs for f, fs in c.spec.files.items() if not c.usable(f)}
+    if not wanted:
+        return []
+    sizes = {fs.size for fs in wanted.values()}
+    imported = []
+    for p in sorted(src.rglob("*")):
+        if not wanted:
+            break
+        if p.name.endswith((".part", ".lock")) or not p.is_file():
+            continue
+        if None not in sizes and p.stat().st_size not in sizes:
+            continue  # cheap: only files of a wanted size get hashed
+        h = download.hash_file(p, md5=True)
+        for file, fs in list(wanted.items()):
+            if c.mismatch(fs, h) is not None:
+                continue
+            dest = c.path(file)
+            with c.lock(file):
+                tmp = dest.with_name(f".{dest.name}.import-{os.getpid()}")
+                copied = _copy_hashing(p, tmp, md5=True)
+                why = c.mismatch(fs, copied)
+                if why is not None:
+                    tmp.unlink(missing_ok=True)
+                    raise DlsetsError(f"{p} changed while it was copied ({why}); try again")
+                os.replace(tmp, dest)
+                c.record(file, copied)
+            log.info("%s/%s: imported from %s", c.name, file, p)
+            imported.append(file)
+            del wanted[file]
+    return imported
+
+
+def _select(spec: DatasetSpec, files: Iterable[str] | None) -> list[tuple[str, ...]]:
+    if files is None:
+        return [tuple(s) for s in spec.file_sets]
+    chosen = tuple(dict.fromkeys(files))
+    unknown = [f for f in chosen if f not in spec.files]
+    if unknown or not chosen:
+        raise OptionError(
+            f"{spec.name} has no file(s) {unknown}; its files are: {', '.join(spec.files)}"
+            if unknown else "files= selects no file; leave it out to fetch the default set"
+        )
+    return [chosen]
+
+
+def fetch(
+    name: str,
+    *,
+    files: Iterable[str] | None = None,
+    cache_dir: PathLike | None = None,
+    mirrors: Sequence[str] = (),
+    source_dir: PathLike | None = None,
+    progress: bool | None = None,
+) -> dict[str, Path]:
+    """Make a complete set of ``name``'s files present and verified; return file name -> path.
+
+    A file set already verified in the cache is returned without network. With ``source_dir``
+    the files under it are recognised by checksum (any name) and copied in, and the network is
+    never used. Otherwise the first file set (or ``files``) is downloaded, from ``mirrors`` and
+    ``$DLSETS_MIRROR`` first, then the registry's URLs.
+    """
+    spec = registry.get(name)
+    sets = _select(spec, files)
+    c = _Cache(spec, cache_dir)
+
+    def complete() -> tuple[str, ...] | None:
+        for s in sets:
+            if all(c.path(f).is_file() for f in s) and all(c.usable(f) for f in s):
+                return s
+        return None
+
+    done = complete()
+    if done is None and source_dir is not None:
+        imported = _import(c, source_dir)
+        done = complete()
+        if done is None:
+            raise OfflineError(_import_failure(c, sets, source_dir, imported))
+    if done is None:
+        done = sets[0]
+        if config.offline():
+            missing = [f for f in done if not c.usable(f)]
+            if missing:
+                raise OfflineError(_offline_failure(c, missing, mirrors))
+        # Files not verified yet are re-checked under their lock: another process may be
+        # finishing them right now.
+        todo = [f for f in done if c.action(f, network=True) != cache.USE]
+        _download(c, todo, mirrors, progress)
+    return {f: c.path(f) for f in done}
+
+
+def _offline_failure(c: _Cache, missing: Sequence[str], mirrors) -> str:
+    listing = "\n".join(_describe_file(c.spec.files[f], mirrors) for f in missing)
+    return (
+        f"{c.name}: {len(missing)} file(s) missing from the cache and the network is forbidden "
+        f"(DLSETS_OFFLINE is set). Needed:\n{listing}\n"
+        f"Download them on a machine with internet (URLs above), put them in a folder here and "
+        f"run `dlsets fetch {c.name} --from DIR` (files are recognised by checksum, under any "
+        "name), or unset DLSETS_OFFLINE."
+    )
+
+
+def _import_failure(c: _Cache, sets, source_dir, imported) -> str:
+    found = f"imported {', '.join(imported)}; " if imported else "found no matching file; "
+    options = []
+    for s in sets:
+        missing = [f for f in s if not c.path(f).is_file()]
+        options.append("\n".join(_describe_file(c.spec.files[f]) for f in missing))
+    need = "\n or\n".join(options)
+    return (
+        f"{c.name}: {source_dir} does not hold a complete set of its files ({found}files are "
+        f"recognised by size and checksum, not by name). Still needed:\n{need}\n"
+        f"Add them to the folder and run `dlsets fetch {c.name} --from DIR` again, or fetch "
+        "without --from to download them."
+    )
+
+
+def cached(name: str, *, cache_dir: PathLike | None = None) -> dict[str, Path]:
+    """Registry file name -> path of each of ``name``'s files present and verified now.
+
+    No network. A file verified before and unchanged since (size, mtime) is not re-hashed.
+    """
+    c = _Cache(registry.get(name), cache_dir)
+    return {f: c.path(f) for f in c.spec.files if c.path(f).is_file() and c.usable(f)}
+
+
+def status(name: str, *, cache_dir: PathLike | None = None) -> list[FileStatus]:
+    """One :class:`FileStatus` per registry file of ``name``; cheap: nothing is hashed."""
+    c = _Cache(registry.get(name), cache_dir)
+    records, pins = c.records(), c.pins()
+    out = []
+    for file, fs in c.spec.files.items():
+        action = c.action(file, network=True, records=records, pins=pins)
+        out.append(FileStatus(
+            dataset=name,
+            file=file,
+            path=c.path(file),
+            present=action in (cache.USE, cache.REHASH),
+            verified=action == cache.USE,
+            sha256=fs.sha256,
+            md5=fs.md5,
+            size=fs.size,
+            pinned_sha256=pins.get(file) if not fs.sha256 else None,
+            urls=fs.urls,
+        ))
+    return out
+
+
+def verify(
+    names: Iterable[str] | None = None,
+    *,
+    cache_dir: PathLike | None = None,
+    mirrors: Sequence[str] = (),
+    progress: bool | None = None,
+    repair: bool = True,
+) -> list[VerifyResult]:
+    """Re-hash every cached file of ``names`` (all datasets in the cache when None).
+
+    A file that fails is deleted and fetched again when ``repair`` (else reported ``corrupt``).
+    A dataset named explicitly with no complete file set cached reports its missing files.
+    """
+    explicit = names is not None
+    if names is None:
+        root = config.cache_root(cache_dir)
+        known = set(registry.names())
+        found = sorted(d.name for d in root.iterdir() if (d / "files").is_dir()) \
+            if root.is_dir() else []
+        for d in found:
+            if d not in known:
+                log.warning("%s: in the cache but not in the registry; skipped", root / d)
+        names = [d for d in found if d in known]
+    results: list[VerifyResult] = []
+    import requests
+
+    with requests.Session() as session:
+        for name in names:
+            c = _Cache(registry.get(name), cache_dir)
+            for file in c.spec.files:
+                if c.path(file).is_file():
+                    results.append(_verify_one(c, file, mirrors, session, progress, repair))
+            if explicit and not any(all(c.path(f).is_file() for f in s) for s in c.spec.file_sets):
+                for file in c.spec.default_files():
+                    if not c.path(file).is_file():
+                        results.append(VerifyResult(
+                            name, file, c.path(file), "missing",
+                            f"not in the cache; run `dlsets fetch {name}`",
+                        ))
+    return results
+
+
+def _verify_one(c: _Cache, file: str, mirrors, session, progress, repair) -> VerifyResult:
+    path = c.path(file)
+    lock = c.lock(file)
+    _acquire(lock, f"{c.name}/{file}")
+    try:
+        if not path.is_file():  # another process removed it while we waited
+            return VerifyResult(c.name, file, path, "missing", "removed while waiting")
+        why = c.check(file)
+        if why is None:
+            return VerifyResult(c.name, file, path, "ok")
+        c.forget(file)
+        if not repair:
+            return VerifyResult(c.name, file, path, "corrupt", why)
+        log.warning("%s failed verification (%s); downloading it again", path, why)
+        path.unlink()
+        try:
+            _ensure(c, file, mirrors, session, progress)
+        except DlsetsError as exc:
+            return VerifyResult(c.name, file, path, "failed", f"{why}; repair failed: {exc}")
+        return VerifyResult(c.name, file, path, "repaired", f"{why}; downloaded again")
+    finally:
+        lock.release()
+
+
+def remove(name: str, *, cache_dir: PathLike | None = None) -> Path | None:
+    """Delete ``<cache>/<name>`` and everything in it; returns the folder, or None if absent."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name:
+        raise OptionError(f"{name!r} is not a dataset name")
+    d = cache.dataset_dir(name, cache_dir)
+    if not d.exists():
+        return None
+    shutil.rmtree(d)
+    log.info("removed %s", d)
+    return d

@@ -1,0 +1,359 @@
+"""The cache decision and the HTTP transport, against loopback servers (no network)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dlsets import cache, download
+from dlsets.errors import DlsetsError, DownloadError
+from tests.formats import idx_gz_bytes
+from tests.httpserver import Server, file_entry, write_registry
+
+# `from dlsets import fetch` gives the lazily exported function, not the module.
+fetch = importlib.import_module("dlsets.fetch")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def payload(seed: int, n: int = 60) -> bytes:
+    """A real gzip'd IDX file of random pixels (~n * 800 bytes; random bytes barely compress)."""
+    rng = np.random.default_rng(seed)
+    return idx_gz_bytes(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch):
+    monkeypatch.setenv("DLSETS_RETRY_BASE", "0.001")
+
+
+@pytest.fixture
+def server():
+    with Server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def register(tmp_path, monkeypatch):
+    """register(files={name: entry}) -> writes a user registry with dataset 'toy' and enables it."""
+
+    def make(files: dict, name: str = "toy") -> str:
+        reg = write_registry(tmp_path, {name: {"like": "mnist", "files": files}})
+        monkeypatch.setenv("DLSETS_REGISTRY", str(reg))
+        return name
+
+    return make
+
+
+def cached_file(name: str, file: str) -> Path:
+    return cache.file_path(name, file)
+
+
+# --- the decision, alone -------------------------------------------------------------------
+
+SHA = "a" * 64
+REC = {"size": 10, "mtime_ns": 5, "sha256": SHA}
+
+
+@pytest.mark.parametrize(
+    ("kw", "want"),
+    [
+        ({"present": True, "stat": (10, 5), "record": REC}, cache.USE),
+        ({"present": True, "stat": (10, 6), "record": REC}, cache.REHASH),  # touched since
+        ({"present": True, "stat": (11, 5), "record": REC}, cache.REHASH),  # grew since
+        ({"present": True, "stat": (10, 5), "record": None}, cache.REHASH),  # never verified
+        ({"present": True, "stat": (10, 5), "record": {**REC, "sha256": "b" * 64}}, cache.REHASH),
+        ({"present": True, "stat": (10, 5), "record": REC, "expected_sha256": None},
+         cache.REHASH),  # md5-only file not pinned yet
+        ({"present": False, "stat": None, "record": REC}, cache.DOWNLOAD),
+        ({"present": False, "stat": None, "record": None, "part_exists": True}, cache.RESUME),
+        ({"present": False, "stat": None, "record": None, "network": False}, cache.MISSING),
+        ({"present": True, "stat": (10, 5), "record": REC, "network": False}, cache.USE),
+    ],
+)
+def test_cache_action(kw, want):
+    args = {"expected_sha256": SHA, "part_exists": False, "network": True, **kw}
+    assert cache.cache_action(**args) == want
+
+
+def test_write_json_is_atomic_and_read_json_tolerates_garbage(tmp_path):
+    p = tmp_path / "d" / "state.json"
+    cache.write_json(p, {"x": 1})
+    assert json.loads(p.read_text()) == {"x": 1}
+    assert [q.name for q in p.parent.iterdir()] == ["state.json"]
+    p.write_text("{not json")
+    assert cache.read_json(p) == {}
+    assert cache.read_json(tmp_path / "absent.json") == {}
+
+
+# --- transport through fetch() --------------------------------------------------------------
+
+
+def test_success_writes_verified_file_and_record(server, register):
+    body = payload(1)
+    url = server.add("/a.gz", body)
+    name = register({"a.gz": file_entry(body, [url], md5=True)})
+    paths = fetch.fetch(name, progress=False)
+    assert paths == {"a.gz": cached_file(name, "a.gz")}
+    assert paths["a.gz"].read_bytes() == body
+    assert not cache.part_path(paths["a.gz"]).exists()
+    rec = cache.read_json(cache.verified_path(name))["a.gz"]
+    assert rec["sha256"] == hashlib.sha256(body).hexdigest()
+    assert rec["size"] == len(body)
+    assert server.count("/a.gz") == 1
+    fetch.fetch(name, progress=False)  # second call: from the cache, no request
+    assert len(server.requests("/a.gz")) == 1
+
+
+def test_503_then_success(server, register):
+    body = payload(2)
+    url = server.add("/a.gz", body, statuses=[503, 503])
+    name = register({"a.gz": file_entry(body, [url])})
+    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert [r.status for r in server.requests("/a.gz")] == [503, 503, 200]
+
+
+def test_retry_after_is_honoured_within_the_cap(server, register, monkeypatch):
+    body = payload(3, n=5)
+    url = server.add("/a.gz", body, statuses=[429], retry_after="1")
+    name = register({"a.gz": file_entry(body, [url])})
+    t0 = time.monotonic()
+    fetch.fetch(name)
+    assert time.monotonic() - t0 >= 0.9
+    monkeypatch.setattr(download, "RETRY_AFTER_CAP", 0.05)
+    fetch.remove(name)
+    server.add("/a.gz", body, statuses=[503], retry_after="3600")
+    t0 = time.monotonic()
+    fetch.fetch(name)
+    assert time.monotonic() - t0 < 2
+
+
+def test_all_sources_failing_gives_one_error_listing_each(server, register):
+    body = payload(4, n=5)
+    u1 = server.add("/m1/a.gz", body, status=503)
+    u2 = server.add("/m2/a.gz", status=404)
+    name = register({"a.gz": file_entry(body, [u1, u2])})
+    with pytest.raises(DownloadError) as ei:
+        fetch.fetch(name)
+    msg = str(ei.value)
+    assert f"{u1}: HTTP 503" in msg and f"({download.MAX_ATTEMPTS} attempts)" in msg
+    assert f"{u2}: HTTP 404" in msg
+    assert hashlib.sha256(body).hexdigest() in msg and f"{len(body):,} bytes" in msg
+    for hint in ("--mirror URL", "--from DIR", "DLSETS_MIRROR"):
+        assert hint in msg
+    assert len(server.requests("/m1/a.gz")) == download.MAX_ATTEMPTS
+    assert len(server.requests("/m2/a.gz")) == 1  # a 404 is not retried
+    assert not cached_file(name, "a.gz").exists()
+
+
+def test_404_on_first_mirror_moves_on(server, register):
+    body = payload(5)
+    u1 = server.add("/m1/a.gz", status=404)
+    u2 = server.add("/m2/a.gz", body)
+    name = register({"a.gz": file_entry(body, [u1, u2])})
+    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert len(server.requests("/m1/a.gz")) == 1 and server.count("/m2/a.gz") == 1
+
+
+def test_wrong_bytes_on_first_mirror_right_on_second(server, register):
+    body = payload(6)
+    u1 = server.add("/m1/a.gz", payload(7))
+    u2 = server.add("/m2/a.gz", body)
+    name = register({"a.gz": file_entry(body, [u1, u2], md5=True)})
+    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert server.count("/m1/a.gz") == 1 and server.count("/m2/a.gz") == 1
+
+
+def test_wrong_bytes_everywhere_never_appear_under_the_final_name(server, register):
+    body, bad = payload(8), payload(9)
+    u1 = server.add("/a.gz", bad)
+    entry = {**file_entry(body, [u1]), "size": len(bad)}  # same size: only the hash can tell
+    name = register({"a.gz": entry})
+    with pytest.raises(DownloadError, match="checksum mismatch") as ei:
+        fetch.fetch(name)
+    assert hashlib.sha256(bad).hexdigest() in str(ei.value)
+    dest = cached_file(name, "a.gz")
+    assert not dest.exists() and not cache.part_path(dest).exists()
+
+
+def test_dropped_connection_resumes_with_range(server, register):
+    body = payload(10)
+    cut = len(body) // 3
+    url = server.add("/a.gz", body, drop_after=cut)
+    name = register({"a.gz": file_entry(body, [url])})
+    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    reqs = server.requests("/a.gz")
+    assert [r.range for r in reqs] == [None, f"bytes={cut}-"]
+    assert [r.status for r in reqs] == [200, 206]
+    assert [r.sent for r in reqs] == [cut, len(body) - cut]  # only the rest was sent again
+
+
+def test_server_ignoring_range_starts_over(server, register):
+    body = payload(11)
+    cut = len(body) // 2
+    url = server.add("/a.gz", body, drop_after=cut, ignore_range=True)
+    name = register({"a.gz": file_entry(body, [url])})
+    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    reqs = server.requests("/a.gz")
+    assert [r.range for r in reqs] == [None, f"bytes={cut}-"]
+    assert [r.status for r in reqs] == [200, 200] and reqs[1].sent == len(body)
+
+
+def test_resumed_prefix_with_bad_bytes_is_redone_from_zero(server, register):
+    # A .part left by an earlier run is only trusted as far as the final hash: when that fails,
+    # the whole file is fetched again from byte 0 before the URL is given up.
+    body = payload(12)
+    url = server.add("/a.gz", body)
+    name = register({"a.gz": file_entry(body, [url])})
+    dest = cached_file(name, "a.gz")
+    dest.parent.mkdir(parents=True)
+    cache.part_path(dest).write_bytes(b"\0" * 100)  # wrong prefix: the hash will fail
+    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    reqs = server.requests("/a.gz")
+    assert reqs[0].range == "bytes=100-" and reqs[-1].range is None  # started over from 0
+
+
+def test_short_body_is_an_interrupted_transfer_never_a_finished_one(server, tmp_path):
+    # No size or hash to compare with: only Content-Length says the body is short.
+    body = payload(13)
+    url = server.add("/a.gz", body, extra_length=1000)
+    dest = tmp_path / "a.gz"
+    with pytest.raises(DownloadError, match=r"416|interrupted|closed after"):
+        download.download_file([url], dest, sha256=None, progress_bar=False)
+    assert not dest.exists()
+    assert server.requests("/a.gz")[0].sent == len(body)  # all bytes came, yet not "finished"
+    assert len(server.requests("/a.gz")) <= download.MAX_ATTEMPTS + 1
+
+
+def test_content_length_longer_than_registry_size_is_refused(server, register):
+    body = payload(14)
+    u1 = server.add("/m1/a.gz", body, extra_length=10)
+    u2 = server.add("/m2/a.gz", body)
+    name = register({"a.gz": file_entry(body, [u1, u2])})
+    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert len(server.requests("/m1/a.gz")) == 1  # the announced size is wrong: no retry
+
+
+def test_stalled_server_times_out(server, register, monkeypatch):
+    monkeypatch.setenv("DLSETS_TIMEOUT", "0.2")
+    body = payload(15)
+    u1 = server.add("/m1/a.gz", body, stall=30)
+    u2 = server.add("/m2/a.gz", body)
+    name = register({"a.gz": file_entry(body, [u1, u2])})
+    t0 = time.monotonic()
+    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert time.monotonic() - t0 < 10
+    stalled = server.requests("/m1/a.gz")
+    assert len(stalled) == download.MAX_ATTEMPTS and all(r.sent == 0 for r in stalled)
+    with pytest.raises(DownloadError, match=r"read timed out .*DLSETS_TIMEOUT"):
+        download.download_file([u1], cached_file(name, "b.gz"), sha256=None)
+
+
+@pytest.fixture
+def https_server(tmp_path, monkeypatch):
+    with Server(https=True) as srv:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", srv.ca_bundle(tmp_path))
+        yield srv
+
+
+def test_https_download(https_server, register):
+    body = payload(16)
+    url = https_server.add("/a.gz", body, drop_after=1000)
+    assert url.startswith("https://")
+    name = register({"a.gz": file_entry(body, [url])})
+    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert https_server.ranges("/a.gz") == [None, "bytes=1000-"]
+
+
+def test_https_to_http_redirect_is_refused(https_server, server, register):
+    body = payload(17)
+    plain = server.add("/a.gz", body)
+    secure = https_server.add("/a.gz", redirect=plain)
+    name = register({"a.gz": file_entry(body, [secure])})
+    with pytest.raises(DownloadError) as ei:
+        fetch.fetch(name)
+    msg = str(ei.value)
+    assert "refused the redirect" in msg and secure in msg and plain in msg
+    assert server.requests("/a.gz") == []  # nothing was fetched over http
+    assert not cached_file(name, "a.gz").exists()
+
+
+def test_http_redirects_are_followed(server, register):
+    body = payload(18)
+    target = server.add("/real/a.gz", body)
+    url = server.add("/old/a.gz", redirect=target)
+    name = register({"a.gz": file_entry(body, [url])})
+    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+
+
+def test_unreachable_host_is_retried_then_reported(register, monkeypatch):
+    with Server() as srv:
+        dead = srv.url("/a.gz")  # the port is closed once the server is gone
+    body = payload(19, n=2)
+    name = register({"a.gz": file_entry(body, [dead])})
+    with pytest.raises(DownloadError, match=rf"{dead}: .*\({download.MAX_ATTEMPTS} attempts\)"):
+        fetch.fetch(name)
+
+
+_DISK_FULL = textwrap.dedent("""
+    import json, resource, signal, sys
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit raises EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+    from dlsets.errors import DlsetsError
+    from dlsets.fetch import fetch
+    try:
+        fetch("toy", progress=False)
+    except DlsetsError as exc:
+        print(json.dumps([type(exc).__name__, str(exc)]))
+    else:
+        print(json.dumps(["none", ""]))
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_disk_full_leaves_nothing_under_the_final_name(server, register):
+    body = payload(20, n=100)
+    assert len(body) > 40000
+    url = server.add("/a.gz", body)
+    name = register({"a.gz": file_entry(body, [url])})
+    out = subprocess.run([sys.executable, "-c", _DISK_FULL], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr
+    kind, msg = json.loads(out.stdout.strip().splitlines()[-1])
+    assert kind == "DlsetsError"
+    assert "writing" in msg and "File too large" in msg and "nothing was written" in msg
+    dest = cached_file(name, "a.gz")
+    assert not dest.exists() and not cache.part_path(dest).exists()
+    assert server.count("/a.gz") == 1  # a write error is not retried, nor tried elsewhere
+
+
+def test_hashes_one_pass_matches_hashlib(tmp_path):
+    data = os.urandom(3 * download.CHUNK + 17)
+    p = tmp_path / "x"
+    p.write_bytes(data)
+    h = download.hash_file(p, md5=True)
+    assert (h.sha256, h.md5, h.size) == (
+        hashlib.sha256(data).hexdigest(), hashlib.md5(data).hexdigest(), len(data))
+    assert download.hash_file(p).md5 is None
+
+
+def test_retry_base_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("DLSETS_RETRY_BASE", "0.25")
+    assert download.retry_base() == 0.25
+    monkeypatch.setenv("DLSETS_RETRY_BASE", "junk")
+    assert download.retry_base() == 1.0
+    assert download._delay(3, None) <= 4 * 1.5
+    assert download._delay(1, 1e9) == download.RETRY_AFTER_CAP
+
+
+def test_errors_are_dlsets_errors():
+    assert issubclass(DownloadError, DlsetsError)
