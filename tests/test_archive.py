@@ -1,0 +1,93 @@
+"""Safe tar handling: every unsafe member kind is refused, nothing lands outside the target."""
+
+import io
+import tarfile
+
+import pytest
+
+from dlsets import archive
+from dlsets.errors import FormatError, UnsafeArchiveError
+from tests.formats import tar_gz_bytes
+
+
+def _tar_with(info: tarfile.TarInfo, data: bytes = b"") -> bytes:
+    def extra(tf):
+        tf.addfile(info, io.BytesIO(data) if data else None)
+
+    return tar_gz_bytes({"ok/a.txt": b"fine"}, extra=extra)
+
+
+def _member(name, type_=tarfile.REGTYPE, linkname="", size=0):
+    info = tarfile.TarInfo(name)
+    info.type = type_
+    info.linkname = linkname
+    info.size = size
+    return info
+
+
+UNSAFE = {
+    "dotdot": _member("ok/../../evil.txt", size=4),
+    "absolute": _member("/tmp/evil.txt", size=4),
+    "symlink": _member("ok/link", tarfile.SYMTYPE, linkname="/etc/passwd"),
+    "hardlink": _member("ok/hard", tarfile.LNKTYPE, linkname="ok/a.txt"),
+    "chardev": _member("ok/null", tarfile.CHRTYPE),
+    "blockdev": _member("ok/sda", tarfile.BLKTYPE),
+    "fifo": _member("ok/pipe", tarfile.FIFOTYPE),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNSAFE))
+def test_unsafe_members_are_refused_when_iterating(kind):
+    info = UNSAFE[kind]
+    data = _tar_with(info, b"evil" if info.size else b"")
+    with pytest.raises(UnsafeArchiveError) as exc:
+        list(archive.iter_files(io.BytesIO(data)))
+    assert info.name in str(exc.value)
+
+
+@pytest.mark.parametrize("kind", sorted(UNSAFE))
+def test_unsafe_members_are_never_written(kind, tmp_path):
+    info = UNSAFE[kind]
+    data = _tar_with(info, b"evil" if info.size else b"")
+    dest = tmp_path / "dest" / "inner"
+    with pytest.raises(UnsafeArchiveError):
+        archive.extract(io.BytesIO(data), dest)
+    names = {p.name for p in tmp_path.rglob("*")}
+    assert not names & {"evil.txt", "link", "hard", "null", "sda", "pipe"}
+
+
+def test_backslash_dotdot_is_refused():
+    with pytest.raises(UnsafeArchiveError):
+        archive.member_path("ok\\..\\..\\evil.txt")
+    with pytest.raises(UnsafeArchiveError):
+        archive.member_path("C:/evil.txt")
+
+
+def test_safe_archive_is_read_in_order_and_extracted(tmp_path):
+    members = {"top/b.txt": b"bee", "top/sub/a.txt": b"ay", "./top/c.bin": b"\x00\x01"}
+    data = tar_gz_bytes(members)
+    got = [(str(p), d) for p, d in archive.iter_files(io.BytesIO(data))]
+    assert got == [("top/b.txt", b"bee"), ("top/sub/a.txt", b"ay"), ("top/c.bin", b"\x00\x01")]
+    written = archive.extract(io.BytesIO(data), tmp_path / "out")
+    assert [p.read_bytes() for p in written] == [b"bee", b"ay", b"\x00\x01"]
+    assert all((tmp_path / "out") in p.parents for p in written)
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_extract_refuses_a_symlinked_folder_in_the_destination(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "top").symlink_to(outside)
+    with pytest.raises(UnsafeArchiveError):
+        archive.extract(io.BytesIO(tar_gz_bytes({"top/x.txt": b"x"})), dest)
+    assert not (outside / "x.txt").exists()
+
+
+def test_damaged_archive_is_a_format_error(tmp_path):
+    data = tar_gz_bytes({"top/a.bin": bytes(range(256)) * 400})
+    with pytest.raises(FormatError):
+        list(archive.iter_files(io.BytesIO(data[: len(data) // 2])))
+    with pytest.raises(FormatError):
+        list(archive.iter_files(io.BytesIO(b"not a tar at all" * 100)))

@@ -1,0 +1,419 @@
+"""End to end: fixture files in each real format -> user registry entry -> fetch --from -> load."""
+
+import hashlib
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+import dlsets
+from dlsets import loaders, prepared
+from dlsets.cache import prepared_dir
+from dlsets.errors import OfflineError, OptionError
+from dlsets.fetch import fetch
+from tests import formats
+
+RNG = np.random.default_rng(11)
+LETTERS = list("ABCDEFGHIJ")
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def entry(tmp_path, monkeypatch):
+    """entry(name, like, {file: bytes}) -> cache dir: a user dataset imported into the cache."""
+    cache_dir = tmp_path / "cache"
+    reg = tmp_path / "registry.json"
+    entries = {}
+
+    def make(name, like, files, classes=None, *, import_files=True):
+        src = tmp_path / f"src-{name}-{len(entries)}"
+        src.mkdir()
+        spec = {"like": like, "files": {}}
+        for fname, data in files.items():
+            (src / fname).write_bytes(data)
+            spec["files"][fname] = {"sha256": _sha(data), "size": len(data),
+                                    "urls": [f"http://127.0.0.1:9/{fname}"]}
+        if classes is not None:
+            spec["classes"] = classes
+        entries[name] = spec
+        reg.write_text(json.dumps(entries))
+        monkeypatch.setenv("DLSETS_REGISTRY", str(reg))
+        if import_files:
+            fetch(name, source_dir=src, cache_dir=cache_dir)
+        return cache_dir
+
+    return make
+
+
+def _mnist_like(n_train=40, n_test=15):
+    x_tr = RNG.integers(0, 256, (n_train, 28, 28), dtype=np.uint8)
+    x_te = RNG.integers(0, 256, (n_test, 28, 28), dtype=np.uint8)
+    y_tr = RNG.integers(0, 10, n_train).astype(np.uint8)
+    y_te = RNG.integers(0, 10, n_test).astype(np.uint8)
+    return x_tr, y_tr, x_te, y_te
+
+
+def _idx_files(x_tr, y_tr, x_te, y_te):
+    return {
+        "train-images-idx3-ubyte.gz": formats.idx_gz_bytes(x_tr),
+        "train-labels-idx1-ubyte.gz": formats.idx_gz_bytes(y_tr),
+        "t10k-images-idx3-ubyte.gz": formats.idx_gz_bytes(x_te),
+        "t10k-labels-idx1-ubyte.gz": formats.idx_gz_bytes(y_te),
+    }
+
+
+def _assert_split(split, x, y):
+    np.testing.assert_array_equal(split.images, x)
+    np.testing.assert_array_equal(split.labels, y)
+    assert split.images.dtype == np.uint8 and split.labels.dtype == np.uint8
+    assert split.labels.shape == (len(x),)
+
+
+# --- every format, exact pixels and labels ---------------------------------------------------
+
+
+def test_idx_dataset_end_to_end(entry):
+    data = _mnist_like()
+    files = _idx_files(*data)
+    cache_dir = entry("tiny-mnist", "mnist", files)
+    ds = dlsets.load("tiny-mnist", cache_dir=cache_dir)
+    x_tr, y_tr, x_te, y_te = data
+    _assert_split(ds.train, x_tr, y_tr)
+    _assert_split(ds["test"], x_te, y_te)
+    assert ds.classes == tuple(str(i) for i in range(10))
+    assert ds.info["sources"] == {f: _sha(b) for f, b in files.items()}
+    assert ds.info["splits"]["train"]["class_counts"] == {
+        str(c): int((y_tr == c).sum()) for c in range(10)}
+    assert ds.info["splits"]["test"]["images_shape"] == [len(x_te), 28, 28]
+    assert ds.info["skipped"] == [] and ds.info["skipped_count"] == 0
+    (a, b), (c, d) = ds.as_tuples()
+    np.testing.assert_array_equal(a, x_tr)
+    np.testing.assert_array_equal(d, y_te)
+    x, y = ds.train
+    assert x is ds.train.images and y is ds.train.labels
+
+
+def test_keras_npz_dataset(entry):
+    x_tr, y_tr, x_te, y_te = _mnist_like()
+    cache_dir = entry("npz-mnist", "mnist",
+                      {"mnist.npz": formats.mnist_npz_bytes(x_tr, y_tr, x_te, y_te)})
+    ds = dlsets.load("npz-mnist", cache_dir=cache_dir)
+    _assert_split(ds.train, x_tr, y_tr)
+    _assert_split(ds.test, x_te, y_te)
+
+
+def _cifar(n_classes, n_train=30, n_test=10):
+    x_tr = RNG.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8)
+    x_te = RNG.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8)
+    return (x_tr, RNG.integers(0, n_classes, n_train).astype(np.uint8),
+            x_te, RNG.integers(0, n_classes, n_test).astype(np.uint8))
+
+
+@pytest.mark.parametrize("flavour", ["binary", "python"])
+def test_cifar10_dataset(entry, flavour):
+    x_tr, y_tr, x_te, y_te = _cifar(10)
+    names = [f"c{i}" for i in range(10)]
+    writer = formats.cifar10_binary_tar if flavour == "binary" else formats.cifar10_python_tar
+    cache_dir = entry("tiny-cifar", "cifar10",
+                      {f"cifar-10-{flavour}.tar.gz": writer(x_tr, y_tr, x_te, y_te, names)})
+    ds = dlsets.load("tiny-cifar", cache_dir=cache_dir)
+    _assert_split(ds.train, x_tr, y_tr)
+    _assert_split(ds.test, x_te, y_te)
+    assert ds.train.images.shape == (30, 32, 32, 3)
+    # Class names come from the registry entry (inherited from cifar10).
+    assert ds.classes[0] == "airplane" and len(ds.classes) == 10
+
+
+@pytest.mark.parametrize("flavour", ["binary", "python"])
+def test_cifar100_fine_and_coarse(entry, flavour):
+    x_tr, f_tr, x_te, f_te = _cifar(100)
+    c_tr, c_te = (f_tr % 20).astype(np.uint8), (f_te % 20).astype(np.uint8)
+    writer = formats.cifar100_binary_tar if flavour == "binary" else formats.cifar100_python_tar
+    blob = writer(x_tr, f_tr, c_tr, x_te, f_te, c_te, [f"f{i}" for i in range(100)],
+                  [f"c{i}" for i in range(20)])
+    cache_dir = entry("tiny-c100", "cifar100", {f"cifar-100-{flavour}.tar.gz": blob})
+    fine = dlsets.load("tiny-c100", cache_dir=cache_dir)
+    _assert_split(fine.train, x_tr, f_tr)
+    _assert_split(fine.test, x_te, f_te)
+    assert len(fine.classes) == 100 and fine.classes[0] == "apple"
+    coarse = dlsets.load("tiny-c100", cache_dir=cache_dir, label_mode="coarse")
+    _assert_split(coarse.train, x_tr, c_tr)
+    _assert_split(coarse.test, x_te, c_te)
+    assert len(coarse.classes) == 20 and coarse.classes[0] == "aquatic_mammals"
+    assert coarse.info["splits"]["train"]["class_counts"]["aquatic_mammals"] == int(
+        (c_tr == 0).sum())
+
+
+def test_notmnist_dataset_reports_skipped_files(entry):
+    images = {f"{c}/{c}{k}.png": RNG.integers(0, 256, (28, 28), dtype=np.uint8)
+              for c in LETTERS for k in range(6)}
+    broken = {"A/Zm9udC50dGY=.png": b"\x89PNG\r\n\x1a\nbroken", "F/empty.png": b""}
+    blob = formats.notmnist_tar({**images, **broken}, root="notMNIST_small")
+    cache_dir = entry("tiny-notmnist", "notmnist-small", {"notMNIST_small.tar.gz": blob})
+    ds = dlsets.load("tiny-notmnist", cache_dir=cache_dir)
+    x = np.concatenate([ds.train.images, ds.test.images])
+    y = np.concatenate([ds.train.labels, ds.test.labels])
+    assert {(int(a), b.tobytes()) for a, b in zip(y, x, strict=True)} == {
+        (LETTERS.index(k[0]), v.tobytes()) for k, v in images.items()}
+    assert sorted(ds.info["skipped"]) == sorted(f"notMNIST_small/{k}" for k in broken)
+    assert ds.info["skipped_count"] == 2
+    assert ds.info["sources"] == {"notMNIST_small.tar.gz": _sha(blob)}
+    # 6 per class -> 1 test image per class: stratified.
+    assert np.bincount(ds.test.labels, minlength=10).tolist() == [1] * 10
+    info = loaders.prepared_info("tiny-notmnist", cache_dir=cache_dir)
+    assert info["skipped"] == ds.info["skipped"]
+    assert info["splits"]["train"]["class_counts"] == {c: 5 for c in LETTERS}
+
+
+# --- options -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def mnist_ds(entry):
+    data = _mnist_like()
+    return entry("tiny-mnist", "mnist", _idx_files(*data)), data
+
+
+@pytest.fixture
+def cifar_ds(entry):
+    data = _cifar(10)
+    blob = formats.cifar10_binary_tar(*data, [str(i) for i in range(10)])
+    return entry("tiny-cifar", "cifar10", {"cifar-10-binary.tar.gz": blob}), data
+
+
+def test_float32_scales_to_unit_range(mnist_ds):
+    cache_dir, (x_tr, *_rest) = mnist_ds
+    ds = dlsets.load("tiny-mnist", cache_dir=cache_dir, dtype="float32")
+    assert ds.train.images.dtype == np.float32
+    np.testing.assert_allclose(ds.train.images, x_tr.astype(np.float32) / 255, rtol=1e-7)
+    assert ds.train.images.min() >= 0 and ds.train.images.max() <= 1
+    assert ds.train.labels.dtype == np.uint8
+    assert ds.info["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("channels,shape", [(None, (40, 28, 28)), ("last", (40, 28, 28, 1)),
+                                            ("first", (40, 1, 28, 28))])
+def test_channels_greyscale(mnist_ds, channels, shape):
+    cache_dir, (x_tr, *_rest) = mnist_ds
+    x = dlsets.load("tiny-mnist", cache_dir=cache_dir, channels=channels).train.images
+    assert x.shape == shape
+    np.testing.assert_array_equal(x.reshape(40, 28, 28), x_tr)
+
+
+@pytest.mark.parametrize("channels", [None, "last", "first"])
+def test_channels_colour(cifar_ds, channels):
+    cache_dir, (x_tr, *_rest) = cifar_ds
+    x = dlsets.load("tiny-cifar", cache_dir=cache_dir, channels=channels,
+                    dtype="float32").train.images
+    expected = x_tr.transpose(0, 3, 1, 2) if channels == "first" else x_tr
+    assert x.shape == expected.shape and x.flags.c_contiguous
+    np.testing.assert_allclose(x, expected / np.float32(255), rtol=1e-6)
+
+
+@pytest.mark.parametrize("option,value", [("dtype", "float64"), ("channels", "middle"),
+                                          ("format", "parquet"), ("label_mode", "medium")])
+def test_bad_options_list_the_valid_ones(option, value):
+    with pytest.raises(OptionError) as exc:
+        dlsets.load("mnist", **{option: value})
+    assert repr(value) in str(exc.value)
+    valid = {"dtype": "float32", "channels": "first", "format": "hdf5", "label_mode": "coarse"}
+    assert valid[option] in str(exc.value)
+
+
+def test_coarse_labels_only_for_cifar100():
+    with pytest.raises(OptionError, match="coarse"):
+        dlsets.load("mnist", label_mode="coarse")
+    with pytest.raises(OptionError, match="'small', 'large'"):
+        dlsets.load_notmnist("medium")
+
+
+def test_arrays_are_read_only_memory_maps(mnist_ds):
+    cache_dir, _ = mnist_ds
+    x = dlsets.load("tiny-mnist", cache_dir=cache_dir).train.images
+    with pytest.raises(ValueError):
+        x[0, 0, 0] = 1
+    assert not x.flags.owndata
+
+
+# --- prepared cache ----------------------------------------------------------------------
+
+
+def test_warm_load_uses_prepared_arrays_without_sources(mnist_ds):
+    cache_dir, (x_tr, y_tr, x_te, y_te) = mnist_ds
+    dlsets.load("tiny-mnist", cache_dir=cache_dir)
+    folder = prepared_dir("tiny-mnist", cache_dir)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["arrays"]["train_images"]["shape"] == [40, 28, 28]
+    for f in (cache_dir / "tiny-mnist" / "files").iterdir():
+        f.unlink()
+    ds = dlsets.load("tiny-mnist", cache_dir=cache_dir, download=False)
+    _assert_split(ds.train, x_tr, y_tr)
+    _assert_split(ds.test, x_te, y_te)
+
+
+def _break_truncate(folder):
+    p = folder / "train_images.npy"
+    p.write_bytes(p.read_bytes()[:-100])
+
+
+def _break_manifest_missing(folder):
+    (folder / "manifest.json").unlink()
+
+
+def _break_manifest_garbage(folder):
+    (folder / "manifest.json").write_text("{not json")
+
+
+def _break_shape(folder):
+    # Same byte size, other shape: only the header check can notice.
+    np.save(folder / "test_images.npy", np.zeros((15, 784), np.uint8))
+
+
+def _break_array_missing(folder):
+    (folder / "test_labels.npy").unlink()
+
+
+def _break_swapped(folder):
+    # A complete, valid .npy of the wrong array (a writer died between renames).
+    (folder / "train_labels.npy").write_bytes((folder / "test_labels.npy").read_bytes())
+
+
+@pytest.mark.parametrize("breaker", [_break_truncate, _break_manifest_missing,
+                                     _break_manifest_garbage, _break_shape,
+                                     _break_array_missing, _break_swapped])
+def test_damaged_prepared_copy_is_rebuilt(mnist_ds, breaker):
+    cache_dir, (x_tr, y_tr, x_te, y_te) = mnist_ds
+    dlsets.load("tiny-mnist", cache_dir=cache_dir)
+    folder = prepared_dir("tiny-mnist", cache_dir)
+    breaker(folder)
+    if breaker in (_break_manifest_missing, _break_manifest_garbage):
+        assert loaders.prepared_info("tiny-mnist", cache_dir=cache_dir) is None
+    ds = dlsets.load("tiny-mnist", cache_dir=cache_dir, download=False)
+    _assert_split(ds.train, x_tr, y_tr)
+    _assert_split(ds.test, x_te, y_te)
+    assert prepared.open_arrays(folder, prepared.read_manifest(folder)) is not None
+
+
+def test_stale_prepared_copy_is_rebuilt_when_sources_change(entry):
+    first = _mnist_like()
+    cache_dir = entry("tiny-mnist", "mnist", _idx_files(*first))
+    old = dlsets.load("tiny-mnist", cache_dir=cache_dir)
+    _assert_split(old.train, first[0], first[1])
+    assert loaders.prepared_info("tiny-mnist", cache_dir=cache_dir) is not None
+    # The user's registry entry now names other files (new checksums).
+    second = _mnist_like(n_train=33, n_test=12)
+    cache_dir = entry("tiny-mnist", "mnist", _idx_files(*second), import_files=False)
+    assert loaders.prepared_info("tiny-mnist", cache_dir=cache_dir) is None
+    src = next(p for p in cache_dir.parent.iterdir() if p.name.startswith("src-tiny-mnist-1"))
+    fetch("tiny-mnist", source_dir=src, cache_dir=cache_dir)
+    new = dlsets.load("tiny-mnist", cache_dir=cache_dir)
+    _assert_split(new.train, second[0], second[1])
+    _assert_split(new.test, second[2], second[3])
+
+
+def test_prepared_info(mnist_ds):
+    cache_dir, (x_tr, y_tr, *_rest) = mnist_ds
+    assert loaders.prepared_info("tiny-mnist", cache_dir=cache_dir) is None
+    assert not prepared_dir("tiny-mnist", cache_dir).exists()  # asking prepared nothing
+    dlsets.load("tiny-mnist", cache_dir=cache_dir)
+    info = loaders.prepared_info("tiny-mnist", cache_dir=cache_dir)
+    assert info["splits"]["train"]["images_shape"] == [40, 28, 28]
+    assert info["splits"]["train"]["labels_shape"] == [40]
+    assert sum(info["splits"]["train"]["class_counts"].values()) == 40
+    assert info["skipped"] == []
+
+
+# --- HDF5 and npz ------------------------------------------------------------------------
+
+
+def test_format_hdf5_returns_read_only_datasets(cifar_ds):
+    cache_dir, (x_tr, y_tr, x_te, y_te) = cifar_ds
+    with dlsets.load("tiny-cifar", cache_dir=cache_dir, format="hdf5") as ds:
+        assert isinstance(ds.train.images, h5py.Dataset)
+        np.testing.assert_array_equal(ds.train.images[:], x_tr)
+        np.testing.assert_array_equal(ds.test.labels[:], y_te)
+        with pytest.raises((OSError, ValueError, KeyError)):
+            ds.train.images[0] = 0
+        path = ds.info["hdf5"]
+    # Built once: a second load opens the same file unchanged.
+    mtime = __import__("os").stat(path).st_mtime_ns
+    with dlsets.load("tiny-cifar", cache_dir=cache_dir, format="hdf5") as ds2:
+        np.testing.assert_array_equal(ds2.test.images[:], x_te)
+    assert __import__("os").stat(path).st_mtime_ns == mtime
+    with dlsets.load("tiny-cifar", cache_dir=cache_dir, format="hdf5", channels="first",
+                     dtype="float32") as ds3:
+        assert ds3.train.images.shape == (30, 3, 32, 32)
+        np.testing.assert_allclose(ds3.train.images[:5], x_tr[:5].transpose(0, 3, 1, 2) / 255,
+                                   rtol=1e-6)
+
+
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_to_hdf5_layout(cifar_ds, tmp_path, compression):
+    cache_dir, (x_tr, y_tr, x_te, y_te) = cifar_ds
+    ds = dlsets.load("tiny-cifar", cache_dir=cache_dir)
+    out = ds.to_hdf5(tmp_path / "out.h5", compression=compression)
+    with h5py.File(out, "r") as f:
+        np.testing.assert_array_equal(f["train/images"][:], x_tr)
+        np.testing.assert_array_equal(f["train/labels"][:], y_tr)
+        np.testing.assert_array_equal(f["test/images"][:], x_te)
+        np.testing.assert_array_equal(f["test/labels"][:], y_te)
+        assert f["train/images"].chunks[1:] == (32, 32, 3)
+        assert f["train/images"].compression == compression
+        assert [c.decode() if isinstance(c, bytes) else c for c in f.attrs["classes"]] == list(
+            ds.classes)
+        assert json.loads(f.attrs["sources"]) == ds.info["sources"]
+    assert not list(tmp_path.glob(".*tmp"))
+    with pytest.raises(OptionError, match="gzip"):
+        ds.to_hdf5(tmp_path / "x.h5", compression="zstd")
+
+
+def test_to_npz(mnist_ds, tmp_path):
+    cache_dir, (x_tr, y_tr, x_te, y_te) = mnist_ds
+    out = dlsets.load("tiny-mnist", cache_dir=cache_dir).to_npz(tmp_path / "mnist-copy.npz")
+    assert out == tmp_path / "mnist-copy.npz"
+    with np.load(out, allow_pickle=False) as z:
+        assert sorted(z.files) == ["x_test", "x_train", "y_test", "y_train"]
+        np.testing.assert_array_equal(z["x_train"], x_tr)
+        np.testing.assert_array_equal(z["y_test"], y_te)
+
+
+# --- offline behaviour and the built-in names ----------------------------------------------
+
+
+def test_download_false_with_nothing_cached_says_what_is_missing(entry):
+    cache_dir = entry("tiny-mnist", "mnist", _idx_files(*_mnist_like()), import_files=False)
+    with pytest.raises(OfflineError) as exc:
+        dlsets.load("tiny-mnist", cache_dir=cache_dir, download=False)
+    msg = str(exc.value)
+    assert "train-images-idx3-ubyte.gz" in msg and "t10k-labels-idx1-ubyte.gz" in msg
+    assert "dlsets fetch tiny-mnist" in msg
+
+
+@pytest.mark.parametrize("call,wanted,unwanted", [
+    (lambda: dlsets.load_mnist(), "train-images-idx3-ubyte.gz", None),
+    (lambda: dlsets.load_fashion_mnist(), "train-images-idx3-ubyte.gz", None),
+    (lambda: dlsets.load_kmnist(), "t10k-labels-idx1-ubyte.gz", None),
+    (lambda: dlsets.load_cifar10(), "cifar-10-binary.tar.gz", "cifar-100"),
+    (lambda: dlsets.load_cifar100(label_mode="coarse"), "cifar-100-binary.tar.gz", None),
+    (lambda: dlsets.load_notmnist(), "notMNIST_small.tar.gz", "notMNIST_large"),
+    (lambda: dlsets.load_notmnist("large"), "notMNIST_large.tar.gz", "notMNIST_small"),
+])
+def test_builtin_loaders_delegate_offline(monkeypatch, call, wanted, unwanted):
+    monkeypatch.setenv("DLSETS_OFFLINE", "1")
+    with pytest.raises(OfflineError) as exc:
+        call()
+    assert wanted in str(exc.value)
+    if unwanted:
+        assert unwanted not in str(exc.value)
+
+
+@pytest.mark.parametrize("name,wanted", [("mnist", "mnist.npz"), ("cifar10",
+                                          "cifar-10-python.tar.gz")])
+def test_builtin_download_false_lists_every_file_set(name, wanted):
+    with pytest.raises(OfflineError) as exc:
+        dlsets.load(name, download=False)
+    assert wanted in str(exc.value)
