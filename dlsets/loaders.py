@@ -245,13 +245,13 @@ def _stale(spec: DatasetSpec, manifest: dict, cache_dir) -> str | None:
 
 
 def _source_files(spec: DatasetSpec, cache_dir, download: bool, progress) -> dict[str, Path]:
+    # Import the functions, not the module: ``dlsets.fetch`` the attribute becomes the
+    # function once anyone touches ``dlsets.fetch``, so ``from . import fetch`` is unreliable.
+    from .fetch import cached, fetch
+
     if download:
-        from . import fetch
-
-        return fetch.fetch(spec.name, cache_dir=cache_dir, progress=progress)
-    from . import fetch
-
-    have = fetch.cached(spec.name, cache_dir=cache_dir)
+        return fetch(spec.name, cache_dir=cache_dir, progress=progress)
+    have = cached(spec.name, cache_dir=cache_dir)
     for fs in spec.file_sets:
         if all(f in have for f in fs):
             return {f: have[f] for f in fs}

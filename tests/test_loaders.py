@@ -417,3 +417,12 @@ def test_builtin_download_false_lists_every_file_set(name, wanted):
     with pytest.raises(OfflineError) as exc:
         dlsets.load(name, download=False)
     assert wanted in str(exc.value)
+
+
+def test_load_works_when_dlsets_fetch_is_the_function(mnist_ds, monkeypatch):
+    """``dlsets.fetch`` is both a module and (lazily) a function; load must not care."""
+    import importlib
+
+    monkeypatch.setattr(dlsets, "fetch", importlib.import_module("dlsets.fetch").fetch)
+    cache_dir, (x_tr, y_tr, *_rest) = mnist_ds
+    _assert_split(dlsets.load("tiny-mnist", cache_dir=cache_dir).train, x_tr, y_tr)
