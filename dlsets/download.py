@@ -274,6 +274,9 @@ def _transfer(session, url, part, h: Hashes, have: int, size, bar) -> int:
 
 def _stream(raw, part: Path, h: Hashes, have: int, bar) -> int:
     received = 0
+    # read1 hands over what has arrived (up to CHUNK) instead of waiting for a full CHUNK, so
+    # a slow or killed transfer keeps on disk nearly everything it received.
+    read = raw.read1 if hasattr(raw, "read1") else raw.read
     try:
         with open(part, "r+b" if have else "wb") as f:
             if have:
@@ -281,7 +284,7 @@ def _stream(raw, part: Path, h: Hashes, have: int, bar) -> int:
                 f.truncate()
             while True:
                 try:
-                    data = raw.read(CHUNK, decode_content=False)
+                    data = read(CHUNK, decode_content=False)
                 except _NET_ERRORS as exc:
                     raise _Retry(f"transfer interrupted after {have + received:,} bytes: "
                                  f"{_reason(exc)}") from None

@@ -1,0 +1,332 @@
+"""fetch / cached / verify / remove / status against loopback servers (no network)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import multiprocessing
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from dlsets import cache, download, registry
+from dlsets.errors import DownloadError, OfflineError, OptionError
+from dlsets.registry import DatasetSpec, FileSpec
+from tests.formats import idx_gz_bytes
+from tests.httpserver import Server, file_entry, wait_for, write_registry
+
+# `from dlsets import fetch` gives the lazily exported function, not the module.
+fetch = importlib.import_module("dlsets.fetch")
+
+NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+         "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+
+
+def payload(seed: int, n: int = 40) -> bytes:
+    rng = np.random.default_rng(seed)
+    return idx_gz_bytes(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+
+
+@pytest.fixture(autouse=True)
+def fast_retries(monkeypatch):
+    monkeypatch.setenv("DLSETS_RETRY_BASE", "0.001")
+
+
+@pytest.fixture
+def server():
+    with Server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def toy(server, tmp_path, monkeypatch):
+    """A user dataset 'toy' like MNIST: four IDX files served at <server>/reg/<file>."""
+    bodies = {f: payload(i, n=10 + 5 * i) for i, f in enumerate(NAMES)}
+    files = {f: file_entry(b, [server.add(f"/reg/{f}", b)], md5=True) for f, b in bodies.items()}
+    reg = write_registry(tmp_path, {"toy": {"like": "mnist", "files": files}})
+    monkeypatch.setenv("DLSETS_REGISTRY", str(reg))
+    return bodies
+
+
+def install(monkeypatch, spec: DatasetSpec) -> None:
+    """Add a hand-built spec (what the user schema cannot express) to the registry."""
+    real = registry._all
+    monkeypatch.setattr(registry, "_all", lambda: {**real(), spec.name: spec})
+
+
+def spec_like_mnist(name: str, files: dict[str, FileSpec], sets) -> DatasetSpec:
+    base = registry.get("mnist")
+    return dataclasses.replace(base, name=name, files=files, file_sets=tuple(map(tuple, sets)),
+                               builtin=False, source="test")
+
+
+def fspec(name: str, body: bytes, urls, *, sha=True, md5=False, size=True) -> FileSpec:
+    return FileSpec(
+        name=name,
+        sha256=hashlib.sha256(body).hexdigest() if sha else None,
+        md5=hashlib.md5(body).hexdigest() if md5 else None,
+        size=len(body) if size else None,
+        urls=tuple(urls),
+    )
+
+
+# --- fetch ---------------------------------------------------------------------------------
+
+
+def test_fetch_downloads_the_default_set_once(toy, server):
+    paths = fetch.fetch("toy", progress=False)
+    assert list(paths) == NAMES
+    for f, p in paths.items():
+        assert p == cache.file_path("toy", f) and p.read_bytes() == toy[f]
+        assert server.count(f"/reg/{f}") == 1
+    assert fetch.cached("toy") == paths
+    assert fetch.fetch("toy") == paths
+    assert all(server.count(f"/reg/{f}") == 1 for f in NAMES)
+
+
+def test_files_selects_explicit_files(toy, server):
+    paths = fetch.fetch("toy", files=[NAMES[1]])
+    assert list(paths) == [NAMES[1]]
+    assert server.count(f"/reg/{NAMES[0]}") == 0
+    with pytest.raises(OptionError, match="no file"):
+        fetch.fetch("toy", files=["nope.gz"])
+
+
+def test_mirrors_argument_and_environment_are_tried_first(toy, server, monkeypatch):
+    for f, b in toy.items():
+        server.add(f"/arg/{f}", b if f != NAMES[0] else b"", status=200 if f != NAMES[0] else 404)
+        server.add(f"/env/{f}", b)
+    monkeypatch.setenv("DLSETS_MIRROR", server.url("/env") + "  http://127.0.0.1:9/unused/")
+    fetch.fetch("toy", mirrors=[server.url("/arg/")])
+    # The first file is 404 on the argument mirror, so it came from the environment's.
+    assert len(server.requests(f"/arg/{NAMES[0]}")) == 1 and server.count(f"/env/{NAMES[0]}") == 1
+    for f in NAMES[1:]:
+        assert server.count(f"/arg/{f}") == 1 and server.requests(f"/env/{f}") == []
+    assert all(server.requests(f"/reg/{f}") == [] for f in NAMES)
+
+
+def test_mirror_order_in_the_error(toy, monkeypatch):
+    monkeypatch.setenv("DLSETS_OFFLINE", "1")
+    with pytest.raises(OfflineError) as ei:
+        fetch.fetch("toy", mirrors=["https://a.example/m"])
+    msg = str(ei.value)
+    assert msg.index("https://a.example/m/" + NAMES[0]) < msg.index("/reg/" + NAMES[0])
+
+
+def test_offline_fails_listing_exactly_what_is_needed(toy, server, monkeypatch):
+    fetch.fetch("toy", files=[NAMES[0]])
+    monkeypatch.setenv("DLSETS_OFFLINE", "1")
+    with pytest.raises(OfflineError) as ei:
+        fetch.fetch("toy")
+    msg = str(ei.value)
+    assert "3 file(s) missing" in msg and NAMES[0] not in msg.split("Needed:")[1]
+    for f in NAMES[1:]:
+        b = toy[f]
+        assert f in msg and f"{len(b):,} bytes" in msg and hashlib.sha256(b).hexdigest() in msg
+        assert server.url(f"/reg/{f}") in msg
+    assert "dlsets fetch toy --from DIR" in msg
+    assert all(server.count(f"/reg/{f}") == (f == NAMES[0]) for f in NAMES)
+    assert fetch.fetch("toy", files=[NAMES[0]])  # a cached file is fine offline
+
+
+def test_import_from_folder_by_checksum_not_name(toy, server, tmp_path):
+    src = tmp_path / "downloads"
+    (src / "deeper").mkdir(parents=True)
+    for i, b in enumerate(toy.values()):
+        where = src / "deeper" if i % 2 else src
+        (where / f"renamed-{i}.bin").write_bytes(b)
+    (src / "noise.bin").write_bytes(payload(99))
+    (src / (NAMES[0] + ".copy")).write_bytes(b"same name, other bytes")
+    paths = fetch.fetch("toy", source_dir=src)
+    assert {f: p.read_bytes() for f, p in paths.items()} == toy
+    assert server.log == []  # the network was never touched
+    assert fetch.cached("toy") == paths
+
+
+def test_import_incomplete_fails_listing_what_is_missing(toy, server, tmp_path):
+    src = tmp_path / "partial"
+    src.mkdir()
+    (src / "x").write_bytes(toy[NAMES[0]])
+    with pytest.raises(OfflineError) as ei:
+        fetch.fetch("toy", source_dir=src)
+    msg = str(ei.value)
+    assert f"imported {NAMES[0]}" in msg
+    for f in NAMES[1:]:
+        assert f in msg and hashlib.sha256(toy[f]).hexdigest() in msg
+    assert server.log == []
+    assert cache.file_path("toy", NAMES[0]).read_bytes() == toy[NAMES[0]]
+
+
+def test_alternative_file_set_is_recognised_and_used(server, tmp_path, monkeypatch):
+    # Like MNIST: four IDX files, or keras' mnist.npz (sha256 only, size unknown).
+    idx = {f: payload(10 + i, n=5) for i, f in enumerate(NAMES)}
+    npz = b"PK\x03\x04 pretend npz " + os.urandom(3000)
+    files = {f: fspec(f, b, [server.add(f"/{f}", b)], md5=True) for f, b in idx.items()}
+    files["mnist.npz"] = fspec("mnist.npz", npz, [server.add("/mnist.npz", npz)], size=False)
+    install(monkeypatch, spec_like_mnist("alt", files, [NAMES, ["mnist.npz"]]))
+    keras = tmp_path / "keras" / "datasets"
+    keras.mkdir(parents=True)
+    (keras / "mnist-old.npz").write_bytes(npz)
+    assert list(fetch.fetch("alt", source_dir=keras)) == ["mnist.npz"]
+    assert list(fetch.fetch("alt")) == ["mnist.npz"]  # a complete set is cached: no network
+    assert server.log == []
+    assert list(fetch.fetch("alt", files=NAMES)) == NAMES  # explicit files download
+    assert server.count("/mnist.npz") == 0
+
+
+# --- several processes, killed processes -----------------------------------------------------
+
+
+def _fetch_in_child(barrier, cache_dir) -> None:
+    fetch = importlib.import_module("dlsets.fetch")
+    barrier.wait(timeout=60)
+    out = fetch.fetch("toy", cache_dir=cache_dir, progress=False)
+    assert all(p.is_file() for p in out.values())
+
+
+def test_four_processes_download_each_file_once(toy, server, tmp_path):
+    for f, b in toy.items():  # slow enough that the processes overlap
+        server.add(f"/reg/{f}", b, trickle=(4096, 0.01))
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_fetch_in_child, args=(barrier, tmp_path / "c")) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    for f in NAMES:
+        assert server.count(f"/reg/{f}") == 1, server.requests(f"/reg/{f}")
+        assert cache.file_path("toy", f, tmp_path / "c").read_bytes() == toy[f]
+
+
+def _fetch_one(cache_dir, file) -> None:
+    importlib.import_module("dlsets.fetch").fetch("toy", files=[file], cache_dir=cache_dir,
+                                                  progress=False)
+
+
+def test_killed_download_is_resumed_not_trusted(toy, server, tmp_path):
+    f = NAMES[3]
+    body = toy[f]
+    assert len(body) > 16384
+    server.add(f"/reg/{f}", body, trickle=(1024, 0.02))
+    ctx = multiprocessing.get_context("spawn")
+    child = ctx.Process(target=_fetch_one, args=(tmp_path / "c", f))
+    child.start()
+    part = cache.part_path(cache.file_path("toy", f, tmp_path / "c"))
+    assert wait_for(lambda: part.exists() and part.stat().st_size >= 4096, timeout=30)
+    os.kill(child.pid, signal.SIGKILL)
+    child.join(10)
+    assert child.exitcode == -signal.SIGKILL
+    have = part.stat().st_size
+    assert 0 < have < len(body)
+    assert not cache.file_path("toy", f, tmp_path / "c").exists()
+    server.add(f"/reg/{f}", body)  # a healthy server now; the lock died with the child
+    paths = fetch.fetch("toy", files=[f], cache_dir=tmp_path / "c")
+    assert paths[f].read_bytes() == body and not part.exists()
+    last = server.requests(f"/reg/{f}")[-1]
+    assert last.range == f"bytes={have}-" and last.status == 206
+    assert last.sent == len(body) - have
+
+
+# --- notMNIST-style pins ---------------------------------------------------------------------
+
+
+def test_md5_only_file_is_pinned_then_enforced(server, monkeypatch):
+    body = payload(30)
+    url = server.add("/small.tar.gz", body)
+    f = fspec("small.tar.gz", body, [url], sha=False, md5=True)
+    install(monkeypatch, spec_like_mnist("nm", {f.name: f}, [[f.name]]))
+    path = fetch.fetch("nm")[f.name]
+    pins = cache.read_json(cache.pins_path("nm"))
+    assert pins == {f.name: hashlib.sha256(body).hexdigest()}
+    st = {s.file: s for s in fetch.status("nm")}[f.name]
+    assert st.verified and st.pinned_sha256 == pins[f.name] and st.sha256 is None
+    assert "pinned" in st.describe()
+    # From now on the pin is enforced: a download that no longer hashes to it is refused,
+    # even though size and md5 (all the registry knows) would be checked as well.
+    other = "0" * 64
+    fetch.remove("nm")
+    cache.write_json(cache.pins_path("nm"), {f.name: other})
+    with pytest.raises(DownloadError, match="checksum mismatch.*expected 0000"):
+        fetch.fetch("nm")
+    assert not path.exists()
+
+
+# --- verify, cached, status, remove ----------------------------------------------------------
+
+
+def corrupt(path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # same size: only a hash notices
+    path.write_bytes(bytes(data))
+
+
+def test_verify_detects_and_repairs(toy, server):
+    paths = fetch.fetch("toy")
+    corrupt(paths[NAMES[2]])
+    results = fetch.verify(["toy"])
+    by = {r.file: r for r in results}
+    assert [by[f].state for f in NAMES] == ["ok", "ok", "repaired", "ok"]
+    assert all(r.ok for r in results)
+    assert "sha256" in by[NAMES[2]].detail and "toy/" in by[NAMES[2]].describe()
+    assert paths[NAMES[2]].read_bytes() == toy[NAMES[2]]
+    assert server.count(f"/reg/{NAMES[2]}") == 2
+
+
+def test_verify_without_repair_reports_corrupt(toy, server):
+    paths = fetch.fetch("toy")
+    corrupt(paths[NAMES[0]])
+    results = fetch.verify(None, repair=False)  # None: every dataset in the cache
+    bad = [r for r in results if not r.ok]
+    assert [(r.dataset, r.file, r.state) for r in bad] == [("toy", NAMES[0], "corrupt")]
+    assert server.count(f"/reg/{NAMES[0]}") == 1
+    assert NAMES[0] not in fetch.cached("toy")
+
+
+def test_verify_of_an_empty_dataset_reports_missing(toy):
+    results = fetch.verify(["toy"])
+    assert [r.state for r in results] == ["missing"] * 4
+    assert fetch.verify() == []
+
+
+def test_verified_file_is_not_rehashed(toy, monkeypatch):
+    paths = fetch.fetch("toy")
+    calls = []
+    real = download.hash_file
+    monkeypatch.setattr(download, "hash_file", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    assert fetch.fetch("toy") == paths
+    assert fetch.cached("toy") == paths
+    assert calls == []
+    st = paths[NAMES[1]].stat()
+    os.utime(paths[NAMES[1]], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: re-hash
+    assert fetch.cached("toy") == paths
+    assert calls == [paths[NAMES[1]]]
+    assert fetch.cached("toy") == paths  # recorded again, so no further hashing
+    assert calls == [paths[NAMES[1]]]
+
+
+def test_changed_file_fails_rehash_and_fetch_repairs_it(toy, server):
+    paths = fetch.fetch("toy")
+    corrupt(paths[NAMES[3]])
+    assert NAMES[3] not in fetch.cached("toy")
+    assert fetch.fetch("toy")[NAMES[3]].read_bytes() == toy[NAMES[3]]
+    assert server.count(f"/reg/{NAMES[3]}") == 2
+
+
+def test_status_and_remove(toy):
+    fetch.fetch("toy", files=NAMES[:1])
+    sts = fetch.status("toy")
+    assert [s.file for s in sts] == NAMES
+    assert [(s.present, s.verified) for s in sts] == [(True, True)] + [(False, False)] * 3
+    assert sts[0].sha256 == hashlib.sha256(toy[NAMES[0]]).hexdigest()
+    assert sts[0].size == len(toy[NAMES[0]]) and sts[0].md5
+    assert "verified" in sts[0].describe() and "not downloaded" in sts[1].describe()
+    d = fetch.remove("toy")
+    assert d == cache.dataset_dir("toy") and not d.exists()
+    assert fetch.remove("toy") is None
+    with pytest.raises(OptionError):
+        fetch.remove("../x")
