@@ -1,0 +1,98 @@
+"""Preview grids: each row an original image followed by augmented copies of it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import OptionError
+
+SEPARATOR = 128  # mid grey stands out on both black-background digits and photos
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.uint16:
+        return (a >> 8).astype(np.uint8)
+    a = a.astype(np.float64)
+    if a.size and float(np.nanmax(a)) <= 1.0:  # float images in [0, 1]
+        a = a * 255.0
+    return np.clip(np.nan_to_num(a), 0, 255).round().astype(np.uint8)
+
+
+def preview_grid(
+    images: np.ndarray,
+    augmenter: object,
+    *,
+    n: int = 8,
+    copies: int = 7,
+    seed: int = 0,
+    gap: int = 1,
+) -> np.ndarray:
+    """A uint8 grid (rows, cols) or (rows, cols, C): row i is ``images[i]``, a wider separator,
+    then ``copies`` augmented versions of it, for the first ``n`` images (N, H, W[, C]).
+
+    ``augmenter`` is a dlsets Augmenter or an albumentations pipeline (seeded from ``seed``).
+    Float images are taken as [0, 1] when their maximum is at most 1, else as [0, 255].
+    """
+    from .albu import as_batch_augmenter
+
+    images = np.asarray(images)
+    for name, value in (("n", n), ("copies", copies), ("gap", gap)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (
+                0 if name == "gap" else 1):
+            raise OptionError(f"{name}={value!r} is not allowed: give a positive integer")
+    if images.ndim not in (3, 4):
+        raise OptionError(f"images has shape {images.shape}: expected (N, H, W) or (N, H, W, C)")
+    if n > len(images):
+        raise OptionError(f"n={n} rows asked for but only {len(images)} images given")
+    if images.ndim == 4 and images.shape[3] not in (1, 3, 4):
+        raise OptionError(f"images have {images.shape[3]} channels: a PNG grid needs 1, 3 or 4")
+    aug = as_batch_augmenter(augmenter, seed)
+    originals = images[:n]
+    copied = aug(np.repeat(originals, copies, axis=0), start=0)
+    cells = np.concatenate(
+        [originals[:, None], copied.reshape(n, copies, *images.shape[1:])], axis=1)
+    cells = _to_uint8(cells)
+    if cells.ndim == 5 and cells.shape[4] == 1:
+        cells = cells[..., 0]
+    h, w = cells.shape[2:4]
+    extra = cells.shape[4:]
+    first = 2 * gap + 1  # wider line between the original and its copies
+    rows = n * h + (n - 1) * gap
+    cols = (copies + 1) * w + (copies - 1) * gap + first
+    grid = np.full((rows, cols, *extra), SEPARATOR, np.uint8)
+    for i in range(n):
+        top = i * (h + gap)
+        for j in range(copies + 1):
+            left = 0 if j == 0 else w + first + (j - 1) * (w + gap)
+            grid[top:top + h, left:left + w] = cells[i, j]
+    return grid
+
+
+def save_png(grid: np.ndarray, path: str | os.PathLike, *, scale: int = 1) -> Path:
+    """Write a uint8 image (H, W), (H, W, 3) or (H, W, 4) as PNG, atomically; ``scale`` enlarges
+    it by pixel repetition. Returns the path."""
+    from PIL import Image
+
+    grid = np.asarray(grid)
+    if grid.dtype != np.uint8 or not (grid.ndim == 2 or (grid.ndim == 3 and grid.shape[2] in (3,
+                                                                                        4))):
+        raise OptionError(f"grid of shape {grid.shape} and dtype {grid.dtype} is not a uint8 "
+                          "image (H, W), (H, W, 3) or (H, W, 4)")
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+        raise OptionError(f"scale={scale!r} is not allowed: give an integer >= 1")
+    if scale > 1:
+        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
+    try:
+        Image.fromarray(grid).save(tmp, format="PNG")
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return final

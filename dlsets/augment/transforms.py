@@ -1,0 +1,423 @@
+"""Transform classes (they hold ranges only) and the :class:`Augmenter` that runs them.
+
+A transform draws its parameters for samples ``start .. start+n-1`` from its own counter-based
+stream (see :mod:`.params`) and turns them into inverse homographies or an elastic field (see
+:mod:`.functional`); the Augmenter composes all geometry of a sample into one resampling.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from numbers import Real
+
+import numpy as np
+
+from ..errors import OptionError
+from . import functional as F
+from . import params
+
+Range = tuple[float, float]
+
+
+# ---------------------------------------------------------------------------- argument checks
+def _number(value: object) -> bool:
+    return isinstance(value, (Real, np.number)) and not isinstance(value, bool)
+
+
+def _range(name: str, value: object, *, limit: float, what: str) -> Range:
+    """A number d >= 0 means (-d, d); a (low, high) pair is taken as given; both within limit."""
+    allowed = (f"give {what} as a number d in [0, {limit:g}] (meaning -d..d) or a (low, high) "
+               f"pair with -{limit:g} <= low <= high <= {limit:g}")
+    if _number(value):
+        d = float(value)
+        if math.isfinite(d) and 0.0 <= d <= limit:
+            return (-d, d)
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_number, value)):
+        lo, hi = float(value[0]), float(value[1])
+        if math.isfinite(lo) and math.isfinite(hi) and -limit <= lo <= hi <= limit:
+            return (lo, hi)
+    raise OptionError(f"{name}={value!r} is not allowed: {allowed}")
+
+
+def _zoom(value: object) -> Range:
+    allowed = ("give a (low, high) pair of scale factors with 0 < low <= high <= 10, or a number "
+               "z in [0, 1) meaning (1 - z, 1 + z)")
+    if _number(value):
+        z = float(value)
+        if 0.0 <= z < 1.0:
+            return (1.0 - z, 1.0 + z)
+    elif isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_number, value)):
+        lo, hi = float(value[0]), float(value[1])
+        if 0.0 < lo <= hi <= 10.0:
+            return (lo, hi)
+    raise OptionError(f"zoom={value!r} is not allowed: {allowed}")
+
+
+def _probability(name: str, value: object) -> float:
+    if _number(value) and 0.0 <= float(value) <= 1.0:
+        return float(value)
+    raise OptionError(f"{name}={value!r} is not allowed: give a probability in [0, 1]")
+
+
+def _draw(lo_hi: Range, u: np.ndarray) -> np.ndarray:
+    lo, hi = lo_hi
+    return lo + (hi - lo) * u
+
+
+# ---------------------------------------------------------------------------- transforms
+class Transform:
+    """Base of all transforms: immutable ranges; parameters come from ``draw``."""
+
+    words: int = 0  # uniforms per sample
+
+    def _fields(self) -> dict:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._fields().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, tuple(self._fields().items())))
+
+
+class Geometric(Transform):
+    """A transform that is a homography per sample."""
+
+    def inverse(self, u: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Inverse matrices (n, 3, 3) from uniforms ``u`` (n, words)."""
+        raise NotImplementedError
+
+    def matrices(self, seed: int, stream: int, start: int, n: int, height: int,
+                 width: int) -> np.ndarray:
+        """Inverse matrices (n, 3, 3) of samples start..start+n-1."""
+        return self.inverse(params.uniform(seed, stream, start, n, self.words), height, width)
+
+
+class RandomAffine(Geometric):
+    """Rotation (degrees), shift (fraction of the size, sub-pixel), shear (degrees, x and y
+    drawn separately) and zoom (scale factor), all drawn per sample; each off unless given."""
+
+    words = 6
+
+    def __init__(self, rotate: float | Range | None = None, shift: float | Range | None = None,
+                 shear: float | Range | None = None, zoom: float | Range | None = None) -> None:
+        self.rotate = None if rotate is None else _range("rotate", rotate, limit=360.0,
+                                                         what="degrees")
+        self.shift = None if shift is None else _range("shift", shift, limit=1.0,
+                                                       what="a fraction of the image size")
+        self.shear = None if shear is None else _range("shear", shear, limit=80.0,
+                                                       what="degrees")
+        self.zoom = None if zoom is None else _zoom(zoom)
+
+    def inverse(self, u: np.ndarray, height: int, width: int) -> np.ndarray:
+        zero = np.zeros(u.shape[0])
+        angle = zero if self.rotate is None else _draw(self.rotate, u[:, 0])
+        shear_x = zero if self.shear is None else _draw(self.shear, u[:, 1])
+        shear_y = zero if self.shear is None else _draw(self.shear, u[:, 2])
+        scale = zero + 1.0 if self.zoom is None else _draw(self.zoom, u[:, 3])
+        tx = zero if self.shift is None else _draw(self.shift, u[:, 4]) * width
+        ty = zero if self.shift is None else _draw(self.shift, u[:, 5]) * height
+        return F.affine_inverse(angle, shear_x, shear_y, scale, tx, ty, height, width)
+
+
+class Rotate(RandomAffine):
+    """Rotation by an angle drawn from ``degrees`` (d means -d..d), counter-clockwise positive."""
+
+    def __init__(self, degrees: float | Range) -> None:
+        super().__init__(rotate=degrees)
+
+
+class Shift(RandomAffine):
+    """Sub-pixel shift by a fraction of the width (x) and height (y), drawn per axis."""
+
+    def __init__(self, fraction: float | Range) -> None:
+        super().__init__(shift=fraction)
+
+
+class Shear(RandomAffine):
+    """Shear along x and along y by angles drawn from ``degrees``."""
+
+    def __init__(self, degrees: float | Range) -> None:
+        super().__init__(shear=degrees)
+
+
+class Zoom(RandomAffine):
+    """Scaling about the centre by a factor drawn from ``factor`` ((low, high) or 1 +- z)."""
+
+    def __init__(self, factor: float | Range) -> None:
+        super().__init__(zoom=factor)
+
+
+class Perspective(Geometric):
+    """Perspective warp: each corner moves by up to ``scale`` x the image size along x and y."""
+
+    words = 8
+
+    def __init__(self, scale: float) -> None:
+        if not (_number(scale) and 0.0 <= float(scale) <= 0.25):
+            raise OptionError(f"perspective={scale!r} is not allowed: give a number in [0, 0.25] "
+                              "(largest corner move as a fraction of the image size)")
+        self.scale = float(scale)
+
+    def inverse(self, u: np.ndarray, height: int, width: int) -> np.ndarray:
+        off = (2.0 * u - 1.0) * self.scale
+        off = off.reshape(-1, 4, 2) * np.array([width - 1, height - 1], dtype=np.float64)
+        return F.perspective_inverse(off, height, width)
+
+
+class HFlip(Geometric):
+    """Mirror left-right with probability ``p`` (off in Augmenter by default: digits would)."""
+
+    words = 1
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = _probability("p", p)
+
+    def inverse(self, u: np.ndarray, height: int, width: int) -> np.ndarray:
+        flip = u[:, 0] < self.p
+        return F.flip_inverse(flip, np.zeros_like(flip), height, width)
+
+
+class VFlip(Geometric):
+    """Mirror top-bottom with probability ``p``."""
+
+    words = 1
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = _probability("p", p)
+
+    def inverse(self, u: np.ndarray, height: int, width: int) -> np.ndarray:
+        flip = u[:, 0] < self.p
+        return F.flip_inverse(np.zeros_like(flip), flip, height, width)
+
+
+class Elastic(Transform):
+    """Elastic deformation (Simard et al. 2003): displacement = alpha x (Gaussian smoothing with
+    ``sigma`` pixels of white noise of variance 1/3, as uniform noise on [-1, 1] has)."""
+
+    def __init__(self, alpha: float, sigma: float) -> None:
+        if not (_number(alpha) and math.isfinite(alpha) and 0.0 <= float(alpha) <= 1000.0):
+            raise OptionError(f"elastic alpha={alpha!r} is not allowed: give a number in "
+                              "[0, 1000] (displacement scale in pixels)")
+        if not (_number(sigma) and math.isfinite(sigma) and 0.1 <= float(sigma) <= 100.0):
+            raise OptionError(f"elastic sigma={sigma!r} is not allowed: give a number in "
+                              "[0.1, 100] (smoothing in pixels)")
+        self.alpha = float(alpha)
+        self.sigma = float(sigma)
+
+    def field(self, seed: int, stream: int, start: int, n: int, height: int,
+              width: int) -> F.Field:
+        """The displacement fields of samples start..start+n-1 for H x W images."""
+        rows = F.smoothing_basis(height, self.sigma)
+        cols = F.smoothing_basis(width, self.sigma)
+        r, s = rows.shape[1], cols.shape[1]
+        z = params.normal(seed, stream, start, n, 2 * r * s)
+        z *= np.float32(self.alpha / math.sqrt(3.0))
+        z = z.reshape(n, 2, r, s)
+        return F.Field(rows, cols, z[:, 0], z[:, 1])
+
+
+TRANSFORMS = (RandomAffine, Rotate, Shift, Shear, Zoom, Perspective, HFlip, VFlip, Elastic)
+
+
+# ---------------------------------------------------------------------------- the augmenter
+def _check_batch(name: str, a: object, dtypes: tuple | None) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim not in (3, 4) or 0 in a.shape[1:]:
+        raise OptionError(f"{name} has shape {a.shape}: expected (N, H, W) or (N, H, W, C)")
+    if dtypes is not None and a.dtype not in dtypes:
+        allowed = ", ".join(np.dtype(d).name for d in dtypes)
+        raise OptionError(f"{name} has dtype {a.dtype}: expected one of {allowed}")
+    return a
+
+
+def _check_fill(name: str, value: float, dtype: np.dtype) -> None:
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        if float(value) != int(value) or not info.min <= value <= info.max:
+            raise OptionError(f"{name}={value!r} does not fit {dtype} data: give an integer in "
+                              f"[{info.min}, {info.max}]")
+
+
+class Augmenter:
+    """Random geometric augmentation of whole batches, reproducible per sample index.
+
+    Either keyword transforms (each off unless given) or a list of transform objects::
+
+        Augmenter(rotate=15, shift=0.1, shear=10, zoom=(0.9, 1.1), elastic=(34, 4), seed=0)
+        Augmenter([RandomAffine(rotate=15), Elastic(34, 4)], seed=0)
+
+    ``aug(images)`` takes (N, H, W) or (N, H, W, C) uint8/uint16/float32/float64 and returns a new
+    batch of the same shape and dtype; ``aug(images, masks=masks)`` returns ``(images, masks)``
+    with the same geometry applied to masks (nearest neighbour). ``start=k`` treats the batch
+    as samples k..k+N-1 of a longer stream: sample i's parameters depend only on (seed, i).
+    All geometry of a sample is composed (list order; Elastic last) and resampled once.
+    """
+
+    def __init__(
+        self,
+        transforms: Sequence[Transform] | None = None,
+        *,
+        rotate: float | Range | None = None,
+        shift: float | Range | None = None,
+        shear: float | Range | None = None,
+        zoom: float | Range | None = None,
+        elastic: tuple[float, float] | None = None,
+        perspective: float | None = None,
+        hflip: bool | float = False,
+        vflip: bool | float = False,
+        border: str = "constant",
+        fill: float = 0,
+        mask_fill: float = 0,
+        seed: int = 0,
+        workers: int | None = None,
+    ) -> None:
+        keywords = dict(rotate=rotate, shift=shift, shear=shear, zoom=zoom, elastic=elastic,
+                        perspective=perspective)
+        if transforms is not None:
+            given = [k for k, v in keywords.items() if v is not None]
+            given += [k for k, v in (("hflip", hflip), ("vflip", vflip)) if v is not False]
+            if given:
+                raise OptionError(f"Augmenter got a list of transforms and also {given}: give "
+                                  "either the list or keyword transforms, not both")
+            if isinstance(transforms, Transform) or not isinstance(transforms, (list, tuple)):
+                names = ", ".join(t.__name__ for t in TRANSFORMS)
+                raise OptionError(f"transforms={transforms!r} is not allowed: give a list of "
+                                  f"dlsets.augment transforms ({names})")
+            chain = list(transforms)
+        else:
+            chain = []
+            for name, value, cls in (("hflip", hflip, HFlip), ("vflip", vflip, VFlip)):
+                if value is True:
+                    chain.append(cls())
+                elif value is not False:
+                    chain.append(cls(_probability(name, value)))
+            if any(v is not None for v in (rotate, shift, shear, zoom)):
+                chain.append(RandomAffine(rotate=rotate, shift=shift, shear=shear, zoom=zoom))
+            if perspective is not None:
+                chain.append(Perspective(perspective))
+            if elastic is not None:
+                if not (isinstance(elastic, (tuple, list)) and len(elastic) == 2):
+                    raise OptionError(f"elastic={elastic!r} is not allowed: give an "
+                                      "(alpha, sigma) pair, e.g. (34, 4)")
+                chain.append(Elastic(*elastic))
+        for i, t in enumerate(chain):
+            if not isinstance(t, Transform):
+                raise OptionError(f"transforms[{i}]={t!r} is not a dlsets.augment transform; "
+                                  "wrap albumentations pipelines by passing them to expand() "
+                                  "or preview_grid() directly")
+            if isinstance(t, Elastic) and i != len(chain) - 1:
+                raise OptionError("Elastic must be the last transform: all geometry is resampled "
+                                  "once, with the elastic field applied after the others")
+        if border not in F.BORDERS:
+            raise OptionError(f"border={border!r} is not allowed: give one of {F.BORDERS}")
+        for name, value in (("fill", fill), ("mask_fill", mask_fill)):
+            if not (_number(value) and math.isfinite(value)):
+                raise OptionError(f"{name}={value!r} is not allowed: give a finite number")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                    or workers < 1):
+            raise OptionError(f"workers={workers!r} is not allowed: give an integer >= 1 or None")
+        self.transforms: tuple[Transform, ...] = tuple(chain)
+        self.border = border
+        self.fill = fill
+        self.mask_fill = mask_fill
+        self.seed = params.check_seed(seed)
+        self.workers = workers
+
+    def __repr__(self) -> str:
+        return (f"Augmenter({list(self.transforms)!r}, border={self.border!r}, "
+                f"fill={self.fill!r}, seed={self.seed})")
+
+    @property
+    def identity(self) -> bool:
+        """True when there is nothing to do (no transforms)."""
+        return not self.transforms
+
+    def __call__(self, images: np.ndarray, masks: np.ndarray | None = None, *, start: int = 0):
+        """Augment a batch; see the class docstring for shapes and dtypes."""
+        images = _check_batch("images", images, F.IMAGE_DTYPES)
+        if masks is not None:
+            masks = _check_batch("masks", masks, None)
+            if masks.shape[:3] != images.shape[:3]:
+                raise OptionError(f"masks shape {masks.shape} does not match images shape "
+                                  f"{images.shape} in (N, H, W)")
+        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
+            raise OptionError(f"start={start!r} is not allowed: give a sample index >= 0")
+        _check_fill("fill", self.fill, images.dtype)
+        if self.identity or len(images) == 0:
+            return images.copy() if masks is None else (images.copy(), masks.copy())
+        mask_in, mask_dtype = masks, None
+        if masks is not None:
+            mask_in, mask_dtype = _remappable(masks)
+            _check_fill("mask_fill", self.mask_fill, mask_in.dtype)
+        out = np.empty_like(images)
+        mask_out = None if masks is None else np.empty_like(mask_in)
+        n, height, width = images.shape[:3]
+        # pieces of ~2**18 pixels keep the maps in L2. They are aligned on absolute sample
+        # indices, so a sample always sits at the same tile of the same-sized mosaic: its
+        # result is bit-identical whatever the batch, chunk or thread it comes in.
+        piece = piece_size(height, width)
+        first = int(start)
+        cuts = [first, *range((first // piece + 1) * piece, first + n, piece), first + n]
+        bounds = [(a - first, b - first) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+        def run(se: tuple[int, int]) -> None:
+            s, e = se
+            inverse, field = self._geometry(first + s, e - s, height, width)
+            F.warp(images[s:e], inverse, field=field, border=self.border, fill=self.fill,
+                   masks=None if masks is None else mask_in[s:e], mask_fill=self.mask_fill,
+                   slot=(first + s) % piece, out=out[s:e],
+                   mask_out=None if masks is None else mask_out[s:e])
+
+        workers = self.workers or min(2, os.cpu_count() or 1)
+        if workers == 1 or len(bounds) == 1:
+            for se in bounds:
+                run(se)
+        else:
+            # cv2 and numpy release the GIL in the heavy parts
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(run, bounds))
+        if masks is None:
+            return out
+        return out, (mask_out if mask_dtype is None else mask_out.astype(mask_dtype))
+
+    def _geometry(self, start: int, n: int, height: int, width: int):
+        inverse, field = None, None
+        for stream, t in enumerate(self.transforms):
+            if isinstance(t, Elastic):
+                field = t.field(self.seed, stream, start, n, height, width)
+                continue
+            m = t.matrices(self.seed, stream, start, n, height, width)
+            # output -> source: the first transform's inverse is applied last
+            inverse = m if inverse is None else np.matmul(inverse, m)
+        if inverse is None:
+            inverse = np.broadcast_to(np.eye(3), (n, 3, 3))
+        return inverse, field
+
+
+def piece_size(height: int, width: int) -> int:
+    """Samples per piece of work for H x W images (a function of the size only)."""
+    return max(1, min(F.max_tiles(height), (1 << 18) // (height * width)))
+
+
+def _remappable(masks: np.ndarray) -> tuple[np.ndarray, np.dtype | None]:
+    """Masks in a dtype cv2.remap takes, and the dtype to convert back to (None: unchanged)."""
+    if masks.dtype in (np.uint8, np.uint16, np.int16, np.float32, np.float64):
+        return masks, None
+    if masks.dtype == bool:
+        return masks.view(np.uint8), masks.dtype
+    if np.issubdtype(masks.dtype, np.integer) and masks.size:
+        lo, hi = int(masks.min()), int(masks.max())
+        if 0 <= lo and hi <= 65535:
+            return masks.astype(np.uint16), masks.dtype
+    if masks.size == 0:
+        return masks.astype(np.uint16), masks.dtype
+    raise OptionError(f"masks of dtype {masks.dtype} are not supported: use uint8, uint16, "
+                      "int16, float32, float64, bool, or integers in [0, 65535]")
