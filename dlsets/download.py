@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
 import random
 import re
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,6 +80,43 @@ class Hashes:
     @property
     def md5(self) -> str | None:
         return None if self._md5 is None else self._md5.hexdigest()
+
+
+class _Feeder:
+    """Hashes chunks on worker threads, one per algorithm, while the caller reads and writes.
+
+    hashlib releases the GIL on large buffers, so hashing overlaps the network and disk I/O
+    instead of adding to it; chunks must be immutable (bytes), as they are queued, not copied.
+    """
+
+    def __init__(self, h: Hashes):
+        self._h = h
+        self._queues: list[queue.Queue] = []
+        self._threads = []
+        for obj in (h._sha, h._md5):
+            if obj is None:
+                continue
+            q: queue.Queue = queue.Queue(maxsize=16)
+            t = threading.Thread(target=self._drain, args=(q, obj), daemon=True)
+            t.start()
+            self._queues.append(q)
+            self._threads.append(t)
+
+    @staticmethod
+    def _drain(q: queue.Queue, obj) -> None:
+        while (data := q.get()) is not None:
+            obj.update(data)
+
+    def update(self, data: bytes) -> None:
+        for q in self._queues:
+            q.put(data)
+        self._h.size += len(data)
+
+    def close(self) -> None:
+        for q in self._queues:
+            q.put(None)
+        for t in self._threads:
+            t.join()
 
 
 def hash_file(path: str | os.PathLike, *, md5: bool = False) -> Hashes:
@@ -277,6 +316,7 @@ def _stream(raw, part: Path, h: Hashes, have: int, bar) -> int:
     # read1 hands over what has arrived (up to CHUNK) instead of waiting for a full CHUNK, so
     # a slow or killed transfer keeps on disk nearly everything it received.
     read = raw.read1 if hasattr(raw, "read1") else raw.read
+    feed = _Feeder(h)
     try:
         with open(part, "r+b" if have else "wb") as f:
             if have:
@@ -291,11 +331,13 @@ def _stream(raw, part: Path, h: Hashes, have: int, bar) -> int:
                 if not data:
                     return received
                 f.write(data)
-                h.update(data)
+                feed.update(data)
                 received += len(data)
                 bar.update(len(data))
     except OSError as exc:  # reads are caught above, so this is the disk refusing a write
         raise _write_error(part, exc) from None
+    finally:
+        feed.close()
 
 
 def _write_error(part: Path, exc: OSError) -> DlsetsError:

@@ -35,6 +35,7 @@ class Route:
     drop_after: int | None = None  # close the connection after this many body bytes...
     drop_times: int = 1  # ...on the first this-many successful requests
     ignore_range: bool = False  # always answer 200 with the whole body
+    range_shift: int = 0  # answer a Range request from this many bytes further on (a bug)
     extra_length: int = 0  # announce a Content-Length this much longer than the body
     stall: float = 0.0  # after `stall_after` body bytes, go silent this long
     stall_after: int = 0
@@ -96,7 +97,7 @@ class _Handler(BaseHTTPRequestHandler):
             body, start = route.body, 0
             m = re.fullmatch(r"bytes=(\d+)-", rng or "")
             if m and not route.ignore_range:
-                start = int(m.group(1))
+                start = int(m.group(1)) + route.range_shift
                 if start >= len(body):
                     status = self._plain(416, b"", {"Content-Range": f"bytes */{len(body)}"})
                     return

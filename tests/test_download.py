@@ -208,6 +208,17 @@ def test_server_ignoring_range_starts_over(server, register):
     assert [r.status for r in reqs] == [200, 200] and reqs[1].sent == len(body)
 
 
+def test_206_at_the_wrong_offset_is_not_appended(server, register):
+    body = payload(21)
+    cut = len(body) // 2
+    url = server.add("/a.gz", body, drop_after=cut, range_shift=100)
+    name = register({"a.gz": file_entry(body, [url])})
+    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    reqs = server.requests("/a.gz")
+    assert [r.range for r in reqs] == [None, f"bytes={cut}-", None]  # refused, then from 0
+    assert reqs[1].status == 206 and reqs[2].status == 200
+
+
 def test_resumed_prefix_with_bad_bytes_is_redone_from_zero(server, register):
     # A .part left by an earlier run is only trusted as far as the final hash: when that fails,
     # the whole file is fetched again from byte 0 before the URL is given up.
