@@ -1,0 +1,293 @@
+"""The augmentation engine: analytic checks, generic properties of every transform, errors."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dlsets.augment import (
+    Augmenter,
+    Elastic,
+    HFlip,
+    Perspective,
+    RandomAffine,
+    Rotate,
+    Shear,
+    Shift,
+    VFlip,
+    Zoom,
+)
+from dlsets.augment import functional as F
+from dlsets.augment.transforms import TRANSFORMS, piece_size
+from dlsets.errors import OptionError
+
+
+def _pattern(n=6, h=16, w=16, c=None, dtype=np.uint8, seed=0):
+    """Smooth-ish random images: blocks of constant value, so interiors are easy to compare."""
+    rng = np.random.default_rng(seed)
+    shape = (n, h, w) if c is None else (n, h, w, c)
+    a = rng.integers(0, 256, shape)
+    return a.astype(dtype) if dtype == np.uint8 else (a / 255.0).astype(dtype)
+
+
+# one instance of every transform class, with parameters that move pixels
+EXAMPLES = {
+    RandomAffine: RandomAffine(rotate=15, shift=0.1, shear=10, zoom=(0.9, 1.1)),
+    Rotate: Rotate(20),
+    Shift: Shift(0.15),
+    Shear: Shear(12),
+    Zoom: Zoom((0.8, 1.2)),
+    Perspective: Perspective(0.1),
+    HFlip: HFlip(0.5),
+    VFlip: VFlip(0.5),
+    Elastic: Elastic(34, 4),
+}
+
+
+def test_every_transform_class_has_an_example():
+    assert set(EXAMPLES) == set(TRANSFORMS)
+
+
+def test_import_loads_neither_albumentations_nor_cv2():
+    code = ("import sys, dlsets.augment; "
+            "print('albumentations' in sys.modules, 'cv2' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "False"]
+
+
+# ---------------------------------------------------------------- generic properties
+@pytest.mark.parametrize("cls", TRANSFORMS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("layout", [(None, np.uint8), (3, np.float32), (1, np.uint8),
+                                    (5, np.float32)], ids=["HW-u8", "HWC3-f32", "HWC1-u8",
+                                                           "HWC5-f32"])
+def test_transform_generic_properties(cls, layout):
+    c, dtype = layout
+    x = _pattern(n=9, h=12, w=10, c=c, dtype=dtype)
+    aug = Augmenter([EXAMPLES[cls]], seed=3, border="reflect")
+    y = aug(x)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert y is not x
+    assert np.array_equal(y, aug(x)), "same seed, same output"
+    assert np.array_equal(y, Augmenter([EXAMPLES[cls]], seed=3, border="reflect")(x))
+    # any split of the batch into calls with start=k gives the same samples
+    parts = [aug(x[:2]), aug(x[2:7], start=2), aug(x[7:], start=7)]
+    assert np.array_equal(y, np.concatenate(parts))
+    # sample i only depends on (seed, i), not on its neighbours
+    assert np.array_equal(aug(x[4:5], start=4), y[4:5])
+
+
+@pytest.mark.parametrize("cls", TRANSFORMS, ids=lambda c: c.__name__)
+def test_transform_changes_images_and_seed_matters(cls):
+    x = _pattern(n=8)
+    a = Augmenter([EXAMPLES[cls]], seed=0)(x)
+    b = Augmenter([EXAMPLES[cls]], seed=1)(x)
+    assert not np.array_equal(a, x)
+    assert not np.array_equal(a, b)
+
+
+def test_chunk_independence_across_internal_pieces_and_workers():
+    x = _pattern(n=piece_size(8, 8) + 500, h=8, w=8)
+    aug = Augmenter(rotate=15, shift=0.1, shear=10, zoom=(0.9, 1.1), perspective=0.05,
+                    elastic=(10, 2), seed=5, workers=2)
+    whole = aug(x)
+    one = Augmenter(aug.transforms, seed=5, workers=1)
+    for cut in (1, 1000, piece_size(8, 8) - 3, piece_size(8, 8) + 1):
+        got = np.concatenate([one(x[:cut]), one(x[cut:], start=cut)])
+        assert np.array_equal(got, whole), cut
+
+
+def test_masks_follow_images():
+    x = np.zeros((20, 28, 28), np.uint8)
+    x[:, 6:22, 10:18] = 200
+    x[:, 8:12, 4:24] = 200
+    masks = (x > 100).astype(np.uint8)
+    aug = Augmenter(rotate=20, shift=0.1, shear=10, zoom=(0.8, 1.2), perspective=0.08,
+                    elastic=(20, 3), seed=2)
+    y, m = aug(x, masks=masks)
+    assert m.dtype == np.uint8 and set(np.unique(m)) <= {0, 1}
+    agree = ((y > 100) == (m == 1)).mean()
+    assert agree > 0.98
+    # bool masks come back as bool
+    _, mb = aug(x, masks=masks.astype(bool))
+    assert mb.dtype == bool and np.array_equal(mb, m.astype(bool))
+    # label maps beyond uint8 keep their values
+    labels = masks.astype(np.int64) * 1000
+    _, ml = aug(x, masks=labels)
+    assert ml.dtype == np.int64 and np.array_equal(ml, m.astype(np.int64) * 1000)
+
+
+# ---------------------------------------------------------------- analytic results
+def test_no_transform_returns_a_copy():
+    x = _pattern()
+    y = Augmenter(seed=0)(x)
+    assert np.array_equal(y, x) and y is not x
+    yy, mm = Augmenter()(x, masks=x)
+    assert np.array_equal(yy, x) and np.array_equal(mm, x)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("border", F.BORDERS)
+def test_identity_parameters_return_input(dtype, border):
+    x = _pattern(dtype=dtype, c=3)
+    aug = Augmenter(rotate=0, shift=0, shear=0, zoom=(1, 1), perspective=0, elastic=(0, 4),
+                    border=border, fill=9)
+    assert np.array_equal(aug(x), x)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_rotation_by_90_degrees_is_rot90(dtype):
+    x = _pattern(dtype=dtype, h=15, w=15)
+    y = Augmenter([Rotate((90, 90))])(x)
+    assert np.array_equal(y, np.rot90(x, k=1, axes=(1, 2)))
+    y = Augmenter([Rotate((-90, -90))])(x)
+    assert np.array_equal(y, np.rot90(x, k=-1, axes=(1, 2)))
+
+
+def test_integer_shift_is_roll_with_fill():
+    x = _pattern(h=16, w=16)
+    y = Augmenter([Shift((0.125, 0.125))], fill=7)(x)  # 2 pixels right and down
+    want = np.roll(x, (2, 2), axis=(1, 2))
+    want[:, :2, :] = 7
+    want[:, :, :2] = 7
+    assert np.array_equal(y, want)
+
+
+def test_shift_is_sub_pixel_half_pixel_averages_neighbours():
+    x = _pattern(h=16, w=16, dtype=np.float32)
+    y = Augmenter([Shift((1 / 32, 1 / 32))])(x)  # half a pixel right and down
+    want = (x[:, :-1, :-1] + x[:, 1:, :-1] + x[:, :-1, 1:] + x[:, 1:, 1:]) / 4
+    np.testing.assert_allclose(y[:, 1:, 1:], want, atol=1e-5)
+    xu = _pattern(h=16, w=16)
+    yu = Augmenter([Shift((1 / 32, 1 / 32))])(xu)
+    wu = (xu[:, :-1, :-1].astype(int) + xu[:, 1:, :-1] + xu[:, :-1, 1:] + xu[:, 1:, 1:]) / 4
+    assert np.abs(yu[:, 1:, 1:] - wu).max() <= 1
+
+
+def test_flips():
+    x = _pattern(c=3)
+    assert np.array_equal(Augmenter([HFlip(1.0)])(x), x[:, :, ::-1])
+    assert np.array_equal(Augmenter([VFlip(1.0)])(x), x[:, ::-1])
+    assert np.array_equal(Augmenter([HFlip(0.0), VFlip(0.0)])(x), x)
+    assert not any(isinstance(t, (HFlip, VFlip)) for t in Augmenter(rotate=15).transforms)
+    assert [type(t) for t in Augmenter(hflip=True, vflip=0.3).transforms] == [HFlip, VFlip]
+
+
+@pytest.mark.parametrize("border,cv_border", [("constant", "BORDER_CONSTANT"),
+                                              ("reflect", "BORDER_REFLECT_101"),
+                                              ("edge", "BORDER_REPLICATE")])
+def test_warp_matches_opencv_per_image(border, cv_border):
+    import cv2
+
+    x = _pattern(n=5, h=20, w=24, c=3)
+    n = len(x)
+    inv = F.affine_inverse(np.linspace(-30, 30, n), np.full(n, 8.0), np.full(n, -5.0),
+                           np.linspace(0.7, 1.3, n), np.full(n, 3.3), np.full(n, -2.6), 20, 24)
+    persp = F.perspective_inverse(np.random.default_rng(0).uniform(-3, 3, (n, 4, 2)), 20, 24)
+    for m in (inv, persp @ inv):
+        got = F.warp(x, m, border=border, fill=11)
+        bm = getattr(cv2, cv_border)
+        want = np.stack([cv2.warpPerspective(x[i], m[i], (24, 20), flags=cv2.INTER_LINEAR
+                                             | cv2.WARP_INVERSE_MAP, borderMode=bm,
+                                             borderValue=(11, 11, 11)) for i in range(n)])
+        # same bilinear arithmetic; rare 1-level differences from map rounding are allowed
+        diff = np.abs(got.astype(int) - want)
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_perspective_inverse_maps_moved_corners_back():
+    off = np.random.default_rng(1).uniform(-4, 4, (3, 4, 2))
+    inv = F.perspective_inverse(off, 20, 30)
+    src = np.array([[0, 0], [29, 0], [29, 19], [0, 19]], float)
+    for i in range(3):
+        pts = np.c_[src + off[i], np.ones(4)] @ inv[i].T
+        np.testing.assert_allclose(pts[:, :2] / pts[:, 2:], src, atol=1e-9)
+
+
+def test_elastic_field_has_the_smoothed_noise_statistics():
+    alpha, sigma, size = 10.0, 3.0, 24
+    field = Elastic(alpha, sigma).field(0, 0, 0, 3000, size, size)
+    dx, dy = field.dense()
+    # theory: white noise of variance 1/3 smoothed along each axis by the matrix K
+    k = np.zeros((size, size))
+    r = int(np.ceil(4 * sigma))
+    w = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    w /= w.sum()
+    for i in range(size):
+        np.add.at(k[i], F.reflect_indices(i + np.arange(-r, r + 1), size), w)
+    kk = np.diag(k @ k.T)
+    want = alpha**2 / 3 * np.outer(kk, kk)
+    for d in (dx, dy):
+        assert abs(float(d.mean())) < 0.05 * alpha * np.sqrt(want.mean())
+        np.testing.assert_allclose(d.var(axis=0), want, rtol=0.15)
+    # neighbours move together (smooth), far pixels do not
+    corr_near = np.corrcoef(dx[:, 12, 12], dx[:, 12, 13])[0, 1]
+    corr_far = np.corrcoef(dx[:, 12, 2], dx[:, 12, 22])[0, 1]
+    assert corr_near > 0.9 and abs(corr_far) < 0.15
+
+
+def test_borders_fill_reflect_edge():
+    x = np.zeros((1, 10, 10), np.float32)
+    x[0, :, 0] = 1.0  # left column lit
+    left = Shift((0.3, 0.3))  # 3 pixels right and down
+    assert np.all(Augmenter([left], fill=0.5)(x)[0, :, :3] == 0.5)
+    edge = Augmenter([left], border="edge")(x)[0]
+    assert np.all(edge[3:, :4] == 1.0) and np.all(edge[3:, 4:] == 0.0)
+    refl = Augmenter([left], border="reflect")(x)[0]
+    # reflect-101 about column 0: output column 3 is source 0, columns 1 and 5 mirror 1
+    assert np.all(refl[3:, 3] == 1.0) and np.all(refl[3:, [0, 1, 2, 4]] == 0.0)
+
+
+# ---------------------------------------------------------------- errors
+@pytest.mark.parametrize("kwargs,given", [
+    ({"rotate": -5}, "rotate=-5"),
+    ({"rotate": (10, 5)}, "rotate=(10, 5)"),
+    ({"rotate": "15"}, "rotate='15'"),
+    ({"rotate": float("nan")}, "rotate=nan"),
+    ({"shift": 1.5}, "shift=1.5"),
+    ({"shear": 95}, "shear=95"),
+    ({"zoom": (0, 1)}, "zoom=(0, 1)"),
+    ({"zoom": (1.2, 0.9)}, "zoom=(1.2, 0.9)"),
+    ({"zoom": 1.5}, "zoom=1.5"),
+    ({"elastic": 34}, "elastic=34"),
+    ({"elastic": (34, 0)}, "sigma=0"),
+    ({"elastic": (-1, 4)}, "alpha=-1"),
+    ({"perspective": 0.6}, "perspective=0.6"),
+    ({"hflip": 2}, "hflip=2"),
+    ({"border": "wrap"}, "border='wrap'"),
+    ({"fill": "black"}, "fill='black'"),
+    ({"seed": -1}, "seed=-1"),
+    ({"seed": 1.5}, "seed=1.5"),
+    ({"workers": 0}, "workers=0"),
+])
+def test_bad_parameters_fail_clearly(kwargs, given):
+    with pytest.raises(OptionError) as err:
+        Augmenter(**kwargs)
+    msg = str(err.value)
+    assert given in msg  # what was given
+    assert "give" in msg  # and what is allowed
+
+
+def test_bad_compositions_and_batches_fail_clearly():
+    with pytest.raises(OptionError, match="either the list or keyword"):
+        Augmenter([Rotate(5)], rotate=5)
+    with pytest.raises(OptionError, match="Elastic must be the last"):
+        Augmenter([Elastic(34, 4), Rotate(5)])
+    with pytest.raises(OptionError, match="not a dlsets.augment transform"):
+        Augmenter([lambda im: im])
+    with pytest.raises(OptionError, match="list of"):
+        Augmenter(Rotate(5))
+    aug = Augmenter(rotate=5)
+    with pytest.raises(OptionError, match="shape"):
+        aug(np.zeros((28, 28), np.uint8))
+    with pytest.raises(OptionError, match="dtype int64"):
+        aug(np.zeros((2, 28, 28), np.int64))
+    with pytest.raises(OptionError, match="does not match"):
+        aug(np.zeros((2, 28, 28), np.uint8), masks=np.zeros((2, 27, 28), np.uint8))
+    with pytest.raises(OptionError, match="start"):
+        aug(np.zeros((2, 28, 28), np.uint8), start=-1)
+    with pytest.raises(OptionError, match="fill=300"):
+        Augmenter(rotate=5, fill=300)(np.zeros((2, 8, 8), np.uint8))
+    # the same fill is fine for float images
+    assert Augmenter(rotate=5, fill=300)(np.zeros((2, 8, 8), np.float32)).dtype == np.float32
