@@ -38,7 +38,7 @@ MAX_TRIES = 50
 RETRY_AFTER_CAP = 30.0
 """Longest ``Retry-After`` (and backoff) dlsets waits before a retry, in seconds."""
 MAX_REDIRECTS = 10
-USER_AGENT = "dlsets (+https://github.com/dlsets/dlsets)"
+USER_AGENT = f"dlsets python-requests/{requests.__version__}"
 
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$")
 # Everything a broken connection can raise while the body is read.

@@ -54,6 +54,7 @@ class Request:
     range: str | None
     status: int
     sent: int
+    target: str = ""  # the request line's target: an absolute URL when asked as a proxy
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -71,14 +72,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, head: bool) -> None:
         srv = self.server.owner
-        path = self.path.split("?", 1)[0]
+        # A proxy request names the whole URL: serve it by its path, as a forward proxy would.
+        path = re.sub(r"^https?://[^/]+", "", self.path).split("?", 1)[0]
         with srv.lock:
             route = srv.routes.get(path)
             n = route.hits if route else 0
             if route:
                 route.hits += 1
         rng = self.headers.get("Range")
-        req = Request(self.command, path, rng, 0, 0)
+        req = Request(self.command, path, rng, 0, 0, self.path)
         srv._record(req)
         status = 404
         cut = False

@@ -306,6 +306,18 @@ def test_http_redirects_are_followed(server, register):
     assert fetch.fetch(name)["a.gz"].read_bytes() == body
 
 
+def test_proxy_from_the_environment_is_used(server, register, monkeypatch):
+    for var in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.url(""))
+    body = payload(22)
+    server.add("/a.gz", body)
+    url = "http://dataset-host.invalid/a.gz"  # resolvable only by the proxy
+    name = register({"a.gz": file_entry(body, [url])})
+    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert [r.target for r in server.requests("/a.gz")] == [url]
+
+
 def test_unreachable_host_is_retried_then_reported(register, monkeypatch):
     with Server() as srv:
         dead = srv.url("/a.gz")  # the port is closed once the server is gone
