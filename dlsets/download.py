@@ -196,10 +196,11 @@ def _from_url(session, url, part, dest, sha256, md5, size, bar) -> Hashes:
     failures = tries = 0
     restarted = False
     high = _size(part)  # progress means bytes beyond the most this URL ever gave us
+    carry: list[Hashes] = []  # the hashes of what this process wrote to part, for a resume
     while True:
         tries += 1
         try:
-            h = _attempt(session, url, part, sha256, md5, size, bar)
+            h = _attempt(session, url, part, sha256, md5, size, bar, carry)
         except _Retry as exc:
             now = _size(part)
             failures = 1 if now > high else failures + 1
@@ -240,21 +241,33 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _attempt(session, url, part, sha256, md5, size, bar) -> Hashes | str:
+def _attempt(session, url, part, sha256, md5, size, bar, carry: list) -> Hashes | str:
     """One request. Returns the hashes of a complete ``part``, or a checksum-failure message
-    (prefixed ``resumed:`` when an earlier prefix was reused); raises _Retry or _Skip."""
+    (prefixed ``resumed:`` when an earlier prefix was reused); raises _Retry or _Skip.
+
+    ``carry`` holds the hashes of the bytes an earlier attempt in this process wrote; when the
+    part is exactly that long they are reused, else the part on disk is hashed again.
+    """
     have = _size(part)
     if size is not None and have > size:
         _truncate(part)
         have = 0
-    h = Hashes(md5 is not None)
-    if have:
-        with open(part, "rb") as f:
-            _feed(h, f)
+    if carry and carry[0].size == have:
+        h = carry.pop()
+    else:
+        carry.clear()
+        h = Hashes(md5 is not None)
+        if have:
+            with open(part, "rb") as f:
+                _feed(h, f)
     bar.reset(total=size)
     bar.update(have)
     if not (size is not None and have == size):
-        have = _transfer(session, url, part, h, have, size, bar)
+        try:
+            have = _transfer(session, url, part, h, have, size, bar)
+        except _Retry:
+            carry[:] = [h]
+            raise
     resumed = have > 0
     got = h.size
     if size is not None and got != size:

@@ -185,12 +185,16 @@ def test_wrong_bytes_everywhere_never_appear_under_the_final_name(server, regist
     assert not dest.exists() and not cache.part_path(dest).exists()
 
 
-def test_dropped_connection_resumes_with_range(server, register):
+def test_dropped_connection_resumes_with_range(server, register, monkeypatch):
     body = payload(10)
     cut = len(body) // 3
     url = server.add("/a.gz", body, drop_after=cut)
     name = register({"a.gz": file_entry(body, [url])})
+    rehashed = []
+    real_feed = download._feed
+    monkeypatch.setattr(download, "_feed", lambda h, f: rehashed.append(f) or real_feed(h, f))
     assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert rehashed == []  # in the same process the prefix's hashes are carried over
     reqs = server.requests("/a.gz")
     assert [r.range for r in reqs] == [None, f"bytes={cut}-"]
     assert [r.status for r in reqs] == [200, 206]
