@@ -327,6 +327,8 @@ def _import(c: _Cache, source_dir: PathLike) -> list[str]:
 def _select(spec: DatasetSpec, files: Iterable[str] | None) -> list[tuple[str, ...]]:
     if files is None:
         return [tuple(s) for s in spec.file_sets]
+    if isinstance(files, str):
+        files = [files]
     chosen = tuple(dict.fromkeys(files))
     unknown = [f for f in chosen if f not in spec.files]
     if unknown or not chosen:
@@ -452,6 +454,8 @@ def verify(
     A file that fails is deleted and fetched again when ``repair`` (else reported ``corrupt``).
     A dataset named explicitly with no complete file set cached reports its missing files.
     """
+    if isinstance(names, str):
+        names = [names]
     explicit = names is not None
     if names is None:
         root = config.cache_root(cache_dir)

@@ -90,6 +90,7 @@ def test_fetch_downloads_the_default_set_once(toy, server):
 def test_files_selects_explicit_files(toy, server):
     paths = fetch.fetch("toy", files=[NAMES[1]])
     assert list(paths) == [NAMES[1]]
+    assert fetch.fetch("toy", files=NAMES[1]) == paths  # one name as a plain string
     assert server.count(f"/reg/{NAMES[0]}") == 0
     with pytest.raises(OptionError, match="no file"):
         fetch.fetch("toy", files=["nope.gz"])
