@@ -7,10 +7,11 @@ contain such members, so one is a sign of a damaged or hostile file, not somethi
 
 from __future__ import annotations
 
+import lzma
 import os
-import tarfile
+import zlib
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import BinaryIO
 
 from .errors import FormatError, UnsafeArchiveError
@@ -18,8 +19,9 @@ from .errors import FormatError, UnsafeArchiveError
 Source = str | os.PathLike | BinaryIO
 
 
-def member_path(name: str, archive: str = "archive") -> PurePosixPath:
-    """The relative path of a member named ``name``; unsafe names raise UnsafeArchiveError."""
+def member_path(name: str, archive: str = "archive") -> str:
+    """The normalised relative path (``"a/b.png"``) of a member named ``name``; unsafe names
+    raise UnsafeArchiveError."""
     # Backslashes are separators on Windows: treat them as such so "..\\x" cannot slip through.
     clean = name.replace("\\", "/")
     parts = [p for p in clean.split("/") if p not in ("", ".")]
@@ -34,58 +36,192 @@ def member_path(name: str, archive: str = "archive") -> PurePosixPath:
         )
     if not parts:
         raise UnsafeArchiveError(f"{archive}: member with an empty name {name!r}")
-    return PurePosixPath(*parts)
+    return "/".join(parts)
 
 
-def check_member(info: tarfile.TarInfo, archive: str = "archive") -> PurePosixPath | None:
-    """The safe relative path of a regular file member, None for a directory; raise otherwise."""
-    path = member_path(info.name, archive)
-    if info.isdir():
-        return None
-    if info.issym() or info.islnk():
-        raise UnsafeArchiveError(
-            f"{archive}: member {info.name!r} is a {'symbolic' if info.issym() else 'hard'} link "
-            f"(to {info.linkname!r}); dataset archives hold plain files only, refusing it"
-        )
-    if not info.isfile():
-        raise UnsafeArchiveError(
-            f"{archive}: member {info.name!r} is a device or FIFO (tar type {info.type!r}); "
-            "dataset archives hold plain files only, refusing it"
-        )
-    return path
+_BLOCK = 512
+_ZEROS = bytes(_BLOCK)
+_CHUNK = 1 << 20
+_REGULAR = (b"0", b"\0", b"7")  # '7' is a contiguous file: a regular file to every reader
+_LINKS = {b"1": "hard link", b"2": "symbolic link"}
+_SPECIAL = {b"3": "character device", b"4": "block device", b"6": "FIFO"}
 
 
-def _open(source: Source) -> tuple[tarfile.TarFile, str]:
-    label = str(source) if isinstance(source, str | os.PathLike) else getattr(
-        source, "name", "archive"
-    )
-    try:
-        # Stream mode ("r|*"): one pass over the (compressed) bytes, no seeking back.
-        if isinstance(source, str | os.PathLike):
-            tf = tarfile.open(source, mode="r|*")
+def _decompressor(head: bytes):
+    """A decompressor object for the stream starting with ``head``; None for a plain tar."""
+    if head.startswith(b"\x1f\x8b"):
+        return lambda: zlib.decompressobj(wbits=31)
+    if head.startswith(b"BZh"):
+        import bz2
+
+        return bz2.BZ2Decompressor
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMADecompressor
+    return None
+
+
+class _Stream:
+    """Decompressed bytes of a file, handed out in exact amounts, in one forward pass."""
+
+    def __init__(self, f, label: str):
+        self._f = f
+        self._label = label
+        head = f.read(6)
+        self._make = _decompressor(head)
+        self._dec = self._make() if self._make else None
+        self._carry = head
+        self._buf = bytearray()
+        self._pos = 0
+        self._done = False
+
+    def _fill(self) -> bool:
+        if self._done:
+            return False
+        raw = self._f.read(_CHUNK)
+        if self._carry:
+            raw, self._carry = self._carry + raw, b""
+        if not raw:
+            self._done = True
+            if self._dec is not None and not self._dec.eof:
+                raise FormatError(f"{self._label}: the compressed stream ends early (truncated)")
+            return False
+        if self._dec is None:
+            out = raw
         else:
-            tf = tarfile.open(fileobj=source, mode="r|*")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise FormatError(f"{label}: not a readable tar archive ({exc})") from None
-    return tf, str(label)
+            out = self._dec.decompress(raw)
+            while self._dec.eof and self._dec.unused_data:
+                rest = self._dec.unused_data  # concatenated members (gzip allows them)
+                self._dec = self._make()
+                out += self._dec.decompress(rest)
+        if self._pos > len(self._buf) // 2:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += out
+        return True
+
+    def take(self, n: int, keep: int | None = None) -> bytes | None:
+        """Consume the next ``n`` bytes and return the first ``keep`` of them (all by
+        default); None at a clean end of the stream."""
+        while len(self._buf) - self._pos < n:
+            if not self._fill():
+                if len(self._buf) == self._pos:
+                    return None
+                raise FormatError(
+                    f"{self._label}: the archive ends in the middle of a member (truncated)"
+                )
+        start = self._pos
+        self._pos += n
+        with memoryview(self._buf) as view:  # released at once: the buffer must stay resizable
+            return bytes(view[start : start + (n if keep is None else keep)])
 
 
-def iter_files(source: Source) -> Iterator[tuple[PurePosixPath, bytes]]:
-    """Yield ``(relative path, content)`` of each regular file, in archive order.
-
-    Reads the archive as one stream (gzip or not), never touching the disk; fails with
-    UnsafeArchiveError on the first unsafe member and FormatError on a damaged archive.
-    """
-    tf, label = _open(source)
+def _octal(field: bytes, label: str, what: str) -> int:
+    if field[:1] and field[0] & 0x80:  # GNU base-256 for values too big for octal
+        return int.from_bytes(field[1:], "big")
+    text = field.split(b"\0", 1)[0].strip()
     try:
-        with tf:
-            for info in tf:
-                path = check_member(info, label)
-                if path is None:
-                    continue
-                f = tf.extractfile(info)
-                yield path, (f.read() if f is not None else b"")
-    except (tarfile.TarError, EOFError, OSError) as exc:
+        return int(text, 8) if text else 0
+    except ValueError:
+        raise FormatError(f"{label}: bad {what} field {field!r} in a tar header") from None
+
+
+def _pax(data: bytes, label: str) -> dict[str, str]:
+    out, pos = {}, 0
+    while pos < len(data):
+        space = data.find(b" ", pos)
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            raise FormatError(f"{label}: malformed pax header") from None
+        record = data[space + 1 : pos + length - 1]
+        key, _, value = record.partition(b"=")
+        out[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return out
+
+
+def _iter_tar(f, label: str) -> Iterator[tuple[str, bytes]]:
+    """A minimal streaming tar reader (ustar, GNU and pax headers) that skips tarfile's
+    per-member object overhead: notMNIST has half a million members."""
+    stream = _Stream(f, label)
+    long_name: str | None = None
+    long_link: str | None = None
+    pax: dict[str, str] = {}
+    while True:
+        view = stream.take(_BLOCK)
+        if view is None:
+            return  # some writers omit the two zero blocks at the end
+        hdr = view
+        if hdr == _ZEROS:
+            return
+        stored = _octal(hdr[148:156], label, "checksum")
+        if stored != sum(hdr) - sum(hdr[148:156]) + 8 * 32:
+            raise FormatError(f"{label}: a tar header fails its checksum; the archive is damaged")
+        kind = hdr[156:157]
+        size = int(pax["size"]) if "size" in pax else _octal(hdr[124:136], label, "size")
+        padded = -(-size // _BLOCK) * _BLOCK
+        if kind in (b"L", b"K", b"x", b"g"):
+            data = stream.take(padded, size) if padded else b""
+            if data is None:
+                raise FormatError(f"{label}: the archive ends inside a header (truncated)")
+            if kind == b"L":
+                long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            elif kind == b"K":
+                long_link = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+            elif kind == b"x":
+                pax = _pax(data, label)
+            continue  # global pax headers ('g') carry defaults we do not need
+        name = hdr[0:100].split(b"\0", 1)[0]
+        if hdr[257:262] == b"ustar" and hdr[345:346] != b"\0":
+            name = hdr[345:500].split(b"\0", 1)[0] + b"/" + name
+        full = pax.get("path") or long_name or name.decode("utf-8", "surrogateescape")
+        link = pax.get("linkpath") or long_link or hdr[157:257].split(b"\0", 1)[0].decode(
+            "utf-8", "surrogateescape")
+        long_name = long_link = None
+        pax = {}
+        path = member_path(full, label)
+        if kind in _LINKS:
+            raise UnsafeArchiveError(
+                f"{label}: member {full!r} is a {_LINKS[kind]} (to {link!r}); dataset archives "
+                "hold plain files only, refusing it"
+            )
+        if kind in _SPECIAL:
+            raise UnsafeArchiveError(
+                f"{label}: member {full!r} is a {_SPECIAL[kind]}; dataset archives hold plain "
+                "files only, refusing it"
+            )
+        data = stream.take(padded, size) if padded else b""
+        if data is None:
+            raise FormatError(f"{label}: the archive ends inside member {full!r} (truncated)")
+        if kind == b"5":
+            continue
+        if kind not in _REGULAR:
+            raise FormatError(
+                f"{label}: member {full!r} has tar type {kind!r}, which dlsets does not read"
+            )
+        yield path, data
+
+
+def iter_files(source: Source) -> Iterator[tuple[str, bytes]]:
+    """Yield ``(relative path, content)`` of each regular file, in archive order; paths are
+    normalised, "/"-separated strings (no ``.`` parts, no leading slash).
+
+    Reads the archive as one stream (gzip, bzip2, xz or plain), never touching the disk;
+    fails with UnsafeArchiveError on the first unsafe member (absolute or ``..`` path, link,
+    device, FIFO) and FormatError on a damaged archive.
+    """
+    if isinstance(source, str | os.PathLike):
+        label = os.fspath(source)
+        with open(source, "rb") as f:
+            yield from _guarded(f, label)
+    else:
+        yield from _guarded(source, str(getattr(source, "name", "archive")))
+
+
+def _guarded(f, label: str) -> Iterator[tuple[str, bytes]]:
+    try:
+        yield from _iter_tar(f, label)
+    except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
         raise FormatError(
             f"{label}: the archive is damaged or truncated ({exc}); delete it and fetch again"
         ) from None
@@ -101,7 +237,7 @@ def extract(source: Source, dest: str | os.PathLike) -> list[Path]:
     root.mkdir(parents=True, exist_ok=True)
     written = []
     for rel, data in iter_files(source):
-        target = root.joinpath(*rel.parts)
+        target = root.joinpath(*rel.split("/"))
         # Belt and braces: after resolving, the target must still be inside root.
         if root not in target.resolve().parents:
             raise UnsafeArchiveError(f"member {str(rel)!r} would be written outside {root}")

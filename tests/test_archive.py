@@ -66,7 +66,7 @@ def test_backslash_dotdot_is_refused():
 def test_safe_archive_is_read_in_order_and_extracted(tmp_path):
     members = {"top/b.txt": b"bee", "top/sub/a.txt": b"ay", "./top/c.bin": b"\x00\x01"}
     data = tar_gz_bytes(members)
-    got = [(str(p), d) for p, d in archive.iter_files(io.BytesIO(data))]
+    got = list(archive.iter_files(io.BytesIO(data)))
     assert got == [("top/b.txt", b"bee"), ("top/sub/a.txt", b"ay"), ("top/c.bin", b"\x00\x01")]
     written = archive.extract(io.BytesIO(data), tmp_path / "out")
     assert [p.read_bytes() for p in written] == [b"bee", b"ay", b"\x00\x01"]
@@ -91,3 +91,55 @@ def test_damaged_archive_is_a_format_error(tmp_path):
         list(archive.iter_files(io.BytesIO(data[: len(data) // 2])))
     with pytest.raises(FormatError):
         list(archive.iter_files(io.BytesIO(b"not a tar at all" * 100)))
+
+
+def _tar(members, fmt, mode="w:gz"):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode=mode, format=fmt) as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+LONG = "notMNIST_large/A/" + "QmVya2VsZXkgT2xkIFN0eWxlIEJvb2sgSXRhbGljIE9TRi50dGY" * 3 + ".png"
+MEMBERS = {"top/a.bin": bytes(range(256)) * 3, LONG: b"\x89PNG" + bytes(700),
+           "top/empty": b"", "top/\u00e9t\u00e9.txt": b"unicode name", "top/exact": b"x" * 512}
+
+
+@pytest.mark.parametrize("fmt", [tarfile.GNU_FORMAT, tarfile.PAX_FORMAT, tarfile.USTAR_FORMAT])
+@pytest.mark.parametrize("mode", ["w:gz", "w:bz2", "w:xz", "w"])
+def test_every_tar_flavour_reads_like_tarfile(fmt, mode):
+    members = dict(MEMBERS)
+    if fmt == tarfile.USTAR_FORMAT:  # ustar: long names only via the 155-byte prefix
+        members["notMNIST_large/" + "B" * 120 + "/x.png"] = members.pop(LONG)
+    data = _tar(members, fmt, mode)
+    got = list(archive.iter_files(io.BytesIO(data)))
+    assert got == list(members.items())
+
+
+def test_tar_without_end_marker_still_reads():
+    data = _tar({"a/x": b"123", "a/y": b"456"}, tarfile.GNU_FORMAT, mode="w")
+    body = data.rstrip(b"\0")
+    body += b"\0" * (-len(body) % 512)
+    assert list(archive.iter_files(io.BytesIO(body))) == [("a/x", b"123"), ("a/y", b"456")]
+
+
+def test_corrupt_header_fails_its_checksum():
+    data = bytearray(_tar({"a/x": b"123"}, tarfile.GNU_FORMAT, mode="w"))
+    data[0] = ord("b")  # the name changes, the checksum does not
+    with pytest.raises(FormatError, match="checksum"):
+        list(archive.iter_files(io.BytesIO(bytes(data))))
+
+
+def test_truncated_member_is_a_format_error():
+    data = _tar({"a/x": bytes(5000)}, tarfile.GNU_FORMAT, mode="w")
+    with pytest.raises(FormatError, match="truncated"):
+        list(archive.iter_files(io.BytesIO(data[:2048])))
+
+
+def test_iter_files_from_a_path(tmp_path):
+    p = tmp_path / "a.tar.gz"
+    p.write_bytes(tar_gz_bytes({"d/one": b"1"}))
+    assert list(archive.iter_files(p)) == [("d/one", b"1")]

@@ -114,7 +114,7 @@ def read_cifar_tar(
     label = name or (os.fspath(source) if isinstance(source, str | os.PathLike) else "archive")
     members: dict[str, bytes] = {}
     for path, data in archive.iter_files(source):
-        members[path.name] = data
+        members[path.rsplit("/", 1)[-1]] = data
     if any(n.endswith(".bin") for n in members):
         return _from_binary(members, coarse=coarse, label=label)
     return _from_python(members, coarse=coarse, encoding=encoding, label=label)

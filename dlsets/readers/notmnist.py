@@ -133,16 +133,17 @@ def read_notmnist_tar(
     batch: list[bytes] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         for path, data in archive.iter_files(source):
-            if path.suffix.lower() != ".png":
+            if not path.lower().endswith(".png"):
                 continue
-            if len(path.parts) < 2 or path.parts[-2] not in index:
+            parts = path.rsplit("/", 2)
+            if len(parts) < 2 or parts[-2] not in index:
                 raise FormatError(
-                    f"{label}: member {str(path)!r} is not in a class folder "
+                    f"{label}: member {path!r} is not in a class folder "
                     f"({', '.join(classes)}); is this a notMNIST archive?"
                 )
-            paths.append(str(path))
-            keys.append(split_key("/".join(path.parts[-2:])))
-            labels.append(index[path.parts[-2]])
+            paths.append(path)
+            keys.append(split_key(f"{parts[-2]}/{parts[-1]}"))
+            labels.append(index[parts[-2]])
             batch.append(data)
             if len(batch) >= BATCH:
                 futures.append(pool.submit(decode_batch, batch, shape, decode))
