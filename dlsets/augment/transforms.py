@@ -20,6 +20,7 @@ from . import functional as F
 from . import params
 
 Range = tuple[float, float]
+PIECE_PIXELS = 1 << 20  # pixels per piece of work: big enough to amortise per-call costs
 
 
 # ---------------------------------------------------------------------------- argument checks
@@ -360,7 +361,7 @@ class Augmenter:
         out = np.empty_like(images)
         mask_out = None if masks is None else np.empty_like(mask_in)
         n, height, width = images.shape[:3]
-        # pieces of ~2**18 pixels keep the maps in L2. They are aligned on absolute sample
+        # pieces of ~PIECE_PIXELS pixels (one remap each) are aligned on absolute sample
         # indices, so a sample always sits at the same tile of the same-sized mosaic: its
         # result is bit-identical whatever the batch, chunk or thread it comes in.
         piece = piece_size(height, width)
@@ -404,7 +405,7 @@ class Augmenter:
 
 def piece_size(height: int, width: int) -> int:
     """Samples per piece of work for H x W images (a function of the size only)."""
-    return max(1, min(F.max_tiles(height), (1 << 18) // (height * width)))
+    return max(1, min(F.max_tiles(height), PIECE_PIXELS // (height * width)))
 
 
 def _remappable(masks: np.ndarray) -> tuple[np.ndarray, np.dtype | None]:
