@@ -58,7 +58,9 @@ def load(
     Images: uint8 (N, H, W) greyscale or (N, H, W, 3) colour by default; ``dtype="float32"``
     scales them to [0, 1]; ``channels="last"`` always gives NHWC ((N, 28, 28, 1) for greyscale),
     ``"first"`` always NCHW. Labels: (N,) uint8; ``label_mode="coarse"`` (CIFAR-100 only) gives
-    the 20 superclasses and their names in ``classes``. ``format="hdf5"`` returns read-only h5py
+    the 20 superclasses and their names in ``classes``. uint8 arrays in the default layout are
+    read-only memory maps of the prepared copy (``np.array(x)`` gives a writable copy).
+    ``format="hdf5"`` returns read-only h5py
     datasets (close with ``ds.close()`` or ``with``). With ``download=False`` nothing is
     downloaded: missing files raise OfflineError saying which and how to get them.
     """

@@ -426,3 +426,23 @@ def test_load_works_when_dlsets_fetch_is_the_function(mnist_ds, monkeypatch):
     monkeypatch.setattr(dlsets, "fetch", importlib.import_module("dlsets.fetch").fetch)
     cache_dir, (x_tr, y_tr, *_rest) = mnist_ds
     _assert_split(dlsets.load("tiny-mnist", cache_dir=cache_dir).train, x_tr, y_tr)
+
+
+def test_md5_only_source_changed_in_cache_makes_prepared_stale(tmp_path):
+    """notMNIST has no registry sha256: a changed cached archive is what marks arrays stale."""
+    from dlsets import registry
+    from dlsets.cache import files_dir
+
+    spec = registry.get("notmnist-small")
+    assert spec.files["notMNIST_small.tar.gz"].sha256 is None
+    src = files_dir("notmnist-small", tmp_path) / "notMNIST_small.tar.gz"
+    src.parent.mkdir(parents=True)
+    src.write_bytes(b"archive v1")
+    st = src.stat()
+    manifest = {"format": "notmnist", "sources": {src.name: "ab" * 32},
+                "source_stats": {src.name: [st.st_size, st.st_mtime_ns]}}
+    assert loaders._stale(spec, manifest, tmp_path) is None
+    src.write_bytes(b"archive version 2")
+    assert "changed" in loaders._stale(spec, manifest, tmp_path)
+    assert "file sets" in loaders._stale(spec, {**manifest, "sources": {"other.tar.gz": "x"}},
+                                         tmp_path)
