@@ -48,7 +48,8 @@ _SPECIAL = {b"3": "character device", b"4": "block device", b"6": "FIFO"}
 
 
 def _decompressor(head: bytes):
-    """A decompressor object for the stream starting with ``head``; None for a plain tar."""
+    """A factory of decompressor objects for a stream starting with ``head``; None for a
+    plain tar."""
     if head.startswith(b"\x1f\x8b"):
         return lambda: zlib.decompressobj(wbits=31)
     if head.startswith(b"BZh"):
@@ -148,19 +149,18 @@ def _iter_tar(f, label: str) -> Iterator[tuple[str, bytes]]:
     long_link: str | None = None
     pax: dict[str, str] = {}
     while True:
-        view = stream.take(_BLOCK)
-        if view is None:
+        hdr = stream.take(_BLOCK)
+        if hdr is None:
             return  # some writers omit the two zero blocks at the end
-        hdr = view
         if hdr == _ZEROS:
             return
         stored = _octal(hdr[148:156], label, "checksum")
         if stored != sum(hdr) - sum(hdr[148:156]) + 8 * 32:
             raise FormatError(f"{label}: a tar header fails its checksum; the archive is damaged")
         kind = hdr[156:157]
-        size = int(pax["size"]) if "size" in pax else _octal(hdr[124:136], label, "size")
-        padded = -(-size // _BLOCK) * _BLOCK
+        size = _octal(hdr[124:136], label, "size")
         if kind in (b"L", b"K", b"x", b"g"):
+            padded = -(-size // _BLOCK) * _BLOCK
             data = stream.take(padded, size) if padded else b""
             if data is None:
                 raise FormatError(f"{label}: the archive ends inside a header (truncated)")
@@ -171,6 +171,15 @@ def _iter_tar(f, label: str) -> Iterator[tuple[str, bytes]]:
             elif kind == b"x":
                 pax = _pax(data, label)
             continue  # global pax headers ('g') carry defaults we do not need
+        if "size" in pax:
+            size = int(pax["size"])
+        padded = -(-size // _BLOCK) * _BLOCK
+        if kind == b"5":  # a directory: nothing is created from it, so its name is harmless
+            long_name = long_link = None
+            pax = {}
+            if padded and stream.take(padded, 0) is None:
+                raise FormatError(f"{label}: the archive ends inside a directory entry")
+            continue
         name = hdr[0:100].split(b"\0", 1)[0]
         if hdr[257:262] == b"ustar" and hdr[345:346] != b"\0":
             name = hdr[345:500].split(b"\0", 1)[0] + b"/" + name
@@ -193,8 +202,6 @@ def _iter_tar(f, label: str) -> Iterator[tuple[str, bytes]]:
         data = stream.take(padded, size) if padded else b""
         if data is None:
             raise FormatError(f"{label}: the archive ends inside member {full!r} (truncated)")
-        if kind == b"5":
-            continue
         if kind not in _REGULAR:
             raise FormatError(
                 f"{label}: member {full!r} has tar type {kind!r}, which dlsets does not read"

@@ -143,3 +143,17 @@ def test_iter_files_from_a_path(tmp_path):
     p = tmp_path / "a.tar.gz"
     p.write_bytes(tar_gz_bytes({"d/one": b"1"}))
     assert list(archive.iter_files(p)) == [("d/one", b"1")]
+
+
+def test_dot_directory_entries_are_fine():
+    """``tar czf x.tar.gz -C dir .`` starts with a "./" directory entry."""
+    def extra(tf):
+        d = tarfile.TarInfo("./")
+        d.type = tarfile.DIRTYPE
+        tf.addfile(d)
+        info = tarfile.TarInfo("./A/x.png")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"hi"))
+
+    data = tar_gz_bytes({}, extra=extra)
+    assert list(archive.iter_files(io.BytesIO(data))) == [("A/x.png", b"hi")]
