@@ -98,6 +98,17 @@ def test_chunk_independence_across_internal_pieces_and_workers():
         assert np.array_equal(got, whole), cut
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.float64])
+def test_other_dtypes_and_memory_layouts(dtype):
+    x = _pattern(n=5, c=3).astype(dtype)
+    aug = Augmenter(rotate=20, shift=0.1, elastic=(10, 3), seed=1)
+    want = aug(np.ascontiguousarray(x))
+    assert want.dtype == dtype and want.shape == x.shape
+    assert np.array_equal(aug(np.asfortranarray(x)), want)
+    flipped = x[:, ::-1]
+    assert np.array_equal(aug(flipped), aug(np.ascontiguousarray(flipped)))
+
+
 def test_masks_follow_images():
     x = np.zeros((20, 28, 28), np.uint8)
     x[:, 6:22, 10:18] = 200

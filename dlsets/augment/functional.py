@@ -15,6 +15,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..errors import OptionError
+
 BORDERS = ("constant", "reflect", "edge")
 INTERPOLATIONS = ("bilinear", "nearest")
 IMAGE_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
@@ -256,9 +258,12 @@ def warp(
 
     n, height, width = images.shape[:3]
     if out is None:
-        out = np.empty_like(images)
+        out = np.empty(images.shape, images.dtype)
     if masks is not None and mask_out is None:
-        mask_out = np.empty_like(masks)
+        mask_out = np.empty(masks.shape, masks.dtype)
+    for name, a in (("out", out), ("mask_out", mask_out)):
+        if a is not None and not a.flags.c_contiguous:
+            raise OptionError(f"{name} must be a C-contiguous array (remap writes into it)")
     flag = cv2.INTER_NEAREST if interpolation == "nearest" else cv2.INTER_LINEAR
     cap = max_tiles(height)
     s = 0

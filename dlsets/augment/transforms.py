@@ -358,8 +358,9 @@ class Augmenter:
         if masks is not None:
             mask_in, mask_dtype = _remappable(masks)
             _check_fill("mask_fill", self.mask_fill, mask_in.dtype)
-        out = np.empty_like(images)
-        mask_out = None if masks is None else np.empty_like(mask_in)
+        # C order whatever the input's: the remap writes straight into row blocks of these
+        out = np.empty(images.shape, images.dtype)
+        mask_out = None if masks is None else np.empty(mask_in.shape, mask_in.dtype)
         n, height, width = images.shape[:3]
         # pieces of ~PIECE_PIXELS pixels (one remap each) are aligned on absolute sample
         # indices, so a sample always sits at the same tile of the same-sized mosaic: its
