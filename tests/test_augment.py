@@ -109,6 +109,16 @@ def test_other_dtypes_and_memory_layouts(dtype):
     assert np.array_equal(aug(flipped), aug(np.ascontiguousarray(flipped)))
 
 
+def test_augmenter_survives_pickling_for_worker_processes():
+    import pickle
+
+    x = _pattern()
+    aug = Augmenter(rotate=15, shift=0.1, shear=10, elastic=(20, 3), perspective=0.05, seed=9)
+    clone = pickle.loads(pickle.dumps(aug))
+    assert np.array_equal(clone(x[3:], start=3), aug(x)[3:])
+    assert repr(clone) == repr(aug)
+
+
 def test_masks_follow_images():
     x = np.zeros((20, 28, 28), np.uint8)
     x[:, 6:22, 10:18] = 200

@@ -260,6 +260,8 @@ class Augmenter:
     with the same geometry applied to masks (nearest neighbour). ``start=k`` treats the batch
     as samples k..k+N-1 of a longer stream: sample i's parameters depend only on (seed, i).
     All geometry of a sample is composed (list order; Elastic last) and resampled once.
+    ``border`` is "constant" (``fill``), "reflect" (mirror without repeating the edge pixel) or
+    "edge"; ``workers`` threads share a batch (default: up to 4), which never changes results.
     """
 
     def __init__(
@@ -378,7 +380,7 @@ class Augmenter:
                    slot=(first + s) % piece, out=out[s:e],
                    mask_out=None if masks is None else mask_out[s:e])
 
-        workers = self.workers or min(2, os.cpu_count() or 1)
+        workers = self.workers or min(4, os.cpu_count() or 1)
         if workers == 1 or len(bounds) == 1:
             for se in bounds:
                 run(se)
