@@ -78,7 +78,7 @@ def load(
     folder = cache.prepared_dir(spec.name, cache_dir)
     info = _info(spec, manifest, label_mode, folder)
     prefix = "coarse_" if label_mode == "coarse" else ""
-    classes = spec.coarse_classes if label_mode == "coarse" else spec.classes
+    classes = _class_names(spec, manifest, label_mode == "coarse")
     if format == "hdf5":
         return _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels,
                              prefix)
@@ -290,6 +290,7 @@ def _parse(spec: DatasetSpec, files: dict[str, Path], progress):
             _check_labels(spec, fname, "coarse labels", [c.coarse_train, c.coarse_test],
                           len(spec.coarse_classes))
         extra["archive_classes"] = c.classes
+        extra["archive_coarse_classes"] = c.coarse_classes
     elif spec.format == "notmnist":
         (fname, path), = files.items()
         n, sha, stat = _read_notmnist(spec, fname, path, progress)
@@ -419,9 +420,21 @@ def _read_notmnist(spec, fname, path, progress):
 # --- what the caller gets ------------------------------------------------------------------
 
 
+def _class_names(spec: DatasetSpec, manifest: dict, coarse: bool) -> tuple[str, ...]:
+    """Names from the archive's own meta files when it has them (CIFAR), unless a user entry
+    names its classes itself; else the registry's."""
+    names = tuple(spec.coarse_classes if coarse else spec.classes)
+    found = tuple(manifest.get("archive_coarse_classes" if coarse else "archive_classes") or ())
+    named_by_user = (not spec.builtin and not coarse
+                     and names != tuple(registry.get(spec.like).classes))
+    if len(found) == len(names) and not named_by_user:
+        return found
+    return names
+
+
 def _info(spec: DatasetSpec, manifest: dict, label_mode: str, folder: Path) -> dict:
     coarse = label_mode == "coarse"
-    names = spec.coarse_classes if coarse else spec.classes
+    names = _class_names(spec, manifest, coarse)
     counts = manifest.get("coarse_counts" if coarse else "counts", {})
     arrays = manifest["arrays"]
     prefix = "coarse_" if coarse else ""
