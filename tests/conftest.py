@@ -4,7 +4,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import pytest  # noqa: E402
 
-_ENV = ("DLSETS_CACHE", "DLSETS_MIRROR", "DLSETS_OFFLINE", "DLSETS_REGISTRY", "DLSETS_TIMEOUT")
+_ENV = ("DLSETS_CACHE", "DLSETS_MIRROR", "DLSETS_OFFLINE", "DLSETS_REGISTRY", "DLSETS_TIMEOUT",
+        "DLSETS_RETRY_BASE")
 
 
 @pytest.fixture(autouse=True)
@@ -13,6 +14,8 @@ def _isolated_dlsets(tmp_path, monkeypatch):
     for name in _ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DLSETS_CACHE", str(tmp_path / "dlsets-cache"))
+    # Real backoff is seconds; tests that check backoff itself set their own base.
+    monkeypatch.setenv("DLSETS_RETRY_BASE", "0.01")
     from dlsets import registry
 
     saved = list(registry._user_files)
