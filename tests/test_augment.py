@@ -1,5 +1,6 @@
 """The augmentation engine: analytic checks, generic properties of every transform, errors."""
 
+import os
 import subprocess
 import sys
 
@@ -117,6 +118,19 @@ def test_augmenter_survives_pickling_for_worker_processes():
     clone = pickle.loads(pickle.dumps(aug))
     assert np.array_equal(clone(x[3:], start=3), aug(x)[3:])
     assert repr(clone) == repr(aug)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_works_in_a_forked_child_after_threads_were_used():
+    import multiprocessing
+
+    x = _pattern(n=piece_size(16, 16) * 2 + 5)
+    aug = Augmenter(rotate=15, shift=0.1, seed=2, workers=2)
+    want = aug(x)  # the parent has a thread pool now
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(aug, (x,)).get(timeout=60)
+    assert np.array_equal(got, want)
 
 
 def test_masks_follow_images():

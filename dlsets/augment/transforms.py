@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from numbers import Real
@@ -386,8 +387,7 @@ class Augmenter:
                 run(se)
         else:
             # cv2 and numpy release the GIL in the heavy parts
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(run, bounds))
+            list(_pool(workers).map(run, bounds))
         if masks is None:
             return out
         return out, (mask_out if mask_dtype is None else mask_out.astype(mask_dtype))
@@ -404,6 +404,23 @@ class Augmenter:
         if inverse is None:
             inverse = np.broadcast_to(np.eye(3), (n, 3, 3))
         return inverse, field
+
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A thread pool kept for the process: its threads keep their scratch buffers (about
+    15 MB each) warm between calls; fresh threads would page-fault them on every chunk.
+    Keyed by process id too: a forked child (e.g. a data-loader worker) must not reuse the
+    parent's pool, whose threads do not exist in the child."""
+    key = (os.getpid(), workers)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="dlsets-aug")
+        return pool
 
 
 def piece_size(height: int, width: int) -> int:
