@@ -314,7 +314,8 @@ def main(argv=None) -> int:
 
         classes = list(LETTERS)
         for workers in (1, 2):
-            rows.append(("notMNIST", f"reader alone, {workers} decode thread(s)",
+            plural = "s" if workers > 1 else ""
+            rows.append(("notMNIST", f"reader alone, {workers} decode thread{plural}",
                          timed(lambda w=workers: read_notmnist_tar(notm, classes=classes,
                                                                    workers=w), 1), ""))
     finally:
