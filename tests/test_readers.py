@@ -393,3 +393,17 @@ def test_mnist_npz_refuses_pickled_objects_and_missing_keys(tmp_path):
     np.savez(path, x_train=np.zeros((1, 2, 2), np.uint8))
     with pytest.raises(FormatError, match="missing arrays"):
         npz.read_mnist_npz(path)
+
+
+def test_notmnist_without_opencv_uses_pillow(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cv2", None)  # makes "import cv2" fail
+    decode, name = notmnist._decoder()
+    assert name.startswith("pillow")
+    images = _notmnist_images(per_class=2)
+    data = formats.notmnist_tar({**images, "B/bad.png": b"\x89PNG\r\n\x1a\nxx"})
+    got = notmnist.read_notmnist_tar(io.BytesIO(data), classes=LETTERS)
+    assert got.skipped == ["notMNIST_small/B/bad.png"] and got.decoder == name
+    x = np.concatenate([got.x_train, got.x_test])
+    assert {img.tobytes() for img in x} == {img.tobytes() for img in images.values()}
