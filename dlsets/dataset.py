@@ -13,7 +13,7 @@ from .errors import OptionError
 SPLITS = ("train", "test")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq on arrays would be elementwise, not a bool
 class Split:
     """One split: ``images`` (N, ...) and ``labels`` (N,) uint8.
 
@@ -31,7 +31,7 @@ class Split:
         return iter((self.images, self.labels))
 
 
-@dataclass
+@dataclass(eq=False)
 class Dataset:
     """A loaded dataset: ``train`` and ``test`` splits, ``classes`` (names, index = label) and
     ``info`` (name, source files and their sha256, counts per class per split, skipped files).
