@@ -27,9 +27,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "register_file": "registry",
-    "fetch": "fetch",
-    "verify": "fetch",
-    "remove": "fetch",
+    "fetch": "acquire",
+    "verify": "acquire",
+    "remove": "acquire",
     "load": "loaders",
     "load_mnist": "loaders",
     "load_fashion_mnist": "loaders",
@@ -42,6 +42,7 @@ _LAZY = {
     "Augmenter": "augment",
     "expand": "augment",
     "expand_to_hdf5": "augment",
+    "take_subset": "augment",
 }
 
 __all__ = [

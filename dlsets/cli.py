@@ -35,13 +35,13 @@ def _progress(args) -> bool | None:
 
 
 def _cmd_list(args) -> int:
-    from . import fetch, registry
+    from . import acquire, registry
 
     rows = []
     for name in registry.names():
         spec = registry.get(name)
         size = sum(spec.files[f].size or 0 for f in spec.default_files())
-        have = fetch.cached(name, cache_dir=args.cache_dir)
+        have = acquire.cached(name, cache_dir=args.cache_dir)
         state = "cached" if any(set(s) <= set(have) for s in spec.file_sets) else "-"
         origin = "" if spec.builtin else f"  (user: like {spec.like})"
         rows.append((name, _size(size) if size else "?", state, spec.title + origin))
@@ -50,7 +50,7 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from . import fetch, loaders, registry
+    from . import acquire, loaders, registry
 
     spec = registry.get(args.name)
     out = [f"{spec.title} ({spec.name})"]
@@ -73,7 +73,7 @@ def _cmd_info(args) -> int:
         sets = " | ".join(" + ".join(s) for s in spec.file_sets)
         out.append(f"complete file sets (first is downloaded): {sets}")
     out.append("files:")
-    for st in fetch.status(args.name, cache_dir=args.cache_dir):
+    for st in acquire.status(args.name, cache_dir=args.cache_dir):
         out.append(f"  {st.describe()}")
     info = loaders.prepared_info(args.name, cache_dir=args.cache_dir)
     if info is None:
@@ -102,10 +102,10 @@ def _prepared_lines(info: dict) -> list[str]:
 
 
 def _cmd_fetch(args) -> int:
-    from . import fetch
+    from . import acquire
 
     for name in args.names:
-        paths = fetch.fetch(
+        paths = acquire.fetch(
             name,
             files=args.file or None,
             cache_dir=args.cache_dir,
@@ -120,9 +120,9 @@ def _cmd_fetch(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    from . import fetch
+    from . import acquire
 
-    results = fetch.verify(
+    results = acquire.verify(
         args.names or None,
         cache_dir=args.cache_dir,
         mirrors=args.mirror,
@@ -147,10 +147,10 @@ def _cmd_path(args) -> int:
 
 
 def _cmd_remove(args) -> int:
-    from . import fetch, registry
+    from . import acquire, registry
 
     registry.get(args.name)
-    removed = fetch.remove(args.name, cache_dir=args.cache_dir)
+    removed = acquire.remove(args.name, cache_dir=args.cache_dir)
     if not args.quiet:
         print(f"removed {removed}" if removed else f"{args.name}: nothing cached")
     return 0
@@ -173,15 +173,23 @@ def _cmd_export(args) -> int:
 def _augmenter(args):
     from .augment import Augmenter
 
-    return Augmenter(
+    aug = Augmenter(
         rotate=args.rotate,
         shift=args.shift,
         shear=args.shear,
         zoom=tuple(args.zoom) if args.zoom else None,
         elastic=tuple(args.elastic) if args.elastic else None,
         perspective=args.perspective,
+        hflip=args.hflip,
+        vflip=args.vflip,
+        border=args.border,
+        fill=args.fill,
         seed=args.seed,
     )
+    if aug.identity:
+        print("dlsets: warning: no transform given (--rotate, --shift, ...): the copies will "
+              "equal their originals", file=sys.stderr)
+    return aug
 
 
 def _cmd_augment(args) -> int:
@@ -214,7 +222,7 @@ def _cmd_preview(args) -> int:
     ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
     x, y = take_subset(ds.train.images, ds.train.labels, args.rows, seed=args.seed)
     grid = preview_grid(x, _augmenter(args), n=args.rows, copies=args.copies, seed=args.seed)
-    save_png(grid, args.out)
+    save_png(grid, args.out, scale=args.scale)
     if not args.quiet:
         print(f"wrote {args.out}")
     return 0
@@ -299,6 +307,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--elastic", type=float, nargs=2, metavar=("ALPHA", "SIGMA"),
                    help="elastic deformation strength and smoothness")
     g.add_argument("--perspective", type=float, metavar="S", help="perspective warp scale")
+    g.add_argument("--hflip", action="store_true", help="mirror left-right half of the time "
+                   "(off by default: digits and letters must not mirror)")
+    g.add_argument("--vflip", action="store_true", help="mirror top-bottom half of the time")
+    g.add_argument("--border", choices=("constant", "reflect", "edge"), default="constant",
+                   help="how pixels from outside the image are filled (default constant)")
+    g.add_argument("--fill", type=float, default=0, help="fill value for --border constant")
     g.add_argument("--seed", type=int, default=0)
 
     sp = sub.add_parser(
@@ -323,6 +337,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, metavar="PNG")
     sp.add_argument("--rows", type=_positive_int, default=8)
     sp.add_argument("--copies", type=_positive_int, default=7)
+    sp.add_argument("--scale", type=_positive_int, default=4,
+                    help="enlarge the grid by pixel repetition (default 4)")
     return p
 
 

@@ -247,9 +247,7 @@ def _stale(spec: DatasetSpec, manifest: dict, cache_dir) -> str | None:
 
 
 def _source_files(spec: DatasetSpec, cache_dir, download: bool, progress) -> dict[str, Path]:
-    # Import the functions, not the module: ``dlsets.fetch`` the attribute becomes the
-    # function once anyone touches ``dlsets.fetch``, so ``from . import fetch`` is unreliable.
-    from .fetch import cached, fetch
+    from .acquire import cached, fetch
 
     if download:
         return fetch(spec.name, cache_dir=cache_dir, progress=progress)

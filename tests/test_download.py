@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import os
 import subprocess
@@ -15,13 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlsets import cache, download
+from dlsets import acquire, cache, download
 from dlsets.errors import DlsetsError, DownloadError
 from tests.formats import idx_gz_bytes
 from tests.httpserver import Server, file_entry, write_registry
 
-# `from dlsets import fetch` gives the lazily exported function, not the module.
-fetch = importlib.import_module("dlsets.fetch")
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -102,7 +99,7 @@ def test_success_writes_verified_file_and_record(server, register):
     body = payload(1)
     url = server.add("/a.gz", body)
     name = register({"a.gz": file_entry(body, [url], md5=True)})
-    paths = fetch.fetch(name, progress=False)
+    paths = acquire.fetch(name, progress=False)
     assert paths == {"a.gz": cached_file(name, "a.gz")}
     assert paths["a.gz"].read_bytes() == body
     assert not cache.part_path(paths["a.gz"]).exists()
@@ -110,7 +107,7 @@ def test_success_writes_verified_file_and_record(server, register):
     assert rec["sha256"] == hashlib.sha256(body).hexdigest()
     assert rec["size"] == len(body)
     assert server.count("/a.gz") == 1
-    fetch.fetch(name, progress=False)  # second call: from the cache, no request
+    acquire.fetch(name, progress=False)  # second call: from the cache, no request
     assert len(server.requests("/a.gz")) == 1
 
 
@@ -118,7 +115,7 @@ def test_503_then_success(server, register):
     body = payload(2)
     url = server.add("/a.gz", body, statuses=[503, 503])
     name = register({"a.gz": file_entry(body, [url])})
-    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert acquire.fetch(name)["a.gz"].read_bytes() == body
     assert [r.status for r in server.requests("/a.gz")] == [503, 503, 200]
 
 
@@ -127,13 +124,13 @@ def test_retry_after_is_honoured_within_the_cap(server, register, monkeypatch):
     url = server.add("/a.gz", body, statuses=[429], retry_after="1")
     name = register({"a.gz": file_entry(body, [url])})
     t0 = time.monotonic()
-    fetch.fetch(name)
+    acquire.fetch(name)
     assert time.monotonic() - t0 >= 0.9
     monkeypatch.setattr(download, "RETRY_AFTER_CAP", 0.05)
-    fetch.remove(name)
+    acquire.remove(name)
     server.add("/a.gz", body, statuses=[503], retry_after="3600")
     t0 = time.monotonic()
-    fetch.fetch(name)
+    acquire.fetch(name)
     assert time.monotonic() - t0 < 2
 
 
@@ -143,7 +140,7 @@ def test_all_sources_failing_gives_one_error_listing_each(server, register):
     u2 = server.add("/m2/a.gz", status=404)
     name = register({"a.gz": file_entry(body, [u1, u2])})
     with pytest.raises(DownloadError) as ei:
-        fetch.fetch(name)
+        acquire.fetch(name)
     msg = str(ei.value)
     assert f"{u1}: HTTP 503" in msg and f"({download.MAX_ATTEMPTS} attempts)" in msg
     assert f"{u2}: HTTP 404" in msg
@@ -160,7 +157,7 @@ def test_404_on_first_mirror_moves_on(server, register):
     u1 = server.add("/m1/a.gz", status=404)
     u2 = server.add("/m2/a.gz", body)
     name = register({"a.gz": file_entry(body, [u1, u2])})
-    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert acquire.fetch(name)["a.gz"].read_bytes() == body
     assert len(server.requests("/m1/a.gz")) == 1 and server.count("/m2/a.gz") == 1
 
 
@@ -169,7 +166,7 @@ def test_wrong_bytes_on_first_mirror_right_on_second(server, register):
     u1 = server.add("/m1/a.gz", payload(7))
     u2 = server.add("/m2/a.gz", body)
     name = register({"a.gz": file_entry(body, [u1, u2], md5=True)})
-    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert acquire.fetch(name)["a.gz"].read_bytes() == body
     assert server.count("/m1/a.gz") == 1 and server.count("/m2/a.gz") == 1
 
 
@@ -179,7 +176,7 @@ def test_wrong_bytes_everywhere_never_appear_under_the_final_name(server, regist
     entry = {**file_entry(body, [u1]), "size": len(bad)}  # same size: only the hash can tell
     name = register({"a.gz": entry})
     with pytest.raises(DownloadError, match="checksum mismatch") as ei:
-        fetch.fetch(name)
+        acquire.fetch(name)
     assert hashlib.sha256(bad).hexdigest() in str(ei.value)
     dest = cached_file(name, "a.gz")
     assert not dest.exists() and not cache.part_path(dest).exists()
@@ -193,7 +190,7 @@ def test_dropped_connection_resumes_with_range(server, register, monkeypatch):
     rehashed = []
     real_feed = download._feed
     monkeypatch.setattr(download, "_feed", lambda h, f: rehashed.append(f) or real_feed(h, f))
-    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert acquire.fetch(name)["a.gz"].read_bytes() == body
     assert rehashed == []  # in the same process the prefix's hashes are carried over
     reqs = server.requests("/a.gz")
     assert [r.range for r in reqs] == [None, f"bytes={cut}-"]
@@ -206,7 +203,7 @@ def test_server_ignoring_range_starts_over(server, register):
     cut = len(body) // 2
     url = server.add("/a.gz", body, drop_after=cut, ignore_range=True)
     name = register({"a.gz": file_entry(body, [url])})
-    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert acquire.fetch(name)["a.gz"].read_bytes() == body
     reqs = server.requests("/a.gz")
     assert [r.range for r in reqs] == [None, f"bytes={cut}-"]
     assert [r.status for r in reqs] == [200, 200] and reqs[1].sent == len(body)
@@ -217,7 +214,7 @@ def test_206_at_the_wrong_offset_is_not_appended(server, register):
     cut = len(body) // 2
     url = server.add("/a.gz", body, drop_after=cut, range_shift=100)
     name = register({"a.gz": file_entry(body, [url])})
-    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert acquire.fetch(name)["a.gz"].read_bytes() == body
     reqs = server.requests("/a.gz")
     assert [r.range for r in reqs] == [None, f"bytes={cut}-", None]  # refused, then from 0
     assert reqs[1].status == 206 and reqs[2].status == 200
@@ -232,7 +229,7 @@ def test_resumed_prefix_with_bad_bytes_is_redone_from_zero(server, register):
     dest = cached_file(name, "a.gz")
     dest.parent.mkdir(parents=True)
     cache.part_path(dest).write_bytes(b"\0" * 100)  # wrong prefix: the hash will fail
-    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert acquire.fetch(name)["a.gz"].read_bytes() == body
     reqs = server.requests("/a.gz")
     assert reqs[0].range == "bytes=100-" and reqs[-1].range is None  # started over from 0
 
@@ -254,7 +251,7 @@ def test_content_length_longer_than_registry_size_is_refused(server, register):
     u1 = server.add("/m1/a.gz", body, extra_length=10)
     u2 = server.add("/m2/a.gz", body)
     name = register({"a.gz": file_entry(body, [u1, u2])})
-    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert acquire.fetch(name)["a.gz"].read_bytes() == body
     assert len(server.requests("/m1/a.gz")) == 1  # the announced size is wrong: no retry
 
 
@@ -265,7 +262,7 @@ def test_stalled_server_times_out(server, register, monkeypatch):
     u2 = server.add("/m2/a.gz", body)
     name = register({"a.gz": file_entry(body, [u1, u2])})
     t0 = time.monotonic()
-    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert acquire.fetch(name)["a.gz"].read_bytes() == body
     assert time.monotonic() - t0 < 10
     stalled = server.requests("/m1/a.gz")
     assert len(stalled) == download.MAX_ATTEMPTS and all(r.sent == 0 for r in stalled)
@@ -285,7 +282,7 @@ def test_https_download(https_server, register):
     url = https_server.add("/a.gz", body, drop_after=1000)
     assert url.startswith("https://")
     name = register({"a.gz": file_entry(body, [url])})
-    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert acquire.fetch(name)["a.gz"].read_bytes() == body
     assert https_server.ranges("/a.gz") == [None, "bytes=1000-"]
 
 
@@ -295,7 +292,7 @@ def test_https_to_http_redirect_is_refused(https_server, server, register):
     secure = https_server.add("/a.gz", redirect=plain)
     name = register({"a.gz": file_entry(body, [secure])})
     with pytest.raises(DownloadError) as ei:
-        fetch.fetch(name)
+        acquire.fetch(name)
     msg = str(ei.value)
     assert "refused the redirect" in msg and secure in msg and plain in msg
     assert server.requests("/a.gz") == []  # nothing was fetched over http
@@ -307,7 +304,7 @@ def test_http_redirects_are_followed(server, register):
     target = server.add("/real/a.gz", body)
     url = server.add("/old/a.gz", redirect=target)
     name = register({"a.gz": file_entry(body, [url])})
-    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert acquire.fetch(name)["a.gz"].read_bytes() == body
 
 
 def test_proxy_from_the_environment_is_used(server, register, monkeypatch):
@@ -318,7 +315,7 @@ def test_proxy_from_the_environment_is_used(server, register, monkeypatch):
     server.add("/a.gz", body)
     url = "http://dataset-host.invalid/a.gz"  # resolvable only by the proxy
     name = register({"a.gz": file_entry(body, [url])})
-    assert fetch.fetch(name)["a.gz"].read_bytes() == body
+    assert acquire.fetch(name)["a.gz"].read_bytes() == body
     assert [r.target for r in server.requests("/a.gz")] == [url]
 
 
@@ -328,7 +325,7 @@ def test_unreachable_host_is_retried_then_reported(register, monkeypatch):
     body = payload(19, n=2)
     name = register({"a.gz": file_entry(body, [dead])})
     with pytest.raises(DownloadError, match=rf"{dead}: .*\({download.MAX_ATTEMPTS} attempts\)"):
-        fetch.fetch(name)
+        acquire.fetch(name)
 
 
 _DISK_FULL = textwrap.dedent("""
@@ -336,7 +333,7 @@ _DISK_FULL = textwrap.dedent("""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit raises EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
     from dlsets.errors import DlsetsError
-    from dlsets.fetch import fetch
+    from dlsets.acquire import fetch
     try:
         fetch("toy", progress=False)
     except DlsetsError as exc:

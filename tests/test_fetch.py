@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import multiprocessing
 import os
 import signal
@@ -12,14 +11,11 @@ import signal
 import numpy as np
 import pytest
 
-from dlsets import cache, download, registry
+from dlsets import acquire, cache, download, registry
 from dlsets.errors import DownloadError, OfflineError, OptionError
 from dlsets.registry import DatasetSpec, FileSpec
 from tests.formats import idx_gz_bytes
 from tests.httpserver import Server, file_entry, wait_for, write_registry
-
-# `from dlsets import fetch` gives the lazily exported function, not the module.
-fetch = importlib.import_module("dlsets.fetch")
 
 NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
@@ -77,23 +73,23 @@ def fspec(name: str, body: bytes, urls, *, sha=True, md5=False, size=True) -> Fi
 
 
 def test_fetch_downloads_the_default_set_once(toy, server):
-    paths = fetch.fetch("toy", progress=False)
+    paths = acquire.fetch("toy", progress=False)
     assert list(paths) == NAMES
     for f, p in paths.items():
         assert p == cache.file_path("toy", f) and p.read_bytes() == toy[f]
         assert server.count(f"/reg/{f}") == 1
-    assert fetch.cached("toy") == paths
-    assert fetch.fetch("toy") == paths
+    assert acquire.cached("toy") == paths
+    assert acquire.fetch("toy") == paths
     assert all(server.count(f"/reg/{f}") == 1 for f in NAMES)
 
 
 def test_files_selects_explicit_files(toy, server):
-    paths = fetch.fetch("toy", files=[NAMES[1]])
+    paths = acquire.fetch("toy", files=[NAMES[1]])
     assert list(paths) == [NAMES[1]]
-    assert fetch.fetch("toy", files=NAMES[1]) == paths  # one name as a plain string
+    assert acquire.fetch("toy", files=NAMES[1]) == paths  # one name as a plain string
     assert server.count(f"/reg/{NAMES[0]}") == 0
     with pytest.raises(OptionError, match="no file"):
-        fetch.fetch("toy", files=["nope.gz"])
+        acquire.fetch("toy", files=["nope.gz"])
 
 
 def test_mirrors_argument_and_environment_are_tried_first(toy, server, monkeypatch):
@@ -101,7 +97,7 @@ def test_mirrors_argument_and_environment_are_tried_first(toy, server, monkeypat
         server.add(f"/arg/{f}", b if f != NAMES[0] else b"", status=200 if f != NAMES[0] else 404)
         server.add(f"/env/{f}", b)
     monkeypatch.setenv("DLSETS_MIRROR", server.url("/env") + "  http://127.0.0.1:9/unused/")
-    fetch.fetch("toy", mirrors=[server.url("/arg/")])
+    acquire.fetch("toy", mirrors=[server.url("/arg/")])
     # The first file is 404 on the argument mirror, so it came from the environment's.
     assert len(server.requests(f"/arg/{NAMES[0]}")) == 1 and server.count(f"/env/{NAMES[0]}") == 1
     for f in NAMES[1:]:
@@ -112,16 +108,16 @@ def test_mirrors_argument_and_environment_are_tried_first(toy, server, monkeypat
 def test_mirror_order_in_the_error(toy, monkeypatch):
     monkeypatch.setenv("DLSETS_OFFLINE", "1")
     with pytest.raises(OfflineError) as ei:
-        fetch.fetch("toy", mirrors=["https://a.example/m"])
+        acquire.fetch("toy", mirrors=["https://a.example/m"])
     msg = str(ei.value)
     assert msg.index("https://a.example/m/" + NAMES[0]) < msg.index("/reg/" + NAMES[0])
 
 
 def test_offline_fails_listing_exactly_what_is_needed(toy, server, monkeypatch):
-    fetch.fetch("toy", files=[NAMES[0]])
+    acquire.fetch("toy", files=[NAMES[0]])
     monkeypatch.setenv("DLSETS_OFFLINE", "1")
     with pytest.raises(OfflineError) as ei:
-        fetch.fetch("toy")
+        acquire.fetch("toy")
     msg = str(ei.value)
     assert "3 file(s) missing" in msg and NAMES[0] not in msg.split("Needed:")[1]
     for f in NAMES[1:]:
@@ -130,7 +126,7 @@ def test_offline_fails_listing_exactly_what_is_needed(toy, server, monkeypatch):
         assert server.url(f"/reg/{f}") in msg
     assert "dlsets fetch toy --from DIR" in msg
     assert all(server.count(f"/reg/{f}") == (f == NAMES[0]) for f in NAMES)
-    assert fetch.fetch("toy", files=[NAMES[0]])  # a cached file is fine offline
+    assert acquire.fetch("toy", files=[NAMES[0]])  # a cached file is fine offline
 
 
 def test_import_from_folder_by_checksum_not_name(toy, server, tmp_path):
@@ -141,10 +137,10 @@ def test_import_from_folder_by_checksum_not_name(toy, server, tmp_path):
         (where / f"renamed-{i}.bin").write_bytes(b)
     (src / "noise.bin").write_bytes(payload(99))
     (src / (NAMES[0] + ".copy")).write_bytes(b"same name, other bytes")
-    paths = fetch.fetch("toy", source_dir=src)
+    paths = acquire.fetch("toy", source_dir=src)
     assert {f: p.read_bytes() for f, p in paths.items()} == toy
     assert server.log == []  # the network was never touched
-    assert fetch.cached("toy") == paths
+    assert acquire.cached("toy") == paths
 
 
 def test_import_incomplete_fails_listing_what_is_missing(toy, server, tmp_path):
@@ -152,7 +148,7 @@ def test_import_incomplete_fails_listing_what_is_missing(toy, server, tmp_path):
     src.mkdir()
     (src / "x").write_bytes(toy[NAMES[0]])
     with pytest.raises(OfflineError) as ei:
-        fetch.fetch("toy", source_dir=src)
+        acquire.fetch("toy", source_dir=src)
     msg = str(ei.value)
     assert f"imported {NAMES[0]}" in msg
     for f in NAMES[1:]:
@@ -171,10 +167,10 @@ def test_alternative_file_set_is_recognised_and_used(server, tmp_path, monkeypat
     keras = tmp_path / "keras" / "datasets"
     keras.mkdir(parents=True)
     (keras / "mnist-old.npz").write_bytes(npz)
-    assert list(fetch.fetch("alt", source_dir=keras)) == ["mnist.npz"]
-    assert list(fetch.fetch("alt")) == ["mnist.npz"]  # a complete set is cached: no network
+    assert list(acquire.fetch("alt", source_dir=keras)) == ["mnist.npz"]
+    assert list(acquire.fetch("alt")) == ["mnist.npz"]  # a complete set is cached: no network
     assert server.log == []
-    assert list(fetch.fetch("alt", files=NAMES)) == NAMES  # explicit files download
+    assert list(acquire.fetch("alt", files=NAMES)) == NAMES  # explicit files download
     assert server.count("/mnist.npz") == 0
 
 
@@ -182,9 +178,8 @@ def test_alternative_file_set_is_recognised_and_used(server, tmp_path, monkeypat
 
 
 def _fetch_in_child(barrier, cache_dir) -> None:
-    fetch = importlib.import_module("dlsets.fetch")
     barrier.wait(timeout=60)
-    out = fetch.fetch("toy", cache_dir=cache_dir, progress=False)
+    out = acquire.fetch("toy", cache_dir=cache_dir, progress=False)
     assert all(p.is_file() for p in out.values())
 
 
@@ -205,7 +200,7 @@ def test_four_processes_download_each_file_once(toy, server, tmp_path):
 
 
 def _fetch_one(cache_dir, file) -> None:
-    importlib.import_module("dlsets.fetch").fetch("toy", files=[file], cache_dir=cache_dir,
+    acquire.fetch("toy", files=[file], cache_dir=cache_dir,
                                                   progress=False)
 
 
@@ -226,7 +221,7 @@ def test_killed_download_is_resumed_not_trusted(toy, server, tmp_path):
     assert 0 < have < len(body)
     assert not cache.file_path("toy", f, tmp_path / "c").exists()
     server.add(f"/reg/{f}", body)  # a healthy server now; the lock died with the child
-    paths = fetch.fetch("toy", files=[f], cache_dir=tmp_path / "c")
+    paths = acquire.fetch("toy", files=[f], cache_dir=tmp_path / "c")
     assert paths[f].read_bytes() == body and not part.exists()
     last = server.requests(f"/reg/{f}")[-1]
     assert last.range == f"bytes={have}-" and last.status == 206
@@ -241,19 +236,19 @@ def test_md5_only_file_is_pinned_then_enforced(server, monkeypatch):
     url = server.add("/small.tar.gz", body)
     f = fspec("small.tar.gz", body, [url], sha=False, md5=True)
     install(monkeypatch, spec_like_mnist("nm", {f.name: f}, [[f.name]]))
-    path = fetch.fetch("nm")[f.name]
+    path = acquire.fetch("nm")[f.name]
     pins = cache.read_json(cache.pins_path("nm"))
     assert pins == {f.name: hashlib.sha256(body).hexdigest()}
-    st = {s.file: s for s in fetch.status("nm")}[f.name]
+    st = {s.file: s for s in acquire.status("nm")}[f.name]
     assert st.verified and st.pinned_sha256 == pins[f.name] and st.sha256 is None
     assert "pinned" in st.describe()
     # From now on the pin is enforced: a download that no longer hashes to it is refused,
     # even though size and md5 (all the registry knows) would be checked as well.
     other = "0" * 64
-    fetch.remove("nm")
+    acquire.remove("nm")
     cache.write_json(cache.pins_path("nm"), {f.name: other})
     with pytest.raises(DownloadError, match="checksum mismatch.*expected 0000"):
-        fetch.fetch("nm")
+        acquire.fetch("nm")
     assert not path.exists()
 
 
@@ -267,9 +262,9 @@ def corrupt(path) -> None:
 
 
 def test_verify_detects_and_repairs(toy, server):
-    paths = fetch.fetch("toy")
+    paths = acquire.fetch("toy")
     corrupt(paths[NAMES[2]])
-    results = fetch.verify(["toy"])
+    results = acquire.verify(["toy"])
     by = {r.file: r for r in results}
     assert [by[f].state for f in NAMES] == ["ok", "ok", "repaired", "ok"]
     assert all(r.ok for r in results)
@@ -279,55 +274,55 @@ def test_verify_detects_and_repairs(toy, server):
 
 
 def test_verify_without_repair_reports_corrupt(toy, server):
-    paths = fetch.fetch("toy")
+    paths = acquire.fetch("toy")
     corrupt(paths[NAMES[0]])
-    results = fetch.verify(None, repair=False)  # None: every dataset in the cache
+    results = acquire.verify(None, repair=False)  # None: every dataset in the cache
     bad = [r for r in results if not r.ok]
     assert [(r.dataset, r.file, r.state) for r in bad] == [("toy", NAMES[0], "corrupt")]
     assert server.count(f"/reg/{NAMES[0]}") == 1
-    assert NAMES[0] not in fetch.cached("toy")
+    assert NAMES[0] not in acquire.cached("toy")
 
 
 def test_verify_of_an_empty_dataset_reports_missing(toy):
-    results = fetch.verify(["toy"])
+    results = acquire.verify(["toy"])
     assert [r.state for r in results] == ["missing"] * 4
-    assert fetch.verify() == []
+    assert acquire.verify() == []
 
 
 def test_verified_file_is_not_rehashed(toy, monkeypatch):
-    paths = fetch.fetch("toy")
+    paths = acquire.fetch("toy")
     calls = []
     real = download.hash_file
     monkeypatch.setattr(download, "hash_file", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
-    assert fetch.fetch("toy") == paths
-    assert fetch.cached("toy") == paths
+    assert acquire.fetch("toy") == paths
+    assert acquire.cached("toy") == paths
     assert calls == []
     st = paths[NAMES[1]].stat()
     os.utime(paths[NAMES[1]], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched: re-hash
-    assert fetch.cached("toy") == paths
+    assert acquire.cached("toy") == paths
     assert calls == [paths[NAMES[1]]]
-    assert fetch.cached("toy") == paths  # recorded again, so no further hashing
+    assert acquire.cached("toy") == paths  # recorded again, so no further hashing
     assert calls == [paths[NAMES[1]]]
 
 
 def test_changed_file_fails_rehash_and_fetch_repairs_it(toy, server):
-    paths = fetch.fetch("toy")
+    paths = acquire.fetch("toy")
     corrupt(paths[NAMES[3]])
-    assert NAMES[3] not in fetch.cached("toy")
-    assert fetch.fetch("toy")[NAMES[3]].read_bytes() == toy[NAMES[3]]
+    assert NAMES[3] not in acquire.cached("toy")
+    assert acquire.fetch("toy")[NAMES[3]].read_bytes() == toy[NAMES[3]]
     assert server.count(f"/reg/{NAMES[3]}") == 2
 
 
 def test_status_and_remove(toy):
-    fetch.fetch("toy", files=NAMES[:1])
-    sts = fetch.status("toy")
+    acquire.fetch("toy", files=NAMES[:1])
+    sts = acquire.status("toy")
     assert [s.file for s in sts] == NAMES
     assert [(s.present, s.verified) for s in sts] == [(True, True)] + [(False, False)] * 3
     assert sts[0].sha256 == hashlib.sha256(toy[NAMES[0]]).hexdigest()
     assert sts[0].size == len(toy[NAMES[0]]) and sts[0].md5
     assert "verified" in sts[0].describe() and "not downloaded" in sts[1].describe()
-    d = fetch.remove("toy")
+    d = acquire.remove("toy")
     assert d == cache.dataset_dir("toy") and not d.exists()
-    assert fetch.remove("toy") is None
+    assert acquire.remove("toy") is None
     with pytest.raises(OptionError):
-        fetch.remove("../x")
+        acquire.remove("../x")

@@ -9,9 +9,9 @@ import pytest
 
 import dlsets
 from dlsets import loaders, prepared
+from dlsets.acquire import fetch
 from dlsets.cache import prepared_dir
 from dlsets.errors import OfflineError, OptionError
-from dlsets.fetch import fetch
 from tests import formats
 
 RNG = np.random.default_rng(11)
@@ -425,15 +425,6 @@ def test_builtin_download_false_lists_every_file_set(name, wanted):
     with pytest.raises(OfflineError) as exc:
         dlsets.load(name, download=False)
     assert wanted in str(exc.value)
-
-
-def test_load_works_when_dlsets_fetch_is_the_function(mnist_ds, monkeypatch):
-    """``dlsets.fetch`` is both a module and (lazily) a function; load must not care."""
-    import importlib
-
-    monkeypatch.setattr(dlsets, "fetch", importlib.import_module("dlsets.fetch").fetch)
-    cache_dir, (x_tr, y_tr, *_rest) = mnist_ds
-    _assert_split(dlsets.load("tiny-mnist", cache_dir=cache_dir).train, x_tr, y_tr)
 
 
 def test_md5_only_source_changed_in_cache_makes_prepared_stale(tmp_path):

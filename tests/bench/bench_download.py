@@ -133,13 +133,10 @@ def main(argv=None) -> int:
     size = (args.size_mb or (20 if args.quick else 200)) * MB
 
     os.environ.setdefault("DLSETS_RETRY_BASE", "0.01")
-    import importlib
-
     import requests
 
-    from dlsets import registry
+    from dlsets import acquire, registry
 
-    fetch = importlib.import_module("dlsets.fetch")
     tmp = Path(tempfile.mkdtemp(prefix="dlsets-bench-"))
     proc = None
     try:
@@ -184,7 +181,7 @@ def main(argv=None) -> int:
             clients.append(("curl -s -o", lambda: curl(url, out), rm_out))
         for name, label in (("bench", "dlsets.fetch (sha256)"),
                             ("bench-md5", "dlsets.fetch (sha256 + md5)")):
-            clients.append((label, lambda n=name: fetch.fetch(n, cache_dir=cache_dir,
+            clients.append((label, lambda n=name: acquire.fetch(n, cache_dir=cache_dir,
                                                               progress=False), rm_cache))
         rows = round_robin(args.repeat, clients)
         t_req = rows[0][1]
@@ -199,7 +196,7 @@ def main(argv=None) -> int:
                                                           "files": {"big.bin": cut_entry}}}))
             registry.register_file(reg)
             t0 = time.perf_counter()
-            got = fetch.fetch(f"bench-cut-{i}", cache_dir=cache_dir, progress=False)["big.bin"]
+            got = acquire.fetch(f"bench-cut-{i}", cache_dir=cache_dir, progress=False)["big.bin"]
             t_resume = min(t_resume, time.perf_counter() - t0)
             assert got.stat().st_size == size
             reqs = [json.loads(line) for line in log.read_text().splitlines()]

@@ -243,8 +243,8 @@ def main(argv=None) -> int:
         cache_dir = work / "cache"
 
         import dlsets
+        from dlsets.acquire import fetch
         from dlsets.cache import prepared_dir
-        from dlsets.fetch import fetch
 
         for name, key in (("bench-mnist", "mnist"), ("bench-cifar10-bin", "cifar-bin"),
                           ("bench-cifar10-py", "cifar-py"), ("bench-notmnist", "notmnist")):
