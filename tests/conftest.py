@@ -21,3 +21,12 @@ def _isolated_dlsets(tmp_path, monkeypatch):
     saved = list(registry._user_files)
     yield
     registry._user_files[:] = saved
+
+
+@pytest.fixture
+def server():
+    """A scripted HTTP server on 127.0.0.1 (see tests/httpserver.py)."""
+    from tests.httpserver import Server
+
+    with Server() as srv:
+        yield srv

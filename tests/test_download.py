@@ -28,17 +28,6 @@ def payload(seed: int, n: int = 60) -> bytes:
     return idx_gz_bytes(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
 
 
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    monkeypatch.setenv("DLSETS_RETRY_BASE", "0.001")
-
-
-@pytest.fixture
-def server():
-    with Server() as srv:
-        yield srv
-
-
 @pytest.fixture
 def register(tmp_path, monkeypatch):
     """register(files={name: entry}) -> writes a user registry with dataset 'toy' and enables it."""

@@ -15,7 +15,7 @@ from dlsets import acquire, cache, download, registry
 from dlsets.errors import DownloadError, OfflineError, OptionError
 from dlsets.registry import DatasetSpec, FileSpec
 from tests.formats import idx_gz_bytes
-from tests.httpserver import Server, file_entry, wait_for, write_registry
+from tests.httpserver import file_entry, wait_for, write_registry
 
 NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
@@ -24,17 +24,6 @@ NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
 def payload(seed: int, n: int = 40) -> bytes:
     rng = np.random.default_rng(seed)
     return idx_gz_bytes(rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch):
-    monkeypatch.setenv("DLSETS_RETRY_BASE", "0.001")
-
-
-@pytest.fixture
-def server():
-    with Server() as srv:
-        yield srv
 
 
 @pytest.fixture
