@@ -134,6 +134,10 @@ def _pax(data: bytes, label: str) -> dict[str, str]:
             length = int(data[pos:space])
         except ValueError:
             raise FormatError(f"{label}: malformed pax header") from None
+        # A record holds at least its own length field and ends inside the header: a length
+        # of 0 (or less) would never advance and hang the reader.
+        if space < pos or length <= space - pos or pos + length > len(data):
+            raise FormatError(f"{label}: malformed pax header (record length {length})")
         record = data[space + 1 : pos + length - 1]
         key, _, value = record.partition(b"=")
         out[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
@@ -173,6 +177,8 @@ def _iter_tar(f, label: str) -> Iterator[tuple[str, bytes]]:
             continue  # global pax headers ('g') carry defaults we do not need
         if "size" in pax:
             size = int(pax["size"])
+            if size < 0:
+                raise FormatError(f"{label}: a pax header gives a negative size ({size})")
         padded = -(-size // _BLOCK) * _BLOCK
         if kind == b"5":  # a directory: nothing is created from it, so its name is harmless
             long_name = long_link = None

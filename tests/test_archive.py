@@ -157,3 +157,33 @@ def test_dot_directory_entries_are_fine():
 
     data = tar_gz_bytes({}, extra=extra)
     assert list(archive.iter_files(io.BytesIO(data))) == [("A/x.png", b"hi")]
+
+
+def _pax_tar(record: bytes) -> bytes:
+    """A plain tar whose one member has a pax header; its 13-byte record is replaced."""
+    assert len(record) == 13
+    buf = io.BytesIO()
+    info = tarfile.TarInfo("a.txt")
+    info.size = 3
+    info.pax_headers = {"comment": "x"}  # the record "13 comment=x\n"
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(info, io.BytesIO(b"abc"))
+    raw = bytearray(buf.getvalue())
+    assert raw[156:157] == b"x" and raw[512:525] == b"13 comment=x\n"
+    raw[512:525] = record
+    return bytes(raw)
+
+
+def test_pax_records_are_read():
+    assert list(archive.iter_files(io.BytesIO(_pax_tar(b"13 comment=y\n")))) == [
+        ("a.txt", b"abc")
+    ]
+
+
+@pytest.mark.parametrize("record", [b"0 comment=xy\n", b"-5 comment=x\n", b"99 comment=x\n",
+                                    b"13 size=-512\n"])
+def test_hostile_pax_header_is_a_format_error_not_a_hang(record):
+    """A zero-length record never advanced (the reader hung); a negative size moved the
+    stream backwards (members were read twice, or forever)."""
+    with pytest.raises(FormatError, match="pax"):
+        list(archive.iter_files(io.BytesIO(_pax_tar(record))))
