@@ -155,13 +155,42 @@ def test_unpickle_refuses_other_globals(module, name):
     assert f"{module}.{name}" in str(exc.value)
 
 
+def test_unpickle_python2_protocol0_text_pickle():
+    """cPickle.dumps(d) with Python 2's default protocol 0: text opcodes, py2 str as S'...'."""
+    data = (b"(dp0\nS'data'\np1\ncnumpy.core.multiarray\n_reconstruct\np2\n(cnumpy\nndarray\n"
+            b"p3\n(I0\ntp4\nS'b'\np5\ntp6\nRp7\n(I1\n(I2\nI3\ntp8\ncnumpy\ndtype\np9\n"
+            b"(S'u1'\np10\nI0\nI1\ntp11\nRp12\n(I3\nS'|'\np13\nNNNI-1\nI-1\nI0\ntp14\nbI00\n"
+            b"S'\\x00\\x01\\x02\\x03\\x04\\x05'\np15\ntp16\nbsS'labels'\np17\n(lp18\nI1\naI2\n"
+            b"as.")
+    for encoding, key in (("bytes", b"data"), ("latin1", "data")):
+        got = unpickle.restricted_loads(data, encoding=encoding)
+        np.testing.assert_array_equal(got[key], np.arange(6, dtype=np.uint8).reshape(2, 3))
+
+
+class _Encode:
+    def __init__(self, *args):
+        self.args = args
+
+    def __reduce__(self):
+        import _codecs
+
+        return (_codecs.encode, self.args)
+
+
+@pytest.mark.parametrize("args", [("x", "rot13"), (b"x", "zlib_codec"), (["x"], "latin1")])
+def test_unpickle_admits_codecs_encode_for_latin1_text_only(args):
+    with pytest.raises(UnsafePickleError, match="_codecs.encode"):
+        unpickle.restricted_loads(pickle.dumps([_Encode(*args)], protocol=2))
+
+
 def test_unpickle_garbage_is_a_format_error():
     with pytest.raises(FormatError):
         unpickle.restricted_loads(b"\x80\x02}q\x01(U")
 
 
-@pytest.mark.parametrize("protocol", [3, 4])
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4])
 def test_unpickle_accepts_numpy_arrays_from_python3(protocol):
+    """Under protocols 0-2 Python 3 writes the array's bytes as _codecs.encode(s, 'latin1')."""
     a = RNG.integers(0, 255, (4, 6)).astype(np.uint8)
     obj = {"data": a, "labels": [1, 2, 3, 4], "t": (1, 2), "s": {3}}
     data = pickle.dumps(obj, protocol=protocol)

@@ -1,7 +1,8 @@
 """A restricted unpickler: numpy arrays and builtin containers, nothing else.
 
 Pickles run code by naming callables; this one resolves only numpy's array reconstruction
-and a few builtin container types, so a hostile file is refused before any of it runs.
+and a few builtin container types (and latin1 ``_codecs.encode``, which Python 3 writes for
+``bytes`` under protocols 0-2), so a hostile file is refused before any of it runs.
 """
 
 from __future__ import annotations
@@ -27,10 +28,26 @@ ALLOWED = frozenset(
 )
 
 
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles ``bytes`` under protocols 0-2
+    (``_codecs.encode(text, "latin1")``); no other codec is admitted."""
+    if encoding.lower().replace("-", "").replace("_", "") not in ("latin1", "iso88591"):
+        raise UnsafePickleError(
+            f"the pickle calls _codecs.encode with codec {encoding!r}; only 'latin1' (how "
+            "Python 3 pickles bytes under protocols 0-2) is admitted"
+        )
+    if not isinstance(text, str):
+        raise UnsafePickleError("the pickle calls _codecs.encode on something not a str")
+    return text.encode("latin1")
+
+
 class RestrictedUnpickler(pickle.Unpickler):
-    """An Unpickler whose ``find_class`` admits only :data:`ALLOWED`."""
+    """An Unpickler whose ``find_class`` admits only :data:`ALLOWED`, plus ``_codecs.encode``
+    restricted to latin1 (Python 3's protocol 0-2 spelling of ``bytes``)."""
 
     def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
         if (module, name) not in ALLOWED:
             raise UnsafePickleError(
                 f"the pickle names {module}.{name}, which is neither a numpy array part nor a "
