@@ -214,6 +214,11 @@ def _usable(spec: DatasetSpec, folder: Path, cache_dir):
     arrays = prepared.open_arrays(folder, manifest)
     if arrays is None:
         return None
+    if prepared.read_manifest(folder) != manifest:
+        # Another process rebuilt the folder between our reading the manifest and mapping the
+        # arrays: what we mapped may belong to its manifest, not ours. Retry under the lock.
+        log.info("%s: prepared arrays changed while being opened; reopening", spec.name)
+        return None
     expected = {"train_images", "train_labels", "test_images", "test_labels"}
     if spec.format == "cifar100":
         expected |= {"train_coarse_labels", "test_coarse_labels"}

@@ -306,6 +306,58 @@ def test_damaged_prepared_copy_is_rebuilt(mnist_ds, breaker):
     assert prepared.open_arrays(folder, prepared.read_manifest(folder)) is not None
 
 
+def test_arrays_rebuilt_by_another_process_while_opening_are_not_mixed(mnist_ds, monkeypatch):
+    """Process B reads the manifest, process A rewrites the folder (same shapes, other
+    sources), B maps the arrays: B must not hand out A's arrays under its old manifest."""
+    cache_dir, (x_tr, y_tr, x_te, y_te) = mnist_ds
+    dlsets.load("tiny-mnist", cache_dir=cache_dir)
+    folder = prepared_dir("tiny-mnist", cache_dir)
+    real_open = prepared.open_arrays
+    calls = []
+
+    def open_during_rebuild(fold, manifest):
+        if not calls:  # the other process finishes its rebuild right now
+            other = {k: np.array(v)[::-1] for k, v in real_open(fold, manifest).items()}
+            mf = {k: v for k, v in manifest.items() if k not in ("arrays", "version")}
+            mf["sources"] = {f: "0" * 64 for f in manifest["sources"]}
+            prepared.write(fold, other, mf)
+        calls.append(fold)
+        return real_open(fold, manifest)
+
+    monkeypatch.setattr(prepared, "open_arrays", open_during_rebuild)
+    ds = dlsets.load("tiny-mnist", cache_dir=cache_dir, download=False)
+    _assert_split(ds.train, x_tr, y_tr)
+    _assert_split(ds.test, x_te, y_te)
+    assert ds.info["sources"] == prepared.read_manifest(folder)["sources"]
+
+
+def _load_in_child(cache_dir, fmt, out):
+    try:
+        ds = dlsets.load("tiny-mnist", cache_dir=cache_dir, download=False, format=fmt)
+        with ds:
+            out.put(np.array(ds.train.images[:]).tobytes() + np.array(ds.test.labels[:]).tobytes())
+    except BaseException as exc:  # reported to the parent, which fails the test
+        out.put(repr(exc))
+
+
+@pytest.mark.parametrize("fmt", ["numpy", "hdf5"])
+def test_processes_preparing_at_once_get_the_same_arrays(mnist_ds, fmt):
+    import multiprocessing
+
+    cache_dir, (x_tr, y_tr, x_te, y_te) = mnist_ds
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_load_in_child, args=(cache_dir, fmt, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    got = [out.get(timeout=30) for _ in procs]
+    for p in procs:
+        p.join(10)
+    assert got == [x_tr.tobytes() + y_te.tobytes()] * 3
+    folder = prepared_dir("tiny-mnist", cache_dir)
+    assert not [p.name for p in folder.rglob("*.tmp")]
+
+
 def test_stale_prepared_copy_is_rebuilt_when_sources_change(entry):
     first = _mnist_like()
     cache_dir = entry("tiny-mnist", "mnist", _idx_files(*first))
