@@ -348,6 +348,38 @@ def test_notmnist_reads_every_png_and_skips_unreadable(tmp_path):
     assert {(int(lab), img.tobytes()) for lab, img in zip(y, x, strict=True)} == expected
 
 
+def test_notmnist_reading_waits_for_decoding(monkeypatch):
+    """Undecoded batches are bounded: reading the stream waits for slow decoders."""
+    import threading
+    import time
+
+    images = _notmnist_images(per_class=6)
+    data = formats.notmnist_tar(images)
+    real_decode, name = notmnist._decoder()
+    done = []
+    lock = threading.Lock()
+
+    def slow_decode(png):
+        time.sleep(0.002)
+        with lock:
+            done.append(1)
+        return real_decode(png)
+
+    monkeypatch.setattr(notmnist, "_decoder", lambda: (slow_decode, name))
+    monkeypatch.setattr(notmnist, "BATCH", 1)
+    read, backlog = [], []
+
+    def on_batch(n):
+        read.append(n)
+        with lock:
+            backlog.append(len(read) - len(done))
+
+    got = notmnist.read_notmnist_tar(io.BytesIO(data), classes=LETTERS, workers=2,
+                                     on_batch=on_batch)
+    assert len(got.x_train) + len(got.x_test) == len(images) == len(read)
+    assert max(backlog) <= 2 * 2 + 1
+
+
 def test_notmnist_split_is_stratified_deterministic_and_skip_proof():
     images = _notmnist_images(per_class=13)
     data = formats.notmnist_tar(images)

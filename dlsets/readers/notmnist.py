@@ -131,7 +131,18 @@ def read_notmnist_tar(
     labels: list[int] = []
     futures = []
     batch: list[bytes] = []
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    workers = max(1, workers)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+
+        def submit(batch):
+            # Reading outpaces decoding: wait for old batches so that undecoded PNG bytes
+            # (a quarter of a gigabyte for notMNIST-large) never pile up in the queue.
+            if len(futures) > 2 * workers:
+                futures[-2 * workers - 1].result()
+            futures.append(pool.submit(decode_batch, batch, shape, decode))
+            if on_batch:
+                on_batch(len(batch))
+
         for path, data in archive.iter_files(source):
             if not path.lower().endswith(".png"):
                 continue
@@ -146,14 +157,10 @@ def read_notmnist_tar(
             labels.append(index[parts[-2]])
             batch.append(data)
             if len(batch) >= BATCH:
-                futures.append(pool.submit(decode_batch, batch, shape, decode))
-                if on_batch:
-                    on_batch(len(batch))
+                submit(batch)
                 batch = []
         if batch:
-            futures.append(pool.submit(decode_batch, batch, shape, decode))
-            if on_batch:
-                on_batch(len(batch))
+            submit(batch)
         results = [f.result() for f in futures]
     if not paths:
         raise FormatError(f"{label}: no PNG images found in letter folders")
