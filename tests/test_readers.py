@@ -3,6 +3,7 @@
 import gzip
 import io
 import pickle
+import struct
 
 import numpy as np
 import pytest
@@ -62,6 +63,14 @@ def test_idx_length_mismatch_names_file_and_lengths(gz, delta):
     msg = str(exc.value)
     assert "broken-idx3-ubyte.gz" in msg
     assert str(len(raw)) in msg and str(len(bad)) in msg
+
+
+@pytest.mark.parametrize("dims", [(0xFFFFFFFF,) * 3, (0xFFFFFFFF, 0xFFFFFF)])
+def test_idx_absurd_header_shape_is_a_format_error(dims):
+    """A damaged header claiming petabytes failed with numpy's ValueError / MemoryError."""
+    data = b"\x00\x00\x08" + bytes([len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + bytes(9)
+    with pytest.raises(FormatError, match="x.idx.*damaged"):
+        idx.read_idx(data, name="x.idx")
 
 
 def test_idx_bad_magic_and_type():

@@ -166,7 +166,13 @@ def _parse(reader: _Reader, label: str) -> np.ndarray:
         shape = struct.unpack(f">{ndim}I", dims_raw)
         dtype = TYPE_CODES[code]
         expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        out = np.empty(shape, dtype=dtype)
+        try:
+            out = np.empty(shape, dtype=dtype)
+        except (ValueError, MemoryError):
+            raise FormatError(
+                f"{label}: IDX header (type 0x{code:02X}, shape {shape}) claims {expected:,} "
+                "bytes of data, more than can be held in memory; the header is damaged"
+            ) from None
         got = reader.readinto(memoryview(out.reshape(-1).view(np.uint8)))
         extra = reader.remaining() if got == expected else 0
     except FormatError as exc:
