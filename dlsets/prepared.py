@@ -52,12 +52,17 @@ def _atomic_write(path: Path, write) -> None:
 
 def write(folder: str | os.PathLike, arrays: dict[str, np.ndarray], manifest: dict) -> dict:
     """Store ``arrays`` as ``<key>.npy`` and ``manifest`` (completed with array facts) in
-    ``folder``, each file written to a temp name and renamed; returns the manifest written."""
+    ``folder``, each file written to a temp name and renamed; returns the manifest written.
+
+    The caller holds the folder's lock (one writer at a time): temp files found here are
+    leftovers of a writer that was killed, and are removed."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     # Without a manifest the folder counts as unfinished until the very last rename below.
     (folder / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(folder / HDF5_DIR, ignore_errors=True)
+    for leftover in folder.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
     facts = {}
     for key, a in arrays.items():
         a = np.ascontiguousarray(a)

@@ -358,6 +358,18 @@ def test_processes_preparing_at_once_get_the_same_arrays(mnist_ds, fmt):
     assert not [p.name for p in folder.rglob("*.tmp")]
 
 
+def test_rebuild_removes_temp_files_of_a_killed_writer(mnist_ds):
+    cache_dir, (x_tr, y_tr, _, _) = mnist_ds
+    dlsets.load("tiny-mnist", cache_dir=cache_dir)
+    folder = prepared_dir("tiny-mnist", cache_dir)
+    leftover = folder / ".train_images.npy.99999.tmp"
+    leftover.write_bytes(b"half an array")
+    (folder / prepared.MANIFEST).unlink()  # the killed writer never got to its manifest
+    ds = dlsets.load("tiny-mnist", cache_dir=cache_dir, download=False)
+    _assert_split(ds.train, x_tr, y_tr)
+    assert not leftover.exists()
+
+
 def test_stale_prepared_copy_is_rebuilt_when_sources_change(entry):
     first = _mnist_like()
     cache_dir = entry("tiny-mnist", "mnist", _idx_files(*first))
