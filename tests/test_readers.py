@@ -327,6 +327,14 @@ def test_cifar_archive_without_batches_is_a_format_error():
         cifar.read_cifar_tar(io.BytesIO(data), coarse=False)
 
 
+@pytest.mark.parametrize("labels", [[b"a", b"b"], [1.7, 2.2], [None, 1], [[1], [2]], [1, 256]])
+def test_cifar_batch_with_odd_labels_is_a_format_error(labels):
+    """Text or None labels raised numpy's TypeError; float labels were silently truncated."""
+    batch = {b"data": np.zeros((2, cifar.PIXELS), np.uint8), b"labels": labels}
+    with pytest.raises(FormatError, match="labels"):
+        cifar.parse_batch(batch, name="data_batch_1")
+
+
 # --- notMNIST ---------------------------------------------------------------------------
 
 LETTERS = list("ABCDEFGHIJ")

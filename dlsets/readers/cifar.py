@@ -92,6 +92,8 @@ def parse_batch(obj: dict, *, name: str = "CIFAR batch") -> dict[str, np.ndarray
         raise FormatError(f"{name}: no labels (keys: {sorted(d)})")
     for k in keys:
         labels = np.asarray(d[k])
+        if labels.dtype.kind not in "iub":
+            raise FormatError(f"{name}: {k!r} holds {labels.dtype} values; expected integers")
         if labels.shape != (len(data),) or labels.size and (labels.min() < 0 or labels.max() > 255):
             raise FormatError(f"{name}: {k!r} has shape {labels.shape} or values outside 0..255; "
                               f"expected {len(data)} labels")
