@@ -326,3 +326,31 @@ def test_bad_compositions_and_batches_fail_clearly():
         Augmenter(rotate=5, fill=300)(np.zeros((2, 8, 8), np.uint8))
     # the same fill is fine for float images
     assert Augmenter(rotate=5, fill=300)(np.zeros((2, 8, 8), np.float32)).dtype == np.float32
+
+
+# ---------------------------------------------------------------- resources
+def _in_fresh_thread(func):
+    """Run ``func`` in a new thread; return its result and that thread's kept scratch sizes."""
+    import threading
+
+    got = {}
+
+    def target():
+        got["result"] = func()
+        got["kept"] = [b.nbytes for b in getattr(F._scratch, "arrays", {}).values()]
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    return got["result"], got["kept"]
+
+
+def test_threads_do_not_keep_scratch_for_huge_images(monkeypatch):
+    x = _pattern(n=2, h=200, w=200)
+    aug = Augmenter(rotate=10, elastic=(20, 3), seed=1, workers=1)
+    want, kept = _in_fresh_thread(lambda: aug(x))
+    assert max(kept) > 1 << 16  # normally the maps (160 KB each) are kept for the next call
+    monkeypatch.setattr(F, "SCRATCH_KEEP", 1 << 16)
+    got, kept = _in_fresh_thread(lambda: aug(x))
+    assert np.array_equal(got, want)
+    assert max(kept, default=0) <= 1 << 16

@@ -22,6 +22,8 @@ INTERPOLATIONS = ("bilinear", "nearest")
 IMAGE_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 _SHRT_MAX = 32767  # cv2.remap converts float maps to 16-bit fixed point: a mosaic must fit
 _SMOOTH_TOL = 1e-3  # singular values of the smoothing operator kept down to this fraction
+MAX_SIDE = _SHRT_MAX - 2  # largest height or width (one tile plus its fill row must fit)
+SCRATCH_KEEP = 1 << 25  # bytes: bigger scratch arrays (huge images) are not kept between pieces
 
 
 class Field(NamedTuple):
@@ -181,9 +183,15 @@ def _fold(c: np.ndarray, size: int, border: str) -> None:
 
 
 def _buffer(name: str, shape: tuple, dtype) -> np.ndarray:
-    """A scratch array reused by this thread (big maps would page-fault on every piece)."""
+    """A scratch array reused by this thread (big maps would page-fault on every piece).
+
+    Arrays over ``SCRATCH_KEEP`` bytes are fresh each time: the pool's idle threads would
+    otherwise hold hundreds of MB for the rest of the process after one batch of photos.
+    """
     cache = _scratch.__dict__.setdefault("arrays", {})
     size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if size > SCRATCH_KEEP:
+        return np.empty(shape, dtype)
     buf = cache.get(name)
     if buf is None or buf.size < size:
         buf = cache[name] = np.empty(max(size, 1), np.uint8)
