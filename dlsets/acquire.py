@@ -197,6 +197,19 @@ def _acquire(lock: FileLock, what: str) -> None:
         lock.acquire()
 
 
+def _check_mirrors(mirrors: Sequence[str]) -> None:
+    """Refuse a mirror that is not an http(s) base URL before anything is downloaded."""
+    if isinstance(mirrors, str):
+        raise OptionError(f"mirrors= takes a list of base URLs, not the string {mirrors!r}")
+    for m, origin in [*((m, "--mirror") for m in mirrors),
+                      *((m, "DLSETS_MIRROR") for m in config.env_mirrors())]:
+        if not m.startswith(("http://", "https://")):
+            raise OptionError(
+                f"{origin} {m!r} is not an http(s) base URL; give one like "
+                "https://host/path/ (the file name is appended)"
+            )
+
+
 def _urls(fs: FileSpec, mirrors: Sequence[str]) -> list[str]:
     bases = [*mirrors, *config.env_mirrors()]
     urls = [b.rstrip("/") + "/" + quote(fs.name) for b in bases] + list(fs.urls)
@@ -241,6 +254,7 @@ def _ensure(c: _Cache, file: str, mirrors: Sequence[str], session, progress) -> 
             f"(DLSETS_OFFLINE is set). It is:\n{_describe_file(fs, mirrors)}\n"
             f"Download it elsewhere, put it in a folder and run `dlsets fetch {c.name} --from DIR`."
         )
+    _check_mirrors(mirrors)
     log.info("%s/%s: %s", c.name, file, "resuming" if action == cache.RESUME else "downloading")
     h = download.download_file(
         _urls(fs, mirrors),

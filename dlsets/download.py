@@ -372,8 +372,9 @@ def _get(session: requests.Session, url: str, headers: dict, timeout) -> request
                                allow_redirects=False)
         except requests.exceptions.SSLError as exc:
             raise _Skip(f"TLS error: {_reason(exc)}") from None
-        except requests.exceptions.InvalidURL as exc:
-            raise _Skip(f"invalid URL: {exc}") from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema) as exc:
+            raise _Skip(f"invalid URL: {exc}") from None  # retrying cannot fix it
         except _NET_ERRORS as exc:
             raise _Retry(_reason(exc)) from None
         if not resp.is_redirect:

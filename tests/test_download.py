@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dlsets import acquire, cache, download
-from dlsets.errors import DlsetsError, DownloadError
+from dlsets.errors import DlsetsError, DownloadError, OptionError
 from tests.formats import idx_gz_bytes
 from tests.httpserver import Server, file_entry, write_registry
 
@@ -370,3 +370,31 @@ def test_retry_base_reads_the_environment(monkeypatch):
 
 def test_errors_are_dlsets_errors():
     assert issubclass(DownloadError, DlsetsError)
+
+
+def test_a_mirror_that_is_not_an_http_url_fails_at_once(server, register, monkeypatch):
+    body = payload(23, n=2)
+    url = server.add("/a.gz", body)
+    name = register({"a.gz": file_entry(body, [url])})
+    monkeypatch.setenv("DLSETS_RETRY_BASE", "5")  # a retry would show as a long wait
+    t0 = time.monotonic()
+    with pytest.raises(OptionError, match=r"--mirror 'example.com/data' is not an http\(s\)"):
+        acquire.fetch(name, mirrors=["example.com/data"])
+    monkeypatch.setenv("DLSETS_MIRROR", "ftp://example.com/data")
+    with pytest.raises(OptionError, match="DLSETS_MIRROR 'ftp://example.com/data'"):
+        acquire.fetch(name)
+    assert server.log == [] and time.monotonic() - t0 < 2
+    monkeypatch.delenv("DLSETS_MIRROR")
+    acquire.fetch(name)
+    monkeypatch.setenv("DLSETS_MIRROR", "ftp://example.com/data")
+    assert acquire.fetch(name)  # cached: a bad mirror setting does not matter
+
+
+def test_a_url_without_http_scheme_is_skipped_not_retried(server, tmp_path, monkeypatch):
+    body = payload(24, n=2)
+    url = server.add("/a.gz", body)
+    monkeypatch.setenv("DLSETS_RETRY_BASE", "5")
+    t0 = time.monotonic()
+    h = download.download_file(["example.com/a.gz", "file:///etc/passwd", url],
+                               tmp_path / "a.gz", sha256=hashlib.sha256(body).hexdigest())
+    assert h.size == len(body) and time.monotonic() - t0 < 2
