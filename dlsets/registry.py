@@ -20,7 +20,7 @@ from .errors import RegistryError
 
 USER_ENTRY_KEYS = {"like", "files", "classes", "description", "license", "homepage", "citation"}
 USER_FILE_KEYS = {"sha256", "urls", "size", "md5"}
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 
 
 @dataclass(frozen=True)
@@ -197,7 +197,7 @@ def _user_entry(path: Path, name: str, e: Any) -> DatasetSpec:
             raise fail(f"missing required key {key!r}")
     builtin = _builtin()
     like = e["like"]
-    if like not in builtin:
+    if not isinstance(like, str) or like not in builtin:
         raise fail(f"'like' is {like!r}, not a built-in dataset; use one of {list(builtin)}")
     base = builtin[like]
     if not isinstance(e["files"], dict) or not e["files"]:
@@ -247,7 +247,9 @@ def _user_file(where: str, fn: str, f: Any) -> FileSpec:
                 raise fail("missing required key 'sha256'")
             continue
         v = f[key]
-        if not isinstance(v, str) or len(v) != length or not _HEX.match(v):
+        if v is None and key == "md5":
+            continue  # as in the built-in registry: no md5 known
+        if not isinstance(v, str) or len(v) != length or not _HEX.fullmatch(v):
             got = f"{len(v)} characters" if isinstance(v, str) else type(v).__name__
             raise fail(f"{key} must be {length} hexadecimal characters, got {got}")
     urls = f.get("urls")

@@ -107,6 +107,7 @@ def _file(e):
     "mutate, message",
     [
         (lambda e: e.update(like="mnist-v9"), r"'like' is 'mnist-v9', not a built-in"),
+        (lambda e: e.update(like=["mnist"]), r"'like' is \['mnist'\], not a built-in"),
         (lambda e: e.pop("like"), "missing required key 'like'"),
         (lambda e: e.pop("files"), "missing required key 'files'"),
         (lambda e: e.update(files={}), "non-empty"),
@@ -114,6 +115,7 @@ def _file(e):
         (lambda e: _file(e).update(sha256="abc"), "sha256 must be 64 hexadecimal characters"),
         (lambda e: _file(e).update(sha256="zz" * 32), "sha256 must be 64 hexadecimal"),
         (lambda e: _file(e).update(md5="ab" * 20), "md5 must be 32 hexadecimal"),
+        (lambda e: _file(e).update(sha256="a" * 63 + "\n"), "sha256 must be 64 hexadecimal"),
         (lambda e: _file(e).pop("sha256"), "missing required key 'sha256'"),
         (lambda e: _file(e).update(urls=[]), "'urls' must be a non-empty list"),
         (lambda e: _file(e).pop("urls"), "'urls' must be a non-empty list"),
@@ -170,3 +172,11 @@ def test_import_touches_no_disk(tmp_path):
     )
     env = {**__import__("os").environ, "DLSETS_CACHE": str(tmp_path / "c")}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_optional_md5_and_size_may_be_null_as_in_the_builtin_registry(tmp_path):
+    data = json.loads(json.dumps(GOOD))
+    _file(data["my-digits"]).update(md5=None, size=None)
+    dlsets.register_file(write(tmp_path, data))
+    f = registry.get("my-digits").files["train-images-idx3-ubyte.gz"]
+    assert f.md5 is None and f.size is None and f.sha256 == SHA
