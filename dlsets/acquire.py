@@ -90,6 +90,8 @@ class _Cache:
         self.name = spec.name
         self.cache_dir = cache_dir
         self.files = cache.files_dir(spec.name, cache_dir)
+        # file -> ((size, mtime_ns), why) of a failed check, so one call hashes a bad file once
+        self.failed: dict[str, tuple[tuple[int, int] | None, str]] = {}
 
     def path(self, file: str) -> Path:
         return self.files / file
@@ -106,14 +108,17 @@ class _Cache:
         pin = (self.pins() if pins is None else pins).get(fs.name)
         return pin if isinstance(pin, str) else None
 
+    def stat(self, file: str) -> tuple[int, int] | None:
+        try:
+            st = self.path(file).stat()
+        except FileNotFoundError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
     def action(self, file: str, *, network: bool, records=None, pins=None) -> str:
         fs = self.spec.files[file]
         path = self.path(file)
-        try:
-            st = path.stat()
-            stat = (st.st_size, st.st_mtime_ns)
-        except FileNotFoundError:
-            stat = None
+        stat = self.stat(file)
         records = self.records() if records is None else records
         return cache.cache_action(
             present=stat is not None,
@@ -142,12 +147,19 @@ class _Cache:
     def check(self, file: str) -> str | None:
         """Hash the cached file; record it when it matches. Returns why it does not, or None."""
         fs = self.spec.files[file]
-        path = self.path(file)
-        h = download.hash_file(path, md5=fs.md5 is not None)
+        before = self.stat(file)
+        h = download.hash_file(self.path(file), md5=fs.md5 is not None)
         why = self.mismatch(fs, h)
         if why is None:
             self.record(file, h)
+        else:
+            self.failed[file] = (before, why)
         return why
+
+    def known_failure(self, file: str) -> str | None:
+        """Why ``file`` failed a check earlier in this call, if it is unchanged since."""
+        hit = self.failed.get(file)
+        return hit[1] if hit is not None and hit[0] == self.stat(file) else None
 
     def record(self, file: str, h: download.Hashes) -> None:
         """Note ``file`` as verified now (and pin its sha256 when the registry has none)."""
@@ -241,10 +253,14 @@ def _ensure(c: _Cache, file: str, mirrors: Sequence[str], session, progress) -> 
     if action == cache.USE:
         return path
     if action == cache.REHASH:
-        why = c.check(file)
+        known = c.known_failure(file)  # fetch() found it bad moments ago: no second hash
+        why = known or c.check(file)
         if why is None:
             return path
-        log.warning("%s failed verification (%s); downloading it again", path, why)
+        if known:
+            log.info("%s: downloading it again", path)
+        else:
+            log.warning("%s failed verification (%s); downloading it again", path, why)
         c.forget(file)
         path.unlink()
         action = c.action(file, network=not config.offline())

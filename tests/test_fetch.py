@@ -302,6 +302,19 @@ def test_changed_file_fails_rehash_and_fetch_repairs_it(toy, server):
     assert server.count(f"/reg/{NAMES[3]}") == 2
 
 
+def test_a_corrupt_file_is_hashed_once_per_fetch(toy, server, monkeypatch, caplog):
+    paths = acquire.fetch("toy")
+    corrupt(paths[NAMES[3]])
+    calls = []
+    real = download.hash_file
+    monkeypatch.setattr(download, "hash_file", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    with caplog.at_level("WARNING", logger="dlsets"):
+        assert acquire.fetch("toy")[NAMES[3]].read_bytes() == toy[NAMES[3]]
+    assert calls == [paths[NAMES[3]]]  # found bad once, then downloaded (hashed as it came)
+    assert len([r for r in caplog.records if "failed verification" in r.getMessage()]) == 1
+    assert server.count(f"/reg/{NAMES[3]}") == 2
+
+
 def test_status_and_remove(toy):
     acquire.fetch("toy", files=NAMES[:1])
     sts = acquire.status("toy")
