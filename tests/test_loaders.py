@@ -106,6 +106,43 @@ def test_keras_npz_dataset(entry):
     _assert_split(ds.test, x_te, y_te)
 
 
+@pytest.mark.parametrize("like", ["mnist", "cifar10"])
+def test_load_uses_the_file_set_present_and_downloads_nothing(tmp_path, monkeypatch, like):
+    """keras' mnist.npz / the CIFAR python tarball imported with --from: load(download=True)
+    builds from it and never asks for the first (default) file set, whose URL is dead."""
+    if like == "mnist":
+        x_tr, y_tr, x_te, y_te = data = _mnist_like()
+        first = _idx_files(*data)
+        have = {"mnist.npz": formats.mnist_npz_bytes(*data)}
+    else:
+        x_tr, y_tr, x_te, y_te = data = _cifar(10)
+        names = [str(i) for i in range(10)]
+        first = {"cifar-10-binary.tar.gz": formats.cifar10_binary_tar(*data, names)}
+        have = {"cifar-10-python.tar.gz": formats.cifar10_python_tar(*data, names)}
+    from dataclasses import replace
+
+    from dlsets import registry
+
+    # The built-in entry (user entries have one file set), with checksums of these fixtures.
+    builtin = registry.get(like)
+    assert builtin.file_sets == (tuple(first), tuple(have))
+    spec = replace(builtin, files={
+        f: registry.FileSpec(f, _sha(b), None, len(b), (f"http://127.0.0.1:9/{f}",))
+        for f, b in {**first, **have}.items()})
+    real_get = registry.get
+    monkeypatch.setattr(registry, "get", lambda n: spec if n == like else real_get(n))
+    src = tmp_path / "keras-datasets"
+    src.mkdir()
+    for f, b in have.items():
+        (src / f"renamed-{f}").write_bytes(b)  # recognised by checksum, not by name
+    cache_dir = tmp_path / "cache"
+    fetch(like, source_dir=src, cache_dir=cache_dir)
+    ds = dlsets.load(like, cache_dir=cache_dir)
+    _assert_split(ds.train, x_tr, y_tr)
+    _assert_split(ds.test, x_te, y_te)
+    assert set(ds.info["sources"]) == set(have)
+
+
 def _cifar(n_classes, n_train=30, n_test=10):
     x_tr = RNG.integers(0, 256, (n_train, 32, 32, 3), dtype=np.uint8)
     x_te = RNG.integers(0, 256, (n_test, 32, 32, 3), dtype=np.uint8)
