@@ -381,13 +381,18 @@ class Augmenter:
                    slot=(first + s) % piece, out=out[s:e],
                    mask_out=None if masks is None else mask_out[s:e])
 
-        workers = self.workers or min(4, os.cpu_count() or 1)
-        if workers == 1 or len(bounds) == 1:
+        workers = min(self.workers or min(4, os.cpu_count() or 1), len(bounds), POOL_THREADS)
+        if workers == 1:
             for se in bounds:
                 run(se)
         else:
-            # cv2 and numpy release the GIL in the heavy parts
-            list(_pool(workers).map(run, bounds))
+            # cv2 and numpy release the GIL in the heavy parts; `workers` tasks at a time on
+            # the shared pool, each running every workers-th piece
+            def run_all(group: list[tuple[int, int]]) -> None:
+                for se in group:
+                    run(se)
+
+            list(_pool().map(run_all, [bounds[i::workers] for i in range(workers)]))
         if masks is None:
             return out
         return out, (mask_out if mask_dtype is None else mask_out.astype(mask_dtype))
@@ -406,21 +411,32 @@ class Augmenter:
         return inverse, field
 
 
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
+POOL_THREADS = 32  # most threads the shared pool starts (on demand, as calls need them)
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
-def _pool(workers: int) -> ThreadPoolExecutor:
-    """A thread pool kept for the process: its threads keep their scratch buffers (about
-    15 MB each) warm between calls; fresh threads would page-fault them on every chunk.
-    Keyed by process id too: a forked child (e.g. a data-loader worker) must not reuse the
-    parent's pool, whose threads do not exist in the child."""
-    key = (os.getpid(), workers)
-    with _POOLS_LOCK:
-        pool = _POOLS.get(key)
-        if pool is None:
-            pool = _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="dlsets-aug")
-        return pool
+def _pool() -> ThreadPoolExecutor:
+    """The process's one thread pool, shared by all Augmenters: its threads keep their scratch
+    buffers (about 15 MB each) warm between calls; fresh threads would page-fault them on every
+    chunk. Threads start on demand, so the pool has as many as the calls have used at once."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="dlsets-aug")
+        return _POOL
+
+
+def _forget_pool_in_child() -> None:
+    """After a fork (e.g. a data-loader worker): the parent's pool threads do not exist here,
+    and another parent thread may have held the lock at the moment of the fork."""
+    global _POOL, _POOL_LOCK
+    _POOL = None
+    _POOL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def piece_size(height: int, width: int) -> int:
