@@ -448,6 +448,7 @@ def test_format_hdf5_returns_read_only_datasets(cifar_ds):
         with pytest.raises((OSError, ValueError, KeyError)):
             ds.train.images[0] = 0
         path = ds.info["hdf5"]
+    assert not ds.train.images.id.valid  # the file was closed on leaving the with block
     # Built once: a second load opens the same file unchanged.
     mtime = __import__("os").stat(path).st_mtime_ns
     with dlsets.load("tiny-cifar", cache_dir=cache_dir, format="hdf5") as ds2:
