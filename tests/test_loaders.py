@@ -193,7 +193,7 @@ def test_cifar100_fine_and_coarse(entry, flavour):
     assert coarse.info["splits"]["train"]["class_counts"]["c0"] == int((c_tr == 0).sum())
 
 
-def test_notmnist_dataset_reports_skipped_files(entry):
+def test_notmnist_dataset_reports_skipped_files(entry, capsys):
     images = {f"{c}/{c}{k}.png": RNG.integers(0, 256, (28, 28), dtype=np.uint8)
               for c in LETTERS for k in range(6)}
     broken = {"A/Zm9udC50dGY=.png": b"\x89PNG\r\n\x1a\nbroken", "F/empty.png": b""}
@@ -212,6 +212,15 @@ def test_notmnist_dataset_reports_skipped_files(entry):
     info = loaders.prepared_info("tiny-notmnist", cache_dir=cache_dir)
     assert info["skipped"] == ds.info["skipped"]
     assert info["splits"]["train"]["class_counts"] == {c: 5 for c in LETTERS}
+    # ... and `dlsets info` prints them from prepared_info (the keys the CLI reads exist).
+    from dlsets import cli
+
+    assert cli.main(["info", "tiny-notmnist", "--cache-dir", str(cache_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "train: images (50, 28, 28), labels (50,)" in out
+    assert "test: images (10, 28, 28), labels (10,)" in out
+    assert "skipped 2 unreadable image(s)" in out
+    assert all(f"notMNIST_small/{k}" in out for k in broken)
 
 
 # --- options -----------------------------------------------------------------------------
