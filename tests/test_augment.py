@@ -385,3 +385,30 @@ def test_forked_child_works_even_if_the_pool_lock_was_held_at_the_fork():
     finally:
         pool.terminate()
     assert np.array_equal(got, want)
+
+
+def test_integer_masks_with_a_negative_ignore_label():
+    x = np.zeros((6, 16, 16), np.uint8)
+    labels = np.full((6, 16, 16), 3, np.int64)
+    aug = Augmenter(shift=0.3, seed=1, mask_fill=-100)  # torch's default ignore_index
+    y, m = aug(x, masks=labels)
+    assert m.dtype == np.int64 and set(np.unique(m)) == {-100, 3}
+    # the filled pixels are where the image got its fill too
+    _, ones = Augmenter(shift=0.3, seed=1)(x, masks=np.ones_like(x))
+    assert np.array_equal(m == -100, ones == 0)
+    _, m8 = Augmenter(shift=0.3, seed=1)(x, masks=-labels.astype(np.int8))
+    assert m8.dtype == np.int8 and set(np.unique(m8)) == {-3, 0}
+    with pytest.raises(OptionError, match="-100..70000"):
+        aug(x, masks=labels * 0 + 70000)
+
+
+def test_mask_fill_must_fit_the_masks():
+    x = np.zeros((2, 8, 8), np.uint8)
+    with pytest.raises(OptionError, match="mask_fill=2 does not fit bool"):
+        Augmenter(rotate=5, mask_fill=2)(x, masks=np.ones_like(x, bool))
+    _, m = Augmenter(shift=(0.5, 0.5), mask_fill=True)(x, masks=np.zeros_like(x, bool))
+    assert m.dtype == bool and m[0, 0, 0] and not m[0, -1, -1]
+    with pytest.raises(OptionError, match="mask_fill=-1 does not fit uint8"):
+        Augmenter(rotate=5, mask_fill=-1)(x, masks=np.ones_like(x))
+    with pytest.raises(OptionError, match="mask_fill=0.5 does not fit int64"):
+        Augmenter(rotate=5, mask_fill=0.5)(x, masks=np.ones(x.shape, np.int64))

@@ -322,6 +322,8 @@ class Augmenter:
                                   "once, with the elastic field applied after the others")
         if border not in F.BORDERS:
             raise OptionError(f"border={border!r} is not allowed: give one of {F.BORDERS}")
+        if isinstance(mask_fill, (bool, np.bool_)):
+            mask_fill = int(mask_fill)  # True/False for bool masks
         for name, value in (("fill", fill), ("mask_fill", mask_fill)):
             if not (_number(value) and math.isfinite(value)):
                 raise OptionError(f"{name}={value!r} is not allowed: give a finite number")
@@ -359,8 +361,8 @@ class Augmenter:
             return images.copy() if masks is None else (images.copy(), masks.copy())
         mask_in, mask_dtype = masks, None
         if masks is not None:
-            mask_in, mask_dtype = _remappable(masks)
-            _check_fill("mask_fill", self.mask_fill, mask_in.dtype)
+            _check_fill("mask_fill", self.mask_fill, masks.dtype)
+            mask_in, mask_dtype = _remappable(masks, self.mask_fill)
         # C order whatever the input's: the remap writes straight into row blocks of these
         out = np.empty(images.shape, images.dtype)
         mask_out = None if masks is None else np.empty(mask_in.shape, mask_in.dtype)
@@ -444,17 +446,26 @@ def piece_size(height: int, width: int) -> int:
     return max(1, min(F.max_tiles(height), PIECE_PIXELS // (height * width)))
 
 
-def _remappable(masks: np.ndarray) -> tuple[np.ndarray, np.dtype | None]:
-    """Masks in a dtype cv2.remap takes, and the dtype to convert back to (None: unchanged)."""
+def _remappable(masks: np.ndarray, fill: float) -> tuple[np.ndarray, np.dtype | None]:
+    """Masks in a dtype cv2.remap takes, and the dtype to convert back to (None: unchanged).
+
+    Other integer labels go through uint16 or int16, whichever holds them and ``fill`` (e.g.
+    int64 class maps with an ignore label of -1 or -100)."""
+    if masks.dtype == bool:
+        if fill not in (0, 1):
+            raise OptionError(f"mask_fill={fill!r} does not fit bool masks: give 0 or 1")
+        return masks.view(np.uint8), masks.dtype
     if masks.dtype in (np.uint8, np.uint16, np.int16, np.float32, np.float64):
         return masks, None
-    if masks.dtype == bool:
-        return masks.view(np.uint8), masks.dtype
-    if np.issubdtype(masks.dtype, np.integer) and masks.size:
-        lo, hi = int(masks.min()), int(masks.max())
-        if 0 <= lo and hi <= 65535:
-            return masks.astype(np.uint16), masks.dtype
-    if masks.size == 0:
-        return masks.astype(np.uint16), masks.dtype
+    if np.issubdtype(masks.dtype, np.integer):
+        values = [int(fill)] + ([int(masks.min()), int(masks.max())] if masks.size else [])
+        for dtype in (np.uint16, np.int16):
+            info = np.iinfo(dtype)
+            if info.min <= min(values) and max(values) <= info.max:
+                return masks.astype(dtype), masks.dtype
+        raise OptionError(f"masks of dtype {masks.dtype} hold values {min(values)}..{max(values)} "
+                          "(mask_fill included): integer masks must lie in [0, 65535] or "
+                          "[-32768, 32767]")
     raise OptionError(f"masks of dtype {masks.dtype} are not supported: use uint8, uint16, "
-                      "int16, float32, float64, bool, or integers in [0, 65535]")
+                      "int16, float32, float64, bool, or other integers in [0, 65535] or "
+                      "[-32768, 32767]")
