@@ -7,6 +7,7 @@ file happen under ``<file>.lock``, so several processes fetching at once downloa
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -162,7 +163,19 @@ class _Cache:
         return hit[1] if hit is not None and hit[0] == self.stat(file) else None
 
     def record(self, file: str, h: download.Hashes) -> None:
-        """Note ``file`` as verified now (and pin its sha256 when the registry has none)."""
+        """Note ``file`` as verified now (and pin its sha256 when the registry has none).
+
+        The file itself is fine either way: when the state cannot be written (a read-only
+        cache) this only warns, and the file is hashed again on its next use.
+        """
+        try:
+            self._record(file, h)
+        except OSError as exc:
+            log.warning("%s/%s is verified but could not be recorded as such (%s: %s); it "
+                        "will be hashed again next time", self.name, file,
+                        exc.filename or self.files.parent, exc.strerror or exc)
+
+    def _record(self, file: str, h: download.Hashes) -> None:
         st = self.path(file).stat()
         with FileLock(cache.state_lock_path(self.name, self.cache_dir)):
             vpath = cache.verified_path(self.name, self.cache_dir)
@@ -199,6 +212,26 @@ class _Cache:
     def lock(self, file: str) -> FileLock:
         self.files.mkdir(parents=True, exist_ok=True)
         return FileLock(cache.lock_path(self.path(file)))
+
+
+def _cache_io(func):
+    """Turn an OSError from the cache folder (missing rights, a file where a folder should be)
+    into one DlsetsError that says which cache and what to do, instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except OSError as exc:
+            root = config.cache_root(kwargs.get("cache_dir"))
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise DlsetsError(
+                f"the dlsets cache at {root} cannot be used: {exc.strerror or exc}{where}. "
+                "Point --cache-dir or DLSETS_CACHE at a folder you can write to, or fix the "
+                "permissions of this one."
+            ) from exc
+
+    return wrapper
 
 
 def _acquire(lock: FileLock, what: str) -> None:
@@ -332,9 +365,13 @@ def _import(c: _Cache, source_dir: PathLike) -> list[str]:
             break
         if p.name.endswith((".part", ".lock")) or not p.is_file():
             continue
-        if None not in sizes and p.stat().st_size not in sizes:
-            continue  # cheap: only files of a wanted size get hashed
-        h = download.hash_file(p, md5=True)
+        try:
+            if None not in sizes and p.stat().st_size not in sizes:
+                continue  # cheap: only files of a wanted size get hashed
+            h = download.hash_file(p, md5=True)
+        except OSError as exc:
+            log.warning("%s: skipped, it cannot be read (%s)", p, exc.strerror or exc)
+            continue
         for file, fs in list(wanted.items()):
             if c.mismatch(fs, h) is not None:
                 continue
@@ -369,6 +406,7 @@ def _select(spec: DatasetSpec, files: Iterable[str] | None) -> list[tuple[str, .
     return [chosen]
 
 
+@_cache_io
 def fetch(
     name: str,
     *,
@@ -440,6 +478,7 @@ def _import_failure(c: _Cache, sets, source_dir, imported) -> str:
     )
 
 
+@_cache_io
 def cached(name: str, *, cache_dir: PathLike | None = None) -> dict[str, Path]:
     """Registry file name -> path of each of ``name``'s files present and verified now.
 
@@ -449,6 +488,7 @@ def cached(name: str, *, cache_dir: PathLike | None = None) -> dict[str, Path]:
     return {f: c.path(f) for f in c.spec.files if c.path(f).is_file() and c.usable(f)}
 
 
+@_cache_io
 def status(name: str, *, cache_dir: PathLike | None = None) -> list[FileStatus]:
     """One :class:`FileStatus` per registry file of ``name``; cheap: nothing is hashed."""
     c = _Cache(registry.get(name), cache_dir)
@@ -471,6 +511,7 @@ def status(name: str, *, cache_dir: PathLike | None = None) -> list[FileStatus]:
     return out
 
 
+@_cache_io
 def verify(
     names: Iterable[str] | None = None,
     *,
@@ -539,6 +580,7 @@ def _verify_one(c: _Cache, file: str, mirrors, session, progress, repair) -> Ver
         lock.release()
 
 
+@_cache_io
 def remove(name: str, *, cache_dir: PathLike | None = None) -> Path | None:
     """Delete ``<cache>/<name>`` and everything in it; returns the folder, or None if absent."""
     if not name or name in (".", "..") or "/" in name or os.sep in name:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from dlsets import acquire, cache, download, registry
-from dlsets.errors import DownloadError, OfflineError, OptionError
+from dlsets.errors import DlsetsError, DownloadError, OfflineError, OptionError
 from dlsets.registry import DatasetSpec, FileSpec
 from tests.formats import idx_gz_bytes
 from tests.httpserver import file_entry, wait_for, write_registry
@@ -313,6 +313,39 @@ def test_a_corrupt_file_is_hashed_once_per_fetch(toy, server, monkeypatch, caplo
     assert calls == [paths[NAMES[3]]]  # found bad once, then downloaded (hashed as it came)
     assert len([r for r in caplog.records if "failed verification" in r.getMessage()]) == 1
     assert server.count(f"/reg/{NAMES[3]}") == 2
+
+
+def test_a_cache_that_cannot_be_used_is_one_clear_error(toy, server, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    for call in (lambda: acquire.fetch("toy", cache_dir=blocker / "c"),
+                 lambda: acquire.status("toy", cache_dir=blocker / "c")):
+        with pytest.raises(DlsetsError, match=r"cache at .*not-a-folder/c cannot be used: Not a "
+                                              r"directory .*--cache-dir or DLSETS_CACHE"):
+            call()
+    assert server.log == []
+    assert acquire.cached("toy", cache_dir=blocker / "c") == {}  # nothing cached, no error
+
+
+def test_verified_file_whose_record_cannot_be_written_is_still_returned(toy, caplog):
+    state = cache.verified_path("toy")
+    state.mkdir(parents=True)  # a folder where verified.json goes: writing it fails
+    with caplog.at_level("WARNING", logger="dlsets"):
+        paths = acquire.fetch("toy")
+    assert {f: p.read_bytes() for f, p in paths.items()} == toy
+    assert "could not be recorded" in caplog.text and "hashed again next time" in caplog.text
+    assert acquire.cached("toy") == paths  # re-hashed, still fine
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_in_source_folder_is_skipped(toy, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, b in enumerate(toy.values()):
+        (src / f"f{i}").write_bytes(b)
+    (src / "locked").write_bytes(toy[NAMES[0]])
+    (src / "locked").chmod(0)
+    assert set(acquire.fetch("toy", source_dir=src)) == set(NAMES)
 
 
 def test_status_and_remove(toy):
