@@ -412,3 +412,15 @@ def test_mask_fill_must_fit_the_masks():
         Augmenter(rotate=5, mask_fill=-1)(x, masks=np.ones_like(x))
     with pytest.raises(OptionError, match="mask_fill=0.5 does not fit int64"):
         Augmenter(rotate=5, mask_fill=0.5)(x, masks=np.ones(x.shape, np.int64))
+
+
+def test_odd_arguments_fail_clearly_or_are_taken():
+    aug = Augmenter(rotate=5)
+    with pytest.raises(OptionError, match="at most 32765 pixels"):
+        aug(np.zeros((1, 32766, 2), np.uint8))  # OpenCV would stop with an assertion
+    with pytest.raises(OptionError, match="at most 32765 pixels"):
+        aug(np.zeros((1, 2, 40000), np.uint8))
+    with pytest.raises(OptionError, match="interpolation='bicubic'"):
+        F.warp(np.zeros((1, 4, 4), np.uint8), np.eye(3)[None], interpolation="bicubic")
+    x = _pattern()
+    assert np.array_equal(Augmenter(rotate=5, workers=np.int64(2))(x), aug(x))

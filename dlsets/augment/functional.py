@@ -264,6 +264,9 @@ def warp(
     """
     import cv2
 
+    if interpolation not in INTERPOLATIONS:
+        raise OptionError(f"interpolation={interpolation!r} is not allowed: give one of "
+                          f"{INTERPOLATIONS}")
     n, height, width = images.shape[:3]
     if out is None:
         out = np.empty(images.shape, images.dtype)

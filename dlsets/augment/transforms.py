@@ -234,6 +234,9 @@ def _check_batch(name: str, a: object, dtypes: tuple | None) -> np.ndarray:
     a = np.asarray(a)
     if a.ndim not in (3, 4) or 0 in a.shape[1:]:
         raise OptionError(f"{name} has shape {a.shape}: expected (N, H, W) or (N, H, W, C)")
+    if max(a.shape[1:3]) > F.MAX_SIDE:
+        raise OptionError(f"{name} has shape {a.shape}: height and width must be at most "
+                          f"{F.MAX_SIDE} pixels (OpenCV's remap limit); cut the images into tiles")
     if dtypes is not None and a.dtype not in dtypes:
         allowed = ", ".join(np.dtype(d).name for d in dtypes)
         raise OptionError(f"{name} has dtype {a.dtype}: expected one of {allowed}")
@@ -327,15 +330,15 @@ class Augmenter:
         for name, value in (("fill", fill), ("mask_fill", mask_fill)):
             if not (_number(value) and math.isfinite(value)):
                 raise OptionError(f"{name}={value!r} is not allowed: give a finite number")
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                    or workers < 1):
+        if workers is not None and (isinstance(workers, bool) or not isinstance(
+                workers, (int, np.integer)) or workers < 1):
             raise OptionError(f"workers={workers!r} is not allowed: give an integer >= 1 or None")
         self.transforms: tuple[Transform, ...] = tuple(chain)
         self.border = border
         self.fill = fill
         self.mask_fill = mask_fill
         self.seed = params.check_seed(seed)
-        self.workers = workers
+        self.workers = None if workers is None else int(workers)
 
     def __repr__(self) -> str:
         return (f"Augmenter({list(self.transforms)!r}, border={self.border!r}, "
