@@ -238,3 +238,12 @@ def test_preview_grid_layout_and_png(tmp_path):
         preview_grid(x, AUG, n=70)
     with pytest.raises(OptionError, match="uint8 image"):
         save_png(grid.astype(np.float32), tmp_path / "f.png")
+
+
+def test_albumentations_pipeline_that_changes_the_dtype_is_refused():
+    import albumentations as A
+
+    x, y = _data()
+    pipe = A.Compose([A.Affine(rotate=(-20, 20), p=1.0), A.ToFloat(max_value=255)])
+    with pytest.raises(OptionError, match="turned a uint8 image into float32"):
+        expand(x, y, 80, augmenter=pipe)

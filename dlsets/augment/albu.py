@@ -59,6 +59,10 @@ class AlbumentationsRunner:
 
 def _same(what: str, got: np.ndarray, like: np.ndarray) -> np.ndarray:
     got = np.asarray(got)
+    if got.dtype != like.dtype:  # storing it would cast, e.g. floats in [0, 1] to uint8 zeros
+        raise OptionError(f"the albumentations pipeline turned a {like.dtype} {what} into "
+                          f"{got.dtype}; expansion needs pipelines that keep the dtype (leave "
+                          "ToFloat, Normalize and the like to training time)")
     if got.shape != like.shape:
         if got.size == like.size:  # e.g. a (H, W, 1) result for an (H, W) input
             return got.reshape(like.shape)
