@@ -192,6 +192,19 @@ def test_unpickle_admits_codecs_encode_for_latin1_text_only(args):
         unpickle.restricted_loads(pickle.dumps([_Encode(*args)], protocol=2))
 
 
+def test_unpickle_refuses_bytearray_memory_bomb():
+    """bytearray was admitted: a 40-byte pickle could make it zero-fill any amount of memory."""
+    with pytest.raises(UnsafePickleError, match="bytearray"):
+        unpickle.restricted_loads(b"cbuiltins\nbytearray\n(I10000000000000\ntR.")
+
+
+def test_unpickle_impossible_array_is_a_format_error():
+    data = (b"cnumpy.core.multiarray\n_reconstruct\n(cnumpy\nndarray\n(I1152921504606846976\ntS'b'"
+            b"\ntR.")
+    with pytest.raises(FormatError, match="data_batch_1.*memory"):
+        unpickle.restricted_loads(data, name="data_batch_1")
+
+
 def test_unpickle_garbage_is_a_format_error():
     with pytest.raises(FormatError):
         unpickle.restricted_loads(b"\x80\x02}q\x01(U")
