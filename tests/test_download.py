@@ -398,3 +398,51 @@ def test_a_url_without_http_scheme_is_skipped_not_retried(server, tmp_path, monk
     h = download.download_file(["example.com/a.gz", "file:///etc/passwd", url],
                                tmp_path / "a.gz", sha256=hashlib.sha256(body).hexdigest())
     assert h.size == len(body) and time.monotonic() - t0 < 2
+
+
+_ON_A_TERMINAL = textwrap.dedent("""
+    import sys
+    from dlsets.acquire import fetch
+    assert sys.stderr.isatty()
+    fetch("toy", files=["quiet.gz"], progress=False)
+    fetch("toy", files=["shown.gz"])  # progress=None: a bar, as stderr is a terminal
+""")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_progress_bar_on_a_terminal_only(server, register, capfd):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    bodies = {f: payload(30 + i, n=20) for i, f in enumerate(("quiet.gz", "shown.gz", "pipe.gz"))}
+    name = register({f: file_entry(b, [server.add(f"/{f}", b)]) for f, b in bodies.items()})
+    leader, follower = pty.openpty()
+    # A terminal 100 columns wide (a fresh pseudo-terminal has 0, and tqdm draws nothing).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    try:
+        proc = subprocess.run([sys.executable, "-c", _ON_A_TERMINAL], cwd=ROOT, stderr=follower,
+                              stdout=subprocess.PIPE, timeout=60, env=os.environ.copy())
+        os.close(follower)
+        follower = -1
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the terminal has no writer left
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    assert proc.returncode == 0, shown.decode(errors="replace")
+    text = shown.decode(errors="replace")
+    assert f"{name}/shown.gz" in text and "B/s" in text
+    assert "quiet.gz" not in text
+    capfd.readouterr()
+    acquire.fetch(name, files=["pipe.gz"])  # stderr captured by pytest: not a terminal
+    assert capfd.readouterr().err == ""
