@@ -247,3 +247,37 @@ def test_albumentations_pipeline_that_changes_the_dtype_is_refused():
     pipe = A.Compose([A.Affine(rotate=(-20, 20), p=1.0), A.ToFloat(max_value=255)])
     with pytest.raises(OptionError, match="turned a uint8 image into float32"):
         expand(x, y, 80, augmenter=pipe)
+
+
+class _Records(Augmenter):
+    """An augmenter that notes the size in bytes of every batch it is given."""
+
+    def __call__(self, images, masks=None, *, start=0):
+        self.seen.append(images.nbytes)
+        return super().__call__(images, masks, start=start)
+
+
+def test_default_chunks_are_bounded_in_bytes_not_only_in_samples(tmp_path, monkeypatch):
+    import importlib
+
+    expand_module = importlib.import_module("dlsets.augment.expand")  # not the function
+    x, y = _data(c=3)  # 432 bytes per image
+    want = expand(x, y, 300, augmenter=AUG)
+    monkeypatch.setattr(expand_module, "CHUNK_BYTES", 10_000)  # stands for large images
+    aug = _Records(AUG.transforms, seed=AUG.seed)
+    aug.seen = []
+    got = expand(x, y, 300, augmenter=aug)
+    out = expand_to_hdf5(x, y, 300, tmp_path / "c.h5", augmenter=aug, progress=False)
+    assert len(aug.seen) > 2 and max(aug.seen) <= 10_000
+    assert np.array_equal(got[0], want[0])
+    with h5py.File(out, "r") as f:
+        assert np.array_equal(f["train/images"][...], want[0])
+
+
+def test_hdf5_progress_bar_counts_images(tmp_path, capsys):
+    x, y = _data()
+    expand_to_hdf5(x, y, 200, tmp_path / "p.h5", augmenter=AUG, chunk_size=50, progress=True)
+    err = capsys.readouterr().err
+    assert "augment" in err and "200/200" in err and "img" in err
+    expand_to_hdf5(x, y, 200, tmp_path / "q.h5", augmenter=AUG, progress=False)
+    assert capsys.readouterr().err == ""

@@ -19,7 +19,8 @@ from . import params
 
 log = logging.getLogger("dlsets")
 
-DEFAULT_CHUNK = 4096
+DEFAULT_CHUNK = 4096  # samples per chunk at most by default...
+CHUNK_BYTES = 1 << 25  # ...and at most this many bytes of images (large images: fewer)
 
 
 def _check_xy(x: object, y: object) -> tuple[np.ndarray, np.ndarray]:
@@ -33,6 +34,15 @@ def _check_xy(x: object, y: object) -> tuple[np.ndarray, np.ndarray]:
     if len(x) != len(y):
         raise OptionError(f"x has {len(x)} images but y has {len(y)} labels")
     return x, y
+
+
+def _chunk(x: np.ndarray, chunk_size: int | None) -> int:
+    """Samples per chunk: ``chunk_size``, or by default as many as fit DEFAULT_CHUNK and
+    CHUNK_BYTES (4096 MNIST or CIFAR images, 222 images of 224 x 224 x 3 uint8)."""
+    if chunk_size is not None:
+        return _count("chunk_size", chunk_size, 1)
+    sample = max(1, int(np.prod(x.shape[1:])) * x.dtype.itemsize)
+    return max(1, min(DEFAULT_CHUNK, CHUNK_BYTES // sample))
 
 
 def _count(name: str, value: object, low: int) -> int:
@@ -150,7 +160,7 @@ def expand(
         out_x[pos:pos + len(images)] = images
         out_y[pos:pos + len(labels)] = labels
 
-    _produce(x, y, src, keep_originals, aug, DEFAULT_CHUNK, write)
+    _produce(x, y, src, keep_originals, aug, _chunk(x, None), write)
     return out_x, out_y
 
 
@@ -164,14 +174,15 @@ def expand_to_hdf5(
     balance: bool = True,
     keep_originals: bool = True,
     seed: int = 0,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
     classes: Sequence[str] | None = None,
     progress: bool | None = None,
     compression: str | None = None,
 ) -> Path:
     """Write the samples :func:`expand` returns to ``out`` as ``/train/images``, ``/train/labels``.
 
-    Streams ``chunk_size`` samples at a time (memory stays bounded whatever ``target``), shows a
+    Streams ``chunk_size`` samples at a time (default: up to 4096, at most 32 MB of images), so
+    memory stays bounded whatever ``target``; the chunk size never changes the samples. Shows a
     progress bar, and writes to a temporary file that replaces ``out`` only when complete.
     Labels are stored as uint8 (the dlsets layout); ``classes`` names them (default "0", "1"...).
     Returns the path written.
@@ -180,7 +191,7 @@ def expand_to_hdf5(
     from ..progress import bar
 
     x, y = _check_xy(x, y)
-    chunk_size = _count("chunk_size", chunk_size, 1)
+    chunk_size = _chunk(x, chunk_size)
     if compression not in (None, "gzip", "lzf"):
         raise OptionError(f"compression={compression!r} is not allowed: give None, 'gzip' or "
                           "'lzf'")
