@@ -278,6 +278,6 @@ def test_hdf5_progress_bar_counts_images(tmp_path, capsys):
     x, y = _data()
     expand_to_hdf5(x, y, 200, tmp_path / "p.h5", augmenter=AUG, chunk_size=50, progress=True)
     err = capsys.readouterr().err
-    assert "augment" in err and "200/200" in err and "img" in err
+    assert "augment" in err and "/200 " in err and "img/s" in err  # label, total, unit
     expand_to_hdf5(x, y, 200, tmp_path / "q.h5", augmenter=AUG, progress=False)
     assert capsys.readouterr().err == ""
