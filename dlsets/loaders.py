@@ -276,6 +276,11 @@ def _parse(spec: DatasetSpec, files: dict[str, Path], progress):
     sources = {f: spec.files[f].sha256 for f in files}
     stats = {}
     extra: dict[str, Any] = {}
+    if spec.format != "idx" and len(files) != 1:
+        raise FormatError(
+            f"{spec.name}: a {spec.like}-like dataset is one archive, but its file set has "
+            f"{len(files)} ({', '.join(files)}); list only one of them in the registry entry"
+        )
     if spec.format == "idx":
         x_tr, y_tr, x_te, y_te = _read_idx_set(spec, files)
         arrays = {"train_images": x_tr, "train_labels": y_tr,

@@ -11,7 +11,7 @@ import dlsets
 from dlsets import loaders, prepared
 from dlsets.acquire import fetch
 from dlsets.cache import prepared_dir
-from dlsets.errors import OfflineError, OptionError
+from dlsets.errors import FormatError, OfflineError, OptionError
 from tests import formats
 
 RNG = np.random.default_rng(11)
@@ -164,6 +164,17 @@ def test_cifar10_dataset(entry, flavour):
     # Class names come from the archive's meta file (the entry does not name its own).
     assert ds.classes == tuple(names)
     assert ds.info["splits"]["test"]["class_counts"]["c3"] == int((y_te == 3).sum())
+
+
+def test_user_entry_listing_both_cifar_tarballs_fails_clearly(entry):
+    """It raised "ValueError: too many values to unpack"."""
+    data = _cifar(10)
+    names = [str(i) for i in range(10)]
+    cache_dir = entry("two-tars", "cifar10", {
+        "cifar-10-binary.tar.gz": formats.cifar10_binary_tar(*data, names),
+        "cifar-10-python.tar.gz": formats.cifar10_python_tar(*data, names)})
+    with pytest.raises(FormatError, match="one archive.*cifar-10-binary.tar.gz"):
+        dlsets.load("two-tars", cache_dir=cache_dir)
 
 
 def test_class_names_given_by_a_user_entry_win(entry):
