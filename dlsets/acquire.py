@@ -197,12 +197,16 @@ class _Cache:
             if records.pop(file, None) is not None:
                 cache.write_json(vpath, records)
 
-    def usable(self, file: str) -> bool:
-        """True when the cached file is verified (re-hashing it only if it changed)."""
-        action = self.action(file, network=False)
+    def usable(self, file: str, records=None, pins=None) -> bool:
+        """True when the cached file is verified (re-hashing it only if it changed).
+
+        ``records`` and ``pins``: verified.json and pins.json as read by the caller, so that
+        checking a whole file set reads them once.
+        """
+        action = self.action(file, network=False, records=records, pins=pins)
         if action == cache.USE:
             return True
-        if action != cache.REHASH:
+        if action != cache.REHASH or self.known_failure(file) is not None:
             return False
         why = self.check(file)
         if why is not None:
@@ -428,8 +432,9 @@ def fetch(
     c = _Cache(spec, cache_dir)
 
     def complete() -> tuple[str, ...] | None:
+        records, pins = c.records(), c.pins()
         for s in sets:
-            if all(c.path(f).is_file() for f in s) and all(c.usable(f) for f in s):
+            if all(c.path(f).is_file() for f in s) and all(c.usable(f, records, pins) for f in s):
                 return s
         return None
 
@@ -447,7 +452,9 @@ def fetch(
                 raise OfflineError(_offline_failure(c, missing, mirrors))
         # Files not verified yet are re-checked under their lock: another process may be
         # finishing them right now.
-        todo = [f for f in done if c.action(f, network=True) != cache.USE]
+        records, pins = c.records(), c.pins()
+        todo = [f for f in done
+                if c.action(f, network=True, records=records, pins=pins) != cache.USE]
         _download(c, todo, mirrors, progress)
     return {f: c.path(f) for f in done}
 
@@ -485,7 +492,9 @@ def cached(name: str, *, cache_dir: PathLike | None = None) -> dict[str, Path]:
     No network. A file verified before and unchanged since (size, mtime) is not re-hashed.
     """
     c = _Cache(registry.get(name), cache_dir)
-    return {f: c.path(f) for f in c.spec.files if c.path(f).is_file() and c.usable(f)}
+    records, pins = c.records(), c.pins()
+    return {f: c.path(f) for f in c.spec.files
+            if c.path(f).is_file() and c.usable(f, records, pins)}
 
 
 @_cache_io

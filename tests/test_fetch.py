@@ -294,6 +294,16 @@ def test_verified_file_is_not_rehashed(toy, monkeypatch):
     assert calls == [paths[NAMES[1]]]
 
 
+def test_a_cached_fetch_reads_the_cache_state_once(toy, monkeypatch):
+    paths = acquire.fetch("toy")
+    reads = []
+    real = cache.read_json
+    monkeypatch.setattr(cache, "read_json", lambda p: reads.append(p.name) or real(p))
+    assert acquire.fetch("toy") == paths
+    assert acquire.cached("toy") == paths
+    assert sorted(reads) == ["pins.json", "pins.json", "verified.json", "verified.json"]
+
+
 def test_changed_file_fails_rehash_and_fetch_repairs_it(toy, server):
     paths = acquire.fetch("toy")
     corrupt(paths[NAMES[3]])
