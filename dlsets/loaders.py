@@ -515,6 +515,9 @@ def _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels
         with FileLock(str(folder.parent / "prepared.lock")):
             f = _open_hdf5(path, sources, arrays)
             if f is None:
+                # Under the lock, temp files of this variant are leftovers of a killed writer.
+                for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+                    leftover.unlink(missing_ok=True)
                 splits = {s: (_Converted(arrays[f"{s}_images"], dtype, channels),
                               arrays[f"{s}_{prefix}labels"]) for s in ("train", "test")}
                 write_hdf5(path, splits, classes, manifest["sources"], dataset=spec.name)

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -479,6 +480,18 @@ def test_format_hdf5_returns_read_only_datasets(cifar_ds):
         assert ds3.train.images.shape == (30, 3, 32, 32)
         np.testing.assert_allclose(ds3.train.images[:5], x_tr[:5].transpose(0, 3, 1, 2) / 255,
                                    rtol=1e-6)
+
+
+def test_hdf5_rebuild_removes_temp_files_of_a_killed_writer(cifar_ds):
+    cache_dir, (x_tr, _, _, _) = cifar_ds
+    with dlsets.load("tiny-cifar", cache_dir=cache_dir, format="hdf5") as ds:
+        path = Path(ds.info["hdf5"])
+    leftover = path.with_name(f".{path.name}.99999.tmp")
+    leftover.write_bytes(b"half an HDF5 file")
+    path.unlink()
+    with dlsets.load("tiny-cifar", cache_dir=cache_dir, format="hdf5") as ds:
+        np.testing.assert_array_equal(ds.train.images[:], x_tr)
+    assert path.is_file() and not leftover.exists()
 
 
 @pytest.mark.parametrize("compression", [None, "gzip"])
