@@ -11,7 +11,7 @@ import math
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from numbers import Real
 
 import numpy as np
@@ -391,13 +391,22 @@ class Augmenter:
             for se in bounds:
                 run(se)
         else:
-            # cv2 and numpy release the GIL in the heavy parts; `workers` tasks at a time on
-            # the shared pool, each running every workers-th piece
-            def run_all(group: list[tuple[int, int]]) -> None:
-                for se in group:
+            # cv2 and numpy release the GIL in the heavy parts; `workers` tasks on the shared
+            # pool take the next piece as they finish one (a slowed thread gets fewer)
+            pieces, lock = iter(bounds), threading.Lock()
+
+            def run_pieces() -> None:
+                while True:
+                    with lock:
+                        se = next(pieces, None)
+                    if se is None:
+                        return
                     run(se)
 
-            list(_pool().map(run_all, [bounds[i::workers] for i in range(workers)]))
+            tasks = [_pool().submit(run_pieces) for _ in range(workers)]
+            wait(tasks)  # all of them, even when one failed
+            for task in tasks:
+                task.result()
         if masks is None:
             return out
         return out, (mask_out if mask_dtype is None else mask_out.astype(mask_dtype))
