@@ -188,6 +188,32 @@ def test_four_processes_download_each_file_once(toy, server, tmp_path):
         assert cache.file_path("toy", f, tmp_path / "c").read_bytes() == toy[f]
 
 
+def _fetch_and_rerecord(barrier, cache_dir, file) -> None:
+    barrier.wait(timeout=60)
+    acquire.fetch("toy", files=[file], cache_dir=cache_dir, progress=False)
+    c = acquire._Cache(registry.get("toy"), cache_dir)
+    h = download.hash_file(c.path(file), md5=True)
+    for _ in range(25):  # many read-modify-writes of verified.json, racing the other processes
+        c.forget(file)
+        c.record(file, h)
+
+
+def test_concurrent_state_updates_lose_nothing(toy, server, tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(4)
+    procs = [ctx.Process(target=_fetch_and_rerecord, args=(barrier, tmp_path / "c", f))
+             for f in NAMES]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    records = cache.read_json(cache.verified_path("toy", tmp_path / "c"))
+    assert sorted(records) == sorted(NAMES)
+    assert all(records[f]["sha256"] == hashlib.sha256(toy[f]).hexdigest() for f in NAMES)
+    assert not [p.name for p in cache.dataset_dir("toy", tmp_path / "c").glob("*.tmp")]
+
+
 def _fetch_one(cache_dir, file) -> None:
     acquire.fetch("toy", files=[file], cache_dir=cache_dir,
                                                   progress=False)
