@@ -267,6 +267,41 @@ def test_md5_only_file_is_pinned_then_enforced(server, monkeypatch):
     assert not path.exists()
 
 
+def test_md5_only_file_is_not_pinned_when_md5_or_size_fails(server, tmp_path, monkeypatch):
+    body = payload(31)
+    bad = bytearray(body)
+    bad[-10] ^= 0xFF  # same size, other md5
+    url = server.add("/small.tar.gz", bytes(bad))
+    f = fspec("small.tar.gz", body, [url], sha=False, md5=True)
+    install(monkeypatch, spec_like_mnist("nm", {f.name: f}, [[f.name]]))
+    with pytest.raises(DownloadError, match="md5 .*, expected " + f.md5):
+        acquire.fetch("nm")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "same-size.tar.gz").write_bytes(bytes(bad))
+    (src / "longer.tar.gz").write_bytes(body + b"x")
+    with pytest.raises(OfflineError):
+        acquire.fetch("nm", source_dir=src)
+    assert not cache.pins_path("nm").exists()
+    assert not cache.file_path("nm", f.name).exists()
+
+
+def test_file_of_unknown_size_downloads_resumes_and_is_checked(server, monkeypatch):
+    # Like keras' mnist.npz: the registry has its sha256 but no size.
+    body = b"PK\x03\x04" + os.urandom(50_000)
+    url = server.add("/mnist.npz", body, drop_after=20_000)
+    f = fspec("mnist.npz", body, [url], size=False)
+    install(monkeypatch, spec_like_mnist("npz", {f.name: f}, [[f.name]]))
+    assert acquire.fetch("npz")[f.name].read_bytes() == body
+    assert server.ranges("/mnist.npz") == [None, "bytes=20000-"]
+    assert acquire.status("npz")[0].verified
+    acquire.remove("npz")
+    server.add("/mnist.npz", body[:-1] + b"!")
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        acquire.fetch("npz")
+    assert not cache.file_path("npz", f.name).exists()
+
+
 # --- verify, cached, status, remove ----------------------------------------------------------
 
 
