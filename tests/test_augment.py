@@ -424,3 +424,50 @@ def test_odd_arguments_fail_clearly_or_are_taken():
         F.warp(np.zeros((1, 4, 4), np.uint8), np.eye(3)[None], interpolation="bicubic")
     x = _pattern()
     assert np.array_equal(Augmenter(rotate=5, workers=np.int64(2))(x), aug(x))
+
+
+def test_parameter_conventions_users_of_albumentations_and_keras_expect():
+    n, h, w = 4000, 28, 28
+    inv = RandomAffine(rotate=15, shift=0.1).matrices(0, 0, 0, n, h, w)
+    fwd = np.linalg.inv(inv)
+    # rotate=15: angles uniform in [-15, 15] degrees (no shear or zoom: a pure rotation)
+    angle = np.degrees(np.arctan2(-fwd[:, 1, 0], fwd[:, 0, 0]))
+    assert -15 <= angle.min() < -14.5 and 14.5 < angle.max() <= 15
+    assert abs(np.mean(np.abs(angle) < 7.5) - 0.5) < 0.05
+    # shift=0.1: the centre moves by a fraction in [-0.1, 0.1] of the width and height,
+    # sub-pixel (albumentations only ever moves a 28 px image by whole pixels, -2..2)
+    centre = np.array([(w - 1) / 2, (h - 1) / 2, 1.0])
+    moved = fwd @ centre
+    tx, ty = moved[:, 0] - centre[0], moved[:, 1] - centre[1]
+    for t in (tx, ty):
+        assert -2.8 <= t.min() < -2.7 and 2.7 < t.max() <= 2.8
+        assert np.mean(np.abs(t - np.round(t)) > 0.1) > 0.5
+    # zoom=(0.9, 1.1): scale factors in that range; shear: degrees along x and y
+    fwd = np.linalg.inv(RandomAffine(zoom=(0.9, 1.1)).matrices(0, 0, 0, n, h, w))
+    scale = np.sqrt(np.abs(np.linalg.det(fwd[:, :2, :2])))
+    assert 0.9 <= scale.min() < 0.91 and 1.09 < scale.max() <= 1.1
+    fwd = np.linalg.inv(RandomAffine(shear=10).matrices(0, 0, 0, n, h, w))
+    assert np.degrees(np.arctan(np.abs(fwd[:, 0, 1]))).max() <= 10 + 1e-9
+    assert np.degrees(np.arctan(np.abs(fwd[:, 0, 1]))).max() > 9.5
+
+
+@pytest.mark.parametrize("rotate,zoom", [(30, 1.0), (-12.5, 1.0), (0, 1.5), (20, 0.8)])
+def test_rotation_and_zoom_match_opencv(rotate, zoom):
+    import cv2
+
+    x = _pattern(n=3, h=21, w=25)
+    y = Augmenter(rotate=(rotate, rotate), zoom=(zoom, zoom), fill=5)(x)
+    # OpenCV: positive angles turn counter-clockwise as displayed, about the given centre
+    m = cv2.getRotationMatrix2D((12.0, 10.0), rotate, zoom)
+    want = np.stack([cv2.warpAffine(im, m, (25, 21), flags=cv2.INTER_LINEAR,
+                                    borderValue=5) for im in x])
+    diff = np.abs(y.astype(int) - want)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_interpreter_exits_cleanly_after_using_the_pool():
+    code = ("import numpy as np; from dlsets.augment import Augmenter; "
+            "x = np.zeros((5000, 8, 8), np.uint8); "
+            "Augmenter(rotate=5, workers=2)(x); Augmenter(rotate=5, workers=3)(x); print('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
