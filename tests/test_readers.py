@@ -95,6 +95,19 @@ def test_idx_multi_member_gzip():
     np.testing.assert_array_equal(idx.read_idx(data), a)
 
 
+def test_idx_gzip_with_zero_padding_reads_like_gzip_module():
+    """gzip.open skips zero bytes after a member; this reader said "cannot be decompressed"."""
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    padded = formats.idx_gz_bytes(a) + bytes(3000)
+    assert gzip.GzipFile(fileobj=io.BytesIO(padded)).read() == formats.idx_bytes(a)
+    np.testing.assert_array_equal(idx.read_idx(padded), a)
+    # Padding between members too, as gzip.GzipFile allows.
+    raw = formats.idx_bytes(a)
+    members = gzip.compress(raw[:10]) + bytes(7) + gzip.compress(raw[10:]) + bytes(5)
+    assert gzip.GzipFile(fileobj=io.BytesIO(members)).read() == raw
+    np.testing.assert_array_equal(idx.read_idx(members), a)
+
+
 def test_idx_gzip_is_read_once_in_pieces():
     """Streaming: the compressed file is read in bounded pieces, front to back, once."""
     a = _values("u1", (3000, 28, 28))

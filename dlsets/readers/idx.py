@@ -80,8 +80,11 @@ class _Reader:
                 return b""
             out = self._dec.decompress(comp)
             while self._dec.eof and self._dec.unused_data:
-                # A gzip file may hold several members back to back.
-                rest = self._dec.unused_data
+                # A gzip file may hold several members back to back, and zero padding after
+                # them (gzip and Python's gzip module skip it).
+                rest = self._dec.unused_data.lstrip(b"\0")
+                if not rest:
+                    break
                 self._dec = zlib.decompressobj(wbits=31)
                 out += self._dec.decompress(rest)
             if out:
