@@ -354,25 +354,37 @@ def _copy_hashing(src: Path, tmp: Path, md5: bool) -> download.Hashes:
     return h
 
 
-def _import(c: _Cache, source_dir: PathLike) -> list[str]:
-    """Copy into the cache every file under ``source_dir`` that hashes to a registry file."""
+def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]]) -> list[str]:
+    """Copy into the cache the files under ``source_dir`` that hash to a registry file,
+    until one of ``sets`` is complete.
+
+    Only files of a wanted size are hashed, and they first: a file of any size is hashed only
+    while a file whose registry entry has no size (keras' mnist.npz) could still complete a set.
+    """
     src = Path(source_dir).expanduser()
     if not src.is_dir():
         raise OptionError(f"--from {src}: not a folder")
     wanted = {f: fs for f, fs in c.spec.files.items() if not c.usable(f)}
-    if not wanted:
-        return []
     sizes = {fs.size for fs in wanted.values()}
-    imported = []
-    for p in sorted(src.rglob("*")):
-        if not wanted:
-            break
+    candidates = []
+    for p in src.rglob("*"):
         if p.name.endswith((".part", ".lock")) or not p.is_file():
             continue
         try:
-            if None not in sizes and p.stat().st_size not in sizes:
-                continue  # cheap: only files of a wanted size get hashed
-            h = download.hash_file(p, md5=True)
+            size = p.stat().st_size
+        except OSError:
+            continue
+        if size in sizes or None in sizes:
+            candidates.append((size not in sizes, str(p), p))
+    md5 = any(fs.md5 for fs in wanted.values())
+    imported: list[str] = []
+    for unsized, _, p in sorted(candidates):
+        if any(not any(f in wanted for f in s) for s in sets):
+            break  # a complete set: nothing more to look for
+        if unsized and all(fs.size is not None for fs in wanted.values()):
+            break  # the rest have no wanted size, and no file of unknown size is wanted now
+        try:
+            h = download.hash_file(p, md5=md5)
         except OSError as exc:
             log.warning("%s: skipped, it cannot be read (%s)", p, exc.strerror or exc)
             continue
@@ -382,7 +394,7 @@ def _import(c: _Cache, source_dir: PathLike) -> list[str]:
             dest = c.path(file)
             with c.lock(file):
                 tmp = dest.with_name(f".{dest.name}.import-{os.getpid()}")
-                copied = _copy_hashing(p, tmp, md5=True)
+                copied = _copy_hashing(p, tmp, md5=md5)
                 why = c.mismatch(fs, copied)
                 if why is not None:
                     tmp.unlink(missing_ok=True)
@@ -440,7 +452,7 @@ def fetch(
 
     done = complete()
     if done is None and source_dir is not None:
-        imported = _import(c, source_dir)
+        imported = _import(c, source_dir, sets)
         done = complete()
         if done is None:
             raise OfflineError(_import_failure(c, sets, source_dir, imported))

@@ -163,6 +163,26 @@ def test_alternative_file_set_is_recognised_and_used(server, tmp_path, monkeypat
     assert server.count("/mnist.npz") == 0
 
 
+def test_import_hashes_only_what_can_complete_a_set(server, tmp_path, monkeypatch):
+    # MNIST-like: four IDX files of known size, or an npz of unknown size (any file may be it).
+    idx = {f: payload(40 + i, n=5) for i, f in enumerate(NAMES)}
+    npz = b"PK\x03\x04" + os.urandom(3000)
+    files = {f: fspec(f, b, [server.add(f"/{f}", b)], md5=True) for f, b in idx.items()}
+    files["mnist.npz"] = fspec("mnist.npz", npz, [server.add("/mnist.npz", npz)], size=False)
+    install(monkeypatch, spec_like_mnist("alt", files, [NAMES, ["mnist.npz"]]))
+    src = tmp_path / "downloads"
+    src.mkdir()
+    (src / "a-big-unrelated-file.iso").write_bytes(os.urandom(20_000))
+    for i, b in enumerate(idx.values()):
+        (src / f"z-{i}.gz").write_bytes(b)
+    hashed = []
+    real = download.hash_file
+    monkeypatch.setattr(download, "hash_file", lambda p, **k: hashed.append(p.name) or real(p, **k))
+    assert list(acquire.fetch("alt", source_dir=src)) == NAMES
+    assert sorted(hashed) == [f"z-{i}.gz" for i in range(4)]  # the .iso could complete nothing
+    assert server.log == []
+
+
 # --- several processes, killed processes -----------------------------------------------------
 
 
