@@ -238,12 +238,25 @@ def _cache_io(func):
     return wrapper
 
 
+LOCK_PATIENCE = 30.0
+"""Seconds to wait for another process's lock on a file before saying so at warning level."""
+
+
 def _acquire(lock: FileLock, what: str) -> None:
+    """Take ``lock``, waiting as long as its holder needs (the OS frees it if the holder dies)."""
     try:
         lock.acquire(timeout=0)
+        return
     except Timeout:
         log.info("%s: another process is downloading it; waiting", what)
-        lock.acquire()
+    try:
+        lock.acquire(timeout=LOCK_PATIENCE)
+        return
+    except Timeout:
+        log.warning("%s: still waiting after %g s for another process that holds %s (a download "
+                    "in progress, or a stopped process); waiting on", what, LOCK_PATIENCE,
+                    lock.lock_file)
+    lock.acquire()
 
 
 def _check_mirrors(mirrors: Sequence[str]) -> None:

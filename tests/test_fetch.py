@@ -234,6 +234,28 @@ def test_concurrent_state_updates_lose_nothing(toy, server, tmp_path):
     assert not [p.name for p in cache.dataset_dir("toy", tmp_path / "c").glob("*.tmp")]
 
 
+def test_a_long_wait_for_another_process_is_reported(toy, monkeypatch, caplog):
+    import threading
+
+    from filelock import FileLock
+
+    monkeypatch.setattr(acquire, "LOCK_PATIENCE", 0.1)
+    dest = cache.file_path("toy", NAMES[0])
+    dest.parent.mkdir(parents=True)
+    other = FileLock(cache.lock_path(dest))  # another holder (its own descriptor, like a process)
+    other.acquire()
+    out = {}
+    t = threading.Thread(target=lambda: out.update(acquire.fetch("toy", files=[NAMES[0]])))
+    with caplog.at_level("WARNING", logger="dlsets"):
+        t.start()
+        assert wait_for(lambda: "still waiting" in caplog.text, timeout=10)
+        assert t.is_alive() and not dest.exists()
+        other.release()
+        t.join(10)
+    assert out[NAMES[0]].read_bytes() == toy[NAMES[0]]
+    assert str(cache.lock_path(dest)) in caplog.text
+
+
 def _fetch_one(cache_dir, file) -> None:
     acquire.fetch("toy", files=[file], cache_dir=cache_dir,
                                                   progress=False)
