@@ -262,7 +262,11 @@ def _attempt(session, url, part, sha256, md5, size, bar, carry: list) -> Hashes 
                 _feed(h, f)
     bar.reset(total=size)
     bar.update(have)
-    if not (size is not None and have == size):
+    if size is not None:
+        complete = have == size
+    else:  # size unknown: a part killed just before its rename is recognised by its hash
+        complete = bool(have and sha256 and h.sha256 == sha256 and (not md5 or h.md5 == md5))
+    if not complete:
         try:
             have = _transfer(session, url, part, h, have, size, bar)
         except _Retry:
