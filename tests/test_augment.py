@@ -416,10 +416,15 @@ def test_mask_fill_must_fit_the_masks():
 
 def test_odd_arguments_fail_clearly_or_are_taken():
     aug = Augmenter(rotate=5)
-    with pytest.raises(OptionError, match="at most 32765 pixels"):
-        aug(np.zeros((1, 32766, 2), np.uint8))  # OpenCV would stop with an assertion
-    with pytest.raises(OptionError, match="at most 32765 pixels"):
+    most = F.MAX_SIDE
+    with pytest.raises(OptionError, match=f"at most {most} pixels"):
+        aug(np.zeros((1, most + 1, 2), np.uint8))  # OpenCV would stop with an assertion
+    with pytest.raises(OptionError, match=f"at most {most} pixels"):
         aug(np.zeros((1, 2, 40000), np.uint8))
+    tall = _pattern(n=1, h=most, w=2)
+    assert np.array_equal(Augmenter([Shift((0, 0))])(tall), tall)
+    wide = _pattern(n=1, h=2, w=most)
+    assert np.array_equal(Augmenter([Shift((0, 0))])(wide), wide)
     with pytest.raises(OptionError, match="interpolation='bicubic'"):
         F.warp(np.zeros((1, 4, 4), np.uint8), np.eye(3)[None], interpolation="bicubic")
     x = _pattern()
@@ -471,3 +476,15 @@ def test_interpreter_exits_cleanly_after_using_the_pool():
             "Augmenter(rotate=5, workers=2)(x); Augmenter(rotate=5, workers=3)(x); print('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+@pytest.mark.parametrize("border", F.BORDERS)
+def test_non_finite_pixels_stay_in_their_own_image(border):
+    x = _pattern(n=3, dtype=np.float32)
+    x[1] = np.nan
+    x[2, 3, 3] = np.inf
+    aug = Augmenter(rotate=30, shift=0.2, seed=1, border=border)
+    y = aug(x)
+    assert np.isfinite(y[0]).all()
+    assert np.array_equal(y[0], aug(x[:1])[0])
+    assert np.array_equal(y[2], aug(x[2:], start=2)[0], equal_nan=True)

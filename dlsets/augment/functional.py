@@ -22,7 +22,10 @@ INTERPOLATIONS = ("bilinear", "nearest")
 IMAGE_DTYPES = (np.uint8, np.uint16, np.float32, np.float64)
 _SHRT_MAX = 32767  # cv2.remap converts float maps to 16-bit fixed point: a mosaic must fit
 _SMOOTH_TOL = 1e-3  # singular values of the smoothing operator kept down to this fraction
-MAX_SIDE = _SHRT_MAX - 2  # largest height or width (one tile plus its fill row must fit)
+# two fill rows under each tile: a coordinate folded to H reads rows H and H + 1 (the second
+# with weight 0, but 0 x NaN is NaN), so it must never reach the next tile's first row
+_FILL_ROWS = 2
+MAX_SIDE = _SHRT_MAX - 1 - _FILL_ROWS  # largest height or width (a tile and its fill rows fit)
 SCRATCH_KEEP = 1 << 25  # bytes: bigger scratch arrays (huge images) are not kept between pieces
 
 
@@ -236,7 +239,7 @@ def _maps(inverse: np.ndarray, field: Field | None, height: int, width: int):
 
 def max_tiles(height: int) -> int:
     """Most tiles of this height one remap call can take (16-bit fixed-point coordinates)."""
-    return max(1, (_SHRT_MAX - 2) // (height + 1))
+    return max(1, (_SHRT_MAX - 2) // (height + _FILL_ROWS))
 
 
 def warp(
@@ -285,7 +288,8 @@ def warp(
                      width)
         _fold(u, width, border)
         _fold(v, height, border)
-        v += (np.arange(first, first + e - s, dtype=np.float32) * (height + 1))[:, None, None]
+        v += (np.arange(first, first + e - s, dtype=np.float32)
+              * (height + _FILL_ROWS))[:, None, None]
         u2 = u.reshape(-1, width)
         v2 = v.reshape(-1, width)
         _remap_tiles(images[s:e], first, u2, v2, flag, fill, out[s:e], "src")
@@ -297,19 +301,19 @@ def warp(
 
 
 def _remap_tiles(tiles, first, u2, v2, flag, fill, out, name) -> None:
-    """One remap over a mosaic holding ``tiles`` (n, H, W[, C]) at tiles first.., a fill row
+    """One remap over a mosaic holding ``tiles`` (n, H, W[, C]) at tiles first.., fill rows
     under each tile (read by coordinates folded to -1 or H)."""
     import cv2
 
     n, height, width = tiles.shape[:3]
     extra = tiles.shape[3:]
     channels = extra[0] if extra else 1
-    mosaic = _buffer(name, (first + n, height + 1, width, *extra), tiles.dtype)
+    mosaic = _buffer(name, (first + n, height + _FILL_ROWS, width, *extra), tiles.dtype)
     mosaic[first:, :height] = tiles
-    mosaic[first:, height] = fill
+    mosaic[first:, height:] = fill
     if first:
-        mosaic[first - 1, height] = fill
-    flat = mosaic.reshape((first + n) * (height + 1), width, *extra)
+        mosaic[first - 1, height:] = fill
+    flat = mosaic.reshape((first + n) * (height + _FILL_ROWS), width, *extra)
     target = out.reshape(n * height, width, *extra)
     border = (fill,) * 4
     if channels <= 4 and (extra == () or extra[0] > 1):
