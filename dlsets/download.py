@@ -223,7 +223,12 @@ def _from_url(session, url, part, dest, sha256, md5, size, bar) -> Hashes:
         try:
             os.replace(part, dest)
         except OSError as exc:
-            raise DlsetsError(f"could not move {part} to {dest}: {exc.strerror}") from None
+            raise DlsetsError(
+                f"could not move the verified download {part} to {dest}: "
+                f"{exc.strerror or exc}. It is kept there and the next fetch uses it without "
+                f"downloading again: free the name {dest} (or fix the folder's permissions) and "
+                "fetch again."
+            ) from None
         return h
 
 

@@ -446,3 +446,19 @@ def test_progress_bar_on_a_terminal_only(server, register, capfd):
     capfd.readouterr()
     acquire.fetch(name, files=["pipe.gz"])  # stderr captured by pytest: not a terminal
     assert capfd.readouterr().err == ""
+
+
+def test_a_failed_rename_keeps_the_verified_part_and_says_what_to_do(server, tmp_path):
+    body = payload(25, n=3)
+    url = server.add("/a.gz", body)
+    dest = tmp_path / "a.gz"
+    (dest / "in-the-way").mkdir(parents=True)  # a non-empty folder under the final name
+    sha = hashlib.sha256(body).hexdigest()
+    with pytest.raises(DlsetsError, match=r"could not move .*kept there.*free the name") as ei:
+        download.download_file([url], dest, sha256=sha, size=len(body))
+    assert str(dest) in str(ei.value)
+    assert cache.part_path(dest).read_bytes() == body
+    (dest / "in-the-way").rmdir()
+    dest.rmdir()
+    download.download_file([url], dest, sha256=sha, size=len(body))
+    assert dest.read_bytes() == body and server.count("/a.gz") == 1  # the part was used
