@@ -238,6 +238,11 @@ def test_preview_grid_layout_and_png(tmp_path):
         preview_grid(x, AUG, n=70)
     with pytest.raises(OptionError, match="uint8 image"):
         save_png(grid.astype(np.float32), tmp_path / "f.png")
+    with pytest.raises(OptionError, match="gap=-1 is not allowed: give an integer >= 0"):
+        preview_grid(x, AUG, gap=-1)
+    with pytest.raises(OptionError, match="copies=0 is not allowed: give an integer >= 1"):
+        preview_grid(x, AUG, copies=0)
+    assert preview_grid(x, AUG, n=2, copies=2, gap=0).shape == (20, 3 * 12 + 1)
 
 
 def test_albumentations_pipeline_that_changes_the_dtype_is_refused():

@@ -41,10 +41,9 @@ def preview_grid(
     from .albu import as_batch_augmenter
 
     images = np.asarray(images)
-    for name, value in (("n", n), ("copies", copies), ("gap", gap)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (
-                0 if name == "gap" else 1):
-            raise OptionError(f"{name}={value!r} is not allowed: give a positive integer")
+    for name, value, low in (("n", n, 1), ("copies", copies, 1), ("gap", gap, 0)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise OptionError(f"{name}={value!r} is not allowed: give an integer >= {low}")
     if images.ndim not in (3, 4):
         raise OptionError(f"images has shape {images.shape}: expected (N, H, W) or (N, H, W, C)")
     if n > len(images):

@@ -175,7 +175,8 @@ class Perspective(Geometric):
 
 
 class HFlip(Geometric):
-    """Mirror left-right with probability ``p`` (off in Augmenter by default: digits would)."""
+    """Mirror left-right with probability ``p`` (off in Augmenter by default: mirrored digits
+    and letters are not digits and letters)."""
 
     words = 1
 
