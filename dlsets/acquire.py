@@ -149,7 +149,10 @@ class _Cache:
         """Hash the cached file; record it when it matches. Returns why it does not, or None."""
         fs = self.spec.files[file]
         before = self.stat(file)
-        h = download.hash_file(self.path(file), md5=fs.md5 is not None)
+        try:
+            h = download.hash_file(self.path(file), md5=fs.md5 is not None)
+        except FileNotFoundError:  # another process is repairing it right now
+            return "it was removed while being checked"
         why = self.mismatch(fs, h)
         if why is None:
             self.record(file, h)
@@ -312,7 +315,7 @@ def _ensure(c: _Cache, file: str, mirrors: Sequence[str], session, progress) -> 
         else:
             log.warning("%s failed verification (%s); downloading it again", path, why)
         c.forget(file)
-        path.unlink()
+        path.unlink(missing_ok=True)
         action = c.action(file, network=not config.offline())
     if action == cache.MISSING:
         raise OfflineError(
@@ -604,7 +607,7 @@ def _verify_one(c: _Cache, file: str, mirrors, session, progress, repair) -> Ver
         if not repair:
             return VerifyResult(c.name, file, path, "corrupt", why)
         log.warning("%s failed verification (%s); downloading it again", path, why)
-        path.unlink()
+        path.unlink(missing_ok=True)
         try:
             _ensure(c, file, mirrors, session, progress)
         except DlsetsError as exc:

@@ -468,6 +468,22 @@ def test_unreadable_file_in_source_folder_is_skipped(toy, tmp_path):
     assert set(acquire.fetch("toy", source_dir=src)) == set(NAMES)
 
 
+def test_a_file_removed_while_being_checked_is_fetched_again(toy, server, monkeypatch):
+    # Another process repairing it deletes the file between this one's stat and its hash.
+    paths = acquire.fetch("toy")
+    corrupt(paths[NAMES[1]])
+    real = download.hash_file
+
+    def racing(p, **k):
+        monkeypatch.setattr(download, "hash_file", real)
+        p.unlink()
+        return real(p, **k)
+
+    monkeypatch.setattr(download, "hash_file", racing)
+    assert acquire.fetch("toy")[NAMES[1]].read_bytes() == toy[NAMES[1]]
+    assert server.count(f"/reg/{NAMES[1]}") == 2
+
+
 def test_status_and_remove(toy):
     acquire.fetch("toy", files=NAMES[:1])
     sts = acquire.status("toy")
