@@ -37,7 +37,9 @@ def _albumentations(op: str):
     if op == "affine":
         t = A.Affine(rotate=(-15, 15), translate_percent=(-0.1, 0.1), shear=(-10, 10), p=1.0)
     else:
-        t = A.ElasticTransform(alpha=34, sigma=4, p=1.0)
+        # uniform noise: the same displacement law as dlsets' Elastic (albumentations' default,
+        # Gaussian noise divided by its maximum, moves pixels about half as far)
+        t = A.ElasticTransform(alpha=34, sigma=4, noise_distribution="uniform", p=1.0)
     t.set_random_seed(0)
     return t
 
