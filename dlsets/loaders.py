@@ -59,7 +59,7 @@ def load(
     scales them to [0, 1]; ``channels="last"`` always gives NHWC ((N, 28, 28, 1) for greyscale),
     ``"first"`` always NCHW. Labels: (N,) uint8; ``label_mode="coarse"`` (CIFAR-100 only) gives
     the 20 superclasses and their names in ``classes``. uint8 arrays in the default layout are
-    read-only memory maps of the prepared copy (``np.array(x)`` gives a writable copy).
+    copy-on-write memory maps of the prepared copy: writable, and writes never reach the cache.
     ``format="hdf5"`` returns read-only h5py
     datasets (close with ``ds.close()`` or ``with``). With ``download=False`` nothing is
     downloaded: missing files raise OfflineError saying which and how to get them.
@@ -472,7 +472,7 @@ def _info(spec: DatasetSpec, manifest: dict, label_mode: str, folder: Path) -> d
 
 def _convert(x: np.ndarray, dtype: str, channels: str | None) -> np.ndarray:
     """Stored uint8 NHW / NHWC -> the requested layout and dtype (a view when possible)."""
-    x = np.asarray(x)  # a plain read-only ndarray over the memory map
+    x = np.asarray(x)  # a plain ndarray over the (copy-on-write) memory map
     if x.ndim == 3 and channels is not None:
         x = x[:, None] if channels == "first" else x[..., None]
     elif x.ndim == 4 and channels == "first":

@@ -93,14 +93,18 @@ def problem(folder: str | os.PathLike, manifest: dict) -> str | None:
 
 
 def open_arrays(folder: str | os.PathLike, manifest: dict) -> dict[str, np.ndarray] | None:
-    """Memory-map every array of ``manifest`` read-only; None (logged) if any is off."""
+    """Memory-map every array of ``manifest``; None (logged) if any is off.
+
+    The maps are copy-on-write: users may modify the arrays in place (keras' arrays are
+    writable) and the prepared files stay as they were.
+    """
     folder = Path(folder)
     why = problem(folder, manifest)
     out: dict[str, Any] = {}
     if why is None:
         for key, fact in manifest["arrays"].items():
             try:
-                a = np.load(folder / f"{key}.npy", mmap_mode="r", allow_pickle=False)
+                a = np.load(folder / f"{key}.npy", mmap_mode="c", allow_pickle=False)
             except (OSError, ValueError) as exc:
                 why = f"{key}.npy cannot be read ({exc})"
                 break

@@ -297,14 +297,6 @@ def test_coarse_labels_only_for_cifar100():
         dlsets.load_notmnist("medium")
 
 
-def test_arrays_are_read_only_memory_maps(mnist_ds):
-    cache_dir, _ = mnist_ds
-    x = dlsets.load("tiny-mnist", cache_dir=cache_dir).train.images
-    with pytest.raises(ValueError):
-        x[0, 0, 0] = 1
-    assert not x.flags.owndata
-
-
 # --- prepared cache ----------------------------------------------------------------------
 
 
@@ -580,3 +572,16 @@ def test_md5_only_source_changed_in_cache_makes_prepared_stale(tmp_path):
     assert "changed" in loaders._stale(spec, manifest, tmp_path)
     assert "file sets" in loaders._stale(spec, {**manifest, "sources": {"other.tar.gz": "x"}},
                                          tmp_path)
+
+
+def test_arrays_are_writable_and_writes_never_reach_the_cache(mnist_ds):
+    """keras hands out writable arrays; dlsets' memory maps are copy-on-write."""
+    cache_dir, (x_tr, y_tr, *_rest) = mnist_ds
+    (x, y), _ = dlsets.load("tiny-mnist", cache_dir=cache_dir).as_tuples()
+    assert not x.flags.owndata  # a memory map, not a copy
+    x[0] = 255 - x[0]
+    y[:] = 0
+    (x2, y2), _ = dlsets.load("tiny-mnist", cache_dir=cache_dir).as_tuples()
+    np.testing.assert_array_equal(x2, x_tr)
+    np.testing.assert_array_equal(y2, y_tr)
+    assert not np.array_equal(x[0], x_tr[0])
