@@ -96,8 +96,10 @@ def _prepared_lines(info: dict) -> list[str]:
                      f"labels {tuple(s['labels_shape'])}{tail}")
     skipped = info.get("skipped") or []
     if skipped:
-        names = ", ".join(map(str, skipped))
+        names = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
         lines.append(f"  skipped {len(skipped)} unreadable image(s): {names}")
+        if len(skipped) > 10:
+            lines.append("  (all names: dlsets.load(NAME).info['skipped'])")
     return lines
 
 
