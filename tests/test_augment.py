@@ -502,3 +502,11 @@ def test_elastic_moves_pixels_as_far_as_albumentations_with_uniform_noise():
     ours = Augmenter(elastic=(34, 4), seed=0)(np.repeat(ramp[None], 300, axis=0)) - ramp
     ratio = ours[inner].std() / theirs[inner].std()
     assert 0.85 < ratio < 1.15, ratio  # about 1.4 px for both
+
+
+def test_flip_keywords_true_is_half_a_number_is_the_probability():
+    x = _pattern(n=200, h=4, w=4)
+    mirrored = (Augmenter(hflip=True)(x) != x).any(axis=(1, 2)).mean()
+    assert 0.35 < mirrored < 0.65
+    assert np.array_equal(Augmenter(hflip=1)(x), x[:, :, ::-1])
+    assert np.array_equal(Augmenter(vflip=1.0)(x), x[:, ::-1])

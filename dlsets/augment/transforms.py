@@ -260,6 +260,16 @@ class Augmenter:
         Augmenter(rotate=15, shift=0.1, shear=10, zoom=(0.9, 1.1), elastic=(34, 4), seed=0)
         Augmenter([RandomAffine(rotate=15), Elastic(34, 4)], seed=0)
 
+    Parameters are drawn per sample, uniformly in their ranges: ``rotate`` and ``shear`` in
+    degrees (d means -d..d, or a (low, high) pair; positive rotations turn counter-clockwise as
+    displayed; shear along x and y drawn apart), ``shift`` as a fraction of the width (x) and
+    height (y), sub-pixel, ``zoom`` as a (low, high) scale factor (z means 1 - z..1 + z),
+    ``perspective`` as the largest corner move in fractions of the size.
+    ``elastic=(alpha, sigma)`` is as in Simard et al. (2003) and albumentations'
+    ElasticTransform with ``noise_distribution="uniform"``. ``hflip=True`` mirrors half of the
+    images, a number p that fraction (so ``hflip=1`` mirrors them all).
+    ``mask_fill`` fills masks where ``fill`` fills images.
+
     ``aug(images)`` takes (N, H, W) or (N, H, W, C) uint8/uint16/float32/float64 and returns a new
     batch of the same shape and dtype; ``aug(images, masks=masks)`` returns ``(images, masks)``
     with the same geometry applied to masks (nearest neighbour). ``start=k`` treats the batch
