@@ -286,3 +286,19 @@ def test_hdf5_progress_bar_counts_images(tmp_path, capsys):
     assert "augment" in err and "/200 " in err and "img/s" in err  # label, total, unit
     expand_to_hdf5(x, y, 200, tmp_path / "q.h5", augmenter=AUG, progress=False)
     assert capsys.readouterr().err == ""
+
+
+def test_hdf5_layout_is_the_exporters(tmp_path):
+    from dlsets.export import write_hdf5
+
+    x, y = _data(c=3)
+    ours = expand_to_hdf5(x, y, 65, tmp_path / "ours.h5", classes=["a", "b", "c"])
+    theirs = write_hdf5(tmp_path / "theirs.h5", {"train": (x, y)}, ["a", "b", "c"])
+    with h5py.File(ours, "r") as a, h5py.File(theirs, "r") as b:
+        assert list(a) == list(b) == ["train"] and list(a["train"]) == list(b["train"])
+        for key in ("train/images", "train/labels"):
+            assert a[key].dtype == b[key].dtype and a[key].shape == b[key].shape
+            assert a[key].chunks == b[key].chunks
+            assert np.array_equal(a[key][...], b[key][...])
+        assert set(b.attrs) <= set(a.attrs)
+        assert list(a.attrs["classes"]) == list(b.attrs["classes"])
