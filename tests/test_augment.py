@@ -510,3 +510,16 @@ def test_flip_keywords_true_is_half_a_number_is_the_probability():
     assert 0.35 < mirrored < 0.65
     assert np.array_equal(Augmenter(hflip=1)(x), x[:, :, ::-1])
     assert np.array_equal(Augmenter(vflip=1.0)(x), x[:, ::-1])
+
+
+def test_concurrent_calls_from_user_threads_share_the_pool_safely():
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = _pattern(n=piece_size(8, 8) * 2 + 7, h=8, w=8)
+    aug = Augmenter(rotate=15, shift=0.1, elastic=(5, 2), seed=4, workers=2)
+    want = aug(x)
+    starts = [0, 100, 3000, 5000, 7000, 7200]
+    with ThreadPoolExecutor(6) as users:
+        got = list(users.map(lambda s: aug(x[s:], start=s), starts))
+    for s, g in zip(starts, got, strict=True):
+        assert np.array_equal(g, want[s:]), s
