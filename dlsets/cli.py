@@ -41,7 +41,8 @@ def _cmd_list(args) -> int:
     for name in registry.names():
         spec = registry.get(name)
         size = sum(spec.files[f].size or 0 for f in spec.default_files())
-        have = acquire.cached(name, cache_dir=args.cache_dir)
+        # status() hashes nothing: listing must stay instant however much is cached
+        have = {s.file for s in acquire.status(name, cache_dir=args.cache_dir) if s.verified}
         state = "cached" if any(set(s) <= set(have) for s in spec.file_sets) else "-"
         origin = "" if spec.builtin else f"  (user: like {spec.like})"
         rows.append((name, _size(size) if size else "?", state, spec.title + origin))

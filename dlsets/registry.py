@@ -216,7 +216,7 @@ def _user_entry(path: Path, name: str, e: Any) -> DatasetSpec:
         like=like,
         format=base.format,
         files=files,
-        file_sets=(tuple(files),),
+        file_sets=_user_file_sets(base, files),
         image_shape=base.image_shape,
         classes=tuple(classes),
         coarse_classes=base.coarse_classes,
@@ -228,6 +228,16 @@ def _user_entry(path: Path, name: str, e: Any) -> DatasetSpec:
         builtin=False,
         source=str(path),
     )
+
+
+def _user_file_sets(base: DatasetSpec, files: dict[str, FileSpec]) -> tuple[tuple[str, ...], ...]:
+    """The ``like`` dataset's alternative file sets that the user's files cover, when they
+    account for every file listed (a CIFAR entry may list both archives: either one will do);
+    otherwise one set of all the files."""
+    sets = tuple(fs for fs in base.file_sets if set(fs) <= set(files))
+    if sets and set().union(*sets) == set(files):
+        return sets
+    return (tuple(files),)
 
 
 def _user_file(where: str, fn: str, f: Any) -> FileSpec:

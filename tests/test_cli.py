@@ -78,6 +78,9 @@ def test_fetch_from_folder_then_info_path_verify_remove(capsys, tiny, tmp_path):
                          "--cache-dir", str(cache))
     assert code == 0, err
     assert out.count("tiny-digits:") == 4
+    code, out, _ = run(capsys, "list", "--cache-dir", str(cache))
+    assert [" cached " in line for line in out.splitlines() if line.startswith("tiny-digits")] == [
+        True]
     code, out, _ = run(capsys, "path", "tiny-digits", "--cache-dir", str(cache))
     assert code == 0 and out.strip() == str(cache / "tiny-digits")
     code, out, _ = run(capsys, "verify", "tiny-digits", "--cache-dir", str(cache))

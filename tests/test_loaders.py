@@ -167,15 +167,27 @@ def test_cifar10_dataset(entry, flavour):
     assert ds.info["splits"]["test"]["class_counts"]["c3"] == int((y_te == 3).sum())
 
 
-def test_user_entry_listing_both_cifar_tarballs_fails_clearly(entry):
-    """It raised "ValueError: too many values to unpack"."""
+def test_user_entry_listing_both_cifar_tarballs_uses_either(entry):
+    """Each archive is a complete set on its own (it once raised "too many values to unpack")."""
     data = _cifar(10)
     names = [str(i) for i in range(10)]
     cache_dir = entry("two-tars", "cifar10", {
         "cifar-10-binary.tar.gz": formats.cifar10_binary_tar(*data, names),
         "cifar-10-python.tar.gz": formats.cifar10_python_tar(*data, names)})
-    with pytest.raises(FormatError, match="one archive.*cifar-10-binary.tar.gz"):
-        dlsets.load("two-tars", cache_dir=cache_dir)
+    ds = dlsets.load("two-tars", cache_dir=cache_dir)
+    assert list(ds.info["sources"]) == ["cifar-10-binary.tar.gz"]
+    np.testing.assert_array_equal(ds.train.images, data[0])
+    np.testing.assert_array_equal(ds.test.labels, data[3])
+
+
+def test_two_archives_under_other_names_fail_clearly(entry):
+    data = _cifar(10)
+    names = [str(i) for i in range(10)]
+    cache_dir = entry("two-own-tars", "cifar10", {
+        "a.tar.gz": formats.cifar10_binary_tar(*data, names),
+        "b.tar.gz": formats.cifar10_python_tar(*data, names)})
+    with pytest.raises(FormatError, match="one archive"):
+        dlsets.load("two-own-tars", cache_dir=cache_dir)
 
 
 def test_class_names_given_by_a_user_entry_win(entry):

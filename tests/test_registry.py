@@ -180,3 +180,18 @@ def test_optional_md5_and_size_may_be_null_as_in_the_builtin_registry(tmp_path):
     dlsets.register_file(write(tmp_path, data))
     f = registry.get("my-digits").files["train-images-idx3-ubyte.gz"]
     assert f.md5 is None and f.size is None and f.sha256 == SHA
+
+
+def test_user_entry_listing_alternative_archives_gets_one_set_each(tmp_path, monkeypatch):
+    entry = {"sha256": SHA, "urls": ["http://host/x"]}
+    data = {
+        "both": {"like": "cifar10", "files": {"cifar-10-python.tar.gz": entry,
+                                              "cifar-10-binary.tar.gz": entry}},
+        "own-names": {"like": "mnist", "files": {"a.gz": entry, "b.gz": entry}},
+    }
+    monkeypatch.setenv("DLSETS_REGISTRY", str(write(tmp_path, data)))
+    both = registry.get("both")
+    # the built-in order decides the default: the binary archive, so no pickle is needed
+    assert both.file_sets == (("cifar-10-binary.tar.gz",), ("cifar-10-python.tar.gz",))
+    assert both.default_files() == ["cifar-10-binary.tar.gz"]
+    assert registry.get("own-names").file_sets == (("a.gz", "b.gz"),)
