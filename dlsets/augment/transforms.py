@@ -11,7 +11,7 @@ import math
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Real
 
 import numpy as np
@@ -397,27 +397,13 @@ class Augmenter:
                    slot=(first + s) % piece, out=out[s:e],
                    mask_out=None if masks is None else mask_out[s:e])
 
-        workers = min(self.workers or min(4, os.cpu_count() or 1), len(bounds), POOL_THREADS)
-        if workers == 1:
+        workers = self.workers or min(4, os.cpu_count() or 1)
+        if workers == 1 or len(bounds) == 1:
             for se in bounds:
                 run(se)
         else:
-            # cv2 and numpy release the GIL in the heavy parts; `workers` tasks on the shared
-            # pool take the next piece as they finish one (a slowed thread gets fewer)
-            pieces, lock = iter(bounds), threading.Lock()
-
-            def run_pieces() -> None:
-                while True:
-                    with lock:
-                        se = next(pieces, None)
-                    if se is None:
-                        return
-                    run(se)
-
-            tasks = [_pool().submit(run_pieces) for _ in range(workers)]
-            wait(tasks)  # all of them, even when one failed
-            for task in tasks:
-                task.result()
+            # cv2 and numpy release the GIL in the heavy parts
+            list(_pool(workers).map(run, bounds))
         if masks is None:
             return out
         return out, (mask_out if mask_dtype is None else mask_out.astype(mask_dtype))
@@ -436,32 +422,32 @@ class Augmenter:
         return inverse, field
 
 
-POOL_THREADS = 32  # most threads the shared pool starts (on demand, as calls need them)
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
 
 
-def _pool() -> ThreadPoolExecutor:
-    """The process's one thread pool, shared by all Augmenters: its threads keep their scratch
-    buffers (about 15 MB each) warm between calls; fresh threads would page-fault them on every
-    chunk. Threads start on demand, so the pool has as many as the calls have used at once."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="dlsets-aug")
-        return _POOL
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A thread pool of ``workers`` threads kept for the process (shared by the Augmenters with
+    that many workers): its threads keep their scratch buffers (about 15 MB each) warm between
+    calls; fresh threads would page-fault them on every chunk. Concurrent calls queue on it, so
+    it never holds more than ``workers`` threads and their scratch."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="dlsets-aug")
+        return pool
 
 
-def _forget_pool_in_child() -> None:
+def _forget_pools_in_child() -> None:
     """After a fork (e.g. a data-loader worker): the parent's pool threads do not exist here,
     and another parent thread may have held the lock at the moment of the fork."""
-    global _POOL, _POOL_LOCK
-    _POOL = None
-    _POOL_LOCK = threading.Lock()
+    global _POOLS, _POOLS_LOCK
+    _POOLS = {}
+    _POOLS_LOCK = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool_in_child)
+    os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 def piece_size(height: int, width: int) -> int:
