@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from .atomic import replacing
 from .errors import FormatError, UnsafeArchiveError
 
 Source = str | os.PathLike | BinaryIO
@@ -254,12 +255,7 @@ def extract(source: Source, dest: str | os.PathLike) -> list[Path]:
         # Belt and braces: after resolving, the target must still be inside root.
         if root not in target.resolve().parents:
             raise UnsafeArchiveError(f"member {str(rel)!r} would be written outside {root}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        try:
+        with replacing(target) as tmp:
             tmp.write_bytes(data)
-            os.replace(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
         written.append(target)
     return written

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from . import config
+from .atomic import replacing
 
 
 def dataset_dir(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -65,13 +66,8 @@ def read_json(path: Path) -> dict:
 
 def write_json(path: Path, data: dict) -> None:
     """Write ``data`` to ``path`` atomically: a temp file beside it, then ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # What to do about one cache file; see :func:`cache_action`.

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import h5
+from .atomic import replacing
 from .errors import OptionError
 
 if TYPE_CHECKING:
@@ -75,19 +76,13 @@ def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None
 def to_npz(ds: Dataset, path: str | os.PathLike) -> Path:
     """An npz with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (keras' mnist.npz keys)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        # A file object, so numpy does not append ".npz" to the temporary name.
-        with open(tmp, "wb") as f:
-            np.savez(
-                f,
-                x_train=np.asarray(ds.train.images[:]),
-                y_train=np.asarray(ds.train.labels[:]),
-                x_test=np.asarray(ds.test.images[:]),
-                y_test=np.asarray(ds.test.labels[:]),
-            )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # A file object, so numpy does not append ".npz" to the temporary name.
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        np.savez(
+            f,
+            x_train=np.asarray(ds.train.images[:]),
+            y_train=np.asarray(ds.train.labels[:]),
+            x_test=np.asarray(ds.test.images[:]),
+            y_test=np.asarray(ds.test.labels[:]),
+        )
     return path

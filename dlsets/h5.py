@@ -10,9 +10,10 @@ import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
+
+from .atomic import replacing
 
 CHUNK_BYTES = 1 << 16  # small chunks keep random access by sample cheap
 
@@ -22,15 +23,8 @@ def atomic_hdf5(path: str | os.PathLike) -> Iterator:
     """Write to a temporary HDF5 file beside ``path``; it becomes ``path`` on success only."""
     import h5py
 
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            yield f
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp, h5py.File(tmp, "w") as f:
+        yield f
 
 
 def create_split(

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import replacing
+
 log = logging.getLogger("dlsets")
 
 MANIFEST = "manifest.json"
@@ -39,15 +41,10 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
 
 
 def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            # No fsync: a torn file after a crash is caught by the size and header checks
-            # in open_arrays, and syncing would cost more than the whole parse of MNIST.
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        # No fsync: a torn file after a crash is caught by the size and header checks
+        # in open_arrays, and syncing would cost more than the whole parse of MNIST.
+        write(f)
 
 
 def write(folder: str | os.PathLike, arrays: dict[str, np.ndarray], manifest: dict) -> dict:

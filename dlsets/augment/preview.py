@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import replacing
 from ..errors import OptionError
 
 SEPARATOR = 128  # mid grey stands out on both black-background digits and photos
@@ -86,12 +87,6 @@ def save_png(grid: np.ndarray, path: str | os.PathLike, *, scale: int = 1) -> Pa
         raise OptionError(f"scale={scale!r} is not allowed: give an integer >= 1")
     if scale > 1:
         grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(path) as tmp:
         Image.fromarray(grid).save(tmp, format="PNG")
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
+    return Path(path)
