@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .errors import DlsetsError
+from .errors import DlsetsError, OptionError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,7 +202,14 @@ def _cmd_augment(args) -> int:
     ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
     x, y = ds.train.images, ds.train.labels
     if args.subset:
+        _at_most("--subset", args.subset, len(x), args.name)
         x, y = take_subset(x, y, args.subset, seed=args.seed)
+    if args.target < len(x):
+        raise OptionError(
+            f"--target {args.target} is smaller than the {len(x)} training images it starts "
+            f"from (originals come first): give --target >= {len(x)}, or --subset K with "
+            f"K <= {args.target}"
+        )
     expand_to_hdf5(
         x,
         y,
@@ -223,12 +230,21 @@ def _cmd_preview(args) -> int:
     from .augment import preview_grid, save_png, take_subset
 
     ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
+    _at_most("--rows", args.rows, len(ds.train.images), args.name)
     x, y = take_subset(ds.train.images, ds.train.labels, args.rows, seed=args.seed)
     grid = preview_grid(x, _augmenter(args), n=args.rows, copies=args.copies, seed=args.seed)
     save_png(grid, args.out, scale=args.scale)
     if not args.quiet:
         print(f"wrote {args.out}")
     return 0
+
+
+def _at_most(flag: str, value: int, available: int, name: str) -> None:
+    if value > available:
+        raise OptionError(
+            f"{flag} {value} is more than the {available} training images of {name}: "
+            f"give {flag} <= {available}"
+        )
 
 
 def _size(n: float) -> str:
@@ -309,7 +325,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--zoom", type=float, nargs=2, metavar=("LO", "HI"), help="scale in [LO, HI]")
     g.add_argument("--elastic", type=float, nargs=2, metavar=("ALPHA", "SIGMA"),
                    help="elastic deformation strength and smoothness")
-    g.add_argument("--perspective", type=float, metavar="S", help="perspective warp scale")
+    g.add_argument("--perspective", type=float, metavar="S",
+                   help="largest corner move, as a fraction of the image size (at most 0.25)")
     g.add_argument("--hflip", action="store_true", help="mirror left-right half of the time "
                    "(off by default: digits and letters must not mirror)")
     g.add_argument("--vflip", action="store_true", help="mirror top-bottom half of the time")

@@ -164,3 +164,26 @@ def test_python_dash_m_and_console_script(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dlsets", "info", "nope"], capture_output=True,
                        text=True)
     assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_augment_and_preview_sizes_are_checked_against_the_data(capsys, tiny, tmp_path):
+    src, _ = tiny
+    never = str(tmp_path / "never")
+    assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
+    code, _, err = run(capsys, "augment", "tiny-digits", "--target", "10", "--rotate", "5",
+                       "--out", never)
+    assert code == 1 and "--target 10 is smaller than the 60 training images" in err
+    code, _, err = run(capsys, "augment", "tiny-digits", "--target", "100", "--subset", "61",
+                       "--out", never)
+    assert code == 1 and "--subset 61 is more than the 60 training images" in err
+    code, _, err = run(capsys, "preview", "tiny-digits", "--rows", "70", "--out", never)
+    assert code == 1 and "--rows 70" in err
+    assert not (tmp_path / "never").exists()
+
+
+def test_augment_without_transforms_warns(capsys, tiny, tmp_path):
+    src, _ = tiny
+    assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
+    code, _, err = run(capsys, "augment", "tiny-digits", "--target", "70",
+                       "--out", str(tmp_path / "copies.h5"))
+    assert code == 0 and "no transform given" in err
