@@ -457,15 +457,25 @@ def test_verified_file_whose_record_cannot_be_written_is_still_returned(toy, cap
     assert acquire.cached("toy") == paths  # re-hashed, still fine
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-def test_unreadable_file_in_source_folder_is_skipped(toy, tmp_path):
+def test_unreadable_file_in_source_folder_is_skipped(toy, tmp_path, monkeypatch, caplog):
     src = tmp_path / "src"
     src.mkdir()
     for i, b in enumerate(toy.values()):
         (src / f"f{i}").write_bytes(b)
-    (src / "locked").write_bytes(toy[NAMES[0]])
-    (src / "locked").chmod(0)
+    # Sorted first, so it is met before its readable twin f0. chmod cannot make a file
+    # unreadable for root (CI runs as root), so the read itself is made to fail.
+    locked = src / "a-locked"
+    locked.write_bytes(toy[NAMES[0]])
+    real = download.hash_file
+
+    def hash_file(p, **k):
+        if p == locked:
+            raise PermissionError(13, "Permission denied", str(p))
+        return real(p, **k)
+
+    monkeypatch.setattr(download, "hash_file", hash_file)
     assert set(acquire.fetch("toy", source_dir=src)) == set(NAMES)
+    assert f"{locked}: skipped, it cannot be read (Permission denied)" in caplog.text
 
 
 def test_a_file_removed_while_being_checked_is_fetched_again(toy, server, monkeypatch):
