@@ -5,11 +5,11 @@ Attributes are imported on first use, so ``import dlsets`` stays fast and touche
 
 from __future__ import annotations
 
-import importlib
-import os
+import importlib as _importlib
+import os as _os
 
 # albumentations checks for updates over the network at import; offline that stalls.
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+_os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from .errors import (  # noqa: E402
     ChecksumError,
@@ -25,7 +25,10 @@ from .errors import (  # noqa: E402
 
 __version__ = "0.1.0"
 
+# public name -> module (and attribute, where it differs)
 _LAZY = {
+    "list_datasets": ("registry", "names"),
+    "describe": ("registry", "get"),
     "register_file": "registry",
     "fetch": "acquire",
     "verify": "acquire",
@@ -60,13 +63,14 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
+    target = _LAZY.get(name)
+    if target is None:
         raise AttributeError(f"module 'dlsets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    module, attr = target if isinstance(target, tuple) else (target, name)
+    value = getattr(_importlib.import_module(f".{module}", __name__), attr)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted([*__all__, "__version__"])

@@ -88,9 +88,14 @@ def get(name: str) -> DatasetSpec:
     """The spec of dataset ``name``; unknown names fail with the list of known ones."""
     datasets = _all()
     if name not in datasets:
-        known = ", ".join(datasets)
+        import difflib
+
+        folded = {n.lower(): n for n in datasets}
+        close = [folded[name.lower()]] if name.lower() in folded else difflib.get_close_matches(
+            name, list(datasets), n=1, cutoff=0.6)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise RegistryError(
-            f"unknown dataset {name!r}. Known datasets: {known}. "
+            f"unknown dataset {name!r}.{hint} Known datasets: {', '.join(datasets)}. "
             "Add your own with a JSON registry file (DLSETS_REGISTRY or dlsets.register_file)."
         )
     return datasets[name]

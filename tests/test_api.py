@@ -22,3 +22,15 @@ def test_fetch_is_the_function_whatever_was_imported_first():
         "assert load is dlsets.loaders.load and callable(expand)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_dir_lists_the_public_api_only():
+    names = dir(dlsets)
+    assert "fetch" in names and "load_cifar10" in names and "Augmenter" in names
+    assert not {"os", "importlib", "annotations"} & set(names)
+
+
+def test_list_and_describe_datasets():
+    assert "cifar100" in dlsets.list_datasets()
+    spec = dlsets.describe("cifar100")
+    assert len(spec.classes) == 100 and spec.image_shape == (32, 32, 3)

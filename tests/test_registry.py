@@ -195,3 +195,16 @@ def test_user_entry_listing_alternative_archives_gets_one_set_each(tmp_path, mon
     assert both.file_sets == (("cifar-10-binary.tar.gz",), ("cifar-10-python.tar.gz",))
     assert both.default_files() == ["cifar-10-binary.tar.gz"]
     assert registry.get("own-names").file_sets == (("a.gz", "b.gz"),)
+
+
+@pytest.mark.parametrize("typo, meant", [("MNIST", "mnist"), ("mnst", "mnist"),
+                                         ("cifar-10", "cifar10"), ("fashion_mnist", "fashion-mnist")])
+def test_unknown_name_suggests_the_closest(typo, meant):
+    with pytest.raises(RegistryError, match=f"Did you mean '{meant}'"):
+        registry.get(typo)
+
+
+def test_no_suggestion_when_nothing_is_close():
+    with pytest.raises(RegistryError) as err:
+        registry.get("imagenet-21k")
+    assert "Did you mean" not in str(err.value)
