@@ -3,8 +3,6 @@
 Attributes are imported on first use, so ``import dlsets`` stays fast and touches no disk.
 """
 
-from __future__ import annotations
-
 import importlib as _importlib
 import os as _os
 
