@@ -26,7 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dlsets: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("dlsets: interrupted", file=sys.stderr)
+        print("dlsets: interrupted; run the same command again to resume (a partial download "
+              "is kept and continued, nothing half-written is ever used)", file=sys.stderr)
         return 130
 
 
@@ -162,9 +163,18 @@ def _cmd_remove(args) -> int:
 def _cmd_export(args) -> int:
     from . import loaders
 
-    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
     out = Path(args.out)
-    if args.format == "hdf5":
+    by_suffix = {".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".npz": "npz"}.get(
+        out.suffix.lower())
+    fmt = args.format or by_suffix
+    if fmt is None:
+        raise OptionError(f"--out {out}: cannot tell the format from the name; give --format "
+                          "hdf5 or npz, or a name ending in .h5 or .npz")
+    if by_suffix and by_suffix != fmt:
+        raise OptionError(f"--out {out} ends in {out.suffix} but --format is {fmt}; "
+                          "make them agree")
+    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
+    if fmt == "hdf5":
         ds.to_hdf5(out, compression=args.compression)
     else:
         ds.to_npz(out)
@@ -217,6 +227,7 @@ def _cmd_augment(args) -> int:
         out=args.out,
         augmenter=_augmenter(args),
         seed=args.seed,
+        balance=args.balance,
         classes=ds.classes,
         progress=_progress(args),
     )
@@ -229,6 +240,8 @@ def _cmd_preview(args) -> int:
     from . import loaders
     from .augment import preview_grid, save_png, take_subset
 
+    if Path(args.out).suffix.lower() != ".png":
+        raise OptionError(f"--out {args.out}: preview writes PNG; give a name ending in .png")
     ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
     _at_most("--rows", args.rows, len(ds.train.images), args.name)
     x, y = take_subset(ds.train.images, ds.train.labels, args.rows, seed=args.seed)
@@ -268,16 +281,25 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    """Options every command takes, before or after the command name. On the subcommands their
+    defaults are suppressed, so ``dlsets -q fetch X`` is not undone by fetch's own default."""
+    kw = {"default": argparse.SUPPRESS} if suppress else {}
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--cache-dir", metavar="DIR",
+    common.add_argument("--cache-dir", metavar="DIR", **kw,
                         help="cache folder (default: $DLSETS_CACHE, else ~/.cache/dlsets)")
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars or chatter")
-    common.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    common.add_argument("-q", "--quiet", action="store_true", **kw,
+                        help="no progress bars or chatter")
+    common.add_argument("-v", "--verbose", action="store_true", **kw, help="log what happens")
+    return common
 
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common(suppress=True)
     p = argparse.ArgumentParser(
         prog="dlsets",
         description="Fetch, verify, load and augment the classic deep-learning image datasets.",
+        parents=[_common(suppress=False)],
     )
     p.add_argument("--version", action="version", version=f"dlsets {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -289,7 +311,7 @@ def _parser() -> argparse.ArgumentParser:
 
     add("list", _cmd_list, "list the datasets dlsets knows and what is cached")
     sp = add("info", _cmd_info, "describe a dataset: source, licence, files, cache state")
-    sp.add_argument("name")
+    sp.add_argument("name", metavar="NAME")
 
     sp = add("fetch", _cmd_fetch, "download (or import) datasets into the cache, verified")
     sp.add_argument("names", nargs="+", metavar="NAME")
@@ -306,14 +328,15 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-repair", action="store_true", help="report failures, change nothing")
 
     sp = add("path", _cmd_path, "print a dataset's cache folder")
-    sp.add_argument("name")
+    sp.add_argument("name", metavar="NAME")
     sp = add("remove", _cmd_remove, "delete a dataset's cache folder")
-    sp.add_argument("name")
+    sp.add_argument("name", metavar="NAME")
 
     sp = add("export", _cmd_export, "write a dataset as one HDF5 or npz file")
-    sp.add_argument("name")
-    sp.add_argument("--format", choices=("hdf5", "npz"), default="hdf5")
-    sp.add_argument("--out", required=True, metavar="FILE")
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("--format", choices=("hdf5", "npz"), default=None,
+                    help="default: from the --out extension (.h5/.hdf5 or .npz)")
+    sp.add_argument("--out", required=True, metavar="FILE", help="file to write")
     sp.add_argument("--compression", choices=("gzip", "lzf"), default=None,
                     help="HDF5 compression (default none: fastest to read)")
 
@@ -333,7 +356,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--border", choices=("constant", "reflect", "edge"), default="constant",
                    help="how pixels from outside the image are filled (default constant)")
     g.add_argument("--fill", type=float, default=0, help="fill value for --border constant")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0,
+                   help="random seed: the same seed gives the same images (default 0)")
 
     sp = sub.add_parser(
         "augment",
@@ -343,9 +367,12 @@ def _parser() -> argparse.ArgumentParser:
         "(originals first, then augmented copies).",
     )
     sp.set_defaults(run=_cmd_augment)
-    sp.add_argument("name")
-    sp.add_argument("--target", type=_positive_int, required=True, metavar="N")
-    sp.add_argument("--out", required=True, metavar="FILE")
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("--target", type=_positive_int, required=True, metavar="N",
+                    help="number of samples to write, originals included")
+    sp.add_argument("--out", required=True, metavar="FILE", help="HDF5 file to write")
+    sp.add_argument("--no-balance", dest="balance", action="store_false",
+                    help="copy originals uniformly instead of evening out the classes")
     sp.add_argument("--subset", type=_positive_int, metavar="K",
                     help="start from a stratified subset of K training images")
 
@@ -353,10 +380,12 @@ def _parser() -> argparse.ArgumentParser:
                         "augmented copies", description="Write a PNG grid: each row an original "
                         "training image followed by augmented copies.")
     sp.set_defaults(run=_cmd_preview)
-    sp.add_argument("name")
-    sp.add_argument("--out", required=True, metavar="PNG")
-    sp.add_argument("--rows", type=_positive_int, default=8)
-    sp.add_argument("--copies", type=_positive_int, default=7)
+    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("--out", required=True, metavar="PNG", help="PNG file to write")
+    sp.add_argument("--rows", type=_positive_int, default=8,
+                    help="original images, one per row (default 8)")
+    sp.add_argument("--copies", type=_positive_int, default=7,
+                    help="augmented copies beside each original (default 7)")
     sp.add_argument("--scale", type=_positive_int, default=4,
                     help="enlarge the grid by pixel repetition (default 4)")
     return p

@@ -176,9 +176,9 @@ def test_augment_and_preview_sizes_are_checked_against_the_data(capsys, tiny, tm
     code, _, err = run(capsys, "augment", "tiny-digits", "--target", "100", "--subset", "61",
                        "--out", never)
     assert code == 1 and "--subset 61 is more than the 60 training images" in err
-    code, _, err = run(capsys, "preview", "tiny-digits", "--rows", "70", "--out", never)
+    code, _, err = run(capsys, "preview", "tiny-digits", "--rows", "70", "--out", never + ".png")
     assert code == 1 and "--rows 70" in err
-    assert not (tmp_path / "never").exists()
+    assert not list(tmp_path.glob("never*"))
 
 
 def test_augment_without_transforms_warns(capsys, tiny, tmp_path):
@@ -187,3 +187,33 @@ def test_augment_without_transforms_warns(capsys, tiny, tmp_path):
     code, _, err = run(capsys, "augment", "tiny-digits", "--target", "70",
                        "--out", str(tmp_path / "copies.h5"))
     assert code == 0 and "no transform given" in err
+
+
+def test_common_options_work_before_and_after_the_command(capsys, tiny, tmp_path):
+    src, _ = tiny
+    cache = tmp_path / "c"
+    code, out, _ = run(capsys, "--cache-dir", str(cache), "-q", "fetch", "tiny-digits",
+                       "--from", str(src))
+    assert code == 0 and out == ""  # quiet, from before the command
+    assert (cache / "tiny-digits" / "files").is_dir()
+    code, out, _ = run(capsys, "path", "tiny-digits", "--cache-dir", str(cache))
+    assert out.strip() == str(cache / "tiny-digits")
+    code, out, _ = run(capsys, "--cache-dir", str(cache), "path", "tiny-digits")
+    assert out.strip() == str(cache / "tiny-digits")
+
+
+def test_export_format_follows_the_file_name(capsys, tiny, tmp_path):
+    src, arrays = tiny
+    assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
+    assert run(capsys, "export", "tiny-digits", "--out", str(tmp_path / "a.npz"))[0] == 0
+    with np.load(tmp_path / "a.npz") as z:
+        np.testing.assert_array_equal(z["y_train"], arrays["train-labels-idx1-ubyte.gz"])
+    code, _, err = run(capsys, "export", "tiny-digits", "--out", str(tmp_path / "b.npz"),
+                       "--format", "hdf5")
+    assert code == 1 and "make them agree" in err
+    code, _, err = run(capsys, "export", "tiny-digits", "--out", str(tmp_path / "c"))
+    assert code == 1 and "give --format" in err
+    code, _, err = run(capsys, "preview", "tiny-digits", "--rotate", "5",
+                       "--out", str(tmp_path / "g.jpg"))
+    assert code == 1 and ".png" in err
+    assert sorted(p.name for p in tmp_path.glob("[abcg]*")) == ["a.npz"]
