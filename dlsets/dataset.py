@@ -17,7 +17,7 @@ SPLITS = ("train", "test")
 class Split:
     """One split: ``images`` (N, ...) and ``labels`` (N,) uint8.
 
-    Arrays are NumPy (copy-on-write memory maps for the uint8 layout) or, with
+    Arrays are NumPy (images: copy-on-write memory maps for the uint8 layout) or, with
     ``format="hdf5"``, read-only h5py datasets. ``x, y = split`` unpacks them.
     """
 

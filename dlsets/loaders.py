@@ -58,10 +58,10 @@ def load(
     Images: uint8 (N, H, W) greyscale or (N, H, W, 3) colour by default; ``dtype="float32"``
     scales them to [0, 1]; ``channels="last"`` always gives NHWC ((N, 28, 28, 1) for greyscale),
     ``"first"`` always NCHW. Labels: (N,) uint8; ``label_mode="coarse"`` (CIFAR-100 only) gives
-    the 20 superclasses and their names in ``classes``. uint8 arrays in the default layout are
-    copy-on-write memory maps of the prepared copy: writable, and writes never reach the cache.
-    ``format="hdf5"`` returns read-only h5py
-    datasets (close with ``ds.close()`` or ``with``). With ``download=False`` nothing is
+    the 20 superclasses and their names in ``classes``. uint8 images in the default layout are
+    copy-on-write memory maps of the prepared copy, labels in-memory copies (hashed on every
+    load): both writable, and writes never reach the cache. ``format="hdf5"`` returns read-only
+    h5py datasets (close with ``ds.close()`` or ``with``). With ``download=False`` nothing is
     downloaded: missing files raise OfflineError saying which and how to get them.
     """
     _check("dtype", dtype, DTYPES)
@@ -187,7 +187,9 @@ def _prepared_arrays(spec: DatasetSpec, cache_dir, download: bool, progress):
     folder.parent.mkdir(parents=True, exist_ok=True)
     # One process builds; the others wait here and then find the finished copy.
     with FileLock(str(folder.parent / "prepared.lock")):
-        got = _usable(spec, folder, cache_dir)
+        # Quiet: whatever is wrong was logged by the check above (once, not twice); this one
+        # only looks whether another process rebuilt the copy while we waited for the lock.
+        got = _usable(spec, folder, cache_dir, quiet=True)
         if got is not None:
             return got
         files = _source_files(spec, cache_dir, download, progress)
@@ -203,15 +205,16 @@ def _prepared_arrays(spec: DatasetSpec, cache_dir, download: bool, progress):
         return opened, manifest
 
 
-def _usable(spec: DatasetSpec, folder: Path, cache_dir):
+def _usable(spec: DatasetSpec, folder: Path, cache_dir, quiet: bool = False):
     manifest = prepared.read_manifest(folder)
     if manifest is None:
         return None
     why = _stale(spec, manifest, cache_dir)
     if why:
-        log.info("%s: prepared arrays are stale (%s); rebuilding them", spec.name, why)
+        log.log(logging.DEBUG if quiet else logging.INFO,
+                "%s: prepared arrays are stale (%s); rebuilding them", spec.name, why)
         return None
-    arrays = prepared.open_arrays(folder, manifest)
+    arrays = prepared.open_arrays(folder, manifest, quiet=quiet)
     if arrays is None:
         return None
     if prepared.read_manifest(folder) != manifest:
@@ -223,7 +226,8 @@ def _usable(spec: DatasetSpec, folder: Path, cache_dir):
     if spec.format == "cifar100":
         expected |= {"train_coarse_labels", "test_coarse_labels"}
     if not expected <= set(arrays):
-        log.warning("%s: prepared arrays lack %s; rebuilding", spec.name, expected - set(arrays))
+        log.log(logging.DEBUG if quiet else logging.WARNING,
+                "%s: prepared arrays lack %s; rebuilding", spec.name, expected - set(arrays))
         return None
     return arrays, manifest
 

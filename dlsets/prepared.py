@@ -1,13 +1,17 @@
 """The prepared-array cache: parsed datasets as .npy files plus a manifest, memory-mapped.
 
 ``<prepared_dir>/`` holds one ``<key>.npy`` per array (``train_images``, ``train_labels``, ...)
-and ``manifest.json``: the sha256 of the source files, each array's shape, dtype and byte size,
-class counts and skipped files. The manifest is removed first and written last, so a folder
-without one is unfinished; every array is checked against it before it is handed out.
+and ``manifest.json``: the sha256 of the source files, each array's shape, dtype, byte size and
+sha256, class counts and skipped files. The manifest is removed first and written last, so a
+folder without one is unfinished; every array is checked against it before it is handed out:
+labels (small) are hashed on every open, images only have their size and header checked
+(hashing them would cost far more than the millisecond a warm load takes).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 import os
@@ -24,7 +28,21 @@ log = logging.getLogger("dlsets")
 MANIFEST = "manifest.json"
 HDF5_DIR = "hdf5"
 # Bump when what goes into the prepared arrays changes (layout, split rule, ...).
-VERSION = 1
+# 2: each array's sha256 in the manifest (older copies cannot be checked: rebuilt).
+VERSION = 2
+
+
+def hashed_on_open(key: str) -> bool:
+    """Whether array ``key`` is hashed in full on every open (labels: tens of KB)."""
+    return key.endswith("labels")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_manifest(folder: str | os.PathLike) -> dict | None:
@@ -65,7 +83,9 @@ def write(folder: str | os.PathLike, arrays: dict[str, np.ndarray], manifest: di
         a = np.ascontiguousarray(a)
         path = folder / f"{key}.npy"
         _atomic_write(path, lambda f, a=a: np.save(f, a, allow_pickle=False))
-        facts[key] = {"shape": list(a.shape), "dtype": a.dtype.str, "bytes": path.stat().st_size}
+        # Hashed as written (read back from the page cache): what a later check compares with.
+        facts[key] = {"shape": list(a.shape), "dtype": a.dtype.str, "bytes": path.stat().st_size,
+                      "sha256": file_sha256(path)}
     for stale in folder.glob("*.npy"):
         if stale.stem not in arrays:
             stale.unlink(missing_ok=True)
@@ -89,8 +109,10 @@ def problem(folder: str | os.PathLike, manifest: dict) -> str | None:
     return None
 
 
-def open_arrays(folder: str | os.PathLike, manifest: dict) -> dict[str, np.ndarray] | None:
-    """Memory-map every array of ``manifest``; None (logged) if any is off.
+def open_arrays(folder: str | os.PathLike, manifest: dict, *,
+                quiet: bool = False) -> dict[str, np.ndarray] | None:
+    """Memory-map every array of ``manifest``; None (logged, at debug level when ``quiet``)
+    if any is off. Labels are read whole and hashed instead (see :func:`hashed_on_open`).
 
     The maps are copy-on-write: users may modify the arrays in place (keras' arrays are
     writable) and the prepared files stay as they were.
@@ -100,8 +122,19 @@ def open_arrays(folder: str | os.PathLike, manifest: dict) -> dict[str, np.ndarr
     out: dict[str, Any] = {}
     if why is None:
         for key, fact in manifest["arrays"].items():
+            path = folder / f"{key}.npy"
             try:
-                a = np.load(folder / f"{key}.npy", mmap_mode="c", allow_pickle=False)
+                if hashed_on_open(key):
+                    # The bytes hashed are the bytes used: a file replaced in between can't slip in.
+                    data = path.read_bytes()
+                    sha = hashlib.sha256(data).hexdigest()
+                    if sha != fact.get("sha256"):
+                        why = (f"{path.name} has sha256 {sha}, the manifest says "
+                               f"{fact.get('sha256')}")
+                        break
+                    a = np.load(io.BytesIO(data), allow_pickle=False)
+                else:
+                    a = np.load(path, mmap_mode="c", allow_pickle=False)
             except (OSError, ValueError) as exc:
                 why = f"{key}.npy cannot be read ({exc})"
                 break
@@ -111,6 +144,8 @@ def open_arrays(folder: str | os.PathLike, manifest: dict) -> dict[str, np.ndarr
                 break
             out[key] = a
     if why is not None:
-        log.warning("prepared arrays in %s are damaged (%s); rebuilding them", folder, why)
+        log.log(logging.DEBUG if quiet else logging.WARNING,
+                "prepared arrays in %s are damaged (%s); rebuilding them", folder, why)
         return None
     return out
+

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 import h5py
@@ -368,6 +369,48 @@ def test_damaged_prepared_copy_is_rebuilt(mnist_ds, breaker):
     assert prepared.open_arrays(folder, prepared.read_manifest(folder)) is not None
 
 
+def _overwrite_inside(path, n=10, value=None):
+    """Overwrite n bytes at the end of ``path`` (array data, after the header): same size."""
+    data = bytearray(path.read_bytes())
+    size = len(data)
+    for i in range(size - n, size):
+        data[i] = value if value is not None else 255 - data[i]
+    path.write_bytes(bytes(data))
+    assert path.stat().st_size == size
+
+
+def _damage_warnings(caplog):
+    return [r for r in caplog.records
+            if r.levelno >= logging.WARNING and "damaged" in r.getMessage()]
+
+
+def test_same_size_label_corruption_is_detected_on_load_and_rebuilt(mnist_ds, caplog):
+    """A user overwrote 10 bytes of train_labels.npy: load returned labels up to 120."""
+    cache_dir, (x_tr, y_tr, x_te, y_te) = mnist_ds
+    dlsets.load("tiny-mnist", cache_dir=cache_dir)
+    folder = prepared_dir("tiny-mnist", cache_dir)
+    _overwrite_inside(folder / "train_labels.npy", value=120)
+    with caplog.at_level(logging.WARNING, logger="dlsets"):
+        ds = dlsets.load("tiny-mnist", cache_dir=cache_dir, download=False)
+    assert int(ds.train.labels.max()) < 10
+    _assert_split(ds.train, x_tr, y_tr)
+    _assert_split(ds.test, x_te, y_te)
+    [warning] = _damage_warnings(caplog)
+    assert "train_labels.npy" in warning.getMessage() and "sha256" in warning.getMessage()
+
+
+@pytest.mark.parametrize("breaker", [_break_truncate, _break_shape, _break_swapped])
+def test_rebuild_of_a_damaged_copy_is_logged_once(mnist_ds, breaker, caplog):
+    """The check before the lock and the one under it both logged the same damage."""
+    cache_dir, (x_tr, y_tr, _, _) = mnist_ds
+    dlsets.load("tiny-mnist", cache_dir=cache_dir)
+    breaker(prepared_dir("tiny-mnist", cache_dir))
+    with caplog.at_level(logging.DEBUG, logger="dlsets"):
+        ds = dlsets.load("tiny-mnist", cache_dir=cache_dir, download=False)
+    _assert_split(ds.train, x_tr, y_tr)
+    assert len(_damage_warnings(caplog)) == 1
+
+
 def test_arrays_rebuilt_by_another_process_while_opening_are_not_mixed(mnist_ds, monkeypatch):
     """Process B reads the manifest, process A rewrites the folder (same shapes, other
     sources), B maps the arrays: B must not hand out A's arrays under its old manifest."""
@@ -377,14 +420,14 @@ def test_arrays_rebuilt_by_another_process_while_opening_are_not_mixed(mnist_ds,
     real_open = prepared.open_arrays
     calls = []
 
-    def open_during_rebuild(fold, manifest):
+    def open_during_rebuild(fold, manifest, **kw):
         if not calls:  # the other process finishes its rebuild right now
             other = {k: np.array(v)[::-1] for k, v in real_open(fold, manifest).items()}
             mf = {k: v for k, v in manifest.items() if k not in ("arrays", "version")}
             mf["sources"] = {f: "0" * 64 for f in manifest["sources"]}
             prepared.write(fold, other, mf)
         calls.append(fold)
-        return real_open(fold, manifest)
+        return real_open(fold, manifest, **kw)
 
     monkeypatch.setattr(prepared, "open_arrays", open_during_rebuild)
     ds = dlsets.load("tiny-mnist", cache_dir=cache_dir, download=False)
