@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,47 @@ def _usable(spec: DatasetSpec, folder: Path, cache_dir, quiet: bool = False):
                 "%s: prepared arrays lack %s; rebuilding", spec.name, expected - set(arrays))
         return None
     return arrays, manifest
+
+
+def verify_prepared(name: str, *, cache_dir: PathLike | None = None,
+                    repair: bool = True) -> str | None:
+    """Hash every prepared array of ``name`` and its HDF5 variants in full against the
+    sha256 recorded when they were written (a load hashes only the labels).
+
+    Returns None when all match (or nothing is prepared), else what is wrong. With ``repair``
+    a damaged prepared folder is deleted, or only the damaged HDF5 variant, so the next load
+    rebuilds it from the downloaded files; the message says so. Never loads or downloads.
+    """
+    from filelock import FileLock
+
+    spec = registry.get(name)
+    folder = cache.prepared_dir(spec.name, cache_dir)
+    if not folder.exists():
+        return None
+    # Under the builders' lock: a copy being written is not mistaken for a damaged one.
+    with FileLock(str(folder.parent / "prepared.lock")):
+        manifest = prepared.read_manifest(folder)
+        why = (prepared.verify(folder, manifest) if manifest is not None
+               else prepared.manifest_problem(folder))
+        if why is not None:
+            if repair:
+                (folder / prepared.MANIFEST).unlink(missing_ok=True)  # unfinished from now on
+                shutil.rmtree(folder, ignore_errors=True)
+            done = "deleted it; the next load rebuilds it" if repair else "not repaired"
+            return f"{spec.name}: prepared copy in {folder}: {why}; {done}"
+        problems = []
+        for path in sorted((folder / prepared.HDF5_DIR).glob("*.h5")):
+            why = _hdf5_problem(path)
+            if why is not None:
+                if repair:
+                    path.unlink(missing_ok=True)
+                    _hdf5_sha_path(path).unlink(missing_ok=True)
+                problems.append(f"{path.name}: {why}")
+    if not problems:
+        return None
+    done = "deleted; the next load with format='hdf5' rebuilds them" if repair else "not repaired"
+    return (f"{spec.name}: HDF5 variants in {folder / prepared.HDF5_DIR}: "
+            f"{'; '.join(problems)}; {done}")
 
 
 def _stale(spec: DatasetSpec, manifest: dict, cache_dir) -> str | None:
@@ -525,6 +567,7 @@ def _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels
                 splits = {s: (_Converted(arrays[f"{s}_images"], dtype, channels),
                               arrays[f"{s}_{prefix}labels"]) for s in ("train", "test")}
                 write_hdf5(path, splits, classes, manifest["sources"], dataset=spec.name)
+                _record_hdf5_sha(path)
                 f = h5py.File(path, "r")
     split = {s: Split(f[s]["images"], f[s]["labels"]) for s in ("train", "test")}
     for s in ("train", "test"):
@@ -532,6 +575,31 @@ def _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels
     info["dtype"] = dtype
     info["hdf5"] = str(path)
     return Dataset(spec.name, split["train"], split["test"], tuple(classes), info, f.close)
+
+
+def _hdf5_sha_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.sha256")
+
+
+def _record_hdf5_sha(path: Path) -> None:
+    """Store the sha256 of a freshly written HDF5 variant beside it, for verify_prepared."""
+    from .atomic import replacing
+
+    with replacing(_hdf5_sha_path(path)) as tmp:
+        tmp.write_text(prepared.file_sha256(path) + "\n", encoding="ascii")
+
+
+def _hdf5_problem(path: Path) -> str | None:
+    """What is wrong with a prepared HDF5 variant (hashed in full), None when nothing."""
+    try:
+        recorded = _hdf5_sha_path(path).read_text(encoding="ascii").strip()
+    except (OSError, ValueError):
+        return "no sha256 was recorded when it was written"
+    try:
+        sha = prepared.file_sha256(path)
+    except OSError as exc:
+        return f"cannot be read ({exc})"
+    return None if sha == recorded else f"sha256 {sha}, recorded {recorded}"
 
 
 def _open_hdf5(path: Path, sources: str, arrays):

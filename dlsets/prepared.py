@@ -5,7 +5,8 @@ and ``manifest.json``: the sha256 of the source files, each array's shape, dtype
 sha256, class counts and skipped files. The manifest is removed first and written last, so a
 folder without one is unfinished; every array is checked against it before it is handed out:
 labels (small) are hashed on every open, images only have their size and header checked
-(hashing them would cost far more than the millisecond a warm load takes).
+(hashing them would cost far more than the millisecond a warm load takes); ``verify`` hashes
+them all.
 """
 
 from __future__ import annotations
@@ -56,6 +57,20 @@ def read_manifest(folder: str | os.PathLike) -> dict | None:
     if not isinstance(data.get("arrays"), dict) or not isinstance(data.get("sources"), dict):
         return None
     return data
+
+
+def manifest_problem(folder: str | os.PathLike) -> str:
+    """Why :func:`read_manifest` gives None for ``folder``, in words."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return f"no {MANIFEST} (an unfinished copy)"
+    try:
+        version = json.loads(path.read_text(encoding="utf-8")).get("version")
+    except (OSError, ValueError, AttributeError) as exc:
+        return f"{MANIFEST} cannot be read ({exc})"
+    if version != VERSION:
+        return f"made by another dlsets (prepared-copy version {version}, this one is {VERSION})"
+    return f"{MANIFEST} lacks its arrays or sources"
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -149,3 +164,20 @@ def open_arrays(folder: str | os.PathLike, manifest: dict, *,
         return None
     return out
 
+
+def verify(folder: str | os.PathLike, manifest: dict) -> str | None:
+    """Why the arrays in ``folder`` do not match ``manifest``, every one hashed in full
+    (None when they all do)."""
+    folder = Path(folder)
+    why = problem(folder, manifest)
+    if why is not None:
+        return why
+    for key, fact in manifest["arrays"].items():
+        path = folder / f"{key}.npy"
+        try:
+            sha = file_sha256(path)
+        except OSError as exc:
+            return f"{path.name} cannot be read ({exc})"
+        if sha != fact.get("sha256"):
+            return f"{path.name} has sha256 {sha}, the manifest says {fact.get('sha256')}"
+    return None

@@ -397,6 +397,7 @@ def test_same_size_label_corruption_is_detected_on_load_and_rebuilt(mnist_ds, ca
     _assert_split(ds.test, x_te, y_te)
     [warning] = _damage_warnings(caplog)
     assert "train_labels.npy" in warning.getMessage() and "sha256" in warning.getMessage()
+    assert loaders.verify_prepared("tiny-mnist", cache_dir=cache_dir) is None
 
 
 @pytest.mark.parametrize("breaker", [_break_truncate, _break_shape, _break_swapped])
@@ -409,6 +410,58 @@ def test_rebuild_of_a_damaged_copy_is_logged_once(mnist_ds, breaker, caplog):
         ds = dlsets.load("tiny-mnist", cache_dir=cache_dir, download=False)
     _assert_split(ds.train, x_tr, y_tr)
     assert len(_damage_warnings(caplog)) == 1
+
+
+def test_verify_prepared_finds_same_size_image_corruption(mnist_ds):
+    """Images are not hashed on load (too slow); verify_prepared hashes them all."""
+    cache_dir, (x_tr, y_tr, x_te, y_te) = mnist_ds
+    dlsets.load("tiny-mnist", cache_dir=cache_dir)
+    assert loaders.verify_prepared("tiny-mnist", cache_dir=cache_dir) is None
+    folder = prepared_dir("tiny-mnist", cache_dir)
+    _overwrite_inside(folder / "test_images.npy")
+    msg = loaders.verify_prepared("tiny-mnist", cache_dir=cache_dir, repair=False)
+    assert "test_images.npy" in msg and "sha256" in msg and "not repaired" in msg
+    assert (folder / "test_images.npy").exists() and (folder / prepared.MANIFEST).exists()
+    msg = loaders.verify_prepared("tiny-mnist", cache_dir=cache_dir)
+    assert "test_images.npy" in msg and str(folder) in msg and "deleted" in msg
+    assert not folder.exists()
+    ds = dlsets.load("tiny-mnist", cache_dir=cache_dir, download=False)
+    _assert_split(ds.train, x_tr, y_tr)
+    _assert_split(ds.test, x_te, y_te)
+    assert loaders.verify_prepared("tiny-mnist", cache_dir=cache_dir) is None
+
+
+def test_verify_prepared_reports_an_unfinished_or_older_copy(mnist_ds):
+    cache_dir, (x_tr, y_tr, _, _) = mnist_ds
+    dlsets.load("tiny-mnist", cache_dir=cache_dir)
+    folder = prepared_dir("tiny-mnist", cache_dir)
+    manifest = json.loads((folder / prepared.MANIFEST).read_text())
+    (folder / prepared.MANIFEST).write_text(json.dumps({**manifest, "version": 1}))
+    msg = loaders.verify_prepared("tiny-mnist", cache_dir=cache_dir, repair=False)
+    assert "version 1" in msg and folder.exists()
+    (folder / prepared.MANIFEST).unlink()
+    msg = loaders.verify_prepared("tiny-mnist", cache_dir=cache_dir)
+    assert "unfinished" in msg and not folder.exists()
+    _assert_split(dlsets.load("tiny-mnist", cache_dir=cache_dir, download=False).train,
+                  x_tr, y_tr)
+
+
+def test_verify_prepared_finds_a_damaged_hdf5_variant(cifar_ds):
+    cache_dir, (x_tr, y_tr, x_te, y_te) = cifar_ds
+    assert loaders.verify_prepared("tiny-cifar", cache_dir=cache_dir) is None  # none yet
+    with dlsets.load("tiny-cifar", cache_dir=cache_dir, format="hdf5") as ds:
+        path = Path(ds.info["hdf5"])
+    assert loaders.verify_prepared("tiny-cifar", cache_dir=cache_dir) is None
+    _overwrite_inside(path)
+    msg = loaders.verify_prepared("tiny-cifar", cache_dir=cache_dir)
+    assert path.name in msg and "deleted" in msg
+    assert not path.exists()
+    folder = prepared_dir("tiny-cifar", cache_dir)
+    assert prepared.read_manifest(folder) is not None  # the arrays were fine: kept
+    with dlsets.load("tiny-cifar", cache_dir=cache_dir, format="hdf5") as ds:
+        np.testing.assert_array_equal(ds.train.images[:], x_tr)
+        np.testing.assert_array_equal(ds.test.labels[:], y_te)
+    assert loaders.verify_prepared("tiny-cifar", cache_dir=cache_dir) is None
 
 
 def test_arrays_rebuilt_by_another_process_while_opening_are_not_mixed(mnist_ds, monkeypatch):
