@@ -70,11 +70,14 @@ def test_transform_generic_properties(cls, layout):
     y = aug(x)
     assert y.shape == x.shape and y.dtype == x.dtype
     assert y is not x
-    assert np.array_equal(y, aug(x)), "same seed, same output"
+    assert np.array_equal(y, aug(x, start=0)), "same seed, same samples, same output"
     assert np.array_equal(y, Augmenter([EXAMPLES[cls]], seed=3, border="reflect")(x))
     # any split of the batch into calls with start=k gives the same samples
-    parts = [aug(x[:2]), aug(x[2:7], start=2), aug(x[7:], start=7)]
+    parts = [aug(x[:2], start=0), aug(x[2:7], start=2), aug(x[7:], start=7)]
     assert np.array_equal(y, np.concatenate(parts))
+    # and so do plain consecutive calls: each continues where the last one stopped
+    fresh = Augmenter([EXAMPLES[cls]], seed=3, border="reflect")
+    assert np.array_equal(y, np.concatenate([fresh(x[:2]), fresh(x[2:7]), fresh(x[7:])]))
     # sample i only depends on (seed, i), not on its neighbours
     assert np.array_equal(aug(x[4:5], start=4), y[4:5])
 
@@ -95,7 +98,10 @@ def test_chunk_independence_across_internal_pieces_and_workers():
     whole = aug(x)
     one = Augmenter(aug.transforms, seed=5, workers=1)
     for cut in (1, 1000, piece_size(8, 8) - 3, piece_size(8, 8) + 1):
-        got = np.concatenate([one(x[:cut]), one(x[cut:], start=cut)])
+        got = np.concatenate([one(x[:cut], start=0), one(x[cut:], start=cut)])
+        assert np.array_equal(got, whole), cut
+        sequential = Augmenter(aug.transforms, seed=5, workers=1)
+        got = np.concatenate([sequential(x[:cut]), sequential(x[cut:])])
         assert np.array_equal(got, whole), cut
 
 
@@ -103,11 +109,11 @@ def test_chunk_independence_across_internal_pieces_and_workers():
 def test_other_dtypes_and_memory_layouts(dtype):
     x = _pattern(n=5, c=3).astype(dtype)
     aug = Augmenter(rotate=20, shift=0.1, elastic=(10, 3), seed=1)
-    want = aug(np.ascontiguousarray(x))
+    want = aug(np.ascontiguousarray(x), start=0)
     assert want.dtype == dtype and want.shape == x.shape
-    assert np.array_equal(aug(np.asfortranarray(x)), want)
+    assert np.array_equal(aug(np.asfortranarray(x), start=0), want)
     flipped = x[:, ::-1]
-    assert np.array_equal(aug(flipped), aug(np.ascontiguousarray(flipped)))
+    assert np.array_equal(aug(flipped, start=0), aug(np.ascontiguousarray(flipped), start=0))
 
 
 def test_augmenter_survives_pickling_for_worker_processes():
@@ -126,11 +132,20 @@ def test_works_in_a_forked_child_after_threads_were_used():
 
     x = _pattern(n=piece_size(16, 16) * 2 + 5)
     aug = Augmenter(rotate=15, shift=0.1, seed=2, workers=2)
-    want = aug(x)  # the parent has a thread pool now
+    aug(x)  # the parent has a thread pool now, and its position is len(x)
+    want = aug(x, start=len(x))
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(1) as pool:
+    with ctx.Pool(1) as pool:  # the task is pickled: the copy keeps the position
         got = pool.apply_async(aug, (x,)).get(timeout=60)
     assert np.array_equal(got, want)
+    # a forked copy (nothing pickled) also continues from the parent's position
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=lambda: send.send(aug(x)))
+    child.start()
+    got = receive.recv() if receive.poll(60) else None
+    child.join(60)
+    assert child.exitcode == 0 and np.array_equal(got, want)
+    assert aug.position == len(x)  # the children's calls do not move the parent's counter
 
 
 def test_masks_follow_images():
@@ -145,11 +160,11 @@ def test_masks_follow_images():
     agree = ((y > 100) == (m == 1)).mean()
     assert agree > 0.98
     # bool masks come back as bool
-    _, mb = aug(x, masks=masks.astype(bool))
+    _, mb = aug(x, masks=masks.astype(bool), start=0)
     assert mb.dtype == bool and np.array_equal(mb, m.astype(bool))
     # label maps beyond uint8 keep their values
     labels = masks.astype(np.int64) * 1000
-    _, ml = aug(x, masks=labels)
+    _, ml = aug(x, masks=labels, start=0)
     assert ml.dtype == np.int64 and np.array_equal(ml, m.astype(np.int64) * 1000)
 
 
@@ -348,10 +363,10 @@ def _in_fresh_thread(func):
 def test_threads_do_not_keep_scratch_for_huge_images(monkeypatch):
     x = _pattern(n=2, h=200, w=200)
     aug = Augmenter(rotate=10, elastic=(20, 3), seed=1, workers=1)
-    want, kept = _in_fresh_thread(lambda: aug(x))
+    want, kept = _in_fresh_thread(lambda: aug(x, start=0))
     assert max(kept) > 1 << 16  # normally the maps (160 KB each) are kept for the next call
     monkeypatch.setattr(F, "SCRATCH_KEEP", 1 << 16)
-    got, kept = _in_fresh_thread(lambda: aug(x))
+    got, kept = _in_fresh_thread(lambda: aug(x, start=0))
     assert np.array_equal(got, want)
     assert max(kept, default=0) <= 1 << 16
 
@@ -364,9 +379,11 @@ def test_forked_child_works_even_if_the_pool_lock_was_held_at_the_fork():
 
     x = _pattern(n=piece_size(16, 16) * 2 + 5)
     aug = Augmenter(rotate=15, seed=2, workers=2)
-    want = aug(x)
+    aug(x)
+    want = aug(x, start=len(x))  # the child's copy continues from the parent's position
     ctx = multiprocessing.get_context("fork")
-    with transforms._POOLS_LOCK:  # as if another thread were fetching a pool right now
+    # as if other threads were fetching a pool and taking samples right now
+    with transforms._POOLS_LOCK, transforms._POSITION_LOCK:
         pool = ctx.Pool(1)
     try:
         got = pool.apply_async(aug, (x,)).get(timeout=20)
@@ -474,7 +491,7 @@ def test_non_finite_pixels_stay_in_their_own_image(border):
     aug = Augmenter(rotate=30, shift=0.2, seed=1, border=border)
     y = aug(x)
     assert np.isfinite(y[0]).all()
-    assert np.array_equal(y[0], aug(x[:1])[0])
+    assert np.array_equal(y[0], aug(x[:1], start=0)[0])
     assert np.array_equal(y[2], aug(x[2:], start=2)[0], equal_nan=True)
 
 
@@ -511,3 +528,69 @@ def test_concurrent_calls_from_user_threads_share_the_pool_safely():
         got = list(users.map(lambda s: aug(x[s:], start=s), starts))
     for s, g in zip(starts, got, strict=True):
         assert np.array_equal(g, want[s:]), s
+
+
+# ---------------------------------------------------------------- the sample counter
+def test_consecutive_calls_continue_the_stream_and_start_is_pure():
+    x = _pattern(n=600, h=8, w=8)
+    aug = Augmenter(rotate=15, shift=0.1, seed=0)
+    assert aug.position == 0
+    a, b = aug(x[:4]), aug(x[:4])
+    assert not np.array_equal(a, b), "a training loop must get new transforms every epoch"
+    assert aug.position == 8
+    # an explicit start is pure: it neither reads nor moves the counter
+    assert np.array_equal(aug(x[:4], start=0), a) and np.array_equal(aug(x[:4], start=4), b)
+    assert aug.position == 8
+    # a fresh augmenter with the same seed replays the same stream
+    again = Augmenter(rotate=15, shift=0.1, seed=0)
+    assert np.array_equal(again(x[:4]), a) and np.array_equal(again(x[:4]), b)
+    # calls in a row equal one call over the whole batch
+    one, two = Augmenter(rotate=15, shift=0.1, seed=0), Augmenter(rotate=15, shift=0.1, seed=0)
+    assert np.array_equal(np.concatenate([one(x[:300]), one(x[300:600])]), two(x[:600]))
+    assert one.position == two.position == 600
+    # reset rewinds (or moves) the counter
+    aug.reset()
+    assert aug.position == 0 and np.array_equal(aug(x[:4]), a)
+    aug.reset(position=4)
+    assert np.array_equal(aug(x[:4]), b) and aug.position == 8
+    for bad in (-1, 1.5, True, "0"):
+        with pytest.raises(OptionError, match="position="):
+            aug.reset(bad)
+    # a call that fails its checks takes no samples; an empty batch takes none
+    with pytest.raises(OptionError):
+        aug(np.zeros((2, 8, 8), np.int64))
+    aug(x[:0])
+    assert aug.position == 8
+    # an identity augmenter returns copies and counts the samples all the same
+    identity = Augmenter(seed=0)
+    assert np.array_equal(identity(x[:5]), x[:5]) and identity.position == 5
+    assert not np.shares_memory(identity(x[:5], start=0), x) and identity.position == 5
+
+
+def test_copies_keep_the_position():
+    import copy
+    import pickle
+
+    x = _pattern(n=6)
+    aug = Augmenter(rotate=15, shift=0.1, elastic=(20, 3), seed=9)
+    aug(x)
+    want = aug(x, start=6)
+    for clone in (pickle.loads(pickle.dumps(aug)), copy.copy(aug), copy.deepcopy(aug)):
+        assert clone.position == 6
+        assert np.array_equal(clone(x), want) and clone.position == 12
+    assert aug.position == 6  # each copy counts on its own
+
+
+def test_concurrent_calls_without_start_take_disjoint_samples():
+    from concurrent.futures import ThreadPoolExecutor
+
+    x = _pattern(n=8, h=8, w=8)
+    aug = Augmenter(rotate=15, shift=0.1, seed=4, workers=1)
+    calls = 120
+    with ThreadPoolExecutor(6) as users:
+        got = list(users.map(lambda _: aug(x).tobytes(), range(calls)))
+    assert aug.position == calls * len(x)
+    # every call got one whole range k*8..k*8+7 of its own
+    want = {aug(x, start=k * len(x)).tobytes(): k for k in range(calls)}
+    assert len(want) == calls
+    assert sorted(want[g] for g in got) == list(range(calls))

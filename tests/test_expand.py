@@ -133,7 +133,7 @@ class _Breaks(Augmenter):
 
     calls = 0
 
-    def __call__(self, images, masks=None, *, start=0):
+    def __call__(self, images, masks=None, *, start=None):
         type(self).calls += 1
         if type(self).calls == 3:
             raise KeyboardInterrupt
@@ -225,7 +225,7 @@ def test_preview_grid_layout_and_png(tmp_path):
     assert np.array_equal(grid[:10, :12], x[0])
     assert np.array_equal(grid[11:21, :12], x[1])
     assert np.all(grid[10, :] == 128) and np.all(grid[:, 12:15] == 128)
-    copies = AUG(np.repeat(x[:3], 4, axis=0))
+    copies = AUG(np.repeat(x[:3], 4, axis=0), start=0)
     assert np.array_equal(grid[:10, 15:27], copies[0])
     rgb = preview_grid(_data(c=3)[0].astype(np.float32) / 255, AUG, n=2, copies=2)
     assert rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.dtype == np.uint8
@@ -257,7 +257,7 @@ def test_albumentations_pipeline_that_changes_the_dtype_is_refused():
 class _Records(Augmenter):
     """An augmenter that notes the size in bytes of every batch it is given."""
 
-    def __call__(self, images, masks=None, *, start=0):
+    def __call__(self, images, masks=None, *, start=None):
         self.seen.append(images.nbytes)
         return super().__call__(images, masks, start=start)
 
@@ -302,3 +302,20 @@ def test_hdf5_layout_is_the_exporters(tmp_path):
             assert np.array_equal(a[key][...], b[key][...])
         assert set(b.attrs) <= set(a.attrs)
         assert list(a.attrs["classes"]) == list(b.attrs["classes"])
+
+
+def test_expand_and_preview_use_fixed_samples_whatever_the_augmenters_position(tmp_path):
+    x, y = _data()
+    aug = Augmenter(rotate=15, shift=0.1, seed=4)
+    want = expand(x, y, 150, augmenter=aug, seed=1)
+    grid = preview_grid(x, aug, n=2, copies=3)
+    assert aug.position == 0  # they pass explicit sample indices: the counter is left alone
+    aug(x)  # a training loop used it meanwhile
+    got = expand(x, y, 150, augmenter=aug, seed=1)
+    assert np.array_equal(got[0], want[0])
+    assert np.array_equal(preview_grid(x, aug, n=2, copies=3), grid)
+    out = expand_to_hdf5(x, y, 150, tmp_path / "e.h5", augmenter=aug, seed=1, chunk_size=40,
+                         progress=False)
+    with h5py.File(out, "r") as f:
+        assert np.array_equal(f["train/images"][...], want[0])
+    assert aug.position == len(x)

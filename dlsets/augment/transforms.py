@@ -272,8 +272,21 @@ class Augmenter:
 
     ``aug(images)`` takes (N, H, W) or (N, H, W, C) uint8/uint16/float32/float64 and returns a new
     batch of the same shape and dtype; ``aug(images, masks=masks)`` returns ``(images, masks)``
-    with the same geometry applied to masks (nearest neighbour). ``start=k`` treats the batch
-    as samples k..k+N-1 of a longer stream: sample i's parameters depend only on (seed, i).
+    with the same geometry applied to masks (nearest neighbour).
+
+    Sample i's parameters depend only on (seed, i). The augmenter keeps a running sample
+    counter, ``aug.position``: a call without ``start`` augments samples
+    ``position .. position+N-1`` and advances the counter by N (under a lock, so calls from
+    several threads get disjoint samples), so consecutive batches and epochs get fresh
+    transforms, and ``aug(x[:300]); aug(x[300:])`` equals a fresh augmenter's ``aug(x)``.
+    Calls with an identity augmenter (no transforms) advance it too. ``start=k`` augments samples
+    k..k+N-1 and leaves the counter alone (pure: same input, same output). ``aug.reset()``
+    rewinds to 0 (``reset(position=k)``: to k). A fresh ``Augmenter(..., seed=s)`` starts at 0.
+    Pickles and copies keep the position, and so does a forked worker process, which then
+    continues from the parent's position at the fork, as every other worker does: in a PyTorch
+    DataLoader with workers, pass ``start=`` (e.g. ``epoch * len(dataset) + index``), or give
+    each worker its own augmenter with its own seed in ``worker_init_fn`` (e.g.
+    ``seed=torch.initial_seed() % 2**63``, which differs per worker and per epoch).
     All geometry of a sample is composed (list order; Elastic last) and resampled once.
     ``border`` is "constant" (``fill``), "reflect" (mirror without repeating the edge pixel) or
     "edge"; ``workers`` threads share a batch (default: up to 4), which never changes results.
@@ -350,6 +363,7 @@ class Augmenter:
         self.mask_fill = mask_fill
         self.seed = params.check_seed(seed)
         self.workers = None if workers is None else int(workers)
+        self._position = 0  # the next sample of a call without start=
 
     def __repr__(self) -> str:
         return (f"Augmenter({list(self.transforms)!r}, border={self.border!r}, "
@@ -360,23 +374,43 @@ class Augmenter:
         """True when there is nothing to do (no transforms)."""
         return not self.transforms
 
-    def __call__(self, images: np.ndarray, masks: np.ndarray | None = None, *, start: int = 0):
-        """Augment a batch; see the class docstring for shapes and dtypes."""
+    @property
+    def position(self) -> int:
+        """The first sample the next call without ``start=`` augments."""
+        return self._position
+
+    def reset(self, position: int = 0) -> None:
+        """Make the next call without ``start=`` begin at sample ``position`` (default 0)."""
+        self._position = _index("position", position)
+
+    def _reserve(self, n: int) -> int:
+        """Samples position..position+n-1 for one call, taken atomically."""
+        with _POSITION_LOCK:
+            first = self._position
+            self._position = first + n
+        return first
+
+    def __call__(self, images: np.ndarray, masks: np.ndarray | None = None, *,
+                 start: int | None = None):
+        """Augment a batch; see the class docstring for shapes, dtypes and ``start``."""
         images = _check_batch("images", images, F.IMAGE_DTYPES)
         if masks is not None:
             masks = _check_batch("masks", masks, None)
             if masks.shape[:3] != images.shape[:3]:
                 raise OptionError(f"masks shape {masks.shape} does not match images shape "
                                   f"{images.shape} in (N, H, W)")
-        if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0:
-            raise OptionError(f"start={start!r} is not allowed: give a sample index >= 0")
+        if start is not None:
+            start = _index("start", start)
         _check_fill("fill", self.fill, images.dtype)
-        if self.identity or len(images) == 0:
-            return images.copy() if masks is None else (images.copy(), masks.copy())
+        copy_only = self.identity or len(images) == 0
         mask_in, mask_dtype = masks, None
-        if masks is not None:
+        if masks is not None and not copy_only:
             _check_fill("mask_fill", self.mask_fill, masks.dtype)
             mask_in, mask_dtype = _remappable(masks, self.mask_fill)
+        # every check passed: only now take samples from the counter
+        first = self._reserve(len(images)) if start is None else start
+        if copy_only:
+            return images.copy() if masks is None else (images.copy(), masks.copy())
         # C order whatever the input's: the remap writes straight into row blocks of these
         out = np.empty(images.shape, images.dtype)
         mask_out = None if masks is None else np.empty(mask_in.shape, mask_in.dtype)
@@ -385,7 +419,6 @@ class Augmenter:
         # indices, so a sample always sits at the same tile of the same-sized mosaic: its
         # result is bit-identical whatever the batch, chunk or thread it comes in.
         piece = piece_size(height, width)
-        first = int(start)
         cuts = [first, *range((first // piece + 1) * piece, first + n, piece), first + n]
         bounds = [(a - first, b - first) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
 
@@ -422,6 +455,13 @@ class Augmenter:
         return inverse, field
 
 
+def _index(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise OptionError(f"{name}={value!r} is not allowed: give a sample index >= 0")
+    return int(value)
+
+
+_POSITION_LOCK = threading.Lock()  # held for a few instructions per call: one for all
 _POOLS: dict[int, ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
 
@@ -440,10 +480,11 @@ def _pool(workers: int) -> ThreadPoolExecutor:
 
 def _forget_pools_in_child() -> None:
     """After a fork (e.g. a data-loader worker): the parent's pool threads do not exist here,
-    and another parent thread may have held the lock at the moment of the fork."""
-    global _POOLS, _POOLS_LOCK
+    and another parent thread may have held a lock at the moment of the fork."""
+    global _POOLS, _POOLS_LOCK, _POSITION_LOCK
     _POOLS = {}
     _POOLS_LOCK = threading.Lock()
+    _POSITION_LOCK = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
