@@ -3,7 +3,8 @@
 :func:`download_file` tries each URL in order. On one URL it retries connection errors,
 timeouts, 429 and 5xx with exponential backoff and jitter (``Retry-After`` honoured up to
 :data:`RETRY_AFTER_CAP`), resumes an interrupted body with ``Range: bytes=<have>-``, and moves on
-to the next URL for 404 and other 4xx, a refused redirect or a checksum failure. A file whose
+to the next URL for 404 and other 4xx, a host name that does not resolve, a refused redirect or a
+checksum failure. A file whose
 size or hash is wrong is never renamed into place.
 """
 
@@ -15,6 +16,7 @@ import os
 import queue
 import random
 import re
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -385,6 +387,10 @@ def _get(session: requests.Session, url: str, headers: dict, timeout) -> request
                 requests.exceptions.InvalidSchema) as exc:
             raise _Skip(f"invalid URL: {exc}") from None  # retrying cannot fix it
         except _NET_ERRORS as exc:
+            host = _unresolved_host(exc)
+            if host is not None:  # DNS does not heal in seconds: no backoff, next URL now
+                raise _Skip(f"cannot resolve {host or urlsplit(current).hostname}: "
+                            f"{_reason(exc)} (not retried)") from None
             raise _Retry(_reason(exc)) from None
         if not resp.is_redirect:
             return resp
@@ -396,6 +402,27 @@ def _get(session: requests.Session, url: str, headers: dict, timeout) -> request
         log.debug("redirect %s -> %s", current, target)
         current = target
     raise _Skip(f"more than {MAX_REDIRECTS} redirects")
+
+
+_NAME_ERRORS = (socket.gaierror,
+                getattr(urllib3.exceptions, "NameResolutionError", socket.gaierror))
+
+
+def _unresolved_host(exc: BaseException) -> str | None:
+    """The host name whose lookup failed somewhere inside ``exc`` ("" when it is not said);
+    None when no name-resolution failure is in there (a refused connection, a timeout)."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, _NAME_ERRORS):
+            m = re.search(r"Failed to resolve '([^']+)'", str(e))
+            return m.group(1) if m else ""
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None),
+                 *(a for a in e.args if isinstance(a, BaseException))]
+    return None
 
 
 def _retry_after(resp: requests.Response) -> float | None:

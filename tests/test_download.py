@@ -317,6 +317,33 @@ def test_unreachable_host_is_retried_then_reported(register, monkeypatch):
         acquire.fetch(name)
 
 
+def _no_proxy(monkeypatch):
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_unresolvable_host_costs_one_attempt_and_moves_on(server, tmp_path, monkeypatch, caplog):
+    # A DNS failure does not heal in seconds: no retries, no backoff, on to the next URL.
+    _no_proxy(monkeypatch)
+    monkeypatch.setenv("DLSETS_RETRY_BASE", "1")  # one retry would cost at least 0.5 s
+    body = payload(26, n=2)
+    good = server.add("/a.gz", body)
+    nowhere = "http://dlsets-test.invalid/a.gz"  # reserved TLD: fails locally, no traffic
+    sha = hashlib.sha256(body).hexdigest()
+    t0 = time.monotonic()
+    with caplog.at_level("INFO", logger="dlsets"):
+        h = download.download_file([nowhere, good], tmp_path / "a.gz", sha256=sha)
+    assert h.size == len(body)
+    assert time.monotonic() - t0 < 0.5
+    assert not [r for r in caplog.records if "retrying" in r.getMessage()]
+    with pytest.raises(DownloadError) as ei:
+        download.download_file([nowhere], tmp_path / "b.gz", sha256=sha)
+    msg = str(ei.value)
+    assert f"{nowhere}: cannot resolve dlsets-test.invalid" in msg and "attempts" not in msg
+    assert "check the connection" not in msg  # no hint given here, none invented
+
+
 _DISK_FULL = textwrap.dedent("""
     import json, resource, signal, sys
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit raises EFBIG
