@@ -179,7 +179,8 @@ def download_file(
             try:
                 return _from_url(session, url, part, dest, sha256, md5, size, bar)
             except _Skip as exc:
-                log.warning("%s: %s", url, exc)
+                # Said once, in the error below; the log repeats it only when asked (--verbose).
+                log.info("%s: %s", url, exc)
                 tried.append(f"  {url}: {exc}")
     finally:
         bar.close()

@@ -344,6 +344,19 @@ def test_unresolvable_host_costs_one_attempt_and_moves_on(server, tmp_path, monk
     assert "check the connection" not in msg  # no hint given here, none invented
 
 
+def test_each_failure_is_logged_at_info_and_reported_once(server, register, caplog):
+    u1 = server.add("/m1/a.gz", status=404)
+    u2 = server.add("/m2/a.gz", status=410)
+    name = register({"a.gz": file_entry(payload(27, n=2), [u1, u2])})
+    with caplog.at_level("INFO", logger="dlsets"), pytest.raises(DownloadError) as ei:
+        acquire.fetch(name)
+    assert f"{u1}: HTTP 404" in str(ei.value) and f"{u2}: HTTP 410" in str(ei.value)
+    loud = [r.getMessage() for r in caplog.records if r.levelname != "INFO"]
+    assert not [m for m in loud if u1 in m or u2 in m], loud  # said once: in the error
+    quiet = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert [m for m in quiet if u1 in m] and [m for m in quiet if u2 in m]  # with --verbose
+
+
 _DISK_FULL = textwrap.dedent("""
     import json, resource, signal, sys
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit raises EFBIG
