@@ -298,6 +298,23 @@ def _hint(name: str) -> str:
     )
 
 
+def _mismatch_hint(spec: DatasetSpec, fs: FileSpec) -> str:
+    """What to do when every server sent other bytes than the registry expects."""
+    if fs.sha256 is None:
+        entry = (f"its sha256 was pinned at the first download; if the file really changed, "
+                 f"`dlsets remove {spec.name}` forgets the pin")
+    elif spec.builtin:
+        entry = "if the file changed upstream, dlsets' registry needs updating: please report it"
+    else:
+        entry = (f"{spec.name} is an entry of your registry {spec.source}: check the sha256 "
+                 f"(and size, md5) it gives for {fs.name} against the file's own")
+    return (
+        "What you can do: get a copy you trust, put it in a folder and run "
+        f"`dlsets fetch {spec.name} --from DIR` (only the exact bytes the registry names are "
+        f"accepted); {entry}."
+    )
+
+
 def _ensure(c: _Cache, file: str, mirrors: Sequence[str], session, progress) -> Path:
     """Make ``file`` present and verified; the caller holds its lock."""
     fs = c.spec.files[file]
@@ -335,6 +352,7 @@ def _ensure(c: _Cache, file: str, mirrors: Sequence[str], session, progress) -> 
         progress_bar=progress,
         desc=f"{c.name}/{file}",
         hint=_hint(c.name),
+        mismatch_hint=_mismatch_hint(c.spec, fs),
     )
     c.record(file, h)
     return path

@@ -27,7 +27,7 @@ import requests
 import urllib3
 
 from . import config, progress
-from .errors import DlsetsError, DownloadError
+from .errors import ChecksumError, DlsetsError, DownloadError
 
 log = logging.getLogger("dlsets")
 
@@ -145,7 +145,14 @@ class _Retry(Exception):
 
 
 class _Skip(Exception):
-    """A failure that retrying this URL will not fix: move on to the next one."""
+    """A failure that retrying this URL will not fix: move on to the next one.
+
+    ``mismatch``: the server sent (or announced) other bytes than the registry describes.
+    """
+
+    def __init__(self, message: str, mismatch: bool = False):
+        super().__init__(message)
+        self.mismatch = mismatch
 
 
 def download_file(
@@ -159,13 +166,16 @@ def download_file(
     progress_bar: bool | None = None,
     desc: str | None = None,
     hint: str = "",
+    mismatch_hint: str = "",
 ) -> Hashes:
     """Download to ``dest`` from the first URL that delivers the right bytes; return their hashes.
 
     Bytes go to ``<dest>.part`` (kept between calls, so the next call resumes it), hashed as
     they arrive; only when size, sha256 and md5 (those given) match is it renamed to ``dest``.
-    Raises :class:`DownloadError` listing every URL and what it said (``hint`` appended), or
-    :class:`DlsetsError` when the disk refuses a write.
+    Raises :class:`DownloadError` listing every URL and what it said (``hint`` appended); when
+    every URL sent bytes of another size or checksum, :class:`ChecksumError` (a DownloadError)
+    with ``mismatch_hint`` appended instead. Raises :class:`DlsetsError` when the disk refuses
+    a write.
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
@@ -173,6 +183,7 @@ def download_file(
     own = session is None
     session = session or requests.Session()
     tried: list[str] = []
+    mismatches = 0
     bar = progress.bar(size, desc or dest.name, progress=progress_bar, unit="B")
     try:
         for url in urls:
@@ -182,17 +193,23 @@ def download_file(
                 # Said once, in the error below; the log repeats it only when asked (--verbose).
                 log.info("%s: %s", url, exc)
                 tried.append(f"  {url}: {exc}")
+                mismatches += exc.mismatch
     finally:
         bar.close()
         if own:
             session.close()
     want = f"{size:,} bytes" if size is not None else "size unknown"
     sums = f"sha256 {sha256}" if sha256 else f"md5 {md5}"
-    raise DownloadError(
-        f"could not download {desc or dest.name} ({want}, {sums}); tried:\n"
-        + "\n".join(tried or ["  (no URL to try)"])
-        + (f"\n{hint}" if hint else "")
-    )
+    head = f"could not download {desc or dest.name} ({want}, {sums})"
+    listing = "\n".join(tried or ["  (no URL to try)"])
+    if tried and mismatches == len(tried):
+        raise ChecksumError(
+            f"{head}: every source sent other bytes than the registry expects; tried:\n"
+            f"{listing}\nThe servers answered, so the connection is not the problem: the file "
+            "may have changed upstream, or a proxy between here and the servers alters it."
+            + (f"\n{mismatch_hint}" if mismatch_hint else "")
+        )
+    raise DownloadError(f"{head}; tried:\n{listing}" + (f"\n{hint}" if hint else ""))
 
 
 def _from_url(session, url, part, dest, sha256, md5, size, bar) -> Hashes:
@@ -222,7 +239,7 @@ def _from_url(session, url, part, dest, sha256, md5, size, bar) -> Hashes:
                 restarted = True
                 log.warning("%s: %s; downloading from byte 0 again", url, h[8:])
                 continue
-            raise _Skip(h.removeprefix("resumed:"))
+            raise _Skip(h.removeprefix("resumed:"), mismatch=True)
         try:
             os.replace(part, dest)
         except OSError as exc:
@@ -284,7 +301,7 @@ def _attempt(session, url, part, sha256, md5, size, bar, carry: list) -> Hashes 
     got = h.size
     if size is not None and got != size:
         if got > size:
-            raise _Skip(f"sent {got:,} bytes, the registry says {size:,}")
+            raise _Skip(f"sent {got:,} bytes, the registry says {size:,}", mismatch=True)
         raise _Retry(f"connection closed after {got:,} of {size:,} bytes")
     bad = []
     if sha256 and h.sha256 != sha256:
@@ -329,7 +346,8 @@ def _transfer(session, url, part, h: Hashes, have: int, size, bar) -> int:
         length = resp.headers.get("Content-Length")
         length = int(length) if length and length.isdigit() else None
         if size is not None and length is not None and have + length != size:
-            raise _Skip(f"announces {have + length:,} bytes, the registry says {size:,}")
+            raise _Skip(f"announces {have + length:,} bytes, the registry says {size:,}",
+                        mismatch=True)
         received = _stream(resp.raw, part, h, have, bar)
         if length is not None and received < length:
             raise _Retry(f"connection closed after {have + received:,} of {have + length:,} bytes")

@@ -15,12 +15,13 @@ class OptionError(DlsetsError, ValueError):
     """An argument has a value outside the ones allowed."""
 
 
-class ChecksumError(DlsetsError):
-    """Bytes on disk or from a server do not match the registry."""
-
-
 class DownloadError(DlsetsError):
     """Every source for a file failed."""
+
+
+class ChecksumError(DownloadError):
+    """Bytes on disk or from a server do not match the registry (a DownloadError when every
+    source sent such bytes)."""
 
 
 class OfflineError(DlsetsError):

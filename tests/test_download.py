@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dlsets import acquire, cache, download
-from dlsets.errors import DlsetsError, DownloadError, OptionError
+from dlsets.errors import ChecksumError, DlsetsError, DownloadError, OptionError
 from tests.formats import idx_gz_bytes
 from tests.httpserver import Server, file_entry, write_registry
 
@@ -357,6 +357,28 @@ def test_each_failure_is_logged_at_info_and_reported_once(server, register, capl
     assert [m for m in quiet if u1 in m] and [m for m in quiet if u2 in m]  # with --verbose
 
 
+def test_wrong_bytes_from_every_source_is_a_checksum_error(server, register, tmp_path):
+    body = payload(28)
+    u1 = server.add("/m1/a.gz", payload(29))
+    u2 = server.add("/m2/a.gz", payload(29, n=3))  # other size: announced, refused at once
+    name = register({"a.gz": file_entry(body, [u1, u2])})
+    with pytest.raises(ChecksumError) as ei:
+        acquire.fetch(name)
+    msg = str(ei.value)
+    assert hashlib.sha256(body).hexdigest() in msg  # expected...
+    assert hashlib.sha256(payload(29)).hexdigest() in msg  # ...and got
+    assert f"{u2}: announces" in msg
+    assert "other bytes than the registry expects" in msg and "changed upstream" in msg
+    assert "proxy" in msg and f"dlsets fetch {name} --from DIR" in msg
+    assert str(tmp_path / "registry.json") in msg and "sha256" in msg.split("What you can do")[1]
+    assert "check the connection" not in msg
+    # One source failing otherwise: the connection may be the problem, the usual hint stays.
+    server.add("/m2/a.gz", status=503)
+    with pytest.raises(DownloadError) as ei:
+        acquire.fetch(name)
+    assert not isinstance(ei.value, ChecksumError) and "check the connection" in str(ei.value)
+
+
 _DISK_FULL = textwrap.dedent("""
     import json, resource, signal, sys
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit raises EFBIG
@@ -410,6 +432,7 @@ def test_retry_base_reads_the_environment(monkeypatch):
 
 def test_errors_are_dlsets_errors():
     assert issubclass(DownloadError, DlsetsError)
+    assert issubclass(ChecksumError, DownloadError)  # `except DownloadError` still catches it
 
 
 def test_a_mirror_that_is_not_an_http_url_fails_at_once(server, register, monkeypatch):
