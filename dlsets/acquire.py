@@ -396,8 +396,6 @@ def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]]) -> l
     while a file whose registry entry has no size (keras' mnist.npz) could still complete a set.
     """
     src = Path(source_dir).expanduser()
-    if not src.is_dir():
-        raise OptionError(f"--from {src}: not a folder")
     wanted = {f: fs for f, fs in c.spec.files.items() if not c.usable(f)}
     sizes = {fs.size for fs in wanted.values()}
     candidates = []
@@ -475,6 +473,11 @@ def fetch(
     """
     spec = registry.get(name)
     sets = _select(spec, files)
+    if source_dir is not None:  # a wrong --from is an error even when nothing is missing
+        src = Path(source_dir).expanduser()
+        if not src.is_dir():
+            raise OptionError(f"--from {src}: " + ("not a folder" if src.exists()
+                                                    else "no such folder"))
     c = _Cache(spec, cache_dir)
 
     def complete() -> tuple[str, ...] | None:

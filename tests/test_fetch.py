@@ -118,6 +118,18 @@ def test_offline_fails_listing_exactly_what_is_needed(toy, server, monkeypatch):
     assert acquire.fetch("toy", files=[NAMES[0]])  # a cached file is fine offline
 
 
+def test_from_a_folder_that_does_not_exist_fails_whatever_the_cache_holds(toy, tmp_path):
+    missing = tmp_path / "no-such-dir"
+    with pytest.raises(OptionError, match=f"--from {missing}: no such folder"):
+        acquire.fetch("toy", source_dir=missing)
+    acquire.fetch("toy")
+    with pytest.raises(OptionError, match="no such folder"):
+        acquire.fetch("toy", source_dir=missing)  # cached, yet the typo is not ignored
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(OptionError, match="not a folder"):
+        acquire.fetch("toy", source_dir=tmp_path / "a-file")
+
+
 def test_import_from_folder_by_checksum_not_name(toy, server, tmp_path):
     src = tmp_path / "downloads"
     (src / "deeper").mkdir(parents=True)
