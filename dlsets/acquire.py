@@ -498,7 +498,8 @@ def fetch(
         if config.offline():
             missing = [f for f in done if not c.usable(f)]
             if missing:
-                raise OfflineError(_offline_failure(c, missing, mirrors))
+                others = [[f for f in s if not c.usable(f)] for s in sets[1:]]
+                raise OfflineError(_offline_failure(c, missing, mirrors, others))
         # Files not verified yet are re-checked under their lock: another process may be
         # finishing them right now.
         records, pins = c.records(), c.pins()
@@ -508,8 +509,14 @@ def fetch(
     return {f: c.path(f) for f in done}
 
 
-def _offline_failure(c: _Cache, missing: Sequence[str], mirrors) -> str:
+def _offline_failure(c: _Cache, missing: Sequence[str], mirrors,
+                     others: Sequence[Sequence[str]] = ()) -> str:
+    """``missing``: the files of the set to download; ``others``: those the alternative file
+    sets lack (any one complete set will do)."""
     listing = "\n".join(_describe_file(c.spec.files[f], mirrors) for f in missing)
+    for other in others:
+        listing += "\nor, instead:\n" + "\n".join(
+            _describe_file(c.spec.files[f], mirrors) for f in other)
     return (
         f"{c.name}: {len(missing)} file(s) missing from the cache and the network is forbidden "
         f"(DLSETS_OFFLINE is set). Needed:\n{listing}\n"

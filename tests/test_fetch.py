@@ -118,6 +118,24 @@ def test_offline_fails_listing_exactly_what_is_needed(toy, server, monkeypatch):
     assert acquire.fetch("toy", files=[NAMES[0]])  # a cached file is fine offline
 
 
+def test_offline_error_names_the_alternative_file_set(monkeypatch, tmp_path):
+    # MNIST is four IDX files or keras' mnist.npz: either set will do, so both are named.
+    monkeypatch.setenv("DLSETS_OFFLINE", "1")
+    npz = registry.get("mnist").files["mnist.npz"]
+    with pytest.raises(OfflineError) as ei:
+        acquire.fetch("mnist")
+    msg = str(ei.value)
+    assert "4 file(s) missing" in msg and all(f in msg for f in NAMES)
+    alt = msg.split("or, instead:")[1]
+    assert "mnist.npz" in alt and npz.sha256 in alt and npz.urls[0] in alt
+    assert NAMES[0] not in alt
+    with pytest.raises(OfflineError, match="mnist.npz"):
+        acquire.fetch("mnist", source_dir=tmp_path)  # the --from failure names it too
+    with pytest.raises(OfflineError) as ei:
+        acquire.fetch("mnist", files=NAMES)  # explicit files: no alternative to offer
+    assert "or, instead" not in str(ei.value) and "mnist.npz" not in str(ei.value)
+
+
 def test_from_a_folder_that_does_not_exist_fails_whatever_the_cache_holds(toy, tmp_path):
     missing = tmp_path / "no-such-dir"
     with pytest.raises(OptionError, match=f"--from {missing}: no such folder"):
