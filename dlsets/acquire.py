@@ -634,7 +634,8 @@ def _verify_one(c: _Cache, file: str, mirrors, session, progress, repair) -> Ver
         c.forget(file)
         if not repair:
             return VerifyResult(c.name, file, path, "corrupt", why)
-        log.warning("%s failed verification (%s); downloading it again", path, why)
+        # The result says it ("repaired: ..." from the CLI); the log only with --verbose.
+        log.info("%s failed verification (%s); downloading it again", path, why)
         path.unlink(missing_ok=True)
         try:
             _ensure(c, file, mirrors, session, progress)

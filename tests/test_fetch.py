@@ -402,6 +402,17 @@ def test_verify_detects_and_repairs(toy, server):
     assert server.count(f"/reg/{NAMES[2]}") == 2
 
 
+def test_verify_reports_a_repair_once(toy, server, caplog):
+    # The CLI prints "repaired: ..." for the result; the log repeats it only with --verbose.
+    paths = acquire.fetch("toy")
+    corrupt(paths[NAMES[1]])
+    with caplog.at_level("INFO", logger="dlsets"):
+        results = acquire.verify(["toy"])
+    assert [r.state for r in results if r.file == NAMES[1]] == ["repaired"]
+    said = [r for r in caplog.records if "failed verification" in r.getMessage()]
+    assert [r.levelname for r in said] == ["INFO"]
+
+
 def test_verify_without_repair_reports_corrupt(toy, server):
     paths = acquire.fetch("toy")
     corrupt(paths[NAMES[0]])
