@@ -217,3 +217,23 @@ def test_export_format_follows_the_file_name(capsys, tiny, tmp_path):
                        "--out", str(tmp_path / "g.jpg"))
     assert code == 1 and ".png" in err
     assert sorted(p.name for p in tmp_path.glob("[abcg]*")) == ["a.npz"]
+
+
+def test_verify_checks_the_prepared_arrays_too(capsys, tiny, tmp_path):
+    import dlsets
+
+    src, arrays = tiny
+    assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
+    dlsets.load("tiny-digits")
+    code, out, _ = run(capsys, "verify")
+    assert code == 0 and "tiny-digits: prepared arrays: ok" in out
+    npy = tmp_path / "dlsets-cache" / "tiny-digits" / "prepared" / "train_images.npy"
+    data = bytearray(npy.read_bytes())
+    data[-100:-90] = bytes(255 - b for b in data[-100:-90])  # same size, other pixels
+    npy.write_bytes(bytes(data))
+    code, out, _ = run(capsys, "verify", "tiny-digits", "--no-repair")
+    assert code == 1 and "tiny-digits: prepared arrays:" in out
+    code, out, _ = run(capsys, "verify", "tiny-digits")
+    assert code == 0 and "tiny-digits: prepared arrays:" in out
+    x = dlsets.load("tiny-digits").train.images
+    np.testing.assert_array_equal(x, arrays["train-images-idx3-ubyte.gz"])
