@@ -594,3 +594,51 @@ def test_concurrent_calls_without_start_take_disjoint_samples():
     want = {aug(x, start=k * len(x)).tobytes(): k for k in range(calls)}
     assert len(want) == calls
     assert sorted(want[g] for g in got) == list(range(calls))
+
+
+# ---------------------------------------------------------------- channels-first batches
+@pytest.mark.parametrize("c,dtype", [(3, np.uint8), (1, np.float32), (4, np.uint16)])
+def test_channels_first_is_channels_last_transposed_bit_for_bit(c, dtype):
+    nhwc = _pattern(n=7, h=12, w=10, c=c).astype(dtype)
+    nchw = np.ascontiguousarray(nhwc.transpose(0, 3, 1, 2))
+    kwargs = dict(rotate=15, shift=0.1, shear=10, perspective=0.05, elastic=(10, 3), seed=3)
+    want = Augmenter(**kwargs)(nhwc)
+    aug = Augmenter(**kwargs)
+    got = aug(nchw, channels="first")
+    assert got.shape == nchw.shape and got.dtype == dtype and got.flags.c_contiguous
+    assert np.array_equal(got, want.transpose(0, 3, 1, 2))
+    assert aug.position == len(nchw)
+    assert np.array_equal(Augmenter(**kwargs)(nhwc, channels="last"), want)
+    # masks follow the layout: 4-D masks are (N, C, H, W) too, 3-D ones (N, H, W)
+    masks = (nhwc > nhwc.mean()).astype(np.uint8)
+    want_x, want_m = Augmenter(**kwargs)(nhwc, masks=masks)
+    got_x, got_m = aug(nchw, masks=masks.transpose(0, 3, 1, 2), start=0, channels="first")
+    assert np.array_equal(got_x, want_x.transpose(0, 3, 1, 2)) and got_m.flags.c_contiguous
+    assert np.array_equal(got_m, want_m.transpose(0, 3, 1, 2))
+    _, got_m3 = aug(nchw, masks=masks[..., 0], start=0, channels="first")
+    assert np.array_equal(got_m3, want_m[..., 0])
+    # greyscale without a channel axis is the same in either layout
+    grey = nhwc[..., 0]
+    assert np.array_equal(aug(grey, start=0, channels="first"), aug(grey, start=0))
+    # an identity augmenter returns an unchanged C-ordered copy in the caller's layout
+    same = Augmenter()(nchw, channels="first")
+    assert np.array_equal(same, nchw) and not np.shares_memory(same, nchw)
+
+
+def test_batches_that_look_channels_first_need_the_layout_said():
+    aug = Augmenter(rotate=15)
+    for shape in [(2, 3, 32, 32), (2, 1, 28, 28), (2, 4, 9, 7)]:
+        x = np.zeros(shape, np.uint8)
+        with pytest.raises(OptionError, match="looks channels-first.*channels='first'"):
+            aug(x)
+        assert aug.position == 0
+        assert aug(x, channels="first", start=0).shape == shape
+        assert aug(x, channels="last", start=0).shape == shape  # as said: H=shape[1]
+    # channels-last batches are taken as before, small images included
+    for shape in [(2, 32, 32, 3), (2, 28, 28, 1), (2, 3, 3, 3), (2, 4, 4, 1), (2, 12, 10, 5)]:
+        assert aug(np.zeros(shape, np.uint8)).shape == shape
+    with pytest.raises(OptionError, match="channels='NCHW' is not allowed: give 'last'"):
+        aug(np.zeros((2, 8, 8), np.uint8), channels="NCHW")
+    with pytest.raises(OptionError, match="does not match"):
+        aug(np.zeros((2, 3, 8, 8), np.uint8), masks=np.zeros((2, 8, 8, 3), np.uint8),
+            channels="first")

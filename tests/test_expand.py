@@ -133,11 +133,11 @@ class _Breaks(Augmenter):
 
     calls = 0
 
-    def __call__(self, images, masks=None, *, start=None):
+    def __call__(self, images, masks=None, *, start=None, channels=None):
         type(self).calls += 1
         if type(self).calls == 3:
             raise KeyboardInterrupt
-        return super().__call__(images, masks, start=start)
+        return super().__call__(images, masks, start=start, channels=channels)
 
 
 def test_interrupted_write_leaves_no_file(tmp_path):
@@ -257,9 +257,9 @@ def test_albumentations_pipeline_that_changes_the_dtype_is_refused():
 class _Records(Augmenter):
     """An augmenter that notes the size in bytes of every batch it is given."""
 
-    def __call__(self, images, masks=None, *, start=None):
+    def __call__(self, images, masks=None, *, start=None, channels=None):
         self.seen.append(images.nbytes)
-        return super().__call__(images, masks, start=start)
+        return super().__call__(images, masks, start=start, channels=channels)
 
 
 def test_default_chunks_are_bounded_in_bytes_not_only_in_samples(tmp_path, monkeypatch):
@@ -319,3 +319,35 @@ def test_expand_and_preview_use_fixed_samples_whatever_the_augmenters_position(t
     with h5py.File(out, "r") as f:
         assert np.array_equal(f["train/images"][...], want[0])
     assert aug.position == len(x)
+
+
+def test_channels_first_datasets_expand_preview_and_stream(tmp_path):
+    import albumentations as A
+
+    x, y = _data(c=3)
+    nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    want_x, want_y = expand(x, y, 150, augmenter=AUG, seed=1)
+    got_x, got_y = expand(nchw, y, 150, augmenter=AUG, seed=1, channels="first")
+    assert np.array_equal(got_x, want_x.transpose(0, 3, 1, 2)) and np.array_equal(got_y, want_y)
+    out = expand_to_hdf5(nchw, y, 150, tmp_path / "nchw.h5", augmenter=AUG, seed=1,
+                         chunk_size=40, progress=False, channels="first")
+    with h5py.File(out, "r") as f:  # written in the layout given, which it names
+        assert np.array_equal(f["train/images"][...], got_x)
+        assert f.attrs["channels"] == "first"
+    with h5py.File(expand_to_hdf5(x, y, 70, tmp_path / "nhwc.h5", augmenter=AUG), "r") as f:
+        assert f.attrs["channels"] == "last"
+    grid = preview_grid(x, AUG, n=2, copies=3)
+    assert np.array_equal(preview_grid(nchw, AUG, n=2, copies=3, channels="first"), grid)
+    # albumentations pipelines see (H, W, C) images either way
+    pipe = A.Compose([A.Affine(rotate=(-20, 20), p=1.0)])
+    want_a = expand(x, y, 100, augmenter=pipe, seed=2)[0]
+    got_a = expand(nchw, y, 100, augmenter=pipe, seed=2, channels="first")[0]
+    assert np.array_equal(got_a, want_a.transpose(0, 3, 1, 2))
+    # left unsaid, a channels-first set is refused before anything is written
+    for call in (lambda: expand(nchw, y, 150, augmenter=AUG),
+                 lambda: expand_to_hdf5(nchw, y, 150, tmp_path / "no.h5", augmenter=AUG),
+                 lambda: preview_grid(nchw, AUG, n=2),
+                 lambda: expand(nchw, y, 100, augmenter=pipe)):
+        with pytest.raises(OptionError, match="looks channels-first.*channels='first'"):
+            call()
+    assert not (tmp_path / "no.h5").exists()

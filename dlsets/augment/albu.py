@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import OptionError
 from . import params
-from .transforms import Augmenter
+from .transforms import Augmenter, channels_back, channels_last
 
 
 def is_albumentations(obj: object) -> bool:
@@ -23,7 +23,9 @@ class AlbumentationsRunner:
     """Batch front of an albumentations pipeline: same call as :class:`Augmenter`.
 
     Image ``start + i`` runs with the pipeline reseeded from (seed, start + i), so results do
-    not depend on how a stream of images is cut into batches.
+    not depend on how a stream of images is cut into batches. It keeps no counter: its callers
+    (expand, expand_to_hdf5, preview_grid) always pass ``start``. ``channels`` is as for
+    :class:`Augmenter` (the pipeline always sees (H, W[, C]) images).
     """
 
     def __init__(self, pipeline, seed: int = 0) -> None:
@@ -41,9 +43,12 @@ class AlbumentationsRunner:
             random.seed(s)
             np.random.seed(s)
 
-    def __call__(self, images: np.ndarray, masks: np.ndarray | None = None, *, start: int = 0):
+    def __call__(self, images: np.ndarray, masks: np.ndarray | None = None, *, start: int = 0,
+                 channels: str | None = None):
         """Augment (N, H, W[, C]) images (and masks) image by image; shapes and dtypes kept."""
-        images = np.asarray(images)
+        images = channels_last("images", np.asarray(images), channels)
+        if masks is not None:
+            masks = channels_last("masks", np.asarray(masks), channels or "last")
         out = np.empty_like(images)
         mask_out = None if masks is None else np.empty_like(masks)
         for i in range(len(images)):
@@ -54,7 +59,8 @@ class AlbumentationsRunner:
                 result = self.pipeline(image=images[i], mask=masks[i])
                 mask_out[i] = _same("mask", result["mask"], masks[i])
             out[i] = _same("image", result["image"], images[i])
-        return out if masks is None else (out, mask_out)
+        out = channels_back(out, channels)
+        return out if masks is None else (out, channels_back(mask_out, channels))
 
 
 def _same(what: str, got: np.ndarray, like: np.ndarray) -> np.ndarray:

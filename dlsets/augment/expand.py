@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import OptionError
 from . import params
+from .transforms import channels_last
 
 log = logging.getLogger("dlsets")
 
@@ -23,11 +24,14 @@ DEFAULT_CHUNK = 4096  # samples per chunk at most by default...
 CHUNK_BYTES = 1 << 25  # ...and at most this many bytes of images (large images: fewer)
 
 
-def _check_xy(x: object, y: object) -> tuple[np.ndarray, np.ndarray]:
+def _check_xy(x: object, y: object, channels: str | None = "last"
+              ) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x)
     y = np.asarray(y)
     if x.ndim not in (3, 4):
-        raise OptionError(f"x has shape {x.shape}: expected images (N, H, W) or (N, H, W, C)")
+        raise OptionError(f"x has shape {x.shape}: expected images (N, H, W) or (N, H, W, C)"
+                          f"{' or (N, C, H, W)' if channels == 'first' else ''}")
+    channels_last("x", x, channels)  # the layout is valid, and not ambiguous for None
     if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
         raise OptionError(f"y has shape {y.shape} and dtype {y.dtype}: expected integer class "
                           "labels of shape (N,)")
@@ -116,7 +120,7 @@ def _resolve(augmenter: object, seed: int, needed: int):
 def _produce(
     x: np.ndarray, y: np.ndarray, src: np.ndarray, keep_originals: bool, augmenter,
     chunk_size: int, write: Callable[[int, np.ndarray, np.ndarray], None],
-    advance: Callable[[int], None] = lambda k: None,
+    advance: Callable[[int], None] = lambda k: None, channels: str | None = None,
 ) -> None:
     """Hand (position, images, labels) chunks of the expanded set to ``write``, in order."""
     pos = 0
@@ -128,7 +132,9 @@ def _produce(
         pos = len(x)
     for s in range(0, len(src), chunk_size):
         idx = src[s:s + chunk_size]
-        batch = augmenter(x[idx], start=pos + s)
+        # explicit sample indices: the same samples whatever the chunking, and the
+        # augmenter's own counter is left alone
+        batch = augmenter(x[idx], start=pos + s, channels=channels)
         write(pos + s, batch, y[idx])
         advance(len(idx))
 
@@ -142,15 +148,19 @@ def expand(
     balance: bool = True,
     keep_originals: bool = True,
     seed: int = 0,
+    channels: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return exactly ``target`` samples: the originals first (when kept), then augmented copies.
 
     x is (N, H, W[, C]) and y (N,) integer labels; the result has x's and y's dtypes and shape
-    (target, H, W[, C]) and (target,). ``augmenter`` is a dlsets Augmenter (its own seed drives
-    the geometry) or an albumentations pipeline (run per image, seeded from (seed, index)).
+    (target, H, W[, C]) and (target,). ``channels="first"`` takes and returns (N, C, H, W);
+    ``None`` means channels-last but refuses an x that looks channels-first (see
+    :class:`Augmenter`). ``augmenter`` is a dlsets Augmenter (its own seed drives the geometry;
+    copy j is its sample len(x) + j whatever its ``position``, which is left alone) or an
+    albumentations pipeline (run per image, seeded from (seed, index)).
     ``seed`` drives the choice of originals to copy. Deterministic.
     """
-    x, y = _check_xy(x, y)
+    x, y = _check_xy(x, y, channels)
     src = plan(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
     aug = _resolve(augmenter, seed, len(src))
     out_x = np.empty((target, *x.shape[1:]), x.dtype)
@@ -160,7 +170,7 @@ def expand(
         out_x[pos:pos + len(images)] = images
         out_y[pos:pos + len(labels)] = labels
 
-    _produce(x, y, src, keep_originals, aug, _chunk(x, None), write)
+    _produce(x, y, src, keep_originals, aug, _chunk(x, None), write, channels=channels)
     return out_x, out_y
 
 
@@ -178,8 +188,12 @@ def expand_to_hdf5(
     classes: Sequence[str] | None = None,
     progress: bool | None = None,
     compression: str | None = None,
+    channels: str | None = None,
 ) -> Path:
     """Write the samples :func:`expand` returns to ``out`` as ``/train/images``, ``/train/labels``.
+
+    Images are written in the layout given: ``channels="first"`` takes and stores (N, C, H, W),
+    and the file's ``channels`` attribute says which ("first" or "last").
 
     Streams ``chunk_size`` samples at a time (default: up to 4096, at most 32 MB of images), so
     memory stays bounded whatever ``target``; the chunk size never changes the samples. Shows a
@@ -190,7 +204,7 @@ def expand_to_hdf5(
     from ..h5 import atomic_hdf5, create_split, write_attrs
     from ..progress import bar
 
-    x, y = _check_xy(x, y)
+    x, y = _check_xy(x, y, channels)
     chunk_size = _chunk(x, chunk_size)
     if compression not in (None, "gzip", "lzf"):
         raise OptionError(f"compression={compression!r} is not allowed: give None, 'gzip' or "
@@ -215,9 +229,10 @@ def expand_to_hdf5(
             labels[pos:pos + len(lab)] = lab
 
         with bar(target, "augment", progress=progress, unit="img") as pbar:
-            _produce(x, y, src, keep_originals, aug, chunk_size, write, pbar.update)
+            _produce(x, y, src, keep_originals, aug, chunk_size, write, pbar.update,
+                     channels=channels)
         write_attrs(f, names, originals=len(x) if keep_originals else 0, seed=seed,
-                    augmenter=repr(aug))
+                    augmenter=repr(aug), channels=channels or "last")
     return path
 
 

@@ -32,14 +32,18 @@ def preview_grid(
     copies: int = 7,
     seed: int = 0,
     gap: int = 1,
+    channels: str | None = None,
 ) -> np.ndarray:
     """A uint8 grid (rows, cols) or (rows, cols, C): row i is ``images[i]``, a wider separator,
-    then ``copies`` augmented versions of it, for the first ``n`` images (N, H, W[, C]).
+    then ``copies`` augmented versions of it, for the first ``n`` images (N, H, W[, C]), or
+    (N, C, H, W) with ``channels="first"`` (the grid is channels-last, as PNG wants; ``None``
+    refuses images that look channels-first, as :class:`Augmenter` does).
 
     ``augmenter`` is a dlsets Augmenter or an albumentations pipeline (seeded from ``seed``).
     Float images are taken as [0, 1] when their maximum is at most 1, else as [0, 255].
     """
     from .albu import as_batch_augmenter
+    from .transforms import channels_last
 
     images = np.asarray(images)
     for name, value, low in (("n", n, 1), ("copies", copies, 1), ("gap", gap, 0)):
@@ -47,13 +51,14 @@ def preview_grid(
             raise OptionError(f"{name}={value!r} is not allowed: give an integer >= {low}")
     if images.ndim not in (3, 4):
         raise OptionError(f"images has shape {images.shape}: expected (N, H, W) or (N, H, W, C)")
+    images = channels_last("images", images, channels)
     if n > len(images):
         raise OptionError(f"n={n} rows asked for but only {len(images)} images given")
     if images.ndim == 4 and images.shape[3] not in (1, 3, 4):
         raise OptionError(f"images have {images.shape[3]} channels: a PNG grid needs 1, 3 or 4")
     aug = as_batch_augmenter(augmenter, seed)
     originals = images[:n]
-    copied = aug(np.repeat(originals, copies, axis=0), start=0)
+    copied = aug(np.repeat(originals, copies, axis=0), start=0, channels="last")
     cells = np.concatenate(
         [originals[:, None], copied.reshape(n, copies, *images.shape[1:])], axis=1)
     cells = _to_uint8(cells)

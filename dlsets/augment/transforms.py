@@ -244,6 +244,39 @@ def _check_batch(name: str, a: object, dtypes: tuple | None) -> np.ndarray:
     return a
 
 
+CHANNELS = ("last", "first")
+_CHANNEL_COUNTS = (1, 3, 4)
+
+
+def channels_last(name: str, a: np.ndarray, channels: str | None) -> np.ndarray:
+    """``a`` as (N, H, W[, C]): a view of an (N, C, H, W) batch for ``channels="first"``, ``a``
+    itself otherwise. ``channels=None`` means "last", but refuses a 4-D batch that looks
+    channels-first (shape[1] in 1, 3, 4 and shape[-1] not), which would be augmented as garbage
+    of the right shape."""
+    if channels is not None and (not isinstance(channels, str) or channels not in CHANNELS):
+        raise OptionError(f"channels={channels!r} is not allowed: give 'last' for (N, H, W[, C]), "
+                          "'first' for (N, C, H, W), or None (last, refusing batches that look "
+                          "channels-first)")
+    if a.ndim != 4:
+        return a
+    if channels == "first":
+        return a.transpose(0, 2, 3, 1)
+    if (channels is None and a.shape[1] in _CHANNEL_COUNTS
+            and a.shape[-1] not in _CHANNEL_COUNTS):
+        raise OptionError(f"{name} has shape {a.shape}, which looks channels-first (N, C, H, W): "
+                          "pass channels='first' (or channels='last' if it really is (N, H, W, C) "
+                          f"with {a.shape[-1]} channels)")
+    return a
+
+
+def channels_back(a: np.ndarray, channels: str | None) -> np.ndarray:
+    """A C-contiguous (N, C, H, W) batch from an (N, H, W, C) one for ``channels="first"``
+    (``a`` itself otherwise, and when it already is)."""
+    if channels == "first" and a.ndim == 4:
+        return np.ascontiguousarray(a.transpose(0, 3, 1, 2))
+    return a
+
+
 def _check_fill(name: str, value: float, dtype: np.dtype) -> None:
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
@@ -272,7 +305,10 @@ class Augmenter:
 
     ``aug(images)`` takes (N, H, W) or (N, H, W, C) uint8/uint16/float32/float64 and returns a new
     batch of the same shape and dtype; ``aug(images, masks=masks)`` returns ``(images, masks)``
-    with the same geometry applied to masks (nearest neighbour).
+    with the same geometry applied to masks (nearest neighbour). ``channels="first"`` takes and
+    returns (N, C, H, W) (C-contiguous; 4-D masks too); the default ``None`` means (N, H, W, C)
+    but raises OptionError for a 4-D batch that looks channels-first (shape[1] in 1, 3, 4 and
+    shape[-1] not): pass ``channels="first"``, or ``"last"`` if it really is channels-last.
 
     Sample i's parameters depend only on (seed, i). The augmenter keeps a running sample
     counter, ``aug.position``: a call without ``start`` augments samples
@@ -391,14 +427,19 @@ class Augmenter:
         return first
 
     def __call__(self, images: np.ndarray, masks: np.ndarray | None = None, *,
-                 start: int | None = None):
-        """Augment a batch; see the class docstring for shapes, dtypes and ``start``."""
-        images = _check_batch("images", images, F.IMAGE_DTYPES)
+                 start: int | None = None, channels: str | None = None):
+        """Augment a batch; see the class docstring for shapes, dtypes, ``start`` and
+        ``channels``."""
+        given = [np.asarray(images), None if masks is None else np.asarray(masks)]
+        images = _check_batch("images", channels_last("images", given[0], channels),
+                              F.IMAGE_DTYPES)
         if masks is not None:
-            masks = _check_batch("masks", masks, None)
+            # masks follow the images' layout (3-D masks have no channel axis to move)
+            masks = _check_batch("masks", channels_last("masks", given[1], channels or "last"),
+                                 None)
             if masks.shape[:3] != images.shape[:3]:
-                raise OptionError(f"masks shape {masks.shape} does not match images shape "
-                                  f"{images.shape} in (N, H, W)")
+                raise OptionError(f"masks shape {given[1].shape} does not match images shape "
+                                  f"{given[0].shape} in (N, H, W)")
         if start is not None:
             start = _index("start", start)
         _check_fill("fill", self.fill, images.dtype)
@@ -410,7 +451,8 @@ class Augmenter:
         # every check passed: only now take samples from the counter
         first = self._reserve(len(images)) if start is None else start
         if copy_only:
-            return images.copy() if masks is None else (images.copy(), masks.copy())
+            # C order in the caller's layout
+            return given[0].copy() if masks is None else (given[0].copy(), given[1].copy())
         # C order whatever the input's: the remap writes straight into row blocks of these
         out = np.empty(images.shape, images.dtype)
         mask_out = None if masks is None else np.empty(mask_in.shape, mask_in.dtype)
@@ -429,7 +471,13 @@ class Augmenter:
                    masks=None if masks is None else mask_in[s:e], mask_fill=self.mask_fill,
                    slot=(first + s) % piece, out=out[s:e],
                    mask_out=None if masks is None else mask_out[s:e])
+            if back is not None:  # while the piece is still in cache, in the worker threads
+                back[s:e] = out[s:e].transpose(0, 3, 1, 2)
 
+        # (N, C, H, W) results are transposed piece by piece
+        back = None
+        if channels == "first" and out.ndim == 4 and out.shape[3] > 1:
+            back = np.empty(given[0].shape, out.dtype)
         workers = self.workers or min(4, os.cpu_count() or 1)
         if workers == 1 or len(bounds) == 1:
             for se in bounds:
@@ -437,9 +485,11 @@ class Augmenter:
         else:
             # cv2 and numpy release the GIL in the heavy parts
             list(_pool(workers).map(run, bounds))
+        out = channels_back(out, channels) if back is None else back
         if masks is None:
             return out
-        return out, (mask_out if mask_dtype is None else mask_out.astype(mask_dtype))
+        mask_out = mask_out if mask_dtype is None else mask_out.astype(mask_dtype)
+        return out, channels_back(mask_out, channels)
 
     def _geometry(self, start: int, n: int, height: int, width: int):
         inverse, field = None, None
