@@ -197,8 +197,10 @@ def test_user_entry_listing_alternative_archives_gets_one_set_each(tmp_path, mon
     assert registry.get("own-names").file_sets == (("a.gz", "b.gz"),)
 
 
-@pytest.mark.parametrize("typo, meant", [("MNIST", "mnist"), ("mnst", "mnist"),
-                                         ("cifar-10", "cifar10"), ("fashion_mnist", "fashion-mnist")])
+@pytest.mark.parametrize("typo, meant", [
+    ("MNIST", "mnist"), ("mnst", "mnist"), ("cifar-10", "cifar10"),
+    ("fashion_mnist", "fashion-mnist"),
+])
 def test_unknown_name_suggests_the_closest(typo, meant):
     with pytest.raises(RegistryError, match=f"Did you mean '{meant}'"):
         registry.get(typo)
