@@ -36,7 +36,7 @@ def _progress(args) -> bool | None:
 
 
 def _cmd_list(args) -> int:
-    from . import acquire, registry
+    from . import acquire, loaders, registry
 
     rows = []
     for name in registry.names():
@@ -45,6 +45,8 @@ def _cmd_list(args) -> int:
         # status() hashes nothing: listing must stay instant however much is cached
         have = {s.file for s in acquire.status(name, cache_dir=args.cache_dir) if s.verified}
         state = "cached" if any(set(s) <= set(have) for s in spec.file_sets) else "-"
+        if loaders.prepared_info(name, cache_dir=args.cache_dir) is not None:
+            state = "prepared" if state == "-" else "cached, prepared"
         origin = "" if spec.builtin else f"  (user: like {spec.like})"
         rows.append((name, _size(size) if size else "?", state, spec.title + origin))
     _table(("name", "download", "state", "title"), rows)

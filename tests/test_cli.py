@@ -81,6 +81,11 @@ def test_fetch_from_folder_then_info_path_verify_remove(capsys, tiny, tmp_path):
     code, out, _ = run(capsys, "list", "--cache-dir", str(cache))
     assert [" cached " in line for line in out.splitlines() if line.startswith("tiny-digits")] == [
         True]
+    import dlsets
+
+    dlsets.load("tiny-digits", cache_dir=cache)
+    code, out, _ = run(capsys, "list", "--cache-dir", str(cache))
+    assert " cached, prepared " in next(ln for ln in out.splitlines() if ln.startswith("tiny-d"))
     code, out, _ = run(capsys, "path", "tiny-digits", "--cache-dir", str(cache))
     assert code == 0 and out.strip() == str(cache / "tiny-digits")
     code, out, _ = run(capsys, "verify", "tiny-digits", "--cache-dir", str(cache))
