@@ -44,6 +44,8 @@ _LAZY = {
     "expand": "augment",
     "expand_to_hdf5": "augment",
     "take_subset": "augment",
+    "preview_grid": "augment",
+    "save_png": "augment",
 }
 
 __all__ = [

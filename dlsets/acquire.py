@@ -251,7 +251,8 @@ def _acquire(lock: FileLock, what: str) -> None:
         lock.acquire(timeout=0)
         return
     except Timeout:
-        log.info("%s: another process is downloading it; waiting", what)
+        # said at once: a second rank or terminal would otherwise look hung for minutes
+        log.warning("%s: another process is downloading it; waiting for it to finish", what)
     try:
         lock.acquire(timeout=LOCK_PATIENCE)
         return

@@ -16,19 +16,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns 0 on success, 1 on an expected failure, 2 on a usage error."""
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="dlsets: %(message)s",
-    )
+    # Only dlsets' own log, and only for this run: at DEBUG, filelock and urllib3 would bury it.
+    log = logging.getLogger("dlsets")
+    saved = log.level, log.propagate
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("dlsets: %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    log.propagate = False
     try:
         return args.run(args) or 0
     except DlsetsError as exc:
         print(f"dlsets: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("dlsets: interrupted; run the same command again to resume (a partial download "
-              "is kept and continued, nothing half-written is ever used)", file=sys.stderr)
+        print("dlsets: interrupted; nothing half-written was left under a final name. Run the "
+              "command again (an interrupted download continues where it stopped).",
+              file=sys.stderr)
         return 130
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
 
 
 def _progress(args) -> bool | None:
@@ -151,7 +160,7 @@ def _cmd_verify(args) -> int:
                                           repair=not args.no_repair)
         if problem:
             damaged += 1
-            print(f"{name}: prepared arrays: {problem}")
+            print(problem if problem.startswith(f"{name}:") else f"{name}: {problem}")
         elif not args.quiet and (loaders.prepared_info(name, cache_dir=args.cache_dir)):
             print(f"{name}: prepared arrays: ok")
     if not results and not prepared:
@@ -190,7 +199,8 @@ def _cmd_export(args) -> int:
     if by_suffix and by_suffix != fmt:
         raise OptionError(f"--out {out} ends in {out.suffix} but --format is {fmt}; "
                           "make them agree")
-    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
+    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args),
+                      dtype=args.dtype, channels=args.channels, label_mode=args.label_mode)
     if fmt == "hdf5":
         ds.to_hdf5(out, compression=args.compression)
     else:
@@ -231,6 +241,8 @@ def _cmd_augment(args) -> int:
     if args.subset:
         _at_most("--subset", args.subset, len(x), args.name)
         x, y = take_subset(x, y, args.subset, seed=args.seed)
+    if Path(args.out).suffix.lower() not in (".h5", ".hdf5", ".hdf"):
+        raise OptionError(f"--out {args.out}: augment writes HDF5; give a name ending in .h5")
     if args.target < len(x):
         raise OptionError(
             f"--target {args.target} is smaller than the {len(x)} training images it starts "
@@ -304,7 +316,8 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     kw = {"default": argparse.SUPPRESS} if suppress else {}
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--cache-dir", metavar="DIR", **kw,
-                        help="cache folder (default: $DLSETS_CACHE, else ~/.cache/dlsets)")
+                        help="cache folder (default: $DLSETS_CACHE, else $XDG_CACHE_HOME/dlsets, "
+                        "else ~/.cache/dlsets)")
     common.add_argument("-q", "--quiet", action="store_true", **kw,
                         help="no progress bars or chatter")
     common.add_argument("-v", "--verbose", action="store_true", **kw, help="log what happens")
@@ -356,6 +369,12 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", required=True, metavar="FILE", help="file to write")
     sp.add_argument("--compression", choices=("gzip", "lzf"), default=None,
                     help="HDF5 compression (default none: fastest to read)")
+    sp.add_argument("--dtype", choices=("uint8", "float32"), default="uint8",
+                    help="float32 is scaled to [0, 1] (default uint8)")
+    sp.add_argument("--channels", choices=("last", "first"), default=None,
+                    help="NHWC or NCHW (default: keras' layout, no channel axis for greyscale)")
+    sp.add_argument("--label-mode", choices=("fine", "coarse"), default="fine",
+                    help="CIFAR-100: the 100 fine or the 20 coarse classes (default fine)")
 
     aug = argparse.ArgumentParser(add_help=False)
     g = aug.add_argument_group("augmentation (each off unless given)")

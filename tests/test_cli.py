@@ -173,7 +173,7 @@ def test_python_dash_m_and_console_script(tmp_path):
 
 def test_augment_and_preview_sizes_are_checked_against_the_data(capsys, tiny, tmp_path):
     src, _ = tiny
-    never = str(tmp_path / "never")
+    never = str(tmp_path / "never.h5")
     assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
     code, _, err = run(capsys, "augment", "tiny-digits", "--target", "10", "--rotate", "5",
                        "--out", never)
@@ -181,7 +181,8 @@ def test_augment_and_preview_sizes_are_checked_against_the_data(capsys, tiny, tm
     code, _, err = run(capsys, "augment", "tiny-digits", "--target", "100", "--subset", "61",
                        "--out", never)
     assert code == 1 and "--subset 61 is more than the 60 training images" in err
-    code, _, err = run(capsys, "preview", "tiny-digits", "--rows", "70", "--out", never + ".png")
+    code, _, err = run(capsys, "preview", "tiny-digits", "--rows", "70",
+                       "--out", never[:-3] + ".png")
     assert code == 1 and "--rows 70" in err
     assert not list(tmp_path.glob("never*"))
 
@@ -213,6 +214,12 @@ def test_export_format_follows_the_file_name(capsys, tiny, tmp_path):
     assert run(capsys, "export", "tiny-digits", "--out", str(tmp_path / "a.npz"))[0] == 0
     with np.load(tmp_path / "a.npz") as z:
         np.testing.assert_array_equal(z["y_train"], arrays["train-labels-idx1-ubyte.gz"])
+    assert run(capsys, "export", "tiny-digits", "--out", str(tmp_path / "f.h5"),
+               "--dtype", "float32", "--channels", "first")[0] == 0
+    with h5py.File(tmp_path / "f.h5") as f:
+        x = f["train/images"][:]
+    assert x.shape == (60, 1, 28, 28) and x.dtype == np.float32
+    np.testing.assert_allclose(x[:, 0], arrays["train-images-idx3-ubyte.gz"] / 255, rtol=1e-6)
     code, _, err = run(capsys, "export", "tiny-digits", "--out", str(tmp_path / "b.npz"),
                        "--format", "hdf5")
     assert code == 1 and "make them agree" in err
@@ -221,6 +228,9 @@ def test_export_format_follows_the_file_name(capsys, tiny, tmp_path):
     code, _, err = run(capsys, "preview", "tiny-digits", "--rotate", "5",
                        "--out", str(tmp_path / "g.jpg"))
     assert code == 1 and ".png" in err
+    code, _, err = run(capsys, "augment", "tiny-digits", "--target", "70", "--rotate", "5",
+                       "--out", str(tmp_path / "g.npz"))
+    assert code == 1 and "augment writes HDF5" in err
     assert sorted(p.name for p in tmp_path.glob("[abcg]*")) == ["a.npz"]
 
 
@@ -237,8 +247,22 @@ def test_verify_checks_the_prepared_arrays_too(capsys, tiny, tmp_path):
     data[-100:-90] = bytes(255 - b for b in data[-100:-90])  # same size, other pixels
     npy.write_bytes(bytes(data))
     code, out, _ = run(capsys, "verify", "tiny-digits", "--no-repair")
-    assert code == 1 and "tiny-digits: prepared arrays:" in out
+    assert code == 1 and "tiny-digits: prepared" in out and "train_images" in out
     code, out, _ = run(capsys, "verify", "tiny-digits")
-    assert code == 0 and "tiny-digits: prepared arrays:" in out
+    assert code == 0 and "tiny-digits: prepared" in out and "deleted" in out
+    assert "tiny-digits: tiny-digits" not in out
     x = dlsets.load("tiny-digits").train.images
     np.testing.assert_array_equal(x, arrays["train-images-idx3-ubyte.gz"])
+
+
+def test_verbose_shows_dlsets_log_only_and_leaves_logging_as_it_was(capsys, tiny, tmp_path):
+    import logging
+
+    src, _ = tiny
+    log = logging.getLogger("dlsets")
+    before = (list(log.handlers), log.level, log.propagate)
+    code, _, err = run(capsys, "-v", "fetch", "tiny-digits", "--from", str(src))
+    assert code == 0 and "imported from" in err
+    code, _, err = run(capsys, "verify", "-v")
+    assert code == 0 and "lock" not in err.lower()  # filelock's debug chatter stays out
+    assert (list(log.handlers), log.level, log.propagate) == before
