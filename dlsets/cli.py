@@ -92,12 +92,12 @@ def _cmd_info(args) -> int:
     if info is None:
         out.append(f"not prepared yet (runs on first load: dlsets.load({args.name!r}))")
     else:
-        out.extend(_prepared_lines(info))
+        out.extend(_prepared_lines(info, spec.name))
     print("\n".join(out))
     return 0
 
 
-def _prepared_lines(info: dict) -> list[str]:
+def _prepared_lines(info: dict, name: str) -> list[str]:
     lines = ["prepared:"]
     for split in ("train", "test"):
         s = info.get("splits", {}).get(split)
@@ -112,7 +112,7 @@ def _prepared_lines(info: dict) -> list[str]:
         names = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
         lines.append(f"  skipped {len(skipped)} unreadable image(s): {names}")
         if len(skipped) > 10:
-            lines.append("  (all names: dlsets.load(NAME).info['skipped'])")
+            lines.append(f"  (all names: dlsets.load({name!r}).info['skipped'])")
     return lines
 
 
