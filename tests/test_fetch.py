@@ -279,6 +279,7 @@ def test_a_long_wait_for_another_process_is_reported(toy, monkeypatch, caplog):
     with caplog.at_level("WARNING", logger="dlsets"):
         t.start()
         assert wait_for(lambda: "still waiting" in caplog.text, timeout=10)
+        assert "another process is downloading it; waiting" in caplog.text  # said at once
         assert t.is_alive() and not dest.exists()
         other.release()
         t.join(10)
