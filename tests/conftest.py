@@ -1,6 +1,7 @@
 import os
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
 
 import pytest  # noqa: E402
 
