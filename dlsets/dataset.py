@@ -15,14 +15,16 @@ SPLITS = ("train", "test")
 
 @dataclass(frozen=True, eq=False)  # eq on arrays would be elementwise, not a bool
 class Split:
-    """One split: ``images`` (N, ...) and ``labels`` (N,) uint8.
+    """One split: ``images`` (N, ...) and ``labels`` (N,) uint8; ``masks`` (N, H, W) integer
+    class maps for segmentation data, else None.
 
     Arrays are NumPy (images: copy-on-write memory maps for the uint8 layout) or, with
-    ``format="hdf5"``, read-only h5py datasets. ``x, y = split`` unpacks them.
+    ``format="hdf5"``, read-only h5py datasets. ``x, y = split`` unpacks images and labels.
     """
 
     images: Any
     labels: Any
+    masks: Any = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -35,6 +37,9 @@ class Split:
 class Dataset:
     """A loaded dataset: ``train`` and ``test`` splits, ``classes`` (names, index = label) and
     ``info`` (name, source files and their sha256, counts per class per split, skipped files).
+
+    Datasets with more splits (a validation split, STL-10's unlabeled images, ...) hold them in
+    ``extra``; they are reached like the others: ``ds["val"]`` or ``ds.val``.
     """
 
     name: str
@@ -43,11 +48,28 @@ class Dataset:
     classes: tuple[str, ...]
     info: dict = field(default_factory=dict)
     _close: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    extra: dict[str, Split] = field(default_factory=dict)
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        """``("train", "test")`` followed by the names in ``extra``."""
+        return (*SPLITS, *self.extra)
 
     def __getitem__(self, split: str) -> Split:
-        if split not in SPLITS:
-            raise OptionError(f"no split {split!r}; use one of {list(SPLITS)}")
-        return self.train if split == "train" else self.test
+        if split == "train":
+            return self.train
+        if split == "test":
+            return self.test
+        if isinstance(split, str) and split in self.extra:
+            return self.extra[split]
+        raise OptionError(f"no split {split!r}; use one of {list(self.split_names)}")
+
+    def __getattr__(self, name: str) -> Split:
+        # only called for names not found normally: the extra splits, as attributes
+        extra = self.__dict__.get("extra") or {}
+        if name in extra:
+            return extra[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def as_tuples(self) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
         """``((x_train, y_train), (x_test, y_test))``, as ``keras.datasets.X.load_data()``."""
@@ -82,5 +104,6 @@ class Dataset:
         def desc(s: Split) -> str:
             return f"{getattr(s.images, 'dtype', '?')} {tuple(s.images.shape)}"
 
-        return (f"Dataset({self.name!r}, train={desc(self.train)}, test={desc(self.test)}, "
+        more = "".join(f", {k}={desc(v)}" for k, v in self.extra.items())
+        return (f"Dataset({self.name!r}, train={desc(self.train)}, test={desc(self.test)}{more}, "
                 f"{len(self.classes)} classes)")
