@@ -26,6 +26,6 @@ def test_extra_splits_by_name_and_attribute_and_in_errors():
     with pytest.raises(OptionError, match=r"\['train', 'test', 'val'\]"):
         ds["unlabeled"]
     with pytest.raises(AttributeError):
-        ds.unlabeled
+        getattr(ds, "unlabeled")  # noqa: B009
     back = pickle.loads(pickle.dumps(ds))
     assert back.val.labels.tolist() == [0]
