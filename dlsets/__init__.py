@@ -11,6 +11,7 @@ _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from .errors import (  # noqa: E402
     ChecksumError,
+    DeadlineError,
     DlsetsError,
     DownloadError,
     FormatError,
@@ -50,6 +51,7 @@ _LAZY = {
 
 __all__ = [
     "ChecksumError",
+    "DeadlineError",
     "DlsetsError",
     "DownloadError",
     "FormatError",

@@ -24,6 +24,11 @@ class ChecksumError(DownloadError):
     source sent such bytes)."""
 
 
+class DeadlineError(DownloadError):
+    """A fetch ran past its deadline (``deadline=``, ``--deadline``, ``DLSETS_DEADLINE``); what
+    was downloaded so far is kept and the next fetch continues from it."""
+
+
 class OfflineError(DlsetsError):
     """A file is missing and the network is forbidden."""
 
