@@ -21,6 +21,11 @@ from .errors import RegistryError
 USER_ENTRY_KEYS = {"like", "files", "classes", "description", "license", "homepage", "citation"}
 USER_FILE_KEYS = {"sha256", "urls", "size", "md5"}
 _HEX = re.compile(r"[0-9a-fA-F]+")
+MAX_REGISTRY_BYTES = 16 << 20
+"""Largest user registry file read (a thousand datasets fit in well under 1 MB)."""
+MAX_NAME = 100
+"""Longest dataset name; file names may have 150 bytes (room for dlsets' suffixes)."""
+MAX_FILE_NAME = 150
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ _user_files: list[Path] = []
 
 def register_file(path: str | os.PathLike) -> list[str]:
     """Add a user registry JSON file; returns the dataset names it defines."""
+    if "\0" in os.fspath(path):
+        raise RegistryError(f"registry file name {os.fspath(path)!r} contains a NUL character")
     p = Path(path).expanduser().resolve()
     entries = _parse_user_file(p)  # validate now, so a bad file fails where it is registered
     _check_conflicts(_builtin(), {p: entries})
@@ -173,8 +180,19 @@ def _parse_user_file(path: Path) -> dict[str, DatasetSpec]:
     hit = _parsed.get(path)
     if hit and hit[:2] == (st.st_mtime_ns, st.st_size):
         return hit[2]
+    if st.st_size > MAX_REGISTRY_BYTES:
+        raise RegistryError(f"registry file {path} has {st.st_size:,} bytes; a registry may "
+                            f"have at most {MAX_REGISTRY_BYTES:,}")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open(path, encoding="utf-8") as f:
+            text = f.read(MAX_REGISTRY_BYTES + 1)  # bounded even if it grows meanwhile
+        if len(text) > MAX_REGISTRY_BYTES:
+            raise RegistryError(f"registry file {path} is larger than {MAX_REGISTRY_BYTES:,} "
+                                "bytes")
+        data = json.loads(text)
+    except RecursionError:
+        raise RegistryError(f"registry file {path} nests its JSON too deeply to be a registry "
+                            "(entries need three levels)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RegistryError(f"registry file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
@@ -192,6 +210,8 @@ def _user_entry(path: Path, name: str, e: Any) -> DatasetSpec:
 
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise fail("a dataset name uses letters, digits, '.', '_' and '-' only")
+    if len(name) > MAX_NAME:
+        raise fail(f"a dataset name may have at most {MAX_NAME} characters")
     if not isinstance(e, dict):
         raise fail("expected an object with 'like' and 'files'")
     unknown = set(e) - USER_ENTRY_KEYS
@@ -251,6 +271,12 @@ def _user_file(where: str, fn: str, f: Any) -> FileSpec:
 
     if "/" in fn or "\\" in fn or fn in ("", ".", ".."):
         raise fail("a file name may not contain a path")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in fn):
+        raise fail("a file name may not contain control characters (NUL, newline, ...)")
+    if fn.startswith("."):
+        raise fail("a file name may not start with '.' (hidden names are dlsets' temporaries)")
+    if len(fn.encode("utf-8", "surrogatepass")) > MAX_FILE_NAME:
+        raise fail(f"a file name may have at most {MAX_FILE_NAME} bytes")
     if not isinstance(f, dict):
         raise fail("expected an object with 'sha256' and 'urls'")
     unknown = set(f) - USER_FILE_KEYS
@@ -273,7 +299,13 @@ def _user_file(where: str, fn: str, f: Any) -> FileSpec:
     for u in urls:
         if not isinstance(u, str) or not u.startswith(("http://", "https://")):
             raise fail(f"URL {u!r} is not an http(s) URL")
+        if len(u) > 4096 or any(ord(ch) <= 32 or ord(ch) == 127 for ch in u):
+            raise fail(f"URL {u[:80]!r} has spaces or control characters, or is over 4096 "
+                       "characters long (percent-encode what it needs)")
     size = f.get("size")
     if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
         raise fail("'size' must be a non-negative integer number of bytes")
+    if size is not None and size > config.MAX_FILE_SIZE:
+        raise fail(f"'size' is {size:,} bytes; dlsets accepts files of at most "
+                   f"{config.MAX_FILE_SIZE:,} bytes (16 TiB)")
     return _file_spec(fn, {**f, "urls": urls})

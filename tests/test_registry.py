@@ -124,6 +124,13 @@ def _file(e):
         (lambda e: _file(e).update(mirror="x"), r"unknown keys \['mirror'\]"),
         (lambda e: e["files"].update({"../evil": _file(e)}), "may not contain a path"),
         (lambda e: e.update(classes="0123456789"), "'classes' must be a list"),
+        (lambda e: _file(e).update(size=10**30), "dlsets accepts files of at most"),
+        (lambda e: e["files"].update({"a\0b.gz": _file(e)}), "control characters"),
+        (lambda e: e["files"].update({"a\nb.gz": _file(e)}), "control characters"),
+        (lambda e: e["files"].update({".hidden.gz": _file(e)}), "may not start with '.'"),
+        (lambda e: e["files"].update({"x" * 151: _file(e)}), "at most 150 bytes"),
+        (lambda e: _file(e).update(urls=["http://host/a b"]), "spaces or control"),
+        (lambda e: _file(e).update(urls=["http://host/a\0"]), "spaces or control"),
     ],
 )
 def test_bad_entries_name_file_and_entry(tmp_path, monkeypatch, mutate, message):
@@ -210,3 +217,26 @@ def test_no_suggestion_when_nothing_is_close():
     with pytest.raises(RegistryError) as err:
         registry.get("imagenet-21k")
     assert "Did you mean" not in str(err.value)
+
+
+def test_hostile_registry_files_fail_with_one_registry_error(tmp_path, monkeypatch, capsys):
+    from dlsets.cli import main
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)  # RecursionError in json, unchecked
+    long_name = write(tmp_path, {"x" * 101: GOOD["my-digits"]}, "long.json")
+    for path, message in ((deep, "nests its JSON too deeply"),
+                          (long_name, "at most 100 characters")):
+        with pytest.raises(RegistryError, match=message):
+            dlsets.register_file(path)
+        monkeypatch.setenv("DLSETS_REGISTRY", str(path))
+        assert main(["list"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("dlsets: error:") and str(path) in err and "Traceback" not in err
+    big = tmp_path / "big.json"
+    with open(big, "wb") as f:
+        f.truncate(registry.MAX_REGISTRY_BYTES + 1)  # sparse: nothing is written
+    with pytest.raises(RegistryError, match="a registry may have at most"):
+        dlsets.register_file(big)
+    with pytest.raises(RegistryError, match="contains a NUL character"):
+        dlsets.register_file(str(tmp_path / "reg\0.json"))
