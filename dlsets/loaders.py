@@ -183,11 +183,10 @@ def _prepared_arrays(spec: DatasetSpec, cache_dir, download: bool, progress):
     got = _usable(spec, folder, cache_dir)
     if got is not None:
         return got
-    from filelock import FileLock
+    from .locks import holding
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
     # One process builds; the others wait here and then find the finished copy.
-    with FileLock(str(folder.parent / "prepared.lock")):
+    with holding(folder.parent / "prepared.lock"):
         # Quiet: whatever is wrong was logged by the check above (once, not twice); this one
         # only looks whether another process rebuilt the copy while we waited for the lock.
         got = _usable(spec, folder, cache_dir, quiet=True)
@@ -242,14 +241,14 @@ def verify_prepared(name: str, *, cache_dir: PathLike | None = None,
     a damaged prepared folder is deleted, or only the damaged HDF5 variant, so the next load
     rebuilds it from the downloaded files; the message says so. Never loads or downloads.
     """
-    from filelock import FileLock
+    from .locks import holding
 
     spec = registry.get(name)
     folder = cache.prepared_dir(spec.name, cache_dir)
     if not folder.exists():
         return None
     # Under the builders' lock: a copy being written is not mistaken for a damaged one.
-    with FileLock(str(folder.parent / "prepared.lock")):
+    with holding(folder.parent / "prepared.lock"):
         manifest = prepared.read_manifest(folder)
         why = (prepared.verify(folder, manifest) if manifest is not None
                else prepared.manifest_problem(folder))
@@ -556,9 +555,9 @@ def _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels
     sources = json.dumps(dict(manifest["sources"]), sort_keys=True)
     f = _open_hdf5(path, sources, arrays)
     if f is None:
-        from filelock import FileLock
+        from .locks import holding
 
-        with FileLock(str(folder.parent / "prepared.lock")):
+        with holding(folder.parent / "prepared.lock"):
             f = _open_hdf5(path, sources, arrays)
             if f is None:
                 # Under the lock, temp files of this variant are leftovers of a killed writer.
