@@ -2,24 +2,27 @@
 
 Each file goes through one decision (:func:`dlsets.cache.cache_action`) and then one action:
 use it, re-hash it, resume it, download it, or report it missing. Downloads and repairs of a
-file happen under ``<file>.lock``, so several processes fetching at once download it once.
+file happen under ``<file>.lock``, so several processes fetching at once download it once;
+``remove`` takes every lock of the dataset before it renames the folder away.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import shutil
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
 from filelock import FileLock, Timeout
 
-from . import cache, config, download, registry
-from .errors import DlsetsError, OfflineError, OptionError
+from . import atomic, cache, config, download, locks, registry
+from .errors import DlsetsError, OfflineError, OptionError, RegistryError
 from .registry import DatasetSpec, FileSpec
 
 log = logging.getLogger("dlsets")
@@ -63,9 +66,12 @@ class FileStatus:
 class VerifyResult:
     """The outcome of re-hashing one cached file.
 
-    ``state`` is ``ok``, ``repaired`` (failed, downloaded again, now verified), ``corrupt``
-    (failed, left alone because repair was off), ``failed`` (failed and the repair failed too)
-    or ``missing`` (a named dataset has no complete file set in the cache).
+    ``state`` is ``ok``, ``repaired`` (failed or went missing, downloaded again, now verified),
+    ``corrupt`` (failed, left alone because repair was off), ``failed`` (failed and the repair
+    failed too; the damaged file stays until a repair succeeds, and nothing uses it unhashed),
+    ``missing`` (verified once and gone since, or a named dataset has no complete file set),
+    ``cleaned`` (a temporary left by a dead process, deleted) or ``leftover`` (such a
+    temporary, kept: repair was off, or it belongs to another host).
     """
 
     dataset: str
@@ -76,11 +82,48 @@ class VerifyResult:
 
     @property
     def ok(self) -> bool:
-        return self.state in ("ok", "repaired")
+        return self.state in ("ok", "repaired", "cleaned", "leftover")
 
     def describe(self) -> str:
         tail = f": {self.detail}" if self.detail else ""
         return f"{self.dataset}/{self.file}: {self.state}{tail}"
+
+
+@dataclass(frozen=True)
+class FileOutcome:
+    """How one file of a fetch came to be in the cache: ``action`` is ``cached`` (it was there,
+    verified), ``downloaded`` or ``imported`` (copied in from ``fetch(source_dir=...)``)."""
+
+    file: str
+    path: Path
+    action: str
+    size: int = 0
+    received: int = 0  # bytes that came over the network (a resumed download: the rest only)
+    seconds: float = 0.0
+    source: str = ""  # the URL it came from, or the file it was imported from
+    note: str = ""
+
+    def describe(self) -> str:
+        if self.action == "downloaded":
+            rate = (f", {self.received / self.seconds / 1e6:.1f} MB/s"
+                    if self.seconds >= 0.01 else "")
+            what = (f"downloaded {self.received:,} bytes in {self.seconds:.2f} s{rate} from "
+                    f"{self.source}")
+        elif self.action == "imported":
+            what = f"imported {self.size:,} bytes from {self.source}"
+        else:
+            what = "cached"
+        note = f" ({self.note})" if self.note else ""
+        return f"{self.file}: {what}{note} -> {self.path}"
+
+
+class FetchResult(dict):
+    """File name -> path, as :func:`fetch` returns it, with ``details``: file name ->
+    :class:`FileOutcome` (downloaded, imported or cached)."""
+
+    def __init__(self, paths: dict[str, Path], details: dict[str, FileOutcome]):
+        super().__init__(paths)
+        self.details = details
 
 
 class _Cache:
@@ -139,18 +182,23 @@ class _Cache:
         if expected and h.sha256 != expected:
             pinned = "" if fs.sha256 else " (pinned on first download)"
             bad.append(f"sha256 {h.sha256}, expected {expected}{pinned}")
-        if fs.md5 and h.md5 != fs.md5:
+        if fs.md5 and h.md5 is not None and h.md5 != fs.md5:
             bad.append(f"md5 {h.md5}, expected {fs.md5}")
-        if not expected and not fs.md5:
+        if not expected and (not fs.md5 or h.md5 is None):
             bad.append("the registry gives no checksum to compare with")
         return "; ".join(bad) or None
+
+    def needs_md5(self, fs: FileSpec, pins: dict | None = None) -> bool:
+        """md5 is hashed only for a file with no sha256 yet (notMNIST before its first
+        download): sha256 alone settles the rest, at twice the speed of both."""
+        return fs.md5 is not None and self.expected_sha256(fs, pins) is None
 
     def check(self, file: str) -> str | None:
         """Hash the cached file; record it when it matches. Returns why it does not, or None."""
         fs = self.spec.files[file]
         before = self.stat(file)
         try:
-            h = download.hash_file(self.path(file), md5=fs.md5 is not None)
+            h = download.hash_file(self.path(file), md5=self.needs_md5(fs))
         except FileNotFoundError:  # another process is repairing it right now
             return "it was removed while being checked"
         why = self.mismatch(fs, h)
@@ -220,6 +268,19 @@ class _Cache:
         self.files.mkdir(parents=True, exist_ok=True)
         return FileLock(cache.lock_path(self.path(file)))
 
+    def clean(self) -> list[atomic.Leftover]:
+        """Delete the temporaries that dead processes left in this dataset's folders."""
+        gone = []
+        for folder in self.folders():
+            for x in atomic.clean(folder, legacy=True):
+                log.info("%s: deleted %s (%s)", self.name, x.path, x.describe())
+                gone.append(x)
+        return gone
+
+    def folders(self) -> list[Path]:
+        d = self.files.parent
+        return [d, self.files, d / "prepared", d / "prepared" / "hdf5"]
+
 
 def _cache_io(func):
     """Turn an OSError from the cache folder (missing rights, a file where a folder should be)
@@ -241,26 +302,34 @@ def _cache_io(func):
     return wrapper
 
 
-LOCK_PATIENCE = 30.0
-"""Seconds to wait for another process's lock on a file before saying so at warning level."""
+def _acquire(lock: FileLock, what: str, deadline=None) -> bool:
+    """Take a file's lock, saying so when another process holds it; True when it had to wait."""
+    return locks.take(lock, what, doing="downloading it", deadline=deadline)
 
 
-def _acquire(lock: FileLock, what: str) -> None:
-    """Take ``lock``, waiting as long as its holder needs (the OS frees it if the holder dies)."""
-    try:
-        lock.acquire(timeout=0)
-        return
-    except Timeout:
-        # said at once: a second rank or terminal would otherwise look hung for minutes
-        log.warning("%s: another process is downloading it; waiting for it to finish", what)
-    try:
-        lock.acquire(timeout=LOCK_PATIENCE)
-        return
-    except Timeout:
-        log.warning("%s: still waiting after %g s for another process that holds %s (a download "
-                    "in progress, or a stopped process); waiting on", what, LOCK_PATIENCE,
-                    lock.lock_file)
-    lock.acquire()
+@dataclass
+class _Net:
+    """What one fetch (or verify) shares across its files: settings read and checked once, the
+    deadline, and the hosts that failed it (tried last for the remaining files)."""
+
+    mirrors: Sequence[str]
+    seconds: float | None = None
+    _policy: download.Policy | None = None
+    _deadline: download.Deadline | None = None
+    avoid: set[str] = field(default_factory=set)
+
+    def __post_init__(self):
+        self._deadline = download.Deadline(self.seconds)
+
+    @property
+    def deadline(self) -> download.Deadline:
+        return self._deadline
+
+    @property
+    def policy(self) -> download.Policy:
+        if self._policy is None:  # read when first needed: a cached fetch needs no settings
+            self._policy = download.Policy.from_env()
+        return self._policy
 
 
 def _check_mirrors(mirrors: Sequence[str]) -> None:
@@ -316,60 +385,93 @@ def _mismatch_hint(spec: DatasetSpec, fs: FileSpec) -> str:
     )
 
 
-def _ensure(c: _Cache, file: str, mirrors: Sequence[str], session, progress) -> Path:
+def _ensure(c: _Cache, file: str, net: _Net, session, progress) -> FileOutcome:
     """Make ``file`` present and verified; the caller holds its lock."""
     fs = c.spec.files[file]
     path = c.path(file)
-    action = c.action(file, network=not config.offline())
+    network = not config.offline()
+    action = c.action(file, network=network)
+    note = ""
     if action == cache.USE:
-        return path
+        return _cached(c, file)
+    damaged = None
     if action == cache.REHASH:
         known = c.known_failure(file)  # fetch() found it bad moments ago: no second hash
-        why = known or c.check(file)
-        if why is None:
-            return path
+        damaged = known or c.check(file)
+        if damaged is None:
+            return _cached(c, file)
         if known:
             log.info("%s: downloading it again", path)
         else:
-            log.warning("%s failed verification (%s); downloading it again", path, why)
+            log.warning("%s failed verification (%s); downloading it again", path, damaged)
         c.forget(file)
-        path.unlink(missing_ok=True)
-        action = c.action(file, network=not config.offline())
+        # The damaged copy stays until a verified download replaces it (one rename), so a
+        # repair that fails loses nothing and the next verify still finds it to repair.
+        note = "the cached copy failed verification"
+        part = cache.part_path(path).exists()
+        action = cache.MISSING if not network else cache.RESUME if part else cache.DOWNLOAD
     if action == cache.MISSING:
+        state = (f"failed verification ({damaged}; it is kept, and refused until repaired)"
+                 if damaged else "is not in the cache")
         raise OfflineError(
-            f"{c.name}/{file} is not in the cache and the network is forbidden "
-            f"(DLSETS_OFFLINE is set). It is:\n{_describe_file(fs, mirrors)}\n"
+            f"{c.name}/{file} {state} and the network is forbidden "
+            f"(DLSETS_OFFLINE is set). It is:\n{_describe_file(fs, net.mirrors)}\n"
             f"Download it elsewhere, put it in a folder and run `dlsets fetch {c.name} --from DIR`."
         )
-    _check_mirrors(mirrors)
+    _check_mirrors(net.mirrors)
     log.info("%s/%s: %s", c.name, file, "resuming" if action == cache.RESUME else "downloading")
+    expected = c.expected_sha256(fs)
     h = download.download_file(
-        _urls(fs, mirrors),
+        _urls(fs, net.mirrors),
         path,
-        sha256=c.expected_sha256(fs),
-        md5=fs.md5,
+        sha256=expected,
+        md5=fs.md5 if c.needs_md5(fs) else None,
         size=fs.size,
         session=session,
         progress_bar=progress,
         desc=f"{c.name}/{file}",
         hint=_hint(c.name),
         mismatch_hint=_mismatch_hint(c.spec, fs),
+        policy=net.policy,
+        deadline=net.deadline,
+        avoid=net.avoid,
     )
     c.record(file, h)
-    return path
+    if h.resumed_from:
+        note = ", ".join(filter(None, [note, f"resumed at byte {h.resumed_from:,}"]))
+    return FileOutcome(file, path, "downloaded", h.size, h.received, h.seconds, h.url or "",
+                       note)
 
 
-def _download(c: _Cache, files: Sequence[str], mirrors, progress) -> None:
+def _cached(c: _Cache, file: str, note: str = "") -> FileOutcome:
+    st = c.stat(file)
+    return FileOutcome(file, c.path(file), "cached", st[0] if st else 0, note=note)
+
+
+def _download(c: _Cache, files: Sequence[str], net: _Net, progress) -> dict[str, FileOutcome]:
     import requests
 
+    done = {}
     with requests.Session() as session:
         for file in files:
             lock = c.lock(file)
-            _acquire(lock, f"{c.name}/{file}")
+            waited = _acquire(lock, f"{c.name}/{file}", net.deadline)
             try:
-                _ensure(c, file, mirrors, session, progress)
+                out = _ensure(c, file, net, session, progress)
             finally:
                 lock.release()
+            if waited and out.action == "cached":
+                out = _cached(c, file, "downloaded by another process meanwhile")
+            done[file] = out
+    return done
+
+
+class _CopyError(Exception):
+    """Copying a source file into the cache failed (the temporary is already deleted)."""
+
+    def __init__(self, exc: OSError):
+        super().__init__(str(exc))
+        self.exc = exc
 
 
 def _copy_hashing(src: Path, tmp: Path, md5: bool) -> download.Hashes:
@@ -383,20 +485,20 @@ def _copy_hashing(src: Path, tmp: Path, md5: bool) -> download.Hashes:
                 h.update(view[:n])
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise DlsetsError(
-            f"copying {src} into the cache failed: {exc.strerror or exc}; nothing was imported"
-        ) from None
+        raise _CopyError(exc) from None
     return h
 
 
-def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]]) -> list[str]:
+def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]]
+            ) -> dict[str, FileOutcome]:
     """Copy into the cache the files under ``source_dir`` that hash to a registry file,
-    until one of ``sets`` is complete.
+    until one of ``sets`` is complete; returns what was imported.
 
     Only files of a wanted size are hashed, and they first: a file of any size is hashed only
     while a file whose registry entry has no size (keras' mnist.npz) could still complete a set.
     """
     src = Path(source_dir).expanduser()
+    pins = c.pins()
     wanted = {f: fs for f, fs in c.spec.files.items() if not c.usable(f)}
     sizes = {fs.size for fs in wanted.values()}
     candidates = []
@@ -409,8 +511,8 @@ def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]]) -> l
             continue
         if size in sizes or None in sizes:
             candidates.append((size not in sizes, str(p), p))
-    md5 = any(fs.md5 for fs in wanted.values())
-    imported: list[str] = []
+    md5 = any(c.needs_md5(fs, pins) for fs in wanted.values())
+    imported: dict[str, FileOutcome] = {}
     for unsized, _, p in sorted(candidates):
         if any(not any(f in wanted for f in s) for s in sets):
             break  # a complete set: nothing more to look for
@@ -425,9 +527,14 @@ def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]]) -> l
             if c.mismatch(fs, h) is not None:
                 continue
             dest = c.path(file)
+            t0 = time.monotonic()
             with c.lock(file):
-                tmp = dest.with_name(f".{dest.name}.import-{os.getpid()}")
-                copied = _copy_hashing(p, tmp, md5=md5)
+                tmp = atomic.temp_path(dest, "import")
+                try:
+                    copied = _copy_hashing(p, tmp, md5=md5)
+                except _CopyError as err:
+                    why = _copy_failure(c, p, file, err.exc, imported, wanted)
+                    raise DlsetsError(why) from None
                 why = c.mismatch(fs, copied)
                 if why is not None:
                     tmp.unlink(missing_ok=True)
@@ -435,9 +542,24 @@ def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]]) -> l
                 os.replace(tmp, dest)
                 c.record(file, copied)
             log.info("%s/%s: imported from %s", c.name, file, p)
-            imported.append(file)
+            imported[file] = FileOutcome(file, dest, "imported", copied.size,
+                                         seconds=time.monotonic() - t0, source=str(p))
             del wanted[file]
     return imported
+
+
+def _copy_failure(c: _Cache, src: Path, file: str, exc: OSError, imported: dict,
+                  wanted: dict) -> str:
+    done = (f"Imported before that, verified and kept in the cache: {', '.join(imported)}"
+            if imported else "Nothing was imported")
+    rest = [f for f in wanted if f not in imported]
+    return (
+        f"{c.name}: copying {src} into the cache as {file} failed: {exc.strerror or exc} "
+        f"(errno {exc.errno}); its partial copy was deleted. {done}; not imported: "
+        f"{', '.join(rest)}. Free some disk space (or point --cache-dir / DLSETS_CACHE at a "
+        f"disk with room) and run `dlsets fetch {c.name} --from DIR` again: what is already "
+        "imported is not copied again."
+    )
 
 
 def _select(spec: DatasetSpec, files: Iterable[str] | None) -> list[tuple[str, ...]]:
@@ -455,6 +577,10 @@ def _select(spec: DatasetSpec, files: Iterable[str] | None) -> list[tuple[str, .
     return [chosen]
 
 
+_ROUNDS = 3
+"""Times a fetch starts over when files it had vanish meanwhile (a concurrent remove)."""
+
+
 @_cache_io
 def fetch(
     name: str,
@@ -464,16 +590,22 @@ def fetch(
     mirrors: Sequence[str] = (),
     source_dir: PathLike | None = None,
     progress: bool | None = None,
-) -> dict[str, Path]:
-    """Make a complete set of ``name``'s files present and verified; return file name -> path.
+    deadline: float | None = None,
+) -> FetchResult:
+    """Make a complete set of ``name``'s files present and verified; return file name -> path
+    (a :class:`FetchResult`: its ``details`` say per file whether it was downloaded, imported
+    or found cached).
 
     A file set already verified in the cache is returned without network. With ``source_dir``
     the files under it are recognised by checksum (any name) and copied in, and the network is
     never used. Otherwise the first file set (or ``files``) is downloaded, from ``mirrors`` and
-    ``$DLSETS_MIRROR`` first, then the registry's URLs.
+    ``$DLSETS_MIRROR`` first, then the registry's URLs. ``deadline`` (else
+    ``$DLSETS_DEADLINE``): seconds the whole call may take, waits for other processes
+    included; past it, :class:`DeadlineError`, and what was downloaded is kept.
     """
     spec = registry.get(name)
     sets = _select(spec, files)
+    net = _Net(mirrors, config.deadline(deadline))
     if source_dir is not None:  # a wrong --from is an error even when nothing is missing
         src = Path(source_dir).expanduser()
         if not src.is_dir():
@@ -488,26 +620,44 @@ def fetch(
                 return s
         return None
 
-    done = complete()
-    if done is None and source_dir is not None:
-        imported = _import(c, source_dir, sets)
+    outcomes: dict[str, FileOutcome] = {}
+    for _ in range(_ROUNDS):
         done = complete()
         if done is None:
-            raise OfflineError(_import_failure(c, sets, source_dir, imported))
-    if done is None:
-        done = sets[0]
-        if config.offline():
-            missing = [f for f in done if not c.usable(f)]
-            if missing:
-                others = [[f for f in s if not c.usable(f)] for s in sets[1:]]
-                raise OfflineError(_offline_failure(c, missing, mirrors, others))
-        # Files not verified yet are re-checked under their lock: another process may be
-        # finishing them right now.
-        records, pins = c.records(), c.pins()
-        todo = [f for f in done
-                if c.action(f, network=True, records=records, pins=pins) != cache.USE]
-        _download(c, todo, mirrors, progress)
-    return {f: c.path(f) for f in done}
+            c.clean()
+        if done is None and source_dir is not None:
+            imported = _import(c, source_dir, sets)
+            outcomes.update(imported)
+            done = complete()
+            if done is None:
+                raise OfflineError(_import_failure(c, sets, source_dir, list(imported)))
+        if done is None:
+            done = sets[0]
+            if config.offline():
+                missing = [f for f in done if not c.usable(f)]
+                if missing:
+                    others = [[f for f in s if not c.usable(f)] for s in sets[1:]]
+                    raise OfflineError(_offline_failure(c, missing, mirrors, others))
+            # Files not verified yet are re-checked under their lock: another process may be
+            # finishing them right now.
+            records, pins = c.records(), c.pins()
+            todo = [f for f in done
+                    if c.action(f, network=True, records=records, pins=pins) != cache.USE]
+            outcomes.update(_download(c, todo, net, progress))
+        gone = [f for f in done if not c.path(f).is_file()]
+        if not gone:
+            break
+        # Another process removed the dataset between two of our files (`dlsets remove` waits
+        # for each lock, not for a whole fetch): get what vanished again.
+        log.warning("%s: %s vanished while this fetch ran (the dataset was removed by another "
+                    "process); fetching again", name, ", ".join(gone))
+        for f in gone:
+            outcomes.pop(f, None)
+    else:
+        raise DlsetsError(f"{name}: its files keep vanishing while they are fetched (removed "
+                          f"{_ROUNDS} times by another process); try again when that has stopped")
+    details = {f: outcomes.get(f) or _cached(c, f) for f in done}
+    return FetchResult({f: c.path(f) for f in done}, details)
 
 
 def _offline_failure(c: _Cache, missing: Sequence[str], mirrors,
@@ -585,36 +735,54 @@ def verify(
     mirrors: Sequence[str] = (),
     progress: bool | None = None,
     repair: bool = True,
+    deadline: float | None = None,
 ) -> list[VerifyResult]:
     """Re-hash every cached file of ``names`` (all datasets in the cache when None).
 
-    A file that fails is deleted and fetched again when ``repair`` (else reported ``corrupt``).
-    A dataset named explicitly with no complete file set cached reports its missing files.
+    A file that fails is downloaded again when ``repair`` (else reported ``corrupt``); it is
+    replaced only by a verified download, so a repair that cannot happen (offline) keeps it
+    for the next verify. A file verified once and missing since is downloaded again too. A
+    dataset named explicitly with no complete file set cached reports its missing files.
+    Temporaries left by dead processes are reported, and deleted when ``repair``.
     """
     if isinstance(names, str):
         names = [names]
     explicit = names is not None
+    net = _Net(mirrors, config.deadline(deadline))
+    root = config.cache_root(cache_dir)
+    results: list[VerifyResult] = []
     if names is None:
-        root = config.cache_root(cache_dir)
         known = set(registry.names())
-        found = sorted(d.name for d in root.iterdir() if (d / "files").is_dir()) \
+        found = sorted(d.name for d in root.iterdir()
+                       if not d.name.startswith(".") and (d / "files").is_dir()) \
             if root.is_dir() else []
         for d in found:
             if d not in known:
                 log.warning("%s: in the cache but not in the registry; skipped", root / d)
         names = [d for d in found if d in known]
-    results: list[VerifyResult] = []
+        results += _leftover_results(root, root, repair, legacy=False)
     import requests
 
     with requests.Session() as session:
         for name in names:
             c = _Cache(registry.get(name), cache_dir)
+            # Listed after the checks without repair: the state files they write clean up
+            # their own folder in passing, and what is listed must still be there.
+            leftovers = [] if repair else None
+            for folder in c.folders() if repair else ():
+                leftovers += _leftover_results(folder, c.files.parent, repair, name=name)
+            records = c.records()
             for file in c.spec.files:
-                if c.path(file).is_file():
-                    results.append(_verify_one(c, file, mirrors, session, progress, repair))
+                if c.path(file).is_file() or file in records:
+                    results.append(_verify_one(c, file, net, session, progress, repair))
+            if leftovers is None:
+                leftovers = [r for folder in c.folders()
+                             for r in _leftover_results(folder, c.files.parent, repair, name=name)]
+            results += leftovers
+            reported = {r.file for r in results if r.dataset == name}
             if explicit and not any(all(c.path(f).is_file() for f in s) for s in c.spec.file_sets):
                 for file in c.spec.default_files():
-                    if not c.path(file).is_file():
+                    if not c.path(file).is_file() and file not in reported:
                         results.append(VerifyResult(
                             name, file, c.path(file), "missing",
                             f"not in the cache; run `dlsets fetch {name}`",
@@ -622,39 +790,155 @@ def verify(
     return results
 
 
-def _verify_one(c: _Cache, file: str, mirrors, session, progress, repair) -> VerifyResult:
+def _leftover_results(folder: Path, base: Path, repair: bool, *, name: str | None = None,
+                      legacy: bool = True) -> list[VerifyResult]:
+    """Stale temporaries in ``folder`` (deleted when ``repair``) and other hosts' (kept)."""
+    out = []
+    for x in atomic.leftovers(folder, legacy=legacy):
+        if not x.stale and x.host == atomic.HOST:
+            continue  # a live process's work in progress: nothing to report
+        rel = x.path.relative_to(base).as_posix()
+        dataset = name or x.path.name.split(".removing-")[0].lstrip(".")
+        if x.stale and repair and atomic.clean_one(x):
+            out.append(VerifyResult(dataset, rel, x.path, "cleaned", f"{x.describe()}; deleted"))
+        else:
+            why = "not deleted (no repair)" if x.stale else "kept"
+            out.append(VerifyResult(dataset, rel, x.path, "leftover", f"{x.describe()}; {why}"))
+    return out
+
+
+def _verify_one(c: _Cache, file: str, net: _Net, session, progress, repair) -> VerifyResult:
     path = c.path(file)
     lock = c.lock(file)
-    _acquire(lock, f"{c.name}/{file}")
+    _acquire(lock, f"{c.name}/{file}", net.deadline)
     try:
-        if not path.is_file():  # another process removed it while we waited
-            return VerifyResult(c.name, file, path, "missing", "removed while waiting")
-        why = c.check(file)
-        if why is None:
-            return VerifyResult(c.name, file, path, "ok")
-        c.forget(file)
-        if not repair:
-            return VerifyResult(c.name, file, path, "corrupt", why)
-        # The result says it ("repaired: ..." from the CLI); the log only with --verbose.
-        log.info("%s failed verification (%s); downloading it again", path, why)
-        path.unlink(missing_ok=True)
+        if not path.is_file():
+            if file not in c.records():  # another process removed it while we waited
+                return VerifyResult(c.name, file, path, "missing", "removed while waiting")
+            why = "missing from the cache, though it was verified before"
+            if not repair:
+                return VerifyResult(c.name, file, path, "missing",
+                                    f"{why}; run `dlsets verify {c.name}` to download it again")
+        else:
+            why = c.check(file)
+            if why is None:
+                return VerifyResult(c.name, file, path, "ok")
+            c.forget(file)
+            if not repair:
+                return VerifyResult(c.name, file, path, "corrupt", why)
+            # The result says it ("repaired: ..." from the CLI); the log only with --verbose.
+            log.info("%s failed verification (%s); downloading it again", path, why)
         try:
-            _ensure(c, file, mirrors, session, progress)
+            _ensure(c, file, net, session, progress)
         except DlsetsError as exc:
-            return VerifyResult(c.name, file, path, "failed", f"{why}; repair failed: {exc}")
+            kept = ("; the damaged file is kept until a repair succeeds (it is hashed, and "
+                    "refused, before any use)" if path.is_file() else "")
+            return VerifyResult(c.name, file, path, "failed",
+                                f"{why}; repair failed: {exc}{kept}")
         return VerifyResult(c.name, file, path, "repaired", f"{why}; downloaded again")
     finally:
         lock.release()
 
 
+REMOVE_WAIT = 60.0
+"""Seconds ``remove`` waits for a fetch, load or verify of the dataset to finish."""
+
+
 @_cache_io
-def remove(name: str, *, cache_dir: PathLike | None = None) -> Path | None:
-    """Delete ``<cache>/<name>`` and everything in it; returns the folder, or None if absent."""
-    if not name or name in (".", "..") or "/" in name or os.sep in name:
+def remove(name: str, *, cache_dir: PathLike | None = None,
+           wait: float = REMOVE_WAIT) -> Path | None:
+    """Delete ``<cache>/<name>`` and everything in it; returns the folder, or None if absent.
+
+    Every lock of the dataset is taken first: a fetch, load or verify of it in progress is
+    waited for, up to ``wait`` seconds (0: refuse at once); then the folder is renamed away in
+    one step and deleted, so the dataset is in the cache whole or not at all.
+    """
+    if (not name or name in (".", "..") or "/" in name or os.sep in name
+            or name.startswith(".") or "\0" in name):
         raise OptionError(f"{name!r} is not a dataset name")
-    d = cache.dataset_dir(name, cache_dir)
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not (
+            math.isfinite(wait) and 0 <= wait <= config.MAX_SECONDS):
+        raise OptionError(f"wait={wait!r}: give a number of seconds from 0 to "
+                          f"{config.MAX_SECONDS:g}")
+    root = config.cache_root(cache_dir)
+    for x in atomic.clean(root):  # folders of removes that were killed half-way
+        log.info("deleted %s (%s)", x.path, x.describe())
+    d = root / name
     if not d.exists():
         return None
-    shutil.rmtree(d)
+    try:
+        held = _hold_dataset(d, name, wait)
+    except FileNotFoundError:  # another remove renamed it away while we waited
+        if not d.exists():
+            return None
+        raise
+    away = atomic.temp_path(d, "removing")
+    try:
+        os.rename(d, away)
+        # Waiters polling these locks must not take them once released: unlinked, they retry
+        # and find the folder gone (and start afresh).
+        for lock in held:
+            (away / Path(lock.lock_file).relative_to(d)).unlink(missing_ok=True)
+    finally:
+        for lock in reversed(held):
+            lock.release()
+    try:
+        shutil.rmtree(away)
+    except OSError as exc:
+        raise DlsetsError(
+            f"{name} is no longer in the cache, but deleting its files in {away} failed: "
+            f"{exc.strerror or exc} ({exc.filename}). Delete that folder by hand to free the "
+            "space (`dlsets verify` deletes it too, when it can)."
+        ) from None
     log.info("removed %s", d)
     return d
+
+
+def _hold_dataset(d: Path, name: str, wait: float) -> list[FileLock]:
+    """Take every lock of dataset folder ``d`` in the order the others take them, within
+    ``wait`` seconds; on failure release them and raise DlsetsError saying who holds what."""
+    files = d / "files"
+    paths = set(files.glob("*.lock")) if files.is_dir() else set()
+    try:  # also the locks of files not started yet: a fetch may be about to take one
+        spec_files = registry.get(name).files if name in registry.names() else {}
+    except RegistryError:
+        spec_files = {}
+    if spec_files:
+        files.mkdir(exist_ok=True)
+        paths |= {cache.lock_path(files / f) for f in spec_files}
+    order = [d / "prepared.lock", *sorted(paths), d / "state.lock"]
+    end = time.monotonic() + wait
+    held: list[FileLock] = []
+    said = False
+    try:
+        for p in order:
+            lock = FileLock(str(p))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                if wait <= 0:
+                    raise DlsetsError(
+                        f"{name} is in use by another process ({p} is held: a fetch, load or "
+                        "verify of it is running); nothing was removed. Remove it when that "
+                        f"has finished, or without --no-wait (wait=0) to wait for it up to "
+                        f"{REMOVE_WAIT:g} s."
+                    ) from None
+                if not said:
+                    log.warning("%s: in use by another process (%s is held); waiting up to "
+                                "%g s for it to finish before removing it", name, p, wait)
+                    said = True
+                try:
+                    lock.acquire(timeout=max(0.0, end - time.monotonic()))
+                except Timeout:
+                    raise DlsetsError(
+                        f"{name}: another process still holds {p} after {wait:g} s (a fetch, "
+                        "load or verify of it still running, or a stopped process); nothing "
+                        "was removed. Try again when it has finished, or wait longer with "
+                        "--wait SECONDS."
+                    ) from None
+            held.append(lock)
+    except BaseException:
+        for lock in reversed(held):
+            lock.release()
+        raise
+    return held

@@ -117,9 +117,14 @@ def _prepared_lines(info: dict, name: str) -> list[str]:
 
 
 def _cmd_fetch(args) -> int:
+    import time
+
     from . import acquire
 
+    # One deadline for the whole command, however many datasets it names.
+    end = None if args.deadline is None else time.monotonic() + args.deadline
     for name in args.names:
+        left = None if end is None else max(end - time.monotonic(), 1e-3)
         paths = acquire.fetch(
             name,
             files=args.file or None,
@@ -127,10 +132,11 @@ def _cmd_fetch(args) -> int:
             mirrors=args.mirror,
             source_dir=args.source_dir,
             progress=_progress(args),
+            deadline=left,
         )
-        if not args.quiet:
-            for fname, path in paths.items():
-                print(f"{name}: {fname} -> {path}")
+        if not args.quiet:  # downloaded (bytes, time), imported or cached: said per file
+            for outcome in paths.details.values():
+                print(f"{name}: {outcome.describe()}")
     return 0
 
 
@@ -143,6 +149,7 @@ def _cmd_verify(args) -> int:
         mirrors=args.mirror,
         repair=not args.no_repair,
         progress=_progress(args),
+        deadline=args.deadline,
     )
     failed = [r for r in results if not r.ok]
     if not args.quiet or failed:
@@ -180,7 +187,8 @@ def _cmd_remove(args) -> int:
     from . import acquire, registry
 
     registry.get(args.name)
-    removed = acquire.remove(args.name, cache_dir=args.cache_dir)
+    wait = 0.0 if args.no_wait else args.wait
+    removed = acquire.remove(args.name, cache_dir=args.cache_dir, wait=wait)
     if not args.quiet:
         print(f"removed {removed}" if removed else f"{args.name}: nothing cached")
     return 0
@@ -303,6 +311,27 @@ def _table(header: Sequence[str], rows: list[Sequence[str]]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
+def _seconds(text: str, high: float | None = None, zero_ok: bool = False) -> float:
+    from .config import MAX_DEADLINE
+
+    high = MAX_DEADLINE if high is None else high
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (0 <= value <= high and (value > 0 or zero_ok)):  # also refuses nan and inf
+        floor = "from 0 to" if zero_ok else "above 0 and"
+        raise argparse.ArgumentTypeError(
+            f"expected a number of seconds {floor} at most {high:g}, got {text}")
+    return value
+
+
+def _wait_seconds(text: str) -> float:
+    from .config import MAX_SECONDS
+
+    return _seconds(text, MAX_SECONDS, zero_ok=True)
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
@@ -351,16 +380,25 @@ def _parser() -> argparse.ArgumentParser:
                     help="import files from DIR (recognised by checksum); no network")
     sp.add_argument("--file", action="append", default=[], metavar="FILE",
                     help="fetch only this registry file (repeatable)")
+    sp.add_argument("--deadline", type=_seconds, default=None, metavar="SECONDS",
+                    help="give up after this long in all (default: $DLSETS_DEADLINE, else none); "
+                    "what was downloaded is kept for the next fetch")
 
     sp = add("verify", _cmd_verify, "re-hash cached files and repair what fails")
     sp.add_argument("names", nargs="*", metavar="NAME")
     sp.add_argument("--mirror", action="append", default=[], metavar="URL")
     sp.add_argument("--no-repair", action="store_true", help="report failures, change nothing")
+    sp.add_argument("--deadline", type=_seconds, default=None, metavar="SECONDS",
+                    help="give up repairs after this long in all (default: $DLSETS_DEADLINE)")
 
     sp = add("path", _cmd_path, "print a dataset's cache folder")
     sp.add_argument("name", metavar="NAME")
     sp = add("remove", _cmd_remove, "delete a dataset's cache folder")
     sp.add_argument("name", metavar="NAME")
+    sp.add_argument("--wait", type=_wait_seconds, default=60.0, metavar="SECONDS",
+                    help="wait this long for a fetch, load or verify of it to finish (default 60)")
+    sp.add_argument("--no-wait", action="store_true",
+                    help="refuse at once while another process uses the dataset")
 
     sp = add("export", _cmd_export, "write a dataset as one HDF5 or npz file")
     sp.add_argument("name", metavar="NAME")

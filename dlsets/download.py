@@ -4,8 +4,12 @@
 timeouts, 429 and 5xx with exponential backoff and jitter (``Retry-After`` honoured up to
 :data:`RETRY_AFTER_CAP`), resumes an interrupted body with ``Range: bytes=<have>-``, and moves on
 to the next URL for 404 and other 4xx, a host name that does not resolve, a refused redirect or a
-checksum failure. A file whose
-size or hash is wrong is never renamed into place.
+checksum failure. A file whose size or hash is wrong is never renamed into place.
+
+A source is left for the next one, which continues from the partial file, when it stays below
+:class:`Policy`'s minimum rate (averaged over a window of transfer time: a crawl or repeated
+stalls), breaks off :data:`MAX_TRIES` times, or keeps failing; its host is then tried last for the
+rest of the fetch (``avoid``). A :class:`Deadline` bounds the whole fetch.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import re
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -27,7 +33,7 @@ import requests
 import urllib3
 
 from . import config, progress
-from .errors import ChecksumError, DlsetsError, DownloadError
+from .errors import ChecksumError, DeadlineError, DlsetsError, DownloadError
 
 log = logging.getLogger("dlsets")
 
@@ -35,8 +41,8 @@ CHUNK = 1 << 20
 """Bytes per read and write; big, so the per-chunk Python overhead stays negligible."""
 MAX_ATTEMPTS = 4
 """Tries per URL for retryable failures; an attempt that made progress does not count."""
-MAX_TRIES = 50
-"""Hard cap on tries per URL, progress or not (a server that sends one byte per connection)."""
+MAX_TRIES = 10
+"""Hard cap on tries per URL, progress or not (a server that breaks off every few bytes)."""
 RETRY_AFTER_CAP = 30.0
 """Longest ``Retry-After`` (and backoff) dlsets waits before a retry, in seconds."""
 MAX_REDIRECTS = 10
@@ -49,11 +55,92 @@ _NET_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSError)
 
 def retry_base() -> float:
     """First backoff delay in seconds: ``$DLSETS_RETRY_BASE`` (default 1); doubles per retry."""
-    raw = os.environ.get("DLSETS_RETRY_BASE")
-    try:
-        return max(0.0, float(raw)) if raw else 1.0
-    except ValueError:
-        return 1.0
+    return config.retry_base()
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How long dlsets stays with one source; read from the DLSETS_* settings at the start of a
+    fetch, so a bad value fails before anything is downloaded."""
+
+    read_timeout: float = config.DEFAULT_READ_TIMEOUT
+    retry_base: float = 1.0
+    min_rate: float = config.DEFAULT_MIN_RATE  # bytes/s; 0: any rate will do
+    window: float = config.DEFAULT_RATE_WINDOW  # seconds of transfer the rate is averaged over
+
+    @classmethod
+    def from_env(cls) -> Policy:
+        return cls(config.read_timeout(), config.retry_base(), config.min_rate(),
+                   config.rate_window())
+
+
+class Deadline:
+    """An overall time limit (``seconds`` from now; None: none) for a fetch and its waits."""
+
+    def __init__(self, seconds: float | None = None):
+        self.seconds = seconds
+        self._at = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float:
+        return float("inf") if self._at is None else self._at - time.monotonic()
+
+    def passed(self) -> bool:
+        return self.left() <= 0
+
+    def cap(self, seconds: float) -> float:
+        """``seconds``, or what is left of the deadline if that is less (never below 1 ms)."""
+        return max(min(seconds, self.left()), 0.001)
+
+    def describe(self) -> str:
+        return (f"the deadline of {round(self.seconds, 2):g} s (deadline= / --deadline / "
+                "DLSETS_DEADLINE)")
+
+
+class _Meter:
+    """Bytes received from one source against its time spent transferring (backoff sleeps
+    excluded), so a crawl and repeated stalls are both measured as a rate over a window."""
+
+    def __init__(self, policy: Policy):
+        self.min_rate, self.window = policy.min_rate, policy.window
+        self.total = 0
+        self._spent = 0.0  # transfer seconds of finished attempts
+        self._since: float | None = None  # start of the attempt in progress
+        self._samples: deque = deque([(0.0, 0)])  # (transfer seconds, total bytes), thinned
+
+    def start(self) -> None:
+        self._since = time.monotonic()
+
+    def stop(self) -> None:
+        if self._since is not None:
+            self._spent += time.monotonic() - self._since
+            self._since = None
+
+    def clock(self) -> float:
+        return self._spent + (time.monotonic() - self._since if self._since is not None else 0.0)
+
+    def add(self, n: int) -> None:
+        self.total += n
+        t = self.clock()
+        if t - self._samples[-1][0] >= self.window / 32:  # a few dozen samples per window
+            self._samples.append((t, self.total))
+
+    def too_slow(self) -> str | None:
+        """Why this source is too slow to stay with, or None (always None before one window)."""
+        if self.min_rate <= 0:
+            return None
+        t = self.clock()
+        if t < self.window:
+            return None
+        samples = self._samples
+        while len(samples) > 1 and samples[1][0] <= t - self.window:
+            samples.popleft()
+        t0, n0 = samples[0]  # at or before the window's start: the count errs on the kind side
+        got = self.total - n0
+        if got >= self.min_rate * (t - t0):
+            return None
+        return (f"too slow: {got:,} bytes in its last {t - t0:.3g} s of transfer, "
+                f"{got / (t - t0):,.0f} bytes/s, below DLSETS_MIN_RATE={self.min_rate:,.0f} "
+                f"(averaged over DLSETS_RATE_WINDOW={self.window:g} s)")
 
 
 class Hashes:
@@ -61,6 +148,11 @@ class Hashes:
 
     def __init__(self, md5: bool = False):
         self._want_md5 = md5
+        # What download_file adds about the transfer that produced these bytes.
+        self.url: str | None = None
+        self.received = 0  # bytes that came over the network in this call
+        self.seconds = 0.0
+        self.resumed_from = 0  # bytes of an earlier partial download that were reused
         self.reset()
 
     def reset(self) -> None:
@@ -148,11 +240,24 @@ class _Skip(Exception):
     """A failure that retrying this URL will not fix: move on to the next one.
 
     ``mismatch``: the server sent (or announced) other bytes than the registry describes.
+    ``leave``: the source itself failed (too slow, stalling, breaking off, unreachable): its
+    host goes last for the rest of the fetch, and moving on is said at warning level.
     """
 
-    def __init__(self, message: str, mismatch: bool = False):
+    def __init__(self, message: str, mismatch: bool = False, leave: bool = False):
         super().__init__(message)
         self.mismatch = mismatch
+        self.leave = leave
+
+
+class _Deadline(Exception):
+    """The fetch's deadline passed."""
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: what a slow or failing source is remembered by."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def download_file(
@@ -167,40 +272,73 @@ def download_file(
     desc: str | None = None,
     hint: str = "",
     mismatch_hint: str = "",
+    policy: Policy | None = None,
+    deadline: Deadline | None = None,
+    avoid: set[str] | None = None,
 ) -> Hashes:
-    """Download to ``dest`` from the first URL that delivers the right bytes; return their hashes.
+    """Download to ``dest`` from the first URL that delivers the right bytes; return their hashes
+    (with ``url``, ``received``, ``seconds`` and ``resumed_from`` set).
 
     Bytes go to ``<dest>.part`` (kept between calls, so the next call resumes it), hashed as
     they arrive; only when size, sha256 and md5 (those given) match is it renamed to ``dest``.
+    ``policy`` (default: from the environment) says when a source is too slow to stay with;
+    the next URL then continues from the partial file, and the source's host is added to
+    ``avoid``: URLs on a host in ``avoid`` are tried after all others.
     Raises :class:`DownloadError` listing every URL and what it said (``hint`` appended); when
     every URL sent bytes of another size or checksum, :class:`ChecksumError` (a DownloadError)
-    with ``mismatch_hint`` appended instead. Raises :class:`DlsetsError` when the disk refuses
-    a write.
+    with ``mismatch_hint`` appended instead; :class:`DeadlineError` when ``deadline`` passes
+    (the partial file is kept). Raises :class:`DlsetsError` when the disk refuses a write.
     """
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
+    policy = policy or Policy.from_env()
+    deadline = deadline or Deadline()
+    avoid = set() if avoid is None else avoid
+    name = desc or dest.name
+    order = [u for u in urls if origin(u) not in avoid] + [u for u in urls if origin(u) in avoid]
     own = session is None
     session = session or requests.Session()
     tried: list[str] = []
     mismatches = 0
-    bar = progress.bar(size, desc or dest.name, progress=progress_bar, unit="B")
+    carry: list[Hashes] = []  # hashes of what this call wrote to part, so a resume need not rehash
+    t0 = time.monotonic()
+    bar = progress.bar(size, name, progress=progress_bar, unit="B")
     try:
-        for url in urls:
+        for i, url in enumerate(order):
             try:
-                return _from_url(session, url, part, dest, sha256, md5, size, bar)
+                h = _from_url(session, url, part, dest, sha256, md5, size, bar, carry, policy,
+                              deadline)
+                h.url, h.seconds = url, time.monotonic() - t0
+                return h
             except _Skip as exc:
-                # Said once, in the error below; the log repeats it only when asked (--verbose).
-                log.info("%s: %s", url, exc)
                 tried.append(f"  {url}: {exc}")
                 mismatches += exc.mismatch
+                if exc.leave:
+                    avoid.add(origin(url))
+                if exc.leave and i + 1 < len(order):
+                    # Time was lost on it: say so now, not only with --verbose.
+                    have = _size(part)
+                    log.warning("%s: leaving %s (%s); trying %s%s", name, url, exc,
+                                order[i + 1], f" from byte {have:,}" if have else "")
+                else:  # said once, in the error below; the log repeats it with --verbose
+                    log.info("%s: %s", url, exc)
+            except _Deadline:
+                have = _size(part)
+                kept = (f"; the {have:,} bytes received are kept in {part} and the next fetch "
+                        "continues from there" if have else "")
+                listing = "\n".join([*tried, f"  {url}: stopped at the deadline"])
+                raise DeadlineError(
+                    f"{name}: {deadline.describe()} passed{kept}. Tried:\n{listing}\n"
+                    "Give it more time, or try a faster mirror with --mirror URL."
+                ) from None
     finally:
         bar.close()
         if own:
             session.close()
     want = f"{size:,} bytes" if size is not None else "size unknown"
     sums = f"sha256 {sha256}" if sha256 else f"md5 {md5}"
-    head = f"could not download {desc or dest.name} ({want}, {sums})"
+    head = f"could not download {name} ({want}, {sums})"
     listing = "\n".join(tried or ["  (no URL to try)"])
     if tried and mismatches == len(tried):
         raise ChecksumError(
@@ -209,53 +347,84 @@ def download_file(
             "may have changed upstream, or a proxy between here and the servers alters it."
             + (f"\n{mismatch_hint}" if mismatch_hint else "")
         )
+    have = _size(part)
+    if have:
+        hint = (f"The {have:,} bytes received are kept in {part}; the next fetch continues "
+                "from there.\n" + hint)
+    if any("DLSETS_MIN_RATE" in t for t in tried):
+        hint += ("\nIf this connection is really that slow, lower DLSETS_MIN_RATE (0 accepts any "
+                 "rate).")
     raise DownloadError(f"{head}; tried:\n{listing}" + (f"\n{hint}" if hint else ""))
 
 
-def _from_url(session, url, part, dest, sha256, md5, size, bar) -> Hashes:
+def _from_url(session, url, part, dest, sha256, md5, size, bar, carry, policy: Policy,
+              deadline: Deadline) -> Hashes:
     failures = tries = 0
     restarted = False
     high = _size(part)  # progress means bytes beyond the most this URL ever gave us
-    carry: list[Hashes] = []  # the hashes of what this process wrote to part, for a resume
+    meter = _Meter(policy)
     while True:
+        if deadline.passed():
+            raise _Deadline
         tries += 1
         try:
-            h = _attempt(session, url, part, sha256, md5, size, bar, carry)
+            h = _attempt(session, url, part, sha256, md5, size, bar, carry, policy, deadline,
+                         meter)
         except _Retry as exc:
             now = _size(part)
             failures = 1 if now > high else failures + 1
             high = max(high, now)
-            if failures >= MAX_ATTEMPTS or tries >= MAX_TRIES:
-                raise _Skip(f"{exc} ({tries} attempts)") from None
-            delay = _delay(failures, exc.retry_after)
+            if failures >= MAX_ATTEMPTS:
+                raise _Skip(f"{exc} ({tries} attempts)", leave=True) from None
+            if tries >= MAX_TRIES:
+                raise _Skip(f"{exc}; broke off {tries} times", leave=True) from None
+            slow = meter.too_slow()
+            if slow:
+                raise _Skip(f"{slow}; last: {exc}", leave=True) from None
+            if deadline.passed():
+                raise _Deadline from None
+            delay = min(_delay(failures, exc.retry_after, policy.retry_base), deadline.left())
             log.info("%s: %s; retrying in %.2f s", url, exc, delay)
-            time.sleep(delay)
+            time.sleep(max(delay, 0.0))
             continue
         if isinstance(h, str):
             # Bytes hashed wrong. When part of them came from an earlier transfer, that prefix
             # may be the culprit: start this URL over from byte 0 once before giving up on it.
             part.unlink(missing_ok=True)
+            carry.clear()
             if h.startswith("resumed:") and not restarted:
                 restarted = True
                 log.warning("%s: %s; downloading from byte 0 again", url, h[8:])
                 continue
             raise _Skip(h.removeprefix("resumed:"), mismatch=True)
+        h.received = meter.total
         try:
             os.replace(part, dest)
         except OSError as exc:
-            raise DlsetsError(
-                f"could not move the verified download {part} to {dest}: "
-                f"{exc.strerror or exc}. It is kept there and the next fetch uses it without "
-                f"downloading again: free the name {dest} (or fix the folder's permissions) and "
-                "fetch again."
-            ) from None
+            raise _rename_error(part, dest, exc) from None
         return h
 
 
-def _delay(failures: int, retry_after: float | None) -> float:
+def _rename_error(part: Path, dest: Path, exc: OSError) -> DlsetsError:
+    if not part.exists():  # a true message, not "kept there", when the folder went away
+        return DlsetsError(
+            f"the download of {dest.name} was complete and verified, but {part} disappeared "
+            f"before it could be renamed to {dest} ({exc.strerror or exc}): its folder was "
+            "removed meanwhile (by `dlsets remove` or another program). Nothing was kept; "
+            "fetch again."
+        )
+    return DlsetsError(
+        f"could not move the verified download {part} to {dest}: "
+        f"{exc.strerror or exc}. It is kept there and the next fetch uses it without "
+        f"downloading again: free the name {dest} (or fix the folder's permissions) and "
+        "fetch again."
+    )
+
+
+def _delay(failures: int, retry_after: float | None, base: float | None = None) -> float:
     if retry_after is not None:
         return min(max(retry_after, 0.0), RETRY_AFTER_CAP)
-    backoff = retry_base() * 2 ** (failures - 1)
+    backoff = (retry_base() if base is None else base) * 2 ** (failures - 1)
     return min(backoff * random.uniform(0.5, 1.5), RETRY_AFTER_CAP)
 
 
@@ -266,11 +435,12 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _attempt(session, url, part, sha256, md5, size, bar, carry: list) -> Hashes | str:
+def _attempt(session, url, part, sha256, md5, size, bar, carry: list, policy, deadline,
+             meter) -> Hashes | str:
     """One request. Returns the hashes of a complete ``part``, or a checksum-failure message
     (prefixed ``resumed:`` when an earlier prefix was reused); raises _Retry or _Skip.
 
-    ``carry`` holds the hashes of the bytes an earlier attempt in this process wrote; when the
+    ``carry`` holds the hashes of the bytes an earlier attempt in this call wrote; when the
     part is exactly that long they are reused, else the part on disk is hashed again.
     """
     have = _size(part)
@@ -285,6 +455,8 @@ def _attempt(session, url, part, sha256, md5, size, bar, carry: list) -> Hashes 
         if have:
             with open(part, "rb") as f:
                 _feed(h, f)
+    if not h.resumed_from:
+        h.resumed_from = have
     bar.reset(total=size)
     bar.update(have)
     if size is not None:
@@ -293,9 +465,9 @@ def _attempt(session, url, part, sha256, md5, size, bar, carry: list) -> Hashes 
         complete = bool(have and sha256 and h.sha256 == sha256 and (not md5 or h.md5 == md5))
     if not complete:
         try:
-            have = _transfer(session, url, part, h, have, size, bar)
-        except _Retry:
-            carry[:] = [h]
+            have = _transfer(session, url, part, h, have, size, bar, policy, deadline, meter)
+        except (_Retry, _Skip, _Deadline):
+            carry[:] = [h]  # what part holds now, for the next attempt or URL
             raise
     resumed = have > 0
     got = h.size
@@ -313,55 +485,75 @@ def _attempt(session, url, part, sha256, md5, size, bar, carry: list) -> Hashes 
     return h
 
 
-def _transfer(session, url, part, h: Hashes, have: int, size, bar) -> int:
+def _transfer(session, url, part, h: Hashes, have: int, size, bar, policy: Policy,
+              deadline: Deadline, meter: _Meter) -> int:
     """Stream the body into ``part`` (appending from ``have``); returns the prefix reused."""
     headers = {"Accept-Encoding": "identity", "User-Agent": USER_AGENT}
     if have:
         headers["Range"] = f"bytes={have}-"
-    timeout = (config.CONNECT_TIMEOUT, config.read_timeout())
-    resp = _get(session, url, headers, timeout)
-    with resp:
-        status = resp.status_code
-        if status == 429 or status >= 500:
-            raise _Retry(f"HTTP {status} {resp.reason}", _retry_after(resp))
-        if status == 416 and have:
-            _truncate(part)
-            raise _Retry(f"HTTP 416 for Range bytes={have}-; starting over")
-        if status >= 400:
-            raise _Skip(f"HTTP {status} {resp.reason}")
-        if status == 206 and have:
-            m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
-            if not m or int(m.group(1)) != have:
-                _truncate(part)
-                cr = resp.headers.get("Content-Range")
-                raise _Retry(f"asked for bytes {have}- but got Content-Range {cr!r}; starting over")
-        elif status == 200:
-            if have:
-                log.info("%s ignored the Range request; downloading from byte 0", url)
-                have = 0
-                h.reset()
-                bar.reset(total=size)
-        else:
-            raise _Skip(f"unexpected HTTP {status} {resp.reason}")
-        length = resp.headers.get("Content-Length")
-        length = int(length) if length and length.isdigit() else None
-        if size is not None and length is not None and have + length != size:
-            raise _Skip(f"announces {have + length:,} bytes, the registry says {size:,}",
-                        mismatch=True)
-        received = _stream(resp.raw, part, h, have, bar)
-        if length is not None and received < length:
-            raise _Retry(f"connection closed after {have + received:,} of {have + length:,} bytes")
+    timeout = (deadline.cap(config.CONNECT_TIMEOUT), deadline.cap(policy.read_timeout))
+    meter.start()
+    try:
+        resp = _get(session, url, headers, timeout)
+        with resp:
+            have = _answer(resp, url, part, h, have, size, bar, deadline, meter)
+    finally:
+        meter.stop()
     return have
 
 
-def _stream(raw, part: Path, h: Hashes, have: int, bar) -> int:
+def _answer(resp, url, part, h: Hashes, have: int, size, bar, deadline, meter) -> int:
+    status = resp.status_code
+    if status == 429 or status >= 500:
+        raise _Retry(f"HTTP {status} {resp.reason}", _retry_after(resp))
+    if status == 416 and have:
+        _truncate(part)
+        raise _Retry(f"HTTP 416 for Range bytes={have}-; starting over")
+    if status >= 400:
+        raise _Skip(f"HTTP {status} {resp.reason}")
+    if status == 206 and have:
+        m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
+        if not m or int(m.group(1)) != have:
+            _truncate(part)
+            cr = resp.headers.get("Content-Range")
+            raise _Retry(f"asked for bytes {have}- but got Content-Range {cr!r}; starting over")
+    elif status == 200:
+        if have:
+            log.info("%s ignored the Range request; downloading from byte 0", url)
+            have = 0
+            h.reset()
+            h.resumed_from = 0
+            bar.reset(total=size)
+    else:
+        raise _Skip(f"unexpected HTTP {status} {resp.reason}")
+    length = resp.headers.get("Content-Length")
+    length = int(length) if length and length.isdigit() else None
+    if size is not None and length is not None and have + length != size:
+        raise _Skip(f"announces {have + length:,} bytes, the registry says {size:,}",
+                    mismatch=True)
+    if size is None and length is not None and have + length > config.MAX_FILE_SIZE:
+        raise _Skip(f"announces {have + length:,} bytes, more than dlsets accepts for one file "
+                    f"({config.MAX_FILE_SIZE:,})", mismatch=True)
+    received = _stream(resp.raw, part, h, have, size, bar, deadline, meter)
+    if length is not None and received < length:
+        raise _Retry(f"connection closed after {have + received:,} of {have + length:,} bytes")
+    return have
+
+
+def _stream(raw, part: Path, h: Hashes, have: int, size, bar, deadline: Deadline,
+            meter: _Meter) -> int:
     received = 0
+    limit = (size if size is not None else config.MAX_FILE_SIZE) - have
     # read1 hands over what has arrived (up to CHUNK) instead of waiting for a full CHUNK, so
     # a slow or killed transfer keeps on disk nearly everything it received.
     read = raw.read1 if hasattr(raw, "read1") else raw.read
     feed = _Feeder(h)
     try:
-        with open(part, "r+b" if have else "wb") as f:
+        try:
+            f = open(part, "r+b" if have else "wb")
+        except FileNotFoundError:
+            raise _gone(part) from None
+        with f:
             if have:
                 f.seek(have)
                 f.truncate()
@@ -377,10 +569,26 @@ def _stream(raw, part: Path, h: Hashes, have: int, bar) -> int:
                 feed.update(data)
                 received += len(data)
                 bar.update(len(data))
+                meter.add(len(data))
+                if received > limit:
+                    raise _Skip(f"sent more than the {have + limit:,} bytes expected",
+                                mismatch=True)
+                slow = meter.too_slow()
+                if slow:
+                    raise _Skip(slow, leave=True)
+                if deadline.passed():
+                    raise _Deadline
     except OSError as exc:  # reads are caught above, so this is the disk refusing a write
         raise _write_error(part, exc) from None
     finally:
         feed.close()
+
+
+def _gone(part: Path) -> DlsetsError:
+    return DlsetsError(
+        f"the folder {part.parent} was removed while {part.name} was being written (by `dlsets "
+        "remove` or another program); nothing was kept. Fetch again."
+    )
 
 
 def _write_error(part: Path, exc: OSError) -> DlsetsError:

@@ -6,7 +6,7 @@ os.environ.setdefault("RAY_DISABLE_USAGE_STATS", "1")
 import pytest  # noqa: E402
 
 _ENV = ("DLSETS_CACHE", "DLSETS_MIRROR", "DLSETS_OFFLINE", "DLSETS_REGISTRY", "DLSETS_TIMEOUT",
-        "DLSETS_RETRY_BASE")
+        "DLSETS_RETRY_BASE", "DLSETS_MIN_RATE", "DLSETS_RATE_WINDOW", "DLSETS_DEADLINE")
 
 
 @pytest.fixture(autouse=True)

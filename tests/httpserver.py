@@ -134,7 +134,8 @@ class _Handler(BaseHTTPRequestHandler):
                 req.sent += self._send(payload)
             if route.extra_length or cut:
                 self._hang_up()
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError, ValueError):
+            # ValueError: writing to a socket file closed under a trickle by Server.close()
             self.close_connection = True
         finally:
             req.status = status

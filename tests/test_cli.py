@@ -77,7 +77,10 @@ def test_fetch_from_folder_then_info_path_verify_remove(capsys, tiny, tmp_path):
     code, out, err = run(capsys, "fetch", "tiny-digits", "--from", str(src),
                          "--cache-dir", str(cache))
     assert code == 0, err
-    assert out.count("tiny-digits:") == 4
+    assert out.count("tiny-digits:") == 4 and out.count(": imported ") == 4
+    code, out, _ = run(capsys, "info", "tiny-digits", "--cache-dir", str(cache))
+    assert code == 0 and f"user entry from {tmp_path / 'reg.json'}, laid out like mnist" in out
+    assert out.count(": verified; ") == 4 and "not prepared yet" in out
     code, out, _ = run(capsys, "list", "--cache-dir", str(cache))
     assert [" cached " in line for line in out.splitlines() if line.startswith("tiny-digits")] == [
         True]
@@ -164,11 +167,18 @@ def test_preview_writes_a_png_grid(capsys, tiny, tmp_path):
 
 
 def test_python_dash_m_and_console_script(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "dlsets", "list"], capture_output=True, text=True)
-    assert r.returncode == 0 and "cifar100" in r.stdout
-    r = subprocess.run([sys.executable, "-m", "dlsets", "info", "nope"], capture_output=True,
-                       text=True)
-    assert r.returncode == 1 and "Traceback" not in r.stderr
+    import shutil
+    from pathlib import Path
+
+    # The console script pip installed beside this interpreter (the package's entry point).
+    script = shutil.which("dlsets", path=str(Path(sys.executable).parent))
+    assert script is not None, "the dlsets console script is not installed in this environment"
+    for cmd in ([sys.executable, "-m", "dlsets"], [script]):
+        r = subprocess.run([*cmd, "list"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "cifar100" in r.stdout, (cmd, r.stderr)
+        r = subprocess.run([*cmd, "info", "nope"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "unknown dataset 'nope'" in r.stderr
+        assert "Traceback" not in r.stderr
 
 
 def test_augment_and_preview_sizes_are_checked_against_the_data(capsys, tiny, tmp_path):
@@ -266,3 +276,26 @@ def test_verbose_shows_dlsets_log_only_and_leaves_logging_as_it_was(capsys, tiny
     code, _, err = run(capsys, "verify", "-v")
     assert code == 0 and "lock" not in err.lower()  # filelock's debug chatter stays out
     assert (list(log.handlers), log.level, log.propagate) == before
+
+
+def test_fetch_says_whether_it_downloaded_imported_or_found_the_files(capsys, tiny, server,
+                                                                      tmp_path, monkeypatch):
+    src, _ = tiny
+    files = json.loads((tmp_path / "reg.json").read_text())["tiny-digits"]["files"]
+    for name in files:
+        url = server.add(f"/{name}", (src / name).read_bytes())
+        files[name]["urls"] = [url]
+    reg = tmp_path / "served.json"
+    reg.write_text(json.dumps({"served-digits": {"like": "mnist", "files": files}}))
+    monkeypatch.setenv("DLSETS_REGISTRY", f"{tmp_path / 'reg.json'}:{reg}")
+    code, out, err = run(capsys, "fetch", "served-digits")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 4 and all(ln.startswith("served-digits: ") for ln in lines)
+    for name, entry in files.items():
+        line = next(ln for ln in lines if f": {name}: " in ln)
+        assert f"downloaded {entry['size']:,} bytes in " in line and server.url(f"/{name}") in line
+    code, out, _ = run(capsys, "fetch", "served-digits")
+    assert code == 0 and out.count(": cached -> ") == 4 and "downloaded" not in out
+    code, out, _ = run(capsys, "fetch", "tiny-digits", "--from", str(src))
+    assert code == 0 and out.count(": imported ") == 4 and str(src) in out

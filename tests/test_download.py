@@ -71,9 +71,17 @@ def test_cache_action(kw, want):
     assert cache.cache_action(**args) == want
 
 
-def test_write_json_is_atomic_and_read_json_tolerates_garbage(tmp_path):
+def test_write_json_is_atomic_and_read_json_tolerates_garbage(tmp_path, monkeypatch):
     p = tmp_path / "d" / "state.json"
     cache.write_json(p, {"x": 1})
+    assert json.loads(p.read_text()) == {"x": 1}
+    assert [q.name for q in p.parent.iterdir()] == ["state.json"]
+    # A write that fails half-way (here: text that cannot be encoded) leaves the old content:
+    # a plain write_text would have truncated the file before failing.
+    monkeypatch.setattr(cache.json, "dumps", lambda *a, **k: '{"x": 2, "y": "\ud800"}')
+    with pytest.raises(UnicodeEncodeError):
+        cache.write_json(p, {"x": 2})
+    monkeypatch.undo()
     assert json.loads(p.read_text()) == {"x": 1}
     assert [q.name for q in p.parent.iterdir()] == ["state.json"]
     p.write_text("{not json")
@@ -325,23 +333,36 @@ def _no_proxy(monkeypatch):
 
 def test_unresolvable_host_costs_one_attempt_and_moves_on(server, tmp_path, monkeypatch, caplog):
     # A DNS failure does not heal in seconds: no retries, no backoff, on to the next URL.
+    # Name resolution fails here by itself (no resolver asked, so no DNS timing involved).
+    import socket
+
     _no_proxy(monkeypatch)
-    monkeypatch.setenv("DLSETS_RETRY_BASE", "1")  # one retry would cost at least 0.5 s
+    monkeypatch.setenv("DLSETS_RETRY_BASE", "1")  # a retry would also show as a long wait
+    real = socket.getaddrinfo
+    lookups = []
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == "dlsets-test.invalid":
+            lookups.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     body = payload(26, n=2)
     good = server.add("/a.gz", body)
-    nowhere = "http://dlsets-test.invalid/a.gz"  # reserved TLD: fails locally, no traffic
+    nowhere = "http://dlsets-test.invalid/a.gz"
     sha = hashlib.sha256(body).hexdigest()
-    t0 = time.monotonic()
     with caplog.at_level("INFO", logger="dlsets"):
         h = download.download_file([nowhere, good], tmp_path / "a.gz", sha256=sha)
     assert h.size == len(body)
-    assert time.monotonic() - t0 < 0.5
+    assert lookups == ["dlsets-test.invalid"]  # one attempt, not retried
     assert not [r for r in caplog.records if "retrying" in r.getMessage()]
     with pytest.raises(DownloadError) as ei:
         download.download_file([nowhere], tmp_path / "b.gz", sha256=sha)
     msg = str(ei.value)
     assert f"{nowhere}: cannot resolve dlsets-test.invalid" in msg and "attempts" not in msg
     assert "check the connection" not in msg  # no hint given here, none invented
+    assert len(lookups) == 2
 
 
 def test_each_failure_is_logged_at_info_and_reported_once(server, register, caplog):
@@ -425,7 +446,9 @@ def test_retry_base_reads_the_environment(monkeypatch):
     monkeypatch.setenv("DLSETS_RETRY_BASE", "0.25")
     assert download.retry_base() == 0.25
     monkeypatch.setenv("DLSETS_RETRY_BASE", "junk")
-    assert download.retry_base() == 1.0
+    with pytest.raises(OptionError, match="DLSETS_RETRY_BASE='junk' is not a number"):
+        download.retry_base()
+    monkeypatch.setenv("DLSETS_RETRY_BASE", "1")
     assert download._delay(3, None) <= 4 * 1.5
     assert download._delay(1, 1e9) == download.RETRY_AFTER_CAP
 
@@ -525,3 +548,251 @@ def test_a_failed_rename_keeps_the_verified_part_and_says_what_to_do(server, tmp
     dest.rmdir()
     download.download_file([url], dest, sha256=sha, size=len(body))
     assert dest.read_bytes() == body and server.count("/a.gz") == 1  # the part was used
+
+
+# --- slow and stalling sources, deadlines, settings ------------------------------------------
+
+
+@pytest.fixture
+def second_server():
+    """Another loopback server: another host, as far as leaving a slow source goes."""
+    with Server() as srv:
+        yield srv
+
+
+def _slow_policy(monkeypatch, rate="50000", window="0.5", timeout="0.2"):
+    monkeypatch.setenv("DLSETS_MIN_RATE", rate)
+    monkeypatch.setenv("DLSETS_RATE_WINDOW", window)
+    monkeypatch.setenv("DLSETS_TIMEOUT", timeout)
+
+
+def _leaving(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelname == "WARNING" and "leaving" in r.getMessage()]
+
+
+def test_a_mirror_that_trickles_then_stalls_is_left_and_tried_last(
+        server, second_server, register, monkeypatch, caplog):
+    # 1 KiB per request, then silence past the read timeout: every try "makes progress", so
+    # only the rate over the window can tell that this source will never deliver.
+    _slow_policy(monkeypatch)
+    bodies = {f: payload(40 + i, n=20) for i, f in enumerate(("a.gz", "b.gz"))}
+    for f, b in bodies.items():
+        server.add(f"/{f}", b, stall_after=1024, stall=30)
+        second_server.add(f"/{f}", b)
+    name = register({f: file_entry(b, [server.url(f"/{f}"), second_server.url(f"/{f}")])
+                     for f, b in bodies.items()})
+    t0 = time.monotonic()
+    with caplog.at_level("WARNING", logger="dlsets"):
+        paths = acquire.fetch(name, progress=False)
+    assert time.monotonic() - t0 < 10
+    assert {f: p.read_bytes() for f, p in paths.items()} == bodies
+    stalled = server.requests("/a.gz")
+    assert 2 <= len(stalled) <= 4, [(r.range, r.sent) for r in stalled]  # not 50 tries
+    # The next source continued the partial file instead of starting over.
+    assert second_server.ranges("/a.gz") == [f"bytes={1024 * len(stalled)}-"]
+    # Left once, said once (at warning level, so the CLI shows it), with the reason.
+    said = _leaving(caplog)
+    assert len(said) == 1 and server.url("/a.gz") in said[0] and "too slow" in said[0]
+    assert second_server.url("/a.gz") in said[0]
+    # For the next file of the same fetch, the slow host comes last: it is never asked.
+    assert server.requests("/b.gz") == [] and second_server.count("/b.gz") == 1
+
+
+def test_a_crawling_mirror_is_left_after_one_window(server, second_server, register,
+                                                   monkeypatch, caplog):
+    _slow_policy(monkeypatch)
+    body = payload(42, n=50)  # ~40 KB: 4 s at the crawl's 10 kB/s
+    crawl = server.add("/a.gz", body, trickle=(500, 0.05))
+    good = second_server.add("/a.gz", body)
+    name = register({"a.gz": file_entry(body, [crawl, good])})
+    t0 = time.monotonic()
+    with caplog.at_level("WARNING", logger="dlsets"):
+        assert acquire.fetch(name, progress=False)["a.gz"].read_bytes() == body
+    assert time.monotonic() - t0 < 3
+    [slow] = server.requests("/a.gz")
+    [rest] = second_server.requests("/a.gz")
+    start = int(rest.range.removeprefix("bytes=").rstrip("-"))
+    assert 0 < start <= slow.sent < len(body)
+    said = _leaving(caplog)
+    assert len(said) == 1 and "too slow" in said[0] and f"from byte {start:,}" in said[0]
+
+
+def test_a_slow_only_source_fails_in_bounded_time_keeping_the_part(server, register,
+                                                                  monkeypatch):
+    _slow_policy(monkeypatch)
+    body = payload(43, n=50)
+    url = server.add("/a.gz", body, trickle=(500, 0.05))
+    name = register({"a.gz": file_entry(body, [url])})
+    t0 = time.monotonic()
+    with pytest.raises(DownloadError) as ei:
+        acquire.fetch(name, progress=False)
+    assert time.monotonic() - t0 < 3
+    msg = str(ei.value)
+    part = cache.part_path(cached_file(name, "a.gz"))
+    assert f"{url}: too slow" in msg and "DLSETS_MIN_RATE" in msg
+    assert f"kept in {part}" in msg and "lower DLSETS_MIN_RATE (0 accepts any rate)" in msg
+    assert 0 < part.stat().st_size < len(body)
+
+
+def test_a_source_that_keeps_breaking_off_is_left_after_max_tries(server, second_server,
+                                                                 register, caplog):
+    body = payload(44, n=40)
+    flaky = server.add("/a.gz", body, drop_after=100, drop_times=1000)  # 100 bytes per try
+    good = second_server.add("/a.gz", body)
+    name = register({"a.gz": file_entry(body, [flaky, good])})
+    with caplog.at_level("WARNING", logger="dlsets"):
+        assert acquire.fetch(name, progress=False)["a.gz"].read_bytes() == body
+    assert download.MAX_TRIES <= 10 and len(server.requests("/a.gz")) == download.MAX_TRIES
+    assert second_server.ranges("/a.gz") == [f"bytes={100 * download.MAX_TRIES}-"]
+    [said] = _leaving(caplog)
+    assert f"broke off {download.MAX_TRIES} times" in said and good in said
+
+
+def test_a_deadline_stops_the_fetch_and_the_next_one_continues(server, register, monkeypatch,
+                                                              capsys):
+    from dlsets.cli import main
+    from dlsets.errors import DeadlineError
+
+    monkeypatch.setenv("DLSETS_MIN_RATE", "0")  # a crawl that no rate rule would stop
+    body = payload(45, n=50)
+    url = server.add("/a.gz", body, trickle=(500, 0.05))
+    name = register({"a.gz": file_entry(body, [url])})
+    part = cache.part_path(cached_file(name, "a.gz"))
+    t0 = time.monotonic()
+    with pytest.raises(DeadlineError) as ei:
+        acquire.fetch(name, progress=False, deadline=0.4)
+    assert 0.35 < time.monotonic() - t0 < 3
+    assert isinstance(ei.value, DownloadError)
+    have = part.stat().st_size
+    msg = str(ei.value)
+    assert "deadline of 0.4 s" in msg and f"the {have:,} bytes received are kept in {part}" in msg
+    monkeypatch.setenv("DLSETS_DEADLINE", "0.3")  # the same from the environment...
+    with pytest.raises(DeadlineError, match="deadline of 0.3 s"):
+        acquire.fetch(name, progress=False)
+    monkeypatch.delenv("DLSETS_DEADLINE")
+    t0 = time.monotonic()  # ...and from the command line, without a traceback
+    assert main(["fetch", name, "-q", "--deadline", "0.3"]) == 1
+    err = capsys.readouterr().err
+    assert time.monotonic() - t0 < 3
+    assert err.startswith("dlsets: error:") and "deadline of 0.3 s" in err
+    assert "Traceback" not in err
+    have = part.stat().st_size
+    server.add("/a.gz", body)  # healthy now: the next fetch continues the part
+    assert acquire.fetch(name, progress=False)["a.gz"].read_bytes() == body
+    assert server.ranges("/a.gz")[-1] == f"bytes={have}-"
+
+
+def test_a_deadline_also_bounds_the_wait_for_another_process(server, register):
+    from filelock import FileLock
+
+    from dlsets.errors import DeadlineError
+
+    body = payload(46, n=2)
+    name = register({"a.gz": file_entry(body, [server.add("/a.gz", body)])})
+    dest = cached_file(name, "a.gz")
+    dest.parent.mkdir(parents=True)
+    other = FileLock(cache.lock_path(dest))  # its own descriptor: another holder
+    other.acquire()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DeadlineError, match="while waiting for another process"):
+            acquire.fetch(name, progress=False, deadline=0.3)
+        assert time.monotonic() - t0 < 3
+    finally:
+        other.release()
+    assert server.log == []
+
+
+@pytest.mark.parametrize(("var", "value"), [
+    ("DLSETS_TIMEOUT", "nan"), ("DLSETS_TIMEOUT", "inf"), ("DLSETS_TIMEOUT", "-1"),
+    ("DLSETS_TIMEOUT", "1e300"), ("DLSETS_RETRY_BASE", "junk"), ("DLSETS_RETRY_BASE", "nan"),
+    ("DLSETS_RETRY_BASE", "1e6"), ("DLSETS_MIN_RATE", "-5"), ("DLSETS_MIN_RATE", "inf"),
+    ("DLSETS_RATE_WINDOW", "0"), ("DLSETS_RATE_WINDOW", "nan"), ("DLSETS_DEADLINE", "0"),
+    ("DLSETS_DEADLINE", "inf"), ("DLSETS_DEADLINE", "soon"),
+])
+def test_every_number_setting_is_checked_before_anything_is_downloaded(server, register,
+                                                                      monkeypatch, var, value):
+    body = payload(47, n=2)
+    name = register({"a.gz": file_entry(body, [server.add("/a.gz", body)])})
+    monkeypatch.setenv(var, value)
+    with pytest.raises(OptionError, match=f"{var}='{value}'"):
+        acquire.fetch(name, progress=False)
+    assert server.log == []
+
+
+def test_bad_numbers_from_the_command_line_or_environment_are_one_message(capsys, register,
+                                                                         monkeypatch):
+    from dlsets.cli import main
+
+    name = register({"a.gz": file_entry(b"x", ["http://127.0.0.1:9/a.gz"])})
+    monkeypatch.setenv("DLSETS_TIMEOUT", "nan")
+    assert main(["fetch", name]) == 1
+    err = capsys.readouterr().err
+    assert "DLSETS_TIMEOUT='nan'" in err and "Traceback" not in err
+    monkeypatch.delenv("DLSETS_TIMEOUT")
+    for bad in ("nan", "inf", "0", "-3"):
+        with pytest.raises(SystemExit) as e:
+            main(["fetch", name, "--deadline", bad])
+        assert e.value.code == 2
+    with pytest.raises(OptionError, match="deadline=nan"):
+        acquire.fetch(name, deadline=float("nan"))
+
+
+def test_a_download_whose_folder_is_removed_says_nothing_was_kept(server, tmp_path):
+    import shutil
+    import threading
+
+    from tests.httpserver import wait_for
+
+    body = payload(48, n=20)
+    url = server.add("/a.gz", body, trickle=(2048, 0.02))
+    dest = tmp_path / "gone" / "a.gz"
+    part = cache.part_path(dest)
+    t = threading.Thread(target=lambda: wait_for(part.exists, timeout=10)
+                         and shutil.rmtree(dest.parent))
+    t.start()
+    with pytest.raises(DlsetsError) as ei:
+        download.download_file([url], dest, sha256=hashlib.sha256(body).hexdigest(),
+                               size=len(body), progress_bar=False)
+    t.join(10)
+    msg = str(ei.value)
+    assert "kept there" not in msg and "the next fetch uses it" not in msg
+    assert "removed" in msg and "Nothing was kept" in msg
+    assert not part.exists() and not dest.exists()
+
+
+def test_md5_is_hashed_only_for_files_without_a_sha256(server, register, monkeypatch, tmp_path):
+    import dataclasses
+
+    from dlsets import registry
+
+    body = payload(49, n=5)
+    name = register({"a.gz": file_entry(body, [server.add("/a.gz", body)], md5=True)})
+    md5 = hashlib.md5(body).hexdigest()
+    made = []
+    real_md5 = hashlib.md5
+    monkeypatch.setattr(hashlib, "md5", lambda *a, **k: made.append(1) or real_md5(*a, **k))
+    path = acquire.fetch(name, progress=False)["a.gz"]
+    os.utime(path, ns=(0, 10**9))  # touched: the next look re-hashes it
+    assert acquire.verify([name])[0].state == "ok"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "copy.gz").write_bytes(body)
+    acquire.remove(name)
+    acquire.fetch(name, source_dir=src)
+    assert made == []  # the registry has a sha256: its md5 adds nothing
+    # notMNIST-like: md5 and size only. Its first download needs the md5 (and pins a sha256)...
+    spec = dataclasses.replace(registry.get("mnist"), name="md5-only", builtin=False,
+                               files={"a.gz": registry.FileSpec(
+                                   "a.gz", None, md5, len(body),
+                                   (server.url("/a.gz"),))},
+                               file_sets=(("a.gz",),))
+    real_all = registry._all
+    monkeypatch.setattr(registry, "_all", lambda: {**real_all(), spec.name: spec})
+    path = acquire.fetch("md5-only", progress=False)["a.gz"]
+    assert made and acquire.status("md5-only")[0].pinned_sha256
+    # ...and from then on the pinned sha256 is enough.
+    made.clear()
+    os.utime(path, ns=(0, 10**9))
+    assert acquire.verify(["md5-only"])[0].state == "ok" and made == []

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +22,7 @@ from dlsets.registry import DatasetSpec, FileSpec
 from tests.formats import idx_gz_bytes
 from tests.httpserver import file_entry, wait_for, write_registry
 
+ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
          "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
 
@@ -269,21 +275,34 @@ def test_a_long_wait_for_another_process_is_reported(toy, monkeypatch, caplog):
 
     from filelock import FileLock
 
-    monkeypatch.setattr(acquire, "LOCK_PATIENCE", 0.1)
-    dest = cache.file_path("toy", NAMES[0])
-    dest.parent.mkdir(parents=True)
-    other = FileLock(cache.lock_path(dest))  # another holder (its own descriptor, like a process)
-    other.acquire()
-    out = {}
-    t = threading.Thread(target=lambda: out.update(acquire.fetch("toy", files=[NAMES[0]])))
-    with caplog.at_level("WARNING", logger="dlsets"):
+    from dlsets import locks
+
+    def hold_and_fetch(file, until):
+        dest = cache.file_path("toy", file)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        other = FileLock(cache.lock_path(dest))  # another holder (its own descriptor)
+        other.acquire()
+        out = {}
+        t = threading.Thread(target=lambda: out.update(acquire.fetch("toy", files=[file])))
         t.start()
-        assert wait_for(lambda: "still waiting" in caplog.text, timeout=10)
-        assert "another process is downloading it; waiting" in caplog.text  # said at once
-        assert t.is_alive() and not dest.exists()
-        other.release()
-        t.join(10)
-    assert out[NAMES[0]].read_bytes() == toy[NAMES[0]]
+        try:
+            seen = wait_for(lambda: until in caplog.text, timeout=10)
+            alive = t.is_alive() and not dest.exists()
+        finally:
+            other.release()
+            t.join(10)
+        assert seen and alive
+        assert out[file].read_bytes() == toy[file]
+        return dest
+
+    with caplog.at_level("WARNING", logger="dlsets"):
+        # Said at once: with a patience far beyond the wait below, only "at once" is in time.
+        monkeypatch.setattr(locks, "LOCK_PATIENCE", 60)
+        hold_and_fetch(NAMES[0], "another process is downloading it; waiting")
+        assert "still waiting" not in caplog.text
+        # And again after the patience, naming the lock file.
+        monkeypatch.setattr(locks, "LOCK_PATIENCE", 0.1)
+        dest = hold_and_fetch(NAMES[1], "still waiting after 0.1 s")
     assert str(cache.lock_path(dest)) in caplog.text
 
 
@@ -549,3 +568,139 @@ def test_status_and_remove(toy):
     assert acquire.remove("toy") is None
     with pytest.raises(OptionError):
         acquire.remove("../x")
+
+
+def test_an_offline_verify_keeps_a_damaged_file_for_a_later_verify_to_repair(toy, server,
+                                                                            monkeypatch):
+    paths = acquire.fetch("toy")
+    corrupt(paths[NAMES[2]])
+    monkeypatch.setenv("DLSETS_OFFLINE", "1")
+    [bad] = [r for r in acquire.verify(["toy"]) if not r.ok]
+    assert (bad.file, bad.state) == (NAMES[2], "failed")
+    assert "network is forbidden" in bad.detail and "damaged file is kept" in bad.detail
+    assert NAMES[2] not in acquire.cached("toy")  # kept, yet never used unverified
+    monkeypatch.delenv("DLSETS_OFFLINE")
+    by = {r.file: r.state for r in acquire.verify(["toy"])}
+    assert by == {**dict.fromkeys(NAMES, "ok"), NAMES[2]: "repaired"}
+    assert paths[NAMES[2]].read_bytes() == toy[NAMES[2]]
+
+
+def test_verify_restores_a_verified_file_that_went_missing(toy, server):
+    paths = acquire.fetch("toy")
+    paths[NAMES[1]].unlink()
+    results = acquire.verify(None, repair=False)
+    assert [(r.file, r.state) for r in results if not r.ok] == [(NAMES[1], "missing")]
+    assert not paths[NAMES[1]].exists()  # no repair: nothing changed
+    by = {r.file: r for r in acquire.verify(None)}
+    assert by[NAMES[1]].state == "repaired" and "missing" in by[NAMES[1]].detail
+    assert paths[NAMES[1]].read_bytes() == toy[NAMES[1]]
+    assert server.count(f"/reg/{NAMES[1]}") == 2
+
+
+def test_fetch_says_per_file_whether_it_downloaded_imported_or_found_it(toy, server, tmp_path):
+    cut = NAMES[0]
+    server.add(f"/reg/{cut}", toy[cut], drop_after=1000)
+    got = acquire.fetch("toy", progress=False)
+    d = got.details
+    assert all(d[f].action == "downloaded" for f in NAMES)
+    assert d[NAMES[1]].received == len(toy[NAMES[1]]) == d[NAMES[1]].size
+    assert d[NAMES[1]].source == server.url(f"/reg/{NAMES[1]}") and d[NAMES[1]].seconds > 0
+    assert f"downloaded {len(toy[NAMES[1]]):,} bytes in" in d[NAMES[1]].describe()
+    assert d[cut].received == len(toy[cut])  # the first try's 1000 bytes and the rest
+    again = acquire.fetch("toy")
+    assert [o.action for o in again.details.values()] == ["cached"] * 4
+    assert again.details[NAMES[0]].describe() == f"{NAMES[0]}: cached -> {got[NAMES[0]]}"
+    acquire.remove("toy")
+    acquire.fetch("toy", files=[NAMES[3]])
+    part = cache.part_path(cache.file_path("toy", NAMES[0]))
+    part.write_bytes(toy[NAMES[0]][:500])
+    resumed = acquire.fetch("toy", files=[NAMES[0]]).details[NAMES[0]]
+    assert resumed.received == len(toy[NAMES[0]]) - 500 and "resumed at byte 500" in resumed.note
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "x.gz").write_bytes(toy[NAMES[2]])
+    mixed = acquire.fetch("toy", files=[NAMES[2], NAMES[3]], source_dir=src).details
+    assert mixed[NAMES[2]].action == "imported" and mixed[NAMES[2]].source == str(src / "x.gz")
+    assert mixed[NAMES[2]].describe().startswith(f"{NAMES[2]}: imported {len(toy[NAMES[2]]):,}")
+    assert mixed[NAMES[3]].action == "cached"
+
+
+_IMPORT_DISK_FULL = textwrap.dedent("""
+    import json, resource, signal, sys
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit raises EFBIG
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+    from dlsets.errors import DlsetsError
+    from dlsets.acquire import fetch
+    try:
+        fetch("toy", source_dir=sys.argv[1], progress=False)
+    except DlsetsError as exc:
+        print(json.dumps([type(exc).__name__, str(exc)]))
+""")
+
+
+def test_an_import_onto_a_full_disk_says_exactly_what_was_imported(server, tmp_path,
+                                                                  monkeypatch):
+    sizes = dict(zip(NAMES, (5, 5, 40, 5), strict=True))  # the third does not fit in 20 KB
+    bodies = {f: payload(60 + i, n=sizes[f]) for i, f in enumerate(NAMES)}
+    files = {f: file_entry(b, [server.add(f"/{f}", b)]) for f, b in bodies.items()}
+    monkeypatch.setenv("DLSETS_REGISTRY", str(write_registry(tmp_path, {
+        "toy": {"like": "mnist", "files": files}})))
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, (f, b) in enumerate(bodies.items()):
+        (src / f"{i}-{f}").write_bytes(b)  # imported in this order
+    out = subprocess.run([sys.executable, "-c", _IMPORT_DISK_FULL, str(src)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, env=os.environ.copy())
+    assert out.returncode == 0, out.stderr
+    kind, msg = json.loads(out.stdout.strip().splitlines()[-1])
+    assert kind == "DlsetsError" and "File too large" in msg and "nothing was imported" not in msg
+    assert f"copying {src / ('2-' + NAMES[2])} into the cache as {NAMES[2]} failed" in msg
+    assert f"Imported before that, verified and kept in the cache: {NAMES[0]}, {NAMES[1]}" in msg
+    assert f"not imported: {NAMES[2]}, {NAMES[3]}" in msg
+    assert set(acquire.cached("toy")) == {NAMES[0], NAMES[1]}
+    assert [p.name for p in cache.files_dir("toy").iterdir() if p.name.startswith(".")] == []
+    assert server.log == []
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_temporaries_of_dead_processes_are_cleaned_and_verify_reports_them(toy, server,
+                                                                          tmp_path):
+    from dlsets import atomic
+
+    acquire.fetch("toy", files=[NAMES[0]])
+    d = cache.dataset_dir("toy")
+    dead = _dead_pid()
+    me = f"{atomic.HOST}@{os.getpid()}"
+    junk = {
+        d / "files" / f".{NAMES[1]}.import-{atomic.HOST}@{dead}": 5000,  # fetch --from
+        d / "files" / f".{NAMES[2]}.import-{dead}": 300,  # the same, named by dlsets 0.1
+        d / "prepared" / f".x.npy.{atomic.HOST}@{dead}-7.tmp": 20,  # an atomic write
+        d / "prepared" / "hdf5" / f".uint8.h5.{dead}-7.tmp": 4000,  # 0.1's atomic write
+    }
+    alive = d / "files" / f".{NAMES[3]}.import-{me}"  # this process: live, never touched
+    other = d / "files" / f".{NAMES[3]}.import-elsewhere@{dead}"  # another host's: unknown
+    for p, n in {**junk, alive: 10, other: 10}.items():
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"\0" * n)
+    results = acquire.verify(["toy"], repair=False)
+    left = {r.path: r for r in results if r.state == "leftover"}
+    assert set(left) == {*junk, other} and all(p.exists() for p in junk)
+    assert f"5,000 bytes left by process {dead} on this host, which is gone" in \
+        left[next(iter(junk))].detail
+    assert "host elsewhere" in left[other].detail and left[other].detail.endswith("; kept")
+    assert all(r.ok for r in results if r.state == "leftover")
+    results = acquire.verify(["toy"])
+    assert {r.path for r in results if r.state == "cleaned"} == set(junk)
+    assert not any(p.exists() for p in junk) and alive.exists() and other.exists()
+    # The next fetch that has work to do cleans the dataset's folders too.
+    stale = [d / "files" / f".{NAMES[1]}.import-{atomic.HOST}@{dead}",
+             d / f".verified.json.{atomic.HOST}@{dead}-7.tmp"]
+    for p in stale:
+        p.write_bytes(b"x")
+    acquire.fetch("toy", files=[NAMES[1]])
+    assert not any(p.exists() for p in stale) and alive.exists()
