@@ -302,14 +302,17 @@ def download_file(
     tried: list[str] = []
     mismatches = 0
     carry: list[Hashes] = []  # hashes of what this call wrote to part, so a resume need not rehash
+    meters: list[_Meter] = []  # one per URL tried: the bytes each sent
     t0 = time.monotonic()
     bar = progress.bar(size, name, progress=progress_bar, unit="B")
     try:
         for i, url in enumerate(order):
             try:
                 h = _from_url(session, url, part, dest, sha256, md5, size, bar, carry, policy,
-                              deadline)
+                              deadline, meters)
                 h.url, h.seconds = url, time.monotonic() - t0
+                h.received = sum(m.total for m in meters)
+                h.resumed_from = max(0, h.size - h.received)  # not sent now: from an earlier call
                 return h
             except _Skip as exc:
                 tried.append(f"  {url}: {exc}")
@@ -358,11 +361,12 @@ def download_file(
 
 
 def _from_url(session, url, part, dest, sha256, md5, size, bar, carry, policy: Policy,
-              deadline: Deadline) -> Hashes:
+              deadline: Deadline, meters: list) -> Hashes:
     failures = tries = 0
     restarted = False
     high = _size(part)  # progress means bytes beyond the most this URL ever gave us
     meter = _Meter(policy)
+    meters.append(meter)
     while True:
         if deadline.passed():
             raise _Deadline
@@ -378,7 +382,8 @@ def _from_url(session, url, part, dest, sha256, md5, size, bar, carry, policy: P
                 raise _Skip(f"{exc} ({tries} attempts)", leave=True) from None
             if tries >= MAX_TRIES:
                 raise _Skip(f"{exc}; broke off {tries} times", leave=True) from None
-            slow = meter.too_slow()
+            # Between tries the rate counts from the second on: one timeout is still retried.
+            slow = meter.too_slow() if tries >= 2 else None
             if slow:
                 raise _Skip(f"{slow}; last: {exc}", leave=True) from None
             if deadline.passed():
@@ -397,7 +402,6 @@ def _from_url(session, url, part, dest, sha256, md5, size, bar, carry, policy: P
                 log.warning("%s: %s; downloading from byte 0 again", url, h[8:])
                 continue
             raise _Skip(h.removeprefix("resumed:"), mismatch=True)
-        h.received = meter.total
         try:
             os.replace(part, dest)
         except OSError as exc:
@@ -455,8 +459,6 @@ def _attempt(session, url, part, sha256, md5, size, bar, carry: list, policy, de
         if have:
             with open(part, "rb") as f:
                 _feed(h, f)
-    if not h.resumed_from:
-        h.resumed_from = have
     bar.reset(total=size)
     bar.update(have)
     if size is not None:
@@ -522,7 +524,6 @@ def _answer(resp, url, part, h: Hashes, have: int, size, bar, deadline, meter) -
             log.info("%s ignored the Range request; downloading from byte 0", url)
             have = 0
             h.reset()
-            h.resumed_from = 0
             bar.reset(total=size)
     else:
         raise _Skip(f"unexpected HTTP {status} {resp.reason}")

@@ -608,8 +608,11 @@ def test_a_crawling_mirror_is_left_after_one_window(server, second_server, regis
     name = register({"a.gz": file_entry(body, [crawl, good])})
     t0 = time.monotonic()
     with caplog.at_level("WARNING", logger="dlsets"):
-        assert acquire.fetch(name, progress=False)["a.gz"].read_bytes() == body
+        got = acquire.fetch(name, progress=False)
     assert time.monotonic() - t0 < 3
+    assert got["a.gz"].read_bytes() == body
+    outcome = got.details["a.gz"]  # both sources' bytes came over the network now
+    assert outcome.received == len(body) and outcome.source == good and not outcome.note
     [slow] = server.requests("/a.gz")
     [rest] = second_server.requests("/a.gz")
     start = int(rest.range.removeprefix("bytes=").rstrip("-"))
