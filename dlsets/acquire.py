@@ -489,7 +489,7 @@ def _copy_hashing(src: Path, tmp: Path, md5: bool) -> download.Hashes:
     return h
 
 
-def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]]
+def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]], net: _Net
             ) -> dict[str, FileOutcome]:
     """Copy into the cache the files under ``source_dir`` that hash to a registry file,
     until one of ``sets`` is complete; returns what was imported.
@@ -528,7 +528,13 @@ def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]]
                 continue
             dest = c.path(file)
             t0 = time.monotonic()
-            with c.lock(file):
+            lock = c.lock(file)
+            locks.take(lock, f"{c.name}/{file}", doing="downloading or importing it",
+                       deadline=net.deadline)
+            try:
+                if c.usable(file):  # another process put it there while this one waited
+                    del wanted[file]
+                    continue
                 tmp = atomic.temp_path(dest, "import")
                 try:
                     copied = _copy_hashing(p, tmp, md5=md5)
@@ -541,6 +547,8 @@ def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]]
                     raise DlsetsError(f"{p} changed while it was copied ({why}); try again")
                 os.replace(tmp, dest)
                 c.record(file, copied)
+            finally:
+                lock.release()
             log.info("%s/%s: imported from %s", c.name, file, p)
             imported[file] = FileOutcome(file, dest, "imported", copied.size,
                                          seconds=time.monotonic() - t0, source=str(p))
@@ -626,7 +634,7 @@ def fetch(
         if done is None:
             c.clean()
         if done is None and source_dir is not None:
-            imported = _import(c, source_dir, sets)
+            imported = _import(c, source_dir, sets, net)
             outcomes.update(imported)
             done = complete()
             if done is None:
