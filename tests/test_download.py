@@ -588,7 +588,7 @@ def test_a_mirror_that_trickles_then_stalls_is_left_and_tried_last(
     assert time.monotonic() - t0 < 10
     assert {f: p.read_bytes() for f, p in paths.items()} == bodies
     stalled = server.requests("/a.gz")
-    assert 2 <= len(stalled) <= 4, [(r.range, r.sent) for r in stalled]  # not 50 tries
+    assert 1 <= len(stalled) <= 4, [(r.range, r.sent) for r in stalled]  # not 50 tries
     # The next source continued the partial file instead of starting over.
     assert second_server.ranges("/a.gz") == [f"bytes={1024 * len(stalled)}-"]
     # Left once, said once (at warning level, so the CLI shows it), with the reason.
