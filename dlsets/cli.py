@@ -320,9 +320,8 @@ def _seconds(text: str, high: float | None = None, zero_ok: bool = False) -> flo
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
     if not (0 <= value <= high and (value > 0 or zero_ok)):  # also refuses nan and inf
-        floor = "from 0 to" if zero_ok else "above 0 and"
-        raise argparse.ArgumentTypeError(
-            f"expected a number of seconds {floor} at most {high:g}, got {text}")
+        span = f"from 0 to {high:.0f}" if zero_ok else f"above 0 and at most {high:.0f}"
+        raise argparse.ArgumentTypeError(f"expected a number of seconds {span}, got {text}")
     return value
 
 

@@ -47,9 +47,10 @@ def number(var: str, default: float | None, *, low: float, high: float,
         value = float(raw)
     except ValueError:
         raise OptionError(f"{var}={raw!r} is not a number of {unit}") from None
-    floor = f"{'at least' if zero_ok else 'more than'} {low:g}"
+    floor = f"{'at least' if zero_ok else 'more than'} {low:.10g}"
     if not math.isfinite(value) or value > high or value < low or (value == low and not zero_ok):
-        raise OptionError(f"{var}={raw!r}: give a number of {unit} {floor} and at most {high:g}")
+        raise OptionError(f"{var}={raw!r}: give a number of {unit} {floor} and at most "
+                          f"{high:,.0f}")
     return value
 
 
@@ -83,7 +84,7 @@ def deadline(seconds: float | None = None) -> float | None:
     if (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
             or not math.isfinite(seconds) or not 0 < seconds <= MAX_DEADLINE):
         raise OptionError(f"deadline={seconds!r}: give a number of seconds more than 0 and at "
-                          f"most {MAX_DEADLINE:g}")
+                          f"most {MAX_DEADLINE:,.0f}")
     return float(seconds)
 
 
