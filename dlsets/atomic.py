@@ -161,6 +161,8 @@ def _alive(pid: int, written: float) -> bool:
     ``written`` (an epoch time). When in doubt: yes, so nothing live is ever removed."""
     if pid <= 0:
         return False
+    if os.name == "nt":  # os.kill(pid, 0) would send CTRL_C_EVENT there, not probe
+        return True
     if pid != os.getpid():
         try:
             os.kill(pid, 0)
