@@ -307,6 +307,7 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
     produce = dict(x=exp.x, y=exp.y, src=exp.src, keep_originals=s["keep_originals"],
                    augmenter=exp.augmenter, chunk_size=exp.chunk_size, advance=advance,
                    channels=exp.channels, rows=(lo, hi))
+    file_sha256 = None
     if s["format"] == "hdf5":
         from .h5 import atomic_hdf5, create_split, write_attrs
 
@@ -327,7 +328,8 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
     else:
         from .tarshards import TarShardWriter
 
-        with replacing(path) as tmp, open(tmp, "wb") as fh:
+        with replacing(path) as tmp, open(tmp, "wb") as raw:
+            fh = _HashingWriter(raw)  # the file's hash as it is written: no second read
             writer = TarShardWriter(fh, exp.x.shape[1:], exp.x.dtype)
 
             def write(pos: int, chunk: np.ndarray, lab: np.ndarray) -> None:
@@ -336,6 +338,7 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
 
             _produce(write=write, **produce)
             writer.close()
+        file_sha256 = fh.sha256.hexdigest()
     entry = {
         "shard": shard,
         "file": file,
@@ -344,12 +347,23 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
         "originals": originals,
         "class_counts": counts.tolist(),
         "size": path.stat().st_size,
-        "sha256": _sha256_file(path),
+        "sha256": file_sha256 or _sha256_file(path),
         "images_sha256": hashes[0].hexdigest(),
         "labels_sha256": hashes[1].hexdigest(),
     }
     _write_json(_sidecar(folder, file), {"key": exp.key, "entry": entry, "settings": s})
     return entry
+
+
+class _HashingWriter:
+    """A binary file that hashes what is written to it."""
+
+    def __init__(self, f) -> None:
+        self.f, self.sha256 = f, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.sha256.update(data)
+        return self.f.write(data)
 
 
 def _write_json(path: Path, doc: dict) -> None:
