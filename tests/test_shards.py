@@ -90,6 +90,14 @@ def test_shards_in_order_are_exactly_what_expand_returns(tmp_path, format):
         # the folder lists the shards and the index only (entries are hidden files)
         visible = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
         assert visible == sorted([*doc["files"], "index.json"])
+    # channels-first colour, stored in the layout given
+    xc = np.stack([x, x[::-1], x // 3], axis=1)
+    ex, ey = expand(xc, y, 150, augmenter=aug, channels="first")
+    expand_to_shards(xc, y, 150, tmp_path / "first", shards=3, augmenter=aug,
+                     channels="first", format=format)
+    gx, gy = _read(tmp_path / "first")
+    assert gx.shape == (150, 3, 12, 12) and np.array_equal(gx, ex) and np.array_equal(gy, ey)
+    assert read_index(tmp_path / "first")["channels"] == "first"
 
 
 def test_hdf5_shards_hold_the_single_files_datasets_under_the_same_keys(tmp_path):
