@@ -117,7 +117,7 @@ def _labels64(y: np.ndarray) -> np.ndarray:
 
 def _prepare(
     x, y, target, out, *, shards, augmenter, balance, keep_originals, seed, channels, format,
-    name, classes, compression, chunk_size,
+    name, classes, compression, chunk_size, shard=None,
 ) -> _Expansion:
     from .augment import params
     from .augment.expand import _check_xy, _chunk, _count, _resolve, copy_sources
@@ -185,7 +185,7 @@ def _prepare(
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     exp = _Expansion(x, y, src, aug, Path(out), settings, key, _chunk(x, chunk_size), channels,
                      [shard_file(name, i, shards, format) for i in range(shards)])
-    _check_folder(exp)
+    _check_folder(exp, shard)
     return exp
 
 
@@ -222,8 +222,13 @@ def _conflict(exp: _Expansion, shown: str, theirs: dict | None) -> OptionError:
         "replace them.")
 
 
-def _check_folder(exp: _Expansion) -> None:
-    """Refuse a folder that holds another expansion's shards, index or entries."""
+def _check_folder(exp: _Expansion, shard: int | None = None) -> None:
+    """Refuse a folder that holds another expansion's shards, index or entries.
+
+    Every entry is read when ``shard`` is None (a run of all shards); for one shard, only the
+    index, its own entry and two others, so that each task of a large array costs O(1) reads
+    (one listing aside): one expansion's entries all carry the same key.
+    """
     folder = exp.folder
     if folder.exists() and not folder.is_dir():
         raise OptionError(f"{folder} is a file, not a folder: give a folder for the shards")
@@ -233,15 +238,20 @@ def _check_folder(exp: _Expansion) -> None:
     if doc is not None and doc.get("key") != exp.key:
         raise _conflict(exp, INDEX, doc.get("settings"))
     ours = set(exp.files)
-    for p in sorted(folder.iterdir()):
-        if m := _SIDECAR.fullmatch(p.name):
-            meta = _read_json(p)
-            if meta is not None and meta.get("key") != exp.key:
+    entries = []
+    for name in sorted(os.listdir(folder)):
+        if m := _SIDECAR.fullmatch(name):
+            if m["file"] not in ours:
+                meta = _read_json(folder / name) or {}
                 raise _conflict(exp, f"the entry of {m['file']}", meta.get("settings"))
-            if meta is None and m["file"] not in ours:
-                raise _conflict(exp, f"the entry of {m['file']}", None)
-        elif _SHARD.fullmatch(p.name) and p.name not in ours:
-            raise _conflict(exp, p.name, None)
+            entries.append((m["file"] != exp.files[shard] if shard is not None else 0, name))
+        elif _SHARD.fullmatch(name) and name not in ours:
+            raise _conflict(exp, name, None)
+    entries.sort()  # this shard's own entry first
+    for _, name in entries if shard is None else entries[:3]:
+        meta = _read_json(folder / name)
+        if meta is not None and meta.get("key") != exp.key:
+            raise _conflict(exp, f"the entry of {name[1:-5]}", meta.get("settings"))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -418,7 +428,7 @@ def _complete_entries(folder: Path, settings: dict, key: str) -> list[dict] | No
     """Every shard's entry if every shard file is present with its entry's size, else None."""
     files = [shard_file(settings["name"], i, settings["shards"], settings["format"])
              for i in range(settings["shards"])]
-    if not all((folder / f).is_file() for f in files):  # cheap: most calls stop here
+    if not set(files) <= set(os.listdir(folder)):  # one listing: most calls stop here
         return None
     entries = []
     for f in files:
@@ -492,15 +502,18 @@ def expand_shard(
     replaced. ``index=True`` writes ``out/index.json`` when this shard completes the set.
     OptionError if ``out`` holds shards of other settings (nothing is written then).
     """
+    from .augment.expand import _count
     from .progress import bar
 
+    shards = _count("shards", shards, 1)
+    if isinstance(shard, bool) or not isinstance(shard, (int, np.integer)) or not (
+            0 <= shard < shards):
+        raise OptionError(f"shard={shard!r} is not allowed: give a shard number in "
+                          f"0..{shards - 1} (shards={shards})")
     exp = _prepare(x, y, target, out, shards=shards, augmenter=augmenter, balance=balance,
                    keep_originals=keep_originals, seed=seed, channels=channels, format=format,
-                   name=name, classes=classes, compression=compression, chunk_size=chunk_size)
-    if isinstance(shard, bool) or not isinstance(shard, (int, np.integer)) or not (
-            0 <= shard < exp.shards):
-        raise OptionError(f"shard={shard!r} is not allowed: give a shard number in "
-                          f"0..{exp.shards - 1} (shards={exp.shards})")
+                   name=name, classes=classes, compression=compression, chunk_size=chunk_size,
+                   shard=int(shard))
     lo, hi = shard_rows(exp.target, exp.shards, int(shard))
     with bar(hi - lo, f"shard {shard}", progress=progress, unit="img") as pbar:
         entry, _ = _run(exp, int(shard), pbar.update)
