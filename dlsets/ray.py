@@ -58,9 +58,12 @@ def _shard_task(x, y, target, out, shard, shards, augmenter, threads, kw):
                         index=False, **kw)
 
 
-def _raise_cause(ray, exc: Exception):
+def _raise_cause(ray, exc: BaseException):
+    """A task's expected failure (a DlsetsError, a full disk) as itself, without Ray's wrapper
+    and remote traceback."""
     cause = getattr(exc, "cause", None)
-    if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, DlsetsError):
+    if isinstance(exc, ray.exceptions.RayTaskError) and isinstance(cause, (DlsetsError,
+                                                                           OSError)):
         raise cause from None
     raise exc
 
@@ -124,7 +127,7 @@ def expand_on_ray(
                     entry = ray.get(ref)
                     entries[pending.pop(ref)] = entry
                     pbar.update(entry["count"])
-        except Exception as exc:
+        except BaseException as exc:  # Ctrl-C too: the shards not started yet are dropped
             for ref in pending:
                 ray.cancel(ref)
             _raise_cause(ray, exc)
