@@ -360,8 +360,8 @@ def _augment_shards(args, ds, x, y) -> int:
         index = shards.expand_to_shards(x, y, args.target, out, shards=args.shards, **kw)
     if not args.quiet:
         doc = shards.read_index(out)
-        print(f"wrote {doc['count']} samples in {len(doc['shards'])} shards to {out}/ "
-              f"and {index}")
+        print(f"{out}/ holds {doc['count']} samples in {len(doc['shards'])} shards; index: "
+              f"{index}")
     return 0
 
 

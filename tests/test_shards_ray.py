@@ -59,7 +59,7 @@ def test_cli_engine_ray_equals_the_single_file(cluster, tmp_path, digits, capsys
     out = f"{tmp_path / 'ray'}/"
     assert main(["augment", "digits", *ARGS, "--shards", "3", "--engine", "ray",
                  "--out", out]) == 0
-    assert "wrote 500 samples in 3 shards" in capsys.readouterr().out
+    assert "holds 500 samples in 3 shards" in capsys.readouterr().out
     assert ray.is_initialized()  # the CLI leaves a cluster it did not start running
     with h5py.File(tmp_path / "one.h5", "r") as f:
         gx, gy = _read(tmp_path / "ray")
