@@ -166,8 +166,7 @@ def _prepare(
         "format": format,
         "target": target,
         "shards": shards,
-        "source": {
-            "dataset": dataset,
+        "source": {  # identified by content: a dataset name and its arrays give one key
             "count": len(x),
             "image_shape": list(x.shape[1:]),
             "dtype": x.dtype.str,

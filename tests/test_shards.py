@@ -179,6 +179,10 @@ def test_job_array_shards_in_separate_processes_in_any_order(tmp_path, digits, c
     capsys.readouterr()
     assert main(["augment", "digits", *ARGS, "--shards", "4", "--out", f"{out}/"]) == 0
     assert _state(out) == before
+    # so does the same expansion from Python, by dataset name: the very same settings
+    expand_to_shards("digits", None, 500, out, shards=4, seed=3,
+                     augmenter=Augmenter(rotate=12, shift=0.1, seed=3))
+    assert _state(out) == before
     assert main(["verify", f"{out}/"]) == 0
     assert "4 of 4 shards verified; index.json: ok" in capsys.readouterr().out
 
