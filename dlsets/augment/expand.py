@@ -149,6 +149,8 @@ class CopySources:
             j = np.arange(start, stop, step, dtype=np.int64)
         else:
             j = np.asarray(key, dtype=np.int64)
+            if j.ndim == 0:  # one copy: as an array (uint64 scalar maths warns on overflow)
+                return self[j.reshape(1)][0]
             if j.size and (j.min() < 0 or j.max() >= self._m):
                 raise IndexError(f"copy index out of range 0..{self._m - 1}")
         if self._order is not None:
