@@ -47,6 +47,12 @@ _LAZY = {
     "take_subset": "augment",
     "preview_grid": "augment",
     "save_png": "augment",
+    "expand_shard": "shards",
+    "expand_to_shards": "shards",
+    "verify_shards": "shards",
+    "load_shards": "shard_reader",
+    "expand_on_ray": "ray",
+    "expand_ray_dataset": "ray",
 }
 
 __all__ = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -140,9 +141,41 @@ def _cmd_fetch(args) -> int:
     return 0
 
 
+def _shard_folders(names: Sequence[str]) -> list[str]:
+    """The arguments of ``verify`` that are folders of shards, not dataset names."""
+    from .shards import INDEX
+
+    def folder(n: str) -> bool:
+        p = Path(n)
+        return n.endswith(("/", os.sep)) or (p.is_dir() and (
+            (p / INDEX).is_file() or any(p.glob(".*-of-*.json"))))
+
+    return [n for n in names if folder(n)]
+
+
+def _verify_shards(folders: Sequence[str], args) -> int:
+    from .shards import verify_shards
+
+    bad = 0
+    for f in folders:
+        report = verify_shards(f, repair=not args.no_repair, progress=_progress(args))
+        problems = bool(report.problem or report.damaged or report.missing)
+        bad += problems or report.index == "missing"
+        if problems or not args.quiet:
+            print("\n".join(report.describe()))
+    return 1 if bad else 0
+
+
 def _cmd_verify(args) -> int:
     from . import acquire, config, loaders, registry
 
+    folders = _shard_folders(args.names)
+    if folders:
+        code = _verify_shards(folders, args)
+        args.names = [n for n in args.names if n not in folders]
+        if not args.names:
+            return code
+        return max(code, _cmd_verify(args))
     results = acquire.verify(
         args.names or None,
         cache_dir=args.cache_dir,
@@ -244,13 +277,19 @@ def _cmd_augment(args) -> int:
     from . import loaders
     from .augment import expand_to_hdf5, take_subset
 
+    sharded = _shard_options(args)
     ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
     x, y = ds.train.images, ds.train.labels
     if args.subset:
         _at_most("--subset", args.subset, len(x), args.name)
         x, y = take_subset(x, y, args.subset, seed=args.seed)
+    if sharded:
+        return _augment_shards(args, ds, x, y)
+    if args.format not in (None, "hdf5"):
+        raise OptionError(f"--format {args.format} writes shards into a folder: give --out DIR/")
     if Path(args.out).suffix.lower() not in (".h5", ".hdf5", ".hdf"):
-        raise OptionError(f"--out {args.out}: augment writes HDF5; give a name ending in .h5")
+        raise OptionError(f"--out {args.out}: augment writes HDF5; give a name ending in .h5, "
+                          "or a folder (DIR/) for shards")
     if args.target < len(x):
         raise OptionError(
             f"--target {args.target} is smaller than the {len(x)} training images it starts "
@@ -271,6 +310,87 @@ def _cmd_augment(args) -> int:
     if not args.quiet:
         print(f"wrote {args.target} samples to {args.out}")
     return 0
+
+
+_H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+
+
+def _shard_options(args) -> bool:
+    """Whether ``augment`` writes a folder of shards; refuses contradictory options early."""
+    out = str(args.out)
+    folder = out.endswith(("/", os.sep)) or Path(out).is_dir()
+    sharded = (folder or args.shards is not None or args.shard is not None
+               or args.engine != "local" or args.format == "webdataset")
+    if not sharded:
+        return False
+    if not folder and Path(out).suffix.lower() in (*_H5_SUFFIXES, ".tar"):
+        raise OptionError(f"--out {out}: shards go into a folder (named NAME-00000-of-0000N.h5 "
+                          "or .tar inside it): give --out DIR/, or drop --shards/--shard/"
+                          "--engine/--format webdataset to write one .h5 file")
+    if args.shard is not None and args.shards is None:
+        raise OptionError("--shard I needs --shards N (the same N in every task of the array)")
+    if args.shard is not None and args.engine != "local":
+        raise OptionError(f"--shard runs one shard in this process; --engine {args.engine} "
+                          "runs them all: give one or the other")
+    if args.shards is not None and args.shards > args.target:
+        raise OptionError(f"--shards {args.shards} is more than --target {args.target}: every "
+                          f"shard needs at least one sample; give --shards <= {args.target}")
+    if args.shard is not None and not 0 <= args.shard < args.shards:
+        raise OptionError(f"--shard {args.shard} is outside 0..{args.shards - 1} "
+                          f"(--shards {args.shards} numbers them from 0)")
+    return True
+
+
+def _augment_shards(args, ds, x, y) -> int:
+    from . import shards
+
+    if args.target < len(x):
+        raise OptionError(
+            f"--target {args.target} is smaller than the {len(x)} training images it starts "
+            f"from (originals come first): give --target >= {len(x)}, or --subset K with "
+            f"K <= {args.target}")
+    kw = dict(augmenter=_augmenter(args), seed=args.seed, balance=args.balance,
+              classes=ds.classes, format=args.format or "hdf5",
+              name=_shard_name(args.name), progress=_progress(args))
+    out = Path(args.out)
+    if args.shard is not None:
+        entry = shards.expand_shard(x, y, args.target, out, shard=args.shard,
+                                    shards=args.shards, **kw)
+        if not args.quiet:
+            print(f"shard {args.shard} of {args.shards}: {out / entry['file']} "
+                  f"({entry['count']} samples)")
+            if (out / shards.INDEX).is_file():
+                print(f"every shard is there: wrote {out / shards.INDEX}")
+        return 0
+    if args.engine == "ray":
+        index = _on_ray(x, y, args, out, kw)
+    else:
+        index = shards.expand_to_shards(x, y, args.target, out, shards=args.shards, **kw)
+    if not args.quiet:
+        doc = shards.read_index(out)
+        print(f"{out}/ holds {doc['count']} samples in {len(doc['shards'])} shards; index: "
+              f"{index}")
+    return 0
+
+
+def _shard_name(name: str) -> str:
+    """The dataset's name as a shard file prefix (a path's last part, for folders)."""
+    return Path(name).name or "augmented"
+
+
+def _on_ray(x, y, args, out: Path, kw: dict) -> Path:
+    try:
+        import ray
+
+        from .ray import expand_on_ray
+    except ImportError as exc:
+        raise OptionError(f"--engine ray needs Ray ({exc}): pip install 'dlsets[ray]'") from None
+    started = not ray.is_initialized()
+    try:
+        return expand_on_ray(x, y, args.target, out, shards=args.shards, **kw)
+    finally:
+        if started and ray.is_initialized():
+            ray.shutdown()
 
 
 def _cmd_preview(args) -> int:
@@ -338,6 +458,9 @@ def _positive_int(text: str) -> int:
     return value
 
 
+AUGMENT_FORMATS = ("hdf5", "webdataset")
+
+
 def _common(suppress: bool) -> argparse.ArgumentParser:
     """Options every command takes, before or after the command name. On the subcommands their
     defaults are suppressed, so ``dlsets -q fetch X`` is not undone by fetch's own default."""
@@ -383,8 +506,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="give up after this long in all (default: $DLSETS_DEADLINE, else none); "
                     "what was downloaded is kept for the next fetch")
 
-    sp = add("verify", _cmd_verify, "re-hash cached files and repair what fails")
-    sp.add_argument("names", nargs="*", metavar="NAME")
+    sp = add("verify", _cmd_verify, "re-hash cached files and repair what fails; a folder "
+             "(DIR/) of shards: hash every shard against its index")
+    sp.add_argument("names", nargs="*", metavar="NAME", help="dataset names or shard folders")
     sp.add_argument("--mirror", action="append", default=[], metavar="URL")
     sp.add_argument("--no-repair", action="store_true", help="report failures, change nothing")
     sp.add_argument("--deadline", type=_seconds, default=None, metavar="SECONDS",
@@ -443,11 +567,22 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("name", metavar="NAME")
     sp.add_argument("--target", type=_positive_int, required=True, metavar="N",
                     help="number of samples to write, originals included")
-    sp.add_argument("--out", required=True, metavar="FILE", help="HDF5 file to write")
+    sp.add_argument("--out", required=True, metavar="FILE",
+                    help="HDF5 file to write, or a folder (DIR/) for shards")
     sp.add_argument("--no-balance", dest="balance", action="store_false",
                     help="copy originals uniformly instead of evening out the classes")
     sp.add_argument("--subset", type=_positive_int, metavar="K",
                     help="start from a stratified subset of K training images")
+    g = sp.add_argument_group("shards (for --out DIR/)")
+    g.add_argument("--shards", type=_positive_int, metavar="N",
+                   help="split the output into N shard files (default: ~256 MB each)")
+    g.add_argument("--shard", type=int, metavar="I",
+                   help="write only shard I (0..N-1): one task of a job array")
+    g.add_argument("--format", choices=AUGMENT_FORMATS, default=None,
+                   help="shard format (default hdf5: the layout of --out FILE.h5)")
+    g.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: in this process; ray: one Ray task per shard on the cluster "
+                   "ray.init() finds (RAY_ADDRESS) or a local one")
 
     sp = sub.add_parser("preview", parents=[common, aug], help="PNG grid of originals beside "
                         "augmented copies", description="Write a PNG grid: each row an original "

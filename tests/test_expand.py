@@ -351,3 +351,21 @@ def test_channels_first_datasets_expand_preview_and_stream(tmp_path):
         with pytest.raises(OptionError, match="looks channels-first.*channels='first'"):
             call()
     assert not (tmp_path / "no.h5").exists()
+
+
+def test_copy_sources_gives_the_plan_for_any_rows_without_computing_it_all():
+    from dlsets.augment.expand import _permute, copy_sources
+
+    keys = np.arange(1, 5, dtype=np.uint64) * np.uint64(0x1234567)
+    for m in (1, 2, 3, 17, 1000, 4097):
+        assert sorted(_permute(np.arange(m), m, keys).tolist()) == list(range(m))
+    x, y = _data(counts=(50, 10, 5))
+    for balance in (True, False):
+        full = plan(y, 1000, seed=5, balance=balance)
+        lazy = copy_sources(y, 1000, seed=5, balance=balance)
+        assert len(lazy) == len(full) == 935
+        assert np.array_equal(lazy[100:250], full[100:250])
+        assert np.array_equal(lazy[[7, 3, 934, 3]], full[[7, 3, 934, 3]])
+    # a slice of a 100M-sample plan costs its own size, and the classes still come out even
+    big = copy_sources(y, 100_000_000, seed=5)
+    assert np.bincount(y[big[50_000_000:50_030_000]], minlength=3).min() > 9_000

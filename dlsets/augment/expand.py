@@ -65,44 +65,141 @@ def plan(
     classes so that final class counts differ by at most one where the originals allow it
     (classes already above the level get none); copies of a class cycle through its members
     in a seeded order. The result is shuffled (seeded) so that any chunk mixes classes.
+    ``copy_sources`` gives the same indices for any range of copies without computing all M.
     """
-    y = np.asarray(y)
-    n = len(y)
-    target = _count("target", target, 1)
-    seed = params.check_seed(seed)
-    if keep_originals and target < n:
-        raise OptionError(f"target={target} is smaller than the {n} originals kept: give "
-                          f"target >= {n}, or keep_originals=False, or take_subset() first")
-    m = target - n if keep_originals else target
-    if m == 0:
-        return np.zeros(0, np.int64)
-    if n == 0:
-        raise OptionError(f"cannot make {m} augmented copies of an empty dataset")
-    rng = np.random.default_rng([seed, 0xE7A9D])
-    if not balance:
-        order = rng.permutation(n)
-        return order[np.arange(m) % n].astype(np.int64)
-    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-    base = counts if keep_originals else np.zeros_like(counts)
-    # water-filling: the highest level L that m copies can lift every class to
-    lo, hi = 0, int(base.max()) + m
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if np.maximum(0, mid - base).sum() <= m:
-            lo = mid
+    src = copy_sources(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
+    out = np.empty(len(src), np.int64)
+    for s in range(0, len(src), _PLAN_BLOCK):  # bounded temporaries for huge targets
+        out[s:s + _PLAN_BLOCK] = src[s:s + _PLAN_BLOCK]
+    return out
+
+
+_PLAN_BLOCK = 1 << 20
+
+
+def copy_sources(
+    y: np.ndarray, target: int, *, balance: bool = True, keep_originals: bool = True,
+    seed: int = 0,
+) -> CopySources:
+    """:func:`plan`, lazily: ``src[a:b]`` (or ``src[index_array]``) are the originals of copies
+    a..b-1, computed on demand in O(b - a) time and memory; ``len(src)`` is M."""
+    return CopySources(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
+
+
+class CopySources:
+    """Which original each augmented copy starts from, addressable by copy index.
+
+    Balanced: per-class blocks of copies (each cycling through its class's members in a seeded
+    order) laid end to end, then shuffled by a seeded permutation of 0..M-1 that is computed
+    per index (a Feistel network with cycle walking), so a shard of copies costs only its own
+    size whatever M is. Unbalanced: copy j is ``order[j % n]`` for a seeded order of the
+    originals.
+    """
+
+    def __init__(self, y: np.ndarray, target: int, *, balance: bool = True,
+                 keep_originals: bool = True, seed: int = 0) -> None:
+        y = np.asarray(y)
+        n = len(y)
+        target = _count("target", target, 1)
+        seed = params.check_seed(seed)
+        if keep_originals and target < n:
+            raise OptionError(f"target={target} is smaller than the {n} originals kept: give "
+                              f"target >= {n}, or keep_originals=False, or take_subset() first")
+        m = target - n if keep_originals else target
+        if m and n == 0:
+            raise OptionError(f"cannot make {m} augmented copies of an empty dataset")
+        self._m = m
+        self._order = None
+        if m == 0:
+            return
+        rng = np.random.default_rng([seed, 0xE7A9D])
+        if not balance:
+            self._order = rng.permutation(n).astype(np.int64)
+            return
+        classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+        base = counts if keep_originals else np.zeros_like(counts)
+        # water-filling: the highest level L that m copies can lift every class to
+        lo, hi = 0, int(base.max()) + m
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if np.maximum(0, mid - base).sum() <= m:
+                lo = mid
+            else:
+                hi = mid - 1
+        alloc = np.maximum(0, lo - base)
+        rest = m - int(alloc.sum())
+        if rest:
+            at_level = np.flatnonzero(base + alloc == lo)
+            alloc[rng.permutation(at_level)[:rest]] += 1
+        members = [rng.permutation(np.flatnonzero(inverse == k)) for k in range(len(classes))]
+        self._members = np.concatenate(members).astype(np.int64)
+        sizes = np.array([len(a) for a in members], np.int64)
+        self._member_start = np.cumsum(sizes) - sizes
+        self._member_count = sizes
+        self._alloc = alloc.astype(np.int64)
+        self._ends = np.cumsum(self._alloc)
+        self._keys = rng.integers(0, 1 << 63, size=_ROUNDS, dtype=np.int64).astype(np.uint64)
+
+    def __len__(self) -> int:
+        return self._m
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self._m)
+            j = np.arange(start, stop, step, dtype=np.int64)
         else:
-            hi = mid - 1
-    alloc = np.maximum(0, lo - base)
-    rest = m - int(alloc.sum())
-    if rest:
-        at_level = np.flatnonzero(base + alloc == lo)
-        alloc[rng.permutation(at_level)[:rest]] += 1
-    src = []
-    for k in range(len(classes)):
-        members = rng.permutation(np.flatnonzero(inverse == k))
-        src.append(members[np.arange(alloc[k]) % len(members)])
-    out = np.concatenate(src).astype(np.int64)
-    return out[rng.permutation(len(out))]
+            j = np.asarray(key, dtype=np.int64)
+            if j.ndim == 0:  # one copy: as an array (uint64 scalar maths warns on overflow)
+                return self[j.reshape(1)][0]
+            if j.size and (j.min() < 0 or j.max() >= self._m):
+                raise IndexError(f"copy index out of range 0..{self._m - 1}")
+        if self._order is not None:
+            return self._order[j % len(self._order)]
+        if j.size == 0:
+            return np.zeros(j.shape, np.int64)
+        q = _permute(j, self._m, self._keys)
+        k = np.searchsorted(self._ends, q, side="right")
+        r = q - (self._ends[k] - self._alloc[k])
+        return self._members[self._member_start[k] + r % self._member_count[k]]
+
+
+_ROUNDS = 4
+_M1, _M2, _M3 = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9),
+                 np.uint64(0x94D049BB133111EB))
+
+
+def _mix(v: np.ndarray, key: np.uint64) -> np.ndarray:
+    """splitmix64's finaliser of v + key: the Feistel round function."""
+    z = (v + key) * _M1
+    z ^= z >> np.uint64(30)
+    z *= _M2
+    z ^= z >> np.uint64(27)
+    z *= _M3
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def _permute(j: np.ndarray, m: int, keys: np.ndarray) -> np.ndarray:
+    """A keyed permutation of 0..m-1 evaluated at ``j``: an unbalanced Feistel network on the
+    smallest power of two >= m (< 2m values), re-applied to values >= m (cycle walking), so
+    every result lies in 0..m-1 and distinct inputs give distinct outputs."""
+    bits = max(2, (m - 1).bit_length())
+    high, low = bits // 2, bits - bits // 2
+
+    def encrypt(v: np.ndarray) -> np.ndarray:
+        a, b = v >> np.uint64(low), v & np.uint64((1 << low) - 1)
+        wa, wb = high, low
+        for key in keys:  # (a, b) -> (b, a ^ F(b)); the widths swap every round
+            a, b = b, a ^ (_mix(b, key) & np.uint64((1 << wa) - 1))
+            wa, wb = wb, wa
+        return (a << np.uint64(wb)) | b
+
+    out = encrypt(j.astype(np.uint64))
+    todo = np.flatnonzero(out >= m)
+    while todo.size:
+        out[todo] = encrypt(out[todo])
+        todo = todo[out[todo] >= m]
+    return out.astype(np.int64)
 
 
 def _resolve(augmenter: object, seed: int, needed: int):
@@ -118,20 +215,22 @@ def _resolve(augmenter: object, seed: int, needed: int):
 
 
 def _produce(
-    x: np.ndarray, y: np.ndarray, src: np.ndarray, keep_originals: bool, augmenter,
+    x: np.ndarray, y: np.ndarray, src, keep_originals: bool, augmenter,
     chunk_size: int, write: Callable[[int, np.ndarray, np.ndarray], None],
     advance: Callable[[int], None] = lambda k: None, channels: str | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> None:
-    """Hand (position, images, labels) chunks of the expanded set to ``write``, in order."""
-    pos = 0
-    if keep_originals:
-        for s in range(0, len(x), chunk_size):
-            e = min(len(x), s + chunk_size)
-            write(s, x[s:e], y[s:e])
-            advance(e - s)
-        pos = len(x)
-    for s in range(0, len(src), chunk_size):
-        idx = src[s:s + chunk_size]
+    """Hand (position, images, labels) chunks of the expanded set to ``write``, in order;
+    ``rows=(lo, hi)`` produces only output rows lo..hi-1 (a shard), positions still absolute.
+    ``src`` is the plan, an array or :class:`CopySources`."""
+    pos = len(x) if keep_originals else 0
+    lo, hi = (0, pos + len(src)) if rows is None else rows
+    for s in range(lo, min(hi, pos), chunk_size):
+        e = min(hi, pos, s + chunk_size)
+        write(s, x[s:e], y[s:e])
+        advance(e - s)
+    for s in range(max(lo, pos) - pos, hi - pos, chunk_size):
+        idx = src[s:min(hi - pos, s + chunk_size)]
         # explicit sample indices: the same samples whatever the chunking, and the
         # augmenter's own counter is left alone
         batch = augmenter(x[idx], start=pos + s, channels=channels)
@@ -161,7 +260,8 @@ def expand(
     ``seed`` drives the choice of originals to copy. Deterministic.
     """
     x, y = _check_xy(x, y, channels)
-    src = plan(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
+    src = copy_sources(y, target, balance=balance, keep_originals=keep_originals,
+                       seed=seed)
     aug = _resolve(augmenter, seed, len(src))
     out_x = np.empty((target, *x.shape[1:]), x.dtype)
     out_y = np.empty(target, y.dtype)
@@ -216,7 +316,8 @@ def expand_to_hdf5(
     names = [str(k) for k in range(n_classes)] if classes is None else [str(c) for c in classes]
     if len(names) < n_classes:
         raise OptionError(f"classes has {len(names)} names but labels go up to {n_classes - 1}")
-    src = plan(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
+    src = copy_sources(y, target, balance=balance, keep_originals=keep_originals,
+                       seed=seed)
     aug = _resolve(augmenter, seed, len(src))
     path = Path(out)
     log.info("expanding %d samples to %d in %s", len(x), target, path)
