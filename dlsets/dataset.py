@@ -15,8 +15,9 @@ SPLITS = ("train", "test")
 
 @dataclass(frozen=True, eq=False)  # eq on arrays would be elementwise, not a bool
 class Split:
-    """One split: ``images`` (N, ...) and ``labels`` (N,) uint8; ``masks`` (N, H, W) integer
-    class maps for segmentation data, else None.
+    """One split: ``images`` (N, ...) and ``labels`` (N,) uint8, or None for an unlabelled
+    split (STL-10's unlabeled); ``masks`` (N, H, W) integer class maps for segmentation data,
+    else None.
 
     Arrays are NumPy (images: copy-on-write memory maps for the uint8 layout) or, with
     ``format="hdf5"``, read-only h5py datasets. ``x, y = split`` unpacks images and labels.
@@ -27,7 +28,7 @@ class Split:
     masks: Any = None
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.images)
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.images, self.labels))
