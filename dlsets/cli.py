@@ -54,7 +54,8 @@ def _cmd_list(args) -> int:
         # status() hashes nothing: listing must stay instant however much is cached
         have = {s.file for s in acquire.status(name, cache_dir=args.cache_dir) if s.verified}
         state = "cached" if any(set(s) <= set(have) for s in spec.file_sets) else "-"
-        if loaders.prepared_info(name, cache_dir=args.cache_dir) is not None:
+        if any(loaders.prepared_info(name, cache_dir=args.cache_dir, variant=v) is not None
+               for v in (list(spec.variants) or [None])):
             state = "prepared" if state == "-" else "cached, prepared"
         origin = "" if spec.builtin else f"  (user: like {spec.like})"
         rows.append((name, _size(size) if size else "?", state, spec.title + origin))
@@ -78,8 +79,21 @@ def _cmd_info(args) -> int:
     ):
         if value:
             out.append(f"{label}: {value}")
-    out.append(f"image shape: {tuple(spec.image_shape)}; {len(spec.classes)} classes: "
-               + ", ".join(spec.classes))
+    if spec.variants:
+        out.append(f"image shape: {tuple(spec.image_shape)}; variants (--variant V, "
+                   f"load(..., variant=V); default {spec.default_variant}):")
+        for v, vs in spec.variants.items():
+            ready = loaders.prepared_info(args.name, cache_dir=args.cache_dir, variant=v)
+            out.append(f"  {v}{' (prepared)' if ready else ''}: {vs.description} "
+                       f"{len(vs.classes)} classes: {', '.join(vs.classes)}")
+    else:
+        out.append(f"image shape: {tuple(spec.image_shape)}; {len(spec.classes)} classes: "
+                   + ", ".join(spec.classes))
+    if spec.extra_splits:
+        parts = [n + ("" if s.labelled else " (no labels)")
+                 + (f" (needs {', '.join(s.files)})" if s.files else "")
+                 for n, s in spec.extra_splits.items()]
+        out.append(f"extra splits (--extra NAME, load(..., extra=True)): {', '.join(parts)}")
     if spec.coarse_classes:
         out.append(f"{len(spec.coarse_classes)} coarse classes: " + ", ".join(spec.coarse_classes))
     if len(spec.file_sets) > 1:
@@ -88,25 +102,28 @@ def _cmd_info(args) -> int:
     out.append("files:")
     for st in acquire.status(args.name, cache_dir=args.cache_dir):
         out.append(f"  {st.describe()}")
-    info = loaders.prepared_info(args.name, cache_dir=args.cache_dir)
-    if info is None:
+    infos = [(v, loaders.prepared_info(args.name, cache_dir=args.cache_dir, variant=v))
+             for v in (list(spec.variants) or [None])]
+    infos = [(v, i) for v, i in infos if i is not None]
+    if not infos:
         out.append(f"not prepared yet (runs on first load: dlsets.load({args.name!r}))")
-    else:
-        out.extend(_prepared_lines(info, spec.name))
+    for v, info in infos:
+        lines = _prepared_lines(info, spec.name)
+        if v is not None:
+            lines[0] = f"prepared ({v}):"
+        out.extend(lines)
     print("\n".join(out))
     return 0
 
 
 def _prepared_lines(info: dict, name: str) -> list[str]:
     lines = ["prepared:"]
-    for split in ("train", "test"):
-        s = info.get("splits", {}).get(split)
-        if not s:
-            continue
+    for split, s in info.get("splits", {}).items():
         counts = s.get("class_counts")
         tail = f"; per class: {counts}" if counts else ""
-        lines.append(f"  {split}: images {tuple(s['images_shape'])}, "
-                     f"labels {tuple(s['labels_shape'])}{tail}")
+        labels = (f"labels {tuple(s['labels_shape'])}" if s.get("labels_shape") is not None
+                  else "no labels")
+        lines.append(f"  {split}: images {tuple(s['images_shape'])}, {labels}{tail}")
     skipped = info.get("skipped") or []
     if skipped:
         names = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")

@@ -49,11 +49,11 @@ def read_svhn_mat(path: str | os.PathLike, *, name: str | None = None
     if xcls != "uint8" or len(xshape) != 4 or xshape[:3] != IMAGE_SHAPE:
         raise FormatError(f"{label}: X is {xcls} {xshape}, expected uint8 (32, 32, 3, N)")
     n = xshape[3]
-    if sorted(yshape) != sorted((n, 1)):
-        raise FormatError(f"{label}: y has shape {yshape}, expected ({n}, 1) for {n} images")
     if n * int(np.prod(IMAGE_SHAPE)) > size * DEFLATE_MAX_RATIO:
         raise FormatError(f"{label}: X claims {n:,} images, more than a {size:,}-byte file can "
                           "hold; the file is damaged")
+    if sorted(yshape) != sorted((n, 1)):
+        raise FormatError(f"{label}: y has shape {yshape}, expected ({n}, 1) for {n} images")
     try:
         m = sio.loadmat(os.fspath(path), variable_names=["X", "y"])
     except MemoryError:
