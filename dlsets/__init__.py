@@ -50,6 +50,10 @@ _LAZY = {
     "take_subset": "augment",
     "preview_grid": "augment",
     "save_png": "augment",
+    "write_caffe": "caffe",
+    "expand_to_caffe": "caffe",
+    "write_convnetjs": "convnetjs",
+    "write_tensorboard": "tensorboard",
 }
 
 __all__ = [

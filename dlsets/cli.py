@@ -212,19 +212,53 @@ def _cmd_export(args) -> int:
     fmt = args.format or by_suffix
     if fmt is None:
         raise OptionError(f"--out {out}: cannot tell the format from the name; give --format "
-                          "hdf5 or npz, or a name ending in .h5 or .npz")
+                          "hdf5, npz, caffe or convnetjs, or a name ending in .h5 or .npz")
     if by_suffix and by_suffix != fmt:
         raise OptionError(f"--out {out} ends in {out.suffix} but --format is {fmt}; "
                           "make them agree")
+    _check_folder_options(args, fmt)
     ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args),
-                      dtype=args.dtype, channels=args.channels, label_mode=args.label_mode)
+                      dtype=args.dtype, channels=args.channels, label_mode=args.label_mode,
+                      variant=args.variant, extra=args.extra or False)
     if fmt == "hdf5":
         ds.to_hdf5(out, compression=args.compression)
+    elif fmt == "caffe":
+        from .caffe import to_caffe
+
+        to_caffe(ds, out, value_range=tuple(args.range or (0.0, 1.0)),
+                 max_file_bytes=_file_bytes(args), progress=_progress(args))
+    elif fmt == "convnetjs":
+        ds.to_convnetjs(out, batch_size=args.batch_size)
     else:
         ds.to_npz(out)
     if not args.quiet:
-        print(f"wrote {out}")
+        print(f"wrote {out}" + ("/" if fmt in ("caffe", "convnetjs") else ""))
     return 0
+
+
+def _check_folder_options(args, fmt: str) -> None:
+    """The options of the folder outputs (caffe, convnetjs) only with them, and theirs only."""
+    if fmt == "caffe" or fmt == "convnetjs":
+        if getattr(args, "dtype", "uint8") != "uint8" or getattr(args, "channels", None):
+            raise OptionError(f"--dtype and --channels do not apply to --format {fmt}: Caffe "
+                              "gets float32 (N, C, H, W) scaled into --range, ConvNetJS uint8 "
+                              "rows; leave them out")
+    given = {"--range": args.range is not None, "--max-file-mb": args.max_file_mb is not None,
+             "--batch-size": getattr(args, "batch_size", None) is not None}
+    allowed = {"caffe": ("--range", "--max-file-mb"), "convnetjs": ("--batch-size",)}
+    for flag, present in given.items():
+        if present and flag not in allowed.get(fmt, ()):
+            owner = next(f for f, flags in allowed.items() if flag in flags)
+            raise OptionError(f"{flag} applies to --format {owner} only, not {fmt}")
+    if fmt == "convnetjs" and getattr(args, "extra", None):
+        raise OptionError("--extra does not apply to --format convnetjs: the demos read train "
+                          "and test only")
+
+
+def _file_bytes(args) -> int:
+    from .caffe import DEFAULT_MAX_FILE_BYTES
+
+    return DEFAULT_MAX_FILE_BYTES if args.max_file_mb is None else int(args.max_file_mb * 2**20)
 
 
 def _augmenter(args):
@@ -253,30 +287,42 @@ def _cmd_augment(args) -> int:
     from . import loaders
     from .augment import expand_to_hdf5, take_subset
 
-    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
+    fmt = args.format or "hdf5"
+    _check_folder_options(args, fmt)
+    if fmt == "hdf5" and Path(args.out).suffix.lower() not in (".h5", ".hdf5", ".hdf"):
+        raise OptionError(f"--out {args.out}: augment writes HDF5; give a name ending in .h5 "
+                          "(or --format caffe and a folder)")
+    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args),
+                      variant=args.variant)
     x, y = ds.train.images, ds.train.labels
     if args.subset:
         _at_most("--subset", args.subset, len(x), args.name)
         x, y = take_subset(x, y, args.subset, seed=args.seed)
-    if Path(args.out).suffix.lower() not in (".h5", ".hdf5", ".hdf"):
-        raise OptionError(f"--out {args.out}: augment writes HDF5; give a name ending in .h5")
     if args.target < len(x):
         raise OptionError(
             f"--target {args.target} is smaller than the {len(x)} training images it starts "
             f"from (originals come first): give --target >= {len(x)}, or --subset K with "
             f"K <= {args.target}"
         )
-    expand_to_hdf5(
-        x,
-        y,
-        target=args.target,
-        out=args.out,
-        augmenter=_augmenter(args),
-        seed=args.seed,
-        balance=args.balance,
-        classes=ds.classes,
-        progress=_progress(args),
-    )
+    if fmt == "caffe":
+        from .caffe import expand_to_caffe
+
+        expand_to_caffe(x, y, args.target, args.out, augmenter=_augmenter(args), seed=args.seed,
+                        balance=args.balance, classes=ds.classes, progress=_progress(args),
+                        value_range=tuple(args.range or (0.0, 1.0)),
+                        max_file_bytes=_file_bytes(args))
+    else:
+        expand_to_hdf5(
+            x,
+            y,
+            target=args.target,
+            out=args.out,
+            augmenter=_augmenter(args),
+            seed=args.seed,
+            balance=args.balance,
+            classes=ds.classes,
+            progress=_progress(args),
+        )
     if not args.quiet:
         print(f"wrote {args.target} samples to {args.out}")
     return 0
@@ -286,15 +332,29 @@ def _cmd_preview(args) -> int:
     from . import loaders
     from .augment import preview_grid, save_png, take_subset
 
-    if Path(args.out).suffix.lower() != ".png":
+    if args.out is None and args.tensorboard is None:
+        raise OptionError("preview writes a PNG (--out FILE.png), TensorBoard summaries "
+                          "(--tensorboard LOGDIR) or both: give at least one")
+    if args.out is not None and Path(args.out).suffix.lower() != ".png":
         raise OptionError(f"--out {args.out}: preview writes PNG; give a name ending in .png")
-    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
+    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args),
+                      variant=args.variant)
     _at_most("--rows", args.rows, len(ds.train.images), args.name)
     x, y = take_subset(ds.train.images, ds.train.labels, args.rows, seed=args.seed)
-    grid = preview_grid(x, _augmenter(args), n=args.rows, copies=args.copies, seed=args.seed)
-    save_png(grid, args.out, scale=args.scale)
-    if not args.quiet:
-        print(f"wrote {args.out}")
+    aug = _augmenter(args)
+    if args.out is not None:
+        grid = preview_grid(x, aug, n=args.rows, copies=args.copies, seed=args.seed)
+        save_png(grid, args.out, scale=args.scale)
+        if not args.quiet:
+            print(f"wrote {args.out}")
+    if args.tensorboard is not None:
+        from .tensorboard import write_tensorboard
+
+        path = write_tensorboard(args.tensorboard, x, aug, n=args.rows, copies=args.copies,
+                                 seed=args.seed, classes=ds.classes,
+                                 labels={"train": ds.train.labels, "test": ds.test.labels})
+        if not args.quiet:
+            print(f"wrote {path} (tensorboard --logdir {args.tensorboard})")
     return 0
 
 
@@ -324,6 +384,29 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _variant_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--variant", metavar="V", default=None,
+                    help="which of a dataset's variants (emnist: byclass, bymerge, balanced, "
+                    "letters, digits, mnist; default balanced)")
+
+
+def _caffe_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                    help="caffe: scale pixels into [LO, HI] (default 0 1)")
+    sp.add_argument("--max-file-mb", type=_positive_float, metavar="MB", default=None,
+                    help="caffe: largest .h5 file in MiB (default 512; Caffe reads one whole)")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 
 
@@ -379,11 +462,14 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("remove", _cmd_remove, "delete a dataset's cache folder")
     sp.add_argument("name", metavar="NAME")
 
-    sp = add("export", _cmd_export, "write a dataset as one HDF5 or npz file")
+    sp = add("export", _cmd_export, "write a dataset as one HDF5 or npz file, or a folder for "
+             "Caffe or ConvNetJS")
     sp.add_argument("name", metavar="NAME")
-    sp.add_argument("--format", choices=("hdf5", "npz"), default=None,
-                    help="default: from the --out extension (.h5/.hdf5 or .npz)")
-    sp.add_argument("--out", required=True, metavar="FILE", help="file to write")
+    sp.add_argument("--format", choices=("hdf5", "npz", "caffe", "convnetjs"), default=None,
+                    help="default: from the --out extension (.h5/.hdf5 or .npz); caffe: HDF5Data "
+                    "files and list files; convnetjs: sprite-sheet PNGs and labels")
+    sp.add_argument("--out", required=True, metavar="FILE|DIR",
+                    help="file to write (a folder for caffe and convnetjs)")
     sp.add_argument("--compression", choices=("gzip", "lzf"), default=None,
                     help="HDF5 compression (default none: fastest to read)")
     sp.add_argument("--dtype", choices=("uint8", "float32"), default="uint8",
@@ -392,6 +478,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="NHWC or NCHW (default: keras' layout, no channel axis for greyscale)")
     sp.add_argument("--label-mode", choices=("fine", "coarse"), default="fine",
                     help="CIFAR-100: the 100 fine or the 20 coarse classes (default fine)")
+    sp.add_argument("--extra", action="append", default=[], metavar="SPLIT",
+                    help="also an optional split (svhn: extra; stl10: unlabeled); repeatable")
+    sp.add_argument("--batch-size", type=_positive_int, metavar="N",
+                    help="convnetjs: images per PNG (default 3000 greyscale, 1000 colour)")
+    _variant_option(sp)
+    _caffe_options(sp)
 
     aug = argparse.ArgumentParser(add_help=False)
     g = aug.add_argument_group("augmentation (each off unless given)")
@@ -428,13 +520,21 @@ def _parser() -> argparse.ArgumentParser:
                     help="copy originals uniformly instead of evening out the classes")
     sp.add_argument("--subset", type=_positive_int, metavar="K",
                     help="start from a stratified subset of K training images")
+    sp.add_argument("--format", choices=("hdf5", "caffe"), default=None,
+                    help="hdf5 (default: one file) or caffe (a folder of HDF5Data files)")
+    _variant_option(sp)
+    _caffe_options(sp)
 
     sp = sub.add_parser("preview", parents=[common, aug], help="PNG grid of originals beside "
                         "augmented copies", description="Write a PNG grid: each row an original "
                         "training image followed by augmented copies.")
     sp.set_defaults(run=_cmd_preview)
     sp.add_argument("name", metavar="NAME")
-    sp.add_argument("--out", required=True, metavar="PNG", help="PNG file to write")
+    sp.add_argument("--out", metavar="PNG", help="PNG file to write")
+    sp.add_argument("--tensorboard", metavar="LOGDIR",
+                    help="also (or instead) write TensorBoard image summaries and class "
+                    "histograms into LOGDIR (needs dlsets[tensorboard])")
+    _variant_option(sp)
     sp.add_argument("--rows", type=_positive_int, default=8,
                     help="original images, one per row (default 8)")
     sp.add_argument("--copies", type=_positive_int, default=7,

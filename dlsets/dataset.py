@@ -89,6 +89,27 @@ class Dataset:
 
         return to_npz(self, path)
 
+    def to_caffe(self, folder: str | os.PathLike, *, value_range=(0.0, 1.0),
+                 max_file_bytes: int | None = None) -> Path:
+        """Write every split for Caffe's HDF5Data layer into ``folder``: ``<split>.txt`` list
+        files of ``<split>_<k>.h5`` files holding ``data`` (N, C, H, W) float32 scaled into
+        ``value_range`` and ``label`` (N,) float32, each file at most ``max_file_bytes``
+        (default 512 MiB). See :mod:`dlsets.caffe`."""
+        from .caffe import DEFAULT_MAX_FILE_BYTES, to_caffe
+
+        return to_caffe(self, folder, value_range=value_range,
+                        max_file_bytes=DEFAULT_MAX_FILE_BYTES if max_file_bytes is None
+                        else max_file_bytes)
+
+    def to_convnetjs(self, folder: str | os.PathLike, *, prefix: str | None = None,
+                     batch_size: int | None = None) -> Path:
+        """Write train and test as ConvNetJS sprite sheets into ``folder``:
+        ``<prefix>_batch_<i>.png`` (one image a row) and ``<prefix>_labels.js`` / ``.json``.
+        See :mod:`dlsets.convnetjs`."""
+        from .convnetjs import to_convnetjs
+
+        return to_convnetjs(self, folder, prefix=prefix, batch_size=batch_size)
+
     def close(self) -> None:
         """Close the HDF5 file behind ``format="hdf5"`` datasets (no-op otherwise)."""
         if self._close is not None:

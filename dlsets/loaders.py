@@ -106,6 +106,7 @@ def load(
         splits[s] = Split(x, np.asarray(arrays[key]) if key in arrays else None)
         info["splits"][s]["images_shape"] = list(x.shape)
     info["dtype"] = dtype
+    info["channels"] = channels
     if "train_folds" in arrays:
         info["folds"] = np.array(arrays["train_folds"])
     return Dataset(spec.name, splits.pop("train"), splits.pop("test"), tuple(classes), info,
@@ -820,6 +821,7 @@ def _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels
     for s in names:
         info["splits"][s]["images_shape"] = list(split[s].images.shape)
     info["dtype"] = dtype
+    info["channels"] = channels
     info["hdf5"] = str(path)
     if "train_folds" in arrays:
         info["folds"] = np.array(arrays["train_folds"])
