@@ -178,7 +178,9 @@ def _cmd_verify(args) -> int:
         if problem:
             damaged += 1
             print(problem if problem.startswith(f"{name}:") else f"{name}: {problem}")
-        elif not args.quiet and (loaders.prepared_info(name, cache_dir=args.cache_dir)):
+        elif not args.quiet and any(
+                loaders.prepared_info(name, cache_dir=args.cache_dir, variant=v)
+                for v in (list(registry.get(name).variants) or [None])):
             print(f"{name}: prepared arrays: ok")
     if not results and not prepared:
         print("nothing in the cache to verify")

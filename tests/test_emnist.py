@@ -1,6 +1,7 @@
 """EMNIST: the six variants of one zip, downloaded once, each prepared on its own."""
 
 import io
+import json
 import struct
 import zipfile
 
@@ -171,3 +172,17 @@ def test_list_and_info_show_the_new_datasets_with_their_real_sizes(capsys):
     assert "non-commercial" in out and "Netzer" in out
     assert main(["info", "stl10"]) == 0
     assert "unlabeled (no labels)" in capsys.readouterr().out
+
+
+def test_cli_export_and_verify_of_a_variant(emnist, tmp_path, capsys):
+    from dlsets.cli import main
+
+    out = tmp_path / "js"
+    assert main(["-q", "export", "emnist", "--variant", "letters", "--format", "convnetjs",
+                 "--out", str(out), "--batch-size", "10"]) == 0
+    meta = json.loads((out / "emnist_labels.json").read_text())
+    assert meta["labels"][:16] == emnist["letters"][1].tolist() and len(meta["classes"]) == 26
+    assert main(["verify", "emnist"]) == 0
+    assert "emnist: prepared arrays: ok" in capsys.readouterr().out
+    assert main(["export", "emnist", "--variant", "letter", "--out", str(tmp_path / "e.h5")]) == 1
+    assert "no variant 'letter'; use one of ['byclass'" in capsys.readouterr().err

@@ -163,3 +163,14 @@ def test_a_user_entry_like_svhn_gets_the_extra_split_when_it_lists_its_file(tmp_
     np.testing.assert_array_equal(ds["extra"].labels, data["extra"][1])
     with pytest.raises(OptionError, match="my-svhn-small has no extra split 'extra'"):
         dlsets.load("my-svhn-small", extra="extra")
+
+
+def test_cli_export_with_the_extra_split(svhn, tmp_path, capsys):
+    from dlsets.cli import main
+
+    out = tmp_path / "svhn.npz"
+    assert main(["-q", "export", "svhn", "--extra", "extra", "--out", str(out)]) == 0
+    with np.load(out) as z:
+        np.testing.assert_array_equal(z["y_extra"], svhn["extra"][1])
+    assert main(["export", "svhn", "--extra", "extras", "--out", str(out)]) == 1
+    assert "svhn has no extra split 'extras'; use one of ['extra']" in capsys.readouterr().err
