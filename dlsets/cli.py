@@ -291,9 +291,13 @@ def _cmd_augment(args) -> int:
 
     fmt = args.format or "hdf5"
     _check_folder_options(args, fmt)
-    if fmt == "hdf5" and Path(args.out).suffix.lower() not in (".h5", ".hdf5", ".hdf"):
+    is_h5 = Path(args.out).suffix.lower() in (".h5", ".hdf5", ".hdf")
+    if fmt == "hdf5" and not is_h5:
         raise OptionError(f"--out {args.out}: augment writes HDF5; give a name ending in .h5 "
                           "(or --format caffe and a folder)")
+    if fmt == "caffe" and is_h5:
+        raise OptionError(f"--out {args.out}: --format caffe writes a folder (list files and "
+                          "several .h5 files); give a folder name")
     ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args),
                       variant=args.variant)
     x, y = ds.train.images, ds.train.labels

@@ -103,10 +103,13 @@ def write_convnetjs(
 def to_convnetjs(ds: Dataset, out: str | os.PathLike, *, prefix: str | None = None,
                  batch_size: int | None = None) -> Path:
     """``ds``'s train and test splits as ConvNetJS sprite sheets in the folder ``out``; file
-    names start with ``prefix`` (default the dataset name: ``mnist_batch_0.png``)."""
+    names start with ``prefix`` (default the dataset name, ``mnist_batch_0.png``, and its
+    variant if it has one, ``emnist-letters_batch_0.png``)."""
     if ds.info.get("channels") == "first":
         raise OptionError("ConvNetJS rows are channels-last: load the dataset with "
                           "channels=None or 'last'")
+    variant = ds.info.get("variant")
     return write_convnetjs(out, (ds.train.images, ds.train.labels),
-                           (ds.test.images, ds.test.labels), prefix=prefix or ds.name,
+                           (ds.test.images, ds.test.labels),
+                           prefix=prefix or (f"{ds.name}-{variant}" if variant else ds.name),
                            classes=ds.classes, batch_size=batch_size)

@@ -73,6 +73,7 @@ def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None
         ds.info.get("sources", {}),
         compression=compression,
         dataset=ds.name,
+        **({"variant": ds.info["variant"]} if ds.info.get("variant") else {}),
     )
 
 

@@ -197,3 +197,10 @@ def test_cli_export_and_augment_with_format_caffe(tmp_path, tiny, capsys):
     ]:
         assert main(argv) == 1, argv
         assert match in capsys.readouterr().err
+
+
+def test_cli_augment_caffe_wants_a_folder_name(tmp_path, tiny, capsys):
+    assert main(["augment", "tiny", "--target", "50", "--format", "caffe", "--out",
+                 str(tmp_path / "a.h5")]) == 1
+    assert "writes a folder" in capsys.readouterr().err
+    assert not (tmp_path / "a.h5").exists()

@@ -180,7 +180,7 @@ def test_cli_export_and_verify_of_a_variant(emnist, tmp_path, capsys):
     out = tmp_path / "js"
     assert main(["-q", "export", "emnist", "--variant", "letters", "--format", "convnetjs",
                  "--out", str(out), "--batch-size", "10"]) == 0
-    meta = json.loads((out / "emnist_labels.json").read_text())
+    meta = json.loads((out / "emnist-letters_labels.json").read_text())
     assert meta["labels"][:16] == emnist["letters"][1].tolist() and len(meta["classes"]) == 26
     assert main(["verify", "emnist"]) == 0
     assert "emnist: prepared arrays: ok" in capsys.readouterr().out
