@@ -46,7 +46,8 @@ def replacing_dir(path: str | os.PathLike, *, kind: str) -> Iterator[Path]:
     final = Path(path)
     _check_replaceable(final, kind)
     final.parent.mkdir(parents=True, exist_ok=True)
-    for stale in final.parent.glob(f".{final.name}.*.tmpdir"):
+    for stale in [*final.parent.glob(f".{final.name}.*.tmpdir"),
+                  *final.parent.glob(f".{final.name}.*.old")]:
         pid = stale.name[len(final.name) + 2:].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(stale, ignore_errors=True)

@@ -204,3 +204,19 @@ def test_cli_augment_caffe_wants_a_folder_name(tmp_path, tiny, capsys):
                  str(tmp_path / "a.h5")]) == 1
     assert "writes a folder" in capsys.readouterr().err
     assert not (tmp_path / "a.h5").exists()
+
+
+def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    stale = tmp_path / f".out.{dead}-1.tmpdir"
+    old = tmp_path / f".out.{dead}-1.old"
+    live = tmp_path / f".out.{os.getpid()}-999.tmpdir"
+    for d in (stale, old, live):
+        d.mkdir()
+    _ds().to_caffe(tmp_path / "out")
+    assert not stale.exists() and not old.exists() and live.exists()
