@@ -144,3 +144,13 @@ def test_a_member_claiming_more_than_the_archive_can_inflate_to_is_refused(tmp_p
     body = formats.stl10_tar(*_data())
     with pytest.raises(FormatError, match="more than a 10-byte archive can hold"):
         read_stl10_tar(io.BytesIO(body), compressed_size=10, name="stl10_binary.tar.gz")
+
+
+def test_registry_entry():
+    from dlsets import registry
+
+    spec = registry._builtin()["stl10"]
+    f = spec.files["stl10_binary.tar.gz"]
+    assert (f.size, f.md5) == (2640397119, "91f7769df0f17e558f3565bffb0c7dfb")
+    assert f.sha256 == "f31fd99273a1acb8609c8db427cebb1de3f71de77758cdc0e22956e1289b9866"
+    assert spec.classes == tuple(CLASSES) and not spec.extra_splits["unlabeled"].labelled

@@ -174,3 +174,16 @@ def test_cli_export_with_the_extra_split(svhn, tmp_path, capsys):
         np.testing.assert_array_equal(z["y_extra"], svhn["extra"][1])
     assert main(["export", "svhn", "--extra", "extras", "--out", str(out)]) == 1
     assert "svhn has no extra split 'extras'; use one of ['extra']" in capsys.readouterr().err
+
+
+def test_registry_entry():
+    from dlsets import registry
+
+    spec = registry._builtin()["svhn"]
+    assert spec.file_sets == (("train_32x32.mat", "test_32x32.mat"),)
+    assert spec.extra_splits["extra"].files == ("extra_32x32.mat",)
+    facts = {f: (s.size, s.md5, s.sha256[:8]) for f, s in spec.files.items()}
+    assert facts == {"train_32x32.mat": (182040794, "e26dedcc434d2e4c54c9b2d4a06d8373", "435e94d6"),
+                     "test_32x32.mat": (64275384, "eb5a983be6a315427106f1b164d9cef3", "cdce80df"),
+                     "extra_32x32.mat": (1329278602, "a93ce644f1a588dc4d68dda5feec44a7",
+                                         "a133a4be")}
