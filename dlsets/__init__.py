@@ -15,6 +15,7 @@ from .errors import (  # noqa: E402
     DlsetsError,
     DownloadError,
     FormatError,
+    MissingDependencyError,
     OfflineError,
     OptionError,
     RegistryError,
@@ -39,6 +40,9 @@ _LAZY = {
     "load_notmnist": "loaders",
     "load_cifar10": "loaders",
     "load_cifar100": "loaders",
+    "load_emnist": "loaders",
+    "load_svhn": "loaders",
+    "load_stl10": "loaders",
     "Dataset": "dataset",
     "Split": "dataset",
     "Augmenter": "augment",
@@ -53,6 +57,10 @@ _LAZY = {
     "load_shards": "shard_reader",
     "expand_on_ray": "ray",
     "expand_ray_dataset": "ray",
+    "write_caffe": "caffe",
+    "expand_to_caffe": "caffe",
+    "write_convnetjs": "convnetjs",
+    "write_tensorboard": "tensorboard",
 }
 
 __all__ = [
@@ -61,6 +69,7 @@ __all__ = [
     "DlsetsError",
     "DownloadError",
     "FormatError",
+    "MissingDependencyError",
     "OfflineError",
     "OptionError",
     "RegistryError",

@@ -20,9 +20,18 @@ def files_dir(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     return dataset_dir(name, cache_dir) / "files"
 
 
-def prepared_dir(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """``<cache>/<name>/prepared``: arrays parsed by the loaders."""
-    return dataset_dir(name, cache_dir) / "prepared"
+def prepared_dir(name: str, cache_dir: str | os.PathLike | None = None,
+                 variant: str | None = None) -> Path:
+    """``<cache>/<name>/prepared``: arrays parsed by the loaders; for a dataset with variants
+    (EMNIST) one folder per variant, ``<cache>/<name>/prepared/<variant>``."""
+    folder = dataset_dir(name, cache_dir) / "prepared"
+    return folder / variant if variant else folder
+
+
+def prepared_lock_path(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
+    """``<cache>/<name>/prepared.lock``: held while one process builds or checks prepared arrays
+    (of any variant)."""
+    return dataset_dir(name, cache_dir) / "prepared.lock"
 
 
 def file_path(name: str, file: str, cache_dir: str | os.PathLike | None = None) -> Path:

@@ -55,7 +55,8 @@ def _cmd_list(args) -> int:
         # status() hashes nothing: listing must stay instant however much is cached
         have = {s.file for s in acquire.status(name, cache_dir=args.cache_dir) if s.verified}
         state = "cached" if any(set(s) <= set(have) for s in spec.file_sets) else "-"
-        if loaders.prepared_info(name, cache_dir=args.cache_dir) is not None:
+        if any(loaders.prepared_info(name, cache_dir=args.cache_dir, variant=v) is not None
+               for v in (list(spec.variants) or [None])):
             state = "prepared" if state == "-" else "cached, prepared"
         origin = "" if spec.builtin else f"  (user: like {spec.like})"
         rows.append((name, _size(size) if size else "?", state, spec.title + origin))
@@ -79,8 +80,21 @@ def _cmd_info(args) -> int:
     ):
         if value:
             out.append(f"{label}: {value}")
-    out.append(f"image shape: {tuple(spec.image_shape)}; {len(spec.classes)} classes: "
-               + ", ".join(spec.classes))
+    if spec.variants:
+        out.append(f"image shape: {tuple(spec.image_shape)}; variants (--variant V, "
+                   f"load(..., variant=V); default {spec.default_variant}):")
+        for v, vs in spec.variants.items():
+            ready = loaders.prepared_info(args.name, cache_dir=args.cache_dir, variant=v)
+            out.append(f"  {v}{' (prepared)' if ready else ''}: {vs.description} "
+                       f"{len(vs.classes)} classes: {', '.join(vs.classes)}")
+    else:
+        out.append(f"image shape: {tuple(spec.image_shape)}; {len(spec.classes)} classes: "
+                   + ", ".join(spec.classes))
+    if spec.extra_splits:
+        parts = [n + ("" if s.labelled else " (no labels)")
+                 + (f" (needs {', '.join(s.files)})" if s.files else "")
+                 for n, s in spec.extra_splits.items()]
+        out.append(f"extra splits (--extra NAME, load(..., extra=True)): {', '.join(parts)}")
     if spec.coarse_classes:
         out.append(f"{len(spec.coarse_classes)} coarse classes: " + ", ".join(spec.coarse_classes))
     if len(spec.file_sets) > 1:
@@ -89,25 +103,28 @@ def _cmd_info(args) -> int:
     out.append("files:")
     for st in acquire.status(args.name, cache_dir=args.cache_dir):
         out.append(f"  {st.describe()}")
-    info = loaders.prepared_info(args.name, cache_dir=args.cache_dir)
-    if info is None:
+    infos = [(v, loaders.prepared_info(args.name, cache_dir=args.cache_dir, variant=v))
+             for v in (list(spec.variants) or [None])]
+    infos = [(v, i) for v, i in infos if i is not None]
+    if not infos:
         out.append(f"not prepared yet (runs on first load: dlsets.load({args.name!r}))")
-    else:
-        out.extend(_prepared_lines(info, spec.name))
+    for v, info in infos:
+        lines = _prepared_lines(info, spec.name)
+        if v is not None:
+            lines[0] = f"prepared ({v}):"
+        out.extend(lines)
     print("\n".join(out))
     return 0
 
 
 def _prepared_lines(info: dict, name: str) -> list[str]:
     lines = ["prepared:"]
-    for split in ("train", "test"):
-        s = info.get("splits", {}).get(split)
-        if not s:
-            continue
+    for split, s in info.get("splits", {}).items():
         counts = s.get("class_counts")
         tail = f"; per class: {counts}" if counts else ""
-        lines.append(f"  {split}: images {tuple(s['images_shape'])}, "
-                     f"labels {tuple(s['labels_shape'])}{tail}")
+        labels = (f"labels {tuple(s['labels_shape'])}" if s.get("labels_shape") is not None
+                  else "no labels")
+        lines.append(f"  {split}: images {tuple(s['images_shape'])}, {labels}{tail}")
     skipped = info.get("skipped") or []
     if skipped:
         names = ", ".join(map(str, skipped[:10])) + (", ..." if len(skipped) > 10 else "")
@@ -201,7 +218,9 @@ def _cmd_verify(args) -> int:
         if problem:
             damaged += 1
             print(problem if problem.startswith(f"{name}:") else f"{name}: {problem}")
-        elif not args.quiet and (loaders.prepared_info(name, cache_dir=args.cache_dir)):
+        elif not args.quiet and any(
+                loaders.prepared_info(name, cache_dir=args.cache_dir, variant=v)
+                for v in (list(registry.get(name).variants) or [None])):
             print(f"{name}: prepared arrays: ok")
     if not results and not prepared:
         print("nothing in the cache to verify")
@@ -236,19 +255,53 @@ def _cmd_export(args) -> int:
     fmt = args.format or by_suffix
     if fmt is None:
         raise OptionError(f"--out {out}: cannot tell the format from the name; give --format "
-                          "hdf5 or npz, or a name ending in .h5 or .npz")
+                          "hdf5, npz, caffe or convnetjs, or a name ending in .h5 or .npz")
     if by_suffix and by_suffix != fmt:
         raise OptionError(f"--out {out} ends in {out.suffix} but --format is {fmt}; "
                           "make them agree")
+    _check_folder_options(args, fmt)
     ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args),
-                      dtype=args.dtype, channels=args.channels, label_mode=args.label_mode)
+                      dtype=args.dtype, channels=args.channels, label_mode=args.label_mode,
+                      variant=args.variant, extra=args.extra or False)
     if fmt == "hdf5":
         ds.to_hdf5(out, compression=args.compression)
+    elif fmt == "caffe":
+        from .caffe import to_caffe
+
+        to_caffe(ds, out, value_range=tuple(args.range or (0.0, 1.0)),
+                 max_file_bytes=_file_bytes(args), progress=_progress(args))
+    elif fmt == "convnetjs":
+        ds.to_convnetjs(out, batch_size=args.batch_size)
     else:
         ds.to_npz(out)
     if not args.quiet:
-        print(f"wrote {out}")
+        print(f"wrote {out}" + ("/" if fmt in ("caffe", "convnetjs") else ""))
     return 0
+
+
+def _check_folder_options(args, fmt: str) -> None:
+    """The options of the folder outputs (caffe, convnetjs) only with them, and theirs only."""
+    if fmt == "caffe" or fmt == "convnetjs":
+        if getattr(args, "dtype", "uint8") != "uint8" or getattr(args, "channels", None):
+            raise OptionError(f"--dtype and --channels do not apply to --format {fmt}: Caffe "
+                              "gets float32 (N, C, H, W) scaled into --range, ConvNetJS uint8 "
+                              "rows; leave them out")
+    given = {"--range": args.range is not None, "--max-file-mb": args.max_file_mb is not None,
+             "--batch-size": getattr(args, "batch_size", None) is not None}
+    allowed = {"caffe": ("--range", "--max-file-mb"), "convnetjs": ("--batch-size",)}
+    for flag, present in given.items():
+        if present and flag not in allowed.get(fmt, ()):
+            owner = next(f for f, flags in allowed.items() if flag in flags)
+            raise OptionError(f"{flag} applies to --format {owner} only, not {fmt}")
+    if fmt == "convnetjs" and getattr(args, "extra", None):
+        raise OptionError("--extra does not apply to --format convnetjs: the demos read train "
+                          "and test only")
+
+
+def _file_bytes(args) -> int:
+    from .caffe import DEFAULT_MAX_FILE_BYTES
+
+    return DEFAULT_MAX_FILE_BYTES if args.max_file_mb is None else int(args.max_file_mb * 2**20)
 
 
 def _augmenter(args):
@@ -277,36 +330,55 @@ def _cmd_augment(args) -> int:
     from . import loaders
     from .augment import expand_to_hdf5, take_subset
 
-    sharded = _shard_options(args)
-    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
+    fmt = args.format or "hdf5"
+    _check_folder_options(args, fmt)
+    if fmt == "caffe":
+        if args.shards is not None or args.shard is not None or args.engine != "local":
+            raise OptionError("--shards, --shard and --engine apply to hdf5 and webdataset "
+                              "shards; --format caffe splits its files by --max-file-mb")
+        sharded = False
+    else:
+        sharded = _shard_options(args)
+    is_h5 = Path(args.out).suffix.lower() in _H5_SUFFIXES
+    if not sharded and fmt == "hdf5" and not is_h5:
+        raise OptionError(f"--out {args.out}: augment writes HDF5; give a name ending in .h5, "
+                          "a folder (DIR/) for shards, or --format caffe and a folder")
+    if fmt == "caffe" and is_h5:
+        raise OptionError(f"--out {args.out}: --format caffe writes a folder (list files and "
+                          "several .h5 files); give a folder name")
+    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args),
+                      variant=args.variant)
     x, y = ds.train.images, ds.train.labels
     if args.subset:
         _at_most("--subset", args.subset, len(x), args.name)
         x, y = take_subset(x, y, args.subset, seed=args.seed)
     if sharded:
         return _augment_shards(args, ds, x, y)
-    if args.format not in (None, "hdf5"):
-        raise OptionError(f"--format {args.format} writes shards into a folder: give --out DIR/")
-    if Path(args.out).suffix.lower() not in (".h5", ".hdf5", ".hdf"):
-        raise OptionError(f"--out {args.out}: augment writes HDF5; give a name ending in .h5, "
-                          "or a folder (DIR/) for shards")
     if args.target < len(x):
         raise OptionError(
             f"--target {args.target} is smaller than the {len(x)} training images it starts "
             f"from (originals come first): give --target >= {len(x)}, or --subset K with "
             f"K <= {args.target}"
         )
-    expand_to_hdf5(
-        x,
-        y,
-        target=args.target,
-        out=args.out,
-        augmenter=_augmenter(args),
-        seed=args.seed,
-        balance=args.balance,
-        classes=ds.classes,
-        progress=_progress(args),
-    )
+    if fmt == "caffe":
+        from .caffe import expand_to_caffe
+
+        expand_to_caffe(x, y, args.target, args.out, augmenter=_augmenter(args), seed=args.seed,
+                        balance=args.balance, classes=ds.classes, progress=_progress(args),
+                        value_range=tuple(args.range or (0.0, 1.0)),
+                        max_file_bytes=_file_bytes(args))
+    else:
+        expand_to_hdf5(
+            x,
+            y,
+            target=args.target,
+            out=args.out,
+            augmenter=_augmenter(args),
+            seed=args.seed,
+            balance=args.balance,
+            classes=ds.classes,
+            progress=_progress(args),
+        )
     if not args.quiet:
         print(f"wrote {args.target} samples to {args.out}")
     return 0
@@ -397,15 +469,29 @@ def _cmd_preview(args) -> int:
     from . import loaders
     from .augment import preview_grid, save_png, take_subset
 
-    if Path(args.out).suffix.lower() != ".png":
+    if args.out is None and args.tensorboard is None:
+        raise OptionError("preview writes a PNG (--out FILE.png), TensorBoard summaries "
+                          "(--tensorboard LOGDIR) or both: give at least one")
+    if args.out is not None and Path(args.out).suffix.lower() != ".png":
         raise OptionError(f"--out {args.out}: preview writes PNG; give a name ending in .png")
-    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
+    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args),
+                      variant=args.variant)
     _at_most("--rows", args.rows, len(ds.train.images), args.name)
     x, y = take_subset(ds.train.images, ds.train.labels, args.rows, seed=args.seed)
-    grid = preview_grid(x, _augmenter(args), n=args.rows, copies=args.copies, seed=args.seed)
-    save_png(grid, args.out, scale=args.scale)
-    if not args.quiet:
-        print(f"wrote {args.out}")
+    aug = _augmenter(args)
+    if args.out is not None:
+        grid = preview_grid(x, aug, n=args.rows, copies=args.copies, seed=args.seed)
+        save_png(grid, args.out, scale=args.scale)
+        if not args.quiet:
+            print(f"wrote {args.out}")
+    if args.tensorboard is not None:
+        from .tensorboard import write_tensorboard
+
+        path = write_tensorboard(args.tensorboard, x, aug, n=args.rows, copies=args.copies,
+                                 seed=args.seed, classes=ds.classes,
+                                 labels={"train": ds.train.labels, "test": ds.test.labels})
+        if not args.quiet:
+            print(f"wrote {path} (tensorboard --logdir {args.tensorboard})")
     return 0
 
 
@@ -458,7 +544,30 @@ def _positive_int(text: str) -> int:
     return value
 
 
-AUGMENT_FORMATS = ("hdf5", "webdataset")
+AUGMENT_FORMATS = ("hdf5", "webdataset", "caffe")
+
+
+def _variant_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--variant", metavar="V", default=None,
+                    help="which of a dataset's variants (emnist: byclass, bymerge, balanced, "
+                    "letters, digits, mnist; default balanced)")
+
+
+def _caffe_options(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--range", type=float, nargs=2, metavar=("LO", "HI"), default=None,
+                    help="caffe: scale pixels into [LO, HI] (default 0 1)")
+    sp.add_argument("--max-file-mb", type=_positive_float, metavar="MB", default=None,
+                    help="caffe: largest .h5 file in MiB (default 512; Caffe reads one whole)")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
 
 
 def _common(suppress: bool) -> argparse.ArgumentParser:
@@ -523,11 +632,14 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-wait", action="store_true",
                     help="refuse at once while another process uses the dataset")
 
-    sp = add("export", _cmd_export, "write a dataset as one HDF5 or npz file")
+    sp = add("export", _cmd_export, "write a dataset as one HDF5 or npz file, or a folder for "
+             "Caffe or ConvNetJS")
     sp.add_argument("name", metavar="NAME")
-    sp.add_argument("--format", choices=("hdf5", "npz"), default=None,
-                    help="default: from the --out extension (.h5/.hdf5 or .npz)")
-    sp.add_argument("--out", required=True, metavar="FILE", help="file to write")
+    sp.add_argument("--format", choices=("hdf5", "npz", "caffe", "convnetjs"), default=None,
+                    help="default: from the --out extension (.h5/.hdf5 or .npz); caffe: HDF5Data "
+                    "files and list files; convnetjs: sprite-sheet PNGs and labels")
+    sp.add_argument("--out", required=True, metavar="FILE|DIR",
+                    help="file to write (a folder for caffe and convnetjs)")
     sp.add_argument("--compression", choices=("gzip", "lzf"), default=None,
                     help="HDF5 compression (default none: fastest to read)")
     sp.add_argument("--dtype", choices=("uint8", "float32"), default="uint8",
@@ -536,6 +648,12 @@ def _parser() -> argparse.ArgumentParser:
                     help="NHWC or NCHW (default: keras' layout, no channel axis for greyscale)")
     sp.add_argument("--label-mode", choices=("fine", "coarse"), default="fine",
                     help="CIFAR-100: the 100 fine or the 20 coarse classes (default fine)")
+    sp.add_argument("--extra", action="append", default=[], metavar="SPLIT",
+                    help="also an optional split (svhn: extra; stl10: unlabeled); repeatable")
+    sp.add_argument("--batch-size", type=_positive_int, metavar="N",
+                    help="convnetjs: images per PNG (default 3000 greyscale, 1000 colour)")
+    _variant_option(sp)
+    _caffe_options(sp)
 
     aug = argparse.ArgumentParser(add_help=False)
     g = aug.add_argument_group("augmentation (each off unless given)")
@@ -573,23 +691,30 @@ def _parser() -> argparse.ArgumentParser:
                     help="copy originals uniformly instead of evening out the classes")
     sp.add_argument("--subset", type=_positive_int, metavar="K",
                     help="start from a stratified subset of K training images")
-    g = sp.add_argument_group("shards (for --out DIR/)")
+    g = sp.add_argument_group("output format and shards (shards: --out DIR/)")
+    g.add_argument("--format", choices=AUGMENT_FORMATS, default=None,
+                   help="hdf5 (default: one .h5 file, or shards in the same layout for --out "
+                   "DIR/), webdataset (tar shards) or caffe (a folder of HDF5Data files)")
     g.add_argument("--shards", type=_positive_int, metavar="N",
                    help="split the output into N shard files (default: ~256 MB each)")
     g.add_argument("--shard", type=int, metavar="I",
                    help="write only shard I (0..N-1): one task of a job array")
-    g.add_argument("--format", choices=AUGMENT_FORMATS, default=None,
-                   help="shard format (default hdf5: the layout of --out FILE.h5)")
     g.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: in this process; ray: one Ray task per shard on the cluster "
                    "ray.init() finds (RAY_ADDRESS) or a local one")
+    _variant_option(sp)
+    _caffe_options(sp)
 
     sp = sub.add_parser("preview", parents=[common, aug], help="PNG grid of originals beside "
                         "augmented copies", description="Write a PNG grid: each row an original "
                         "training image followed by augmented copies.")
     sp.set_defaults(run=_cmd_preview)
     sp.add_argument("name", metavar="NAME")
-    sp.add_argument("--out", required=True, metavar="PNG", help="PNG file to write")
+    sp.add_argument("--out", metavar="PNG", help="PNG file to write")
+    sp.add_argument("--tensorboard", metavar="LOGDIR",
+                    help="also (or instead) write TensorBoard image summaries and class "
+                    "histograms into LOGDIR (needs dlsets[tensorboard])")
+    _variant_option(sp)
     sp.add_argument("--rows", type=_positive_int, default=8,
                     help="original images, one per row (default 8)")
     sp.add_argument("--copies", type=_positive_int, default=7,

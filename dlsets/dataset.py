@@ -15,8 +15,9 @@ SPLITS = ("train", "test")
 
 @dataclass(frozen=True, eq=False)  # eq on arrays would be elementwise, not a bool
 class Split:
-    """One split: ``images`` (N, ...) and ``labels`` (N,) uint8; ``masks`` (N, H, W) integer
-    class maps for segmentation data, else None.
+    """One split: ``images`` (N, ...) and ``labels`` (N,) uint8, or None for an unlabelled
+    split (STL-10's unlabeled); ``masks`` (N, H, W) integer class maps for segmentation data,
+    else None.
 
     Arrays are NumPy (images: copy-on-write memory maps for the uint8 layout) or, with
     ``format="hdf5"``, read-only h5py datasets. ``x, y = split`` unpacks images and labels.
@@ -27,7 +28,7 @@ class Split:
     masks: Any = None
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.images)
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.images, self.labels))
@@ -87,6 +88,27 @@ class Dataset:
         from .export import to_npz
 
         return to_npz(self, path)
+
+    def to_caffe(self, folder: str | os.PathLike, *, value_range=(0.0, 1.0),
+                 max_file_bytes: int | None = None) -> Path:
+        """Write every split for Caffe's HDF5Data layer into ``folder``: ``<split>.txt`` list
+        files of ``<split>_<k>.h5`` files holding ``data`` (N, C, H, W) float32 scaled into
+        ``value_range`` and ``label`` (N,) float32, each file at most ``max_file_bytes``
+        (default 512 MiB). See :mod:`dlsets.caffe`."""
+        from .caffe import DEFAULT_MAX_FILE_BYTES, to_caffe
+
+        return to_caffe(self, folder, value_range=value_range,
+                        max_file_bytes=DEFAULT_MAX_FILE_BYTES if max_file_bytes is None
+                        else max_file_bytes)
+
+    def to_convnetjs(self, folder: str | os.PathLike, *, prefix: str | None = None,
+                     batch_size: int | None = None) -> Path:
+        """Write train and test as ConvNetJS sprite sheets into ``folder``:
+        ``<prefix>_batch_<i>.png`` (one image a row) and ``<prefix>_labels.js`` / ``.json``.
+        See :mod:`dlsets.convnetjs`."""
+        from .convnetjs import to_convnetjs
+
+        return to_convnetjs(self, folder, prefix=prefix, batch_size=batch_size)
 
     def close(self) -> None:
         """Close the HDF5 file behind ``format="hdf5"`` datasets (no-op otherwise)."""

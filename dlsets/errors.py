@@ -43,3 +43,8 @@ class UnsafeArchiveError(FormatError):
 
 class UnsafePickleError(FormatError):
     """A pickle names something other than numpy arrays and builtin containers."""
+
+
+class MissingDependencyError(DlsetsError, ImportError):
+    """An optional package (a dlsets extra) is needed and not installed; the message names the
+    ``pip install 'dlsets[...]'`` that adds it."""

@@ -38,8 +38,9 @@ def write_hdf5(
 ) -> Path:
     """Write ``{split: (images, labels)}`` to ``path`` atomically, chunked by sample.
 
-    Images keep their dtype and per-sample shape; labels are stored as (N,) uint8. The file
-    carries ``classes``, ``sources`` (file -> sha256) and any extra ``attrs``.
+    Images keep their dtype and per-sample shape; labels are stored as (N,) uint8 (None: an
+    unlabelled split, written without labels). The file carries ``classes``, ``sources``
+    (file -> sha256) and any extra ``attrs``.
     """
     check_compression(compression)
     path = Path(path)
@@ -47,42 +48,45 @@ def write_hdf5(
         for split, (images, labels) in splits.items():
             n = len(images)
             dset, lset = h5.create_split(
-                f, split, n, images.shape[1:], dtype=images.dtype, compression=compression
+                f, split, n, images.shape[1:], dtype=images.dtype, compression=compression,
+                labels=labels is not None,
             )
             sample = max(1, int(np.prod(images.shape[1:])) * images.dtype.itemsize)
             step = max(1, _BLOCK_BYTES // sample)
             for start in range(0, n, step):
                 stop = min(n, start + step)
                 dset[start:stop] = np.asarray(images[start:stop])
-            if n:
+            if n and lset is not None:
                 lset[:] = np.asarray(labels[:], dtype=np.uint8)
         h5.write_attrs(f, classes, sources, **attrs)
     return path
 
 
 def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None) -> Path:
-    """``/train/images``, ``/train/labels``, ``/test/images``, ``/test/labels`` plus the
-    ``classes`` and ``sources`` attributes; ``compression`` is None, "gzip" or "lzf"."""
+    """``/train/images``, ``/train/labels``, ``/test/images``, ``/test/labels`` (and the same
+    for each extra split: ``/extra/...``, ``/unlabeled/images``) plus the ``classes`` and
+    ``sources`` attributes; ``compression`` is None, "gzip" or "lzf"."""
     return write_hdf5(
         path,
-        {s: (ds[s].images, ds[s].labels) for s in ("train", "test")},
+        {s: (ds[s].images, ds[s].labels) for s in ds.split_names},
         ds.classes,
         ds.info.get("sources", {}),
         compression=compression,
         dataset=ds.name,
+        **({"variant": ds.info["variant"]} if ds.info.get("variant") else {}),
     )
 
 
 def to_npz(ds: Dataset, path: str | os.PathLike) -> Path:
-    """An npz with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (keras' mnist.npz keys)."""
+    """An npz with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (keras' mnist.npz keys),
+    and ``x_<split>`` (``y_<split>`` when labelled) for each extra split."""
     path = Path(path)
+    arrays = {}
+    for s in ds.split_names:
+        arrays[f"x_{s}"] = np.asarray(ds[s].images[:])
+        if ds[s].labels is not None:
+            arrays[f"y_{s}"] = np.asarray(ds[s].labels[:])
     # A file object, so numpy does not append ".npz" to the temporary name.
     with replacing(path) as tmp, open(tmp, "wb") as f:
-        np.savez(
-            f,
-            x_train=np.asarray(ds.train.images[:]),
-            y_train=np.asarray(ds.train.labels[:]),
-            x_test=np.asarray(ds.test.images[:]),
-            y_test=np.asarray(ds.test.labels[:]),
-        )
+        np.savez(f, **arrays)
     return path

@@ -1,7 +1,8 @@
 """HDF5 files in the dlsets layout, written atomically.
 
 Layout: ``/<split>/images`` (N, ...) and ``/<split>/labels`` (N,), chunked along the sample
-axis; file attributes ``classes`` (names) and ``sources`` (JSON of source file -> sha256).
+axis (an unlabelled split, STL-10's unlabeled, has no ``labels``); file attributes ``classes``
+(names) and ``sources`` (JSON of source file -> sha256).
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ def create_split(
     *,
     dtype: np.dtype | str = np.uint8,
     compression: str | None = None,
+    labels: bool = True,
 ):
-    """Create empty ``/<split>/images`` and ``/<split>/labels``; returns both datasets."""
+    """Create empty ``/<split>/images`` and ``/<split>/labels``; returns both datasets (labels
+    None when ``labels=False``: an unlabelled split)."""
     image_shape = tuple(image_shape)
     sample_bytes = int(np.prod(image_shape)) * np.dtype(dtype).itemsize
     rows = max(1, min(count, CHUNK_BYTES // max(1, sample_bytes)))
@@ -48,6 +51,8 @@ def create_split(
         chunks=(rows, *image_shape) if count else None,
         compression=compression,
     )
+    if not labels:
+        return images, None
     labels = group.create_dataset(
         "labels",
         shape=(count,),

@@ -17,14 +17,15 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import cache, prepared, registry
-from .dataset import Dataset, Split
+from .dataset import SPLITS, Dataset, Split
 from .errors import FormatError, OfflineError, OptionError
 from .registry import DatasetSpec
 
@@ -36,6 +37,9 @@ CHANNELS = (None, "last", "first")
 FORMATS = ("numpy", "hdf5")
 LABEL_MODES = ("fine", "coarse")
 NOTMNIST_VARIANTS = ("small", "large")
+# Arrays a format's prepared copy holds beyond each split's images and labels.
+_FORMAT_ARRAYS = {"cifar100": ("train_coarse_labels", "test_coarse_labels"),
+                  "stl10": ("train_folds",)}
 
 
 def _check(option: str, value: Any, valid: tuple) -> None:
@@ -53,6 +57,8 @@ def load(
     format: str = "numpy",
     label_mode: str = "fine",
     progress: bool | None = None,
+    variant: str | None = None,
+    extra: bool | str | Sequence[str] = False,
 ) -> Dataset:
     """Load dataset ``name`` (built-in or user registry entry) into a :class:`Dataset`.
 
@@ -64,6 +70,12 @@ def load(
     load): both writable, and writes never reach the cache. ``format="hdf5"`` returns read-only
     h5py datasets (close with ``ds.close()`` or ``with``). With ``download=False`` nothing is
     downloaded: missing files raise OfflineError saying which and how to get them.
+
+    ``variant`` picks one of the datasets packed in the same files (EMNIST: ``"byclass"``,
+    ``"balanced"``, ...; each has its own classes and prepared copy). ``extra`` adds the
+    dataset's optional splits (True: all of them; or their names): SVHN's ``"extra"``, STL-10's
+    ``"unlabeled"`` (labels None). They are reached as ``ds["extra"]``, listed in
+    ``ds.split_names``, and their files are fetched only when asked for.
     """
     _check("dtype", dtype, DTYPES)
     _check("channels", channels, CHANNELS)
@@ -75,33 +87,86 @@ def load(
             f"label_mode='coarse' exists for CIFAR-100-like datasets only; {name} has "
             f"{spec.format} labels, use label_mode='fine'"
         )
-    arrays, manifest = _prepared_arrays(spec, cache_dir, download, progress)
-    folder = cache.prepared_dir(spec.name, cache_dir)
-    info = _info(spec, manifest, label_mode, folder)
+    variant = _variant(spec, variant)
+    wanted = _extra_splits(spec, extra)
+    spec = _for_variant(spec, variant)
+    arrays, manifest = _prepared_arrays(spec, cache_dir, download, progress, variant, wanted)
+    folder = cache.prepared_dir(spec.name, cache_dir, variant)
+    names = (*SPLITS, *wanted)
+    info = _info(spec, manifest, label_mode, folder, names)
     prefix = "coarse_" if label_mode == "coarse" else ""
     classes = _class_names(spec, manifest, label_mode == "coarse")
     if format == "hdf5":
         return _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels,
-                             prefix)
+                             prefix, wanted, cache.prepared_lock_path(spec.name, cache_dir))
     splits = {}
-    for s in ("train", "test"):
+    for s in names:
         x = _convert(arrays[f"{s}_images"], dtype, channels)
-        y = np.asarray(arrays[f"{s}_{prefix}labels"])
-        splits[s] = Split(x, y)
+        key = _labels_key(s, prefix)
+        splits[s] = Split(x, np.asarray(arrays[key]) if key in arrays else None)
         info["splits"][s]["images_shape"] = list(x.shape)
     info["dtype"] = dtype
-    return Dataset(spec.name, splits["train"], splits["test"], tuple(classes), info)
+    info["channels"] = channels
+    if "train_folds" in arrays:
+        info["folds"] = np.array(arrays["train_folds"])
+    return Dataset(spec.name, splits.pop("train"), splits.pop("test"), tuple(classes), info,
+                   extra=splits)
 
 
-def prepared_info(name: str, *, cache_dir: PathLike | None = None) -> dict | None:
-    """Facts about the prepared copy of ``name`` (shapes, class counts, source sha256,
-    skipped files), or None when there is none (or it is stale); never loads or downloads."""
-    spec = registry.get(name)
-    folder = cache.prepared_dir(name, cache_dir)
-    manifest = prepared.read_manifest(folder)
-    if manifest is None or _stale(spec, manifest, cache_dir) or prepared.problem(folder, manifest):
+def _labels_key(split: str, prefix: str = "") -> str:
+    """The prepared array of ``split``'s labels (coarse ones exist for train and test only)."""
+    return f"{split}_{prefix if split in SPLITS else ''}labels"
+
+
+def _variant(spec: DatasetSpec, variant: str | None) -> str | None:
+    """The variant to load: ``variant`` checked, or the dataset's default (None: it has none)."""
+    if not spec.variants:
+        if variant is not None:
+            raise OptionError(f"{spec.name} has no variants; leave variant={variant!r} out")
         return None
-    return _info(spec, manifest, "fine", folder)
+    if variant is None:
+        return spec.default_variant or next(iter(spec.variants))
+    if variant not in spec.variants:
+        raise OptionError(f"{spec.name} has no variant {variant!r}; use one of "
+                          f"{list(spec.variants)}")
+    return variant
+
+
+def _for_variant(spec: DatasetSpec, variant: str | None) -> DatasetSpec:
+    return replace(spec, classes=spec.variants[variant].classes) if variant else spec
+
+
+def _extra_splits(spec: DatasetSpec, extra) -> tuple[str, ...]:
+    """Names of the optional splits asked for by ``extra`` (False, True, a name or names)."""
+    have = tuple(spec.extra_splits)
+    if extra is None or extra is False:
+        return ()
+    if extra is True:
+        return have
+    names = [extra] if isinstance(extra, str) else list(extra)
+    for n in names:
+        if n not in have:
+            raise OptionError(
+                f"{spec.name} has no extra split {n!r}; "
+                + (f"use one of {list(have)}" if have else "it has train and test only")
+            )
+    return tuple(n for n in have if n in names)
+
+
+def prepared_info(name: str, *, cache_dir: PathLike | None = None,
+                  variant: str | None = None) -> dict | None:
+    """Facts about the prepared copy of ``name`` (shapes, class counts, source sha256,
+    skipped files), or None when there is none (or it is stale); never loads or downloads.
+    For a dataset with variants, of ``variant`` (default: the default one)."""
+    spec = registry.get(name)
+    variant = _variant(spec, variant)
+    spec = _for_variant(spec, variant)
+    folder = cache.prepared_dir(name, cache_dir, variant)
+    manifest = prepared.read_manifest(folder)
+    if (manifest is None or _stale(spec, manifest, cache_dir, variant)
+            or prepared.problem(folder, manifest)):
+        return None
+    return _info(spec, manifest, "fine", folder, tuple(manifest.get("splits", SPLITS)))
 
 
 # --- keras-style loaders -------------------------------------------------------------------
@@ -175,25 +240,97 @@ def load_cifar100(label_mode: str = "fine", *, dtype: str = "uint8",
                    download=download, format=format, label_mode=label_mode, progress=progress)
 
 
+def load_emnist(split: str = "balanced", *, dtype: str = "uint8", channels: str | None = None,
+                cache_dir: PathLike | None = None, download: bool = True,
+                format: str = "numpy", progress: bool | None = None):
+    """One EMNIST split as ``((x_train, y_train), (x_test, y_test))``: x (N, 28, 28) uint8,
+    upright (the files store the glyphs transposed), y (N,) uint8.
+
+    ``split`` is EMNIST's word for its six variants: "byclass" (62 classes), "bymerge" and
+    "balanced" (47), "letters" (26, labels 0..25 = a..z; the files count from 1), "digits",
+    "mnist" (10). All six come from one 562 MB archive, downloaded once; each is prepared
+    on its first load. Class names: ``dlsets.load("emnist", variant=split).classes``.
+    """
+    _check("split", split, tuple(registry.get("emnist").variants))
+    return _tuples("emnist", variant=split, dtype=dtype, channels=channels, cache_dir=cache_dir,
+                   download=download, format=format, progress=progress)
+
+
+def load_svhn(extra: bool = False, *, dtype: str = "uint8", channels: str | None = None,
+              cache_dir: PathLike | None = None, download: bool = True, format: str = "numpy",
+              progress: bool | None = None):
+    """SVHN cropped digits as ``((x_train, y_train), (x_test, y_test))``: x (N, 32, 32, 3)
+    uint8 like CIFAR, y (N,) uint8 in 0..9 (the files' label 10 is the digit 0).
+
+    ``extra=True`` appends the 531,131 'extra' images to the training set (as the SVHN papers
+    train), fetching the 1.3 GB extra_32x32.mat on first use; the result is a new array of
+    604,388 images. To keep them apart use ``dlsets.load("svhn", extra=True)["extra"]``.
+    Needs scipy for the MATLAB files: ``pip install 'dlsets[scipy]'``.
+    """
+    if extra and format == "hdf5":
+        raise OptionError("load_svhn(extra=True) concatenates arrays in memory; with "
+                          "format='hdf5' use dlsets.load('svhn', extra=True, format='hdf5') and "
+                          "read ds['extra'] beside ds.train")
+    ds = load("svhn", dtype=dtype, channels=channels, cache_dir=cache_dir, download=download,
+              format=format, progress=progress, extra=bool(extra))
+    if not extra:
+        return ds.as_tuples()
+    more = ds["extra"]
+    x = np.concatenate([ds.train.images, more.images])
+    y = np.concatenate([ds.train.labels, more.labels])
+    return (x, y), (ds.test.images, ds.test.labels)
+
+
+def load_stl10(*, unlabeled: bool = False, fold: int | None = None, dtype: str = "uint8",
+               channels: str | None = None, cache_dir: PathLike | None = None,
+               download: bool = True, format: str = "numpy", progress: bool | None = None):
+    """STL-10 as ``((x_train, y_train), (x_test, y_test))``: x (5000|8000, 96, 96, 3) uint8,
+    y (N,) uint8 in 0..9 (the files count from 1).
+
+    ``fold=k`` (0..9) keeps only the 1,000 training images of predefined fold k, as the
+    STL-10 protocol trains (``dlsets.load("stl10").info["folds"]`` holds all ten).
+    ``unlabeled=True`` returns a third item, the 100,000 unlabelled images
+    ``x_unlabeled`` (N, 96, 96, 3): ``(train, test, x_unlabeled)``; they are prepared (2.8 GB
+    on disk) only the first time they are asked for.
+    """
+    if fold is not None:
+        if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 0 <= fold < 10:
+            raise OptionError(f"fold={fold!r} is not valid; use None or one of {list(range(10))}")
+        if format == "hdf5":
+            raise OptionError("fold= selects images in memory; with format='hdf5' index "
+                              "ds.train with ds.info['folds'][k] yourself")
+    ds = load("stl10", dtype=dtype, channels=channels, cache_dir=cache_dir, download=download,
+              format=format, progress=progress, extra=("unlabeled",) if unlabeled else ())
+    (x_tr, y_tr), test = ds.as_tuples()
+    if fold is not None:
+        idx = ds.info["folds"][int(fold)]
+        x_tr, y_tr = x_tr[idx], y_tr[idx]
+    if unlabeled:
+        return (x_tr, y_tr), test, ds["unlabeled"].images
+    return (x_tr, y_tr), test
+
+
 # --- prepared arrays: find, check, build ---------------------------------------------------
 
 
-def _prepared_arrays(spec: DatasetSpec, cache_dir, download: bool, progress):
-    folder = cache.prepared_dir(spec.name, cache_dir)
-    got = _usable(spec, folder, cache_dir)
+def _prepared_arrays(spec: DatasetSpec, cache_dir, download: bool, progress,
+                     variant: str | None = None, wanted: tuple[str, ...] = ()):
+    folder = cache.prepared_dir(spec.name, cache_dir, variant)
+    got = _usable(spec, folder, cache_dir, variant=variant, wanted=wanted)
     if got is not None:
         return got
     from .locks import holding
 
+    lock = cache.prepared_lock_path(spec.name, cache_dir)
     # One process builds; the others wait here and then find the finished copy.
-    with holding(folder.parent / "prepared.lock"):
+    with holding(lock):
         # Quiet: whatever is wrong was logged by the check above (once, not twice); this one
         # only looks whether another process rebuilt the copy while we waited for the lock.
-        got = _usable(spec, folder, cache_dir, quiet=True)
+        got = _usable(spec, folder, cache_dir, quiet=True, variant=variant, wanted=wanted)
         if got is not None:
             return got
-        files = _source_files(spec, cache_dir, download, progress)
-        arrays, manifest = _parse(spec, files, progress)
+        files = _source_files(spec, cache_dir, download, progress, wanted)
+        arrays, manifest = _parse(spec, files, progress, variant, wanted)
         manifest = prepared.write(folder, arrays, manifest)
         log.info("%s: prepared arrays written to %s", spec.name, folder)
         opened = prepared.open_arrays(folder, manifest)
@@ -205,11 +342,12 @@ def _prepared_arrays(spec: DatasetSpec, cache_dir, download: bool, progress):
         return opened, manifest
 
 
-def _usable(spec: DatasetSpec, folder: Path, cache_dir, quiet: bool = False):
+def _usable(spec: DatasetSpec, folder: Path, cache_dir, quiet: bool = False,
+            variant: str | None = None, wanted: tuple[str, ...] = ()):
     manifest = prepared.read_manifest(folder)
     if manifest is None:
         return None
-    why = _stale(spec, manifest, cache_dir)
+    why = _stale(spec, manifest, cache_dir, variant)
     if why:
         log.log(logging.DEBUG if quiet else logging.INFO,
                 "%s: prepared arrays are stale (%s); rebuilding them", spec.name, why)
@@ -222,12 +360,17 @@ def _usable(spec: DatasetSpec, folder: Path, cache_dir, quiet: bool = False):
         # arrays: what we mapped may belong to its manifest, not ours. Retry under the lock.
         log.info("%s: prepared arrays changed while being opened; reopening", spec.name)
         return None
-    expected = {"train_images", "train_labels", "test_images", "test_labels"}
-    if spec.format == "cifar100":
-        expected |= {"train_coarse_labels", "test_coarse_labels"}
-    if not expected <= set(arrays):
-        log.log(logging.DEBUG if quiet else logging.WARNING,
-                "%s: prepared arrays lack %s; rebuilding", spec.name, expected - set(arrays))
+    expected = {*_FORMAT_ARRAYS.get(spec.format, ())}
+    for s in (*SPLITS, *wanted):
+        expected.add(f"{s}_images")
+        if s in SPLITS or spec.extra_splits[s].labelled:
+            expected.add(f"{s}_labels")
+    missing = expected - set(arrays)
+    if missing:
+        # An extra split asked for the first time is no damage: rebuilt with it, said at info.
+        first_time = all(m.split("_", 1)[0] in wanted for m in missing)
+        level = logging.DEBUG if quiet else logging.INFO if first_time else logging.WARNING
+        log.log(level, "%s: prepared arrays lack %s; rebuilding", spec.name, sorted(missing))
         return None
     return arrays, manifest
 
@@ -244,28 +387,37 @@ def verify_prepared(name: str, *, cache_dir: PathLike | None = None,
     from .locks import holding
 
     spec = registry.get(name)
-    folder = cache.prepared_dir(spec.name, cache_dir)
-    if not folder.exists():
+    folders = ([cache.prepared_dir(spec.name, cache_dir, v) for v in spec.variants]
+               if spec.variants else [cache.prepared_dir(spec.name, cache_dir)])
+    folders = [f for f in folders if f.exists()]
+    if not folders:
         return None
     # Under the builders' lock: a copy being written is not mistaken for a damaged one.
-    with holding(folder.parent / "prepared.lock"):
-        manifest = prepared.read_manifest(folder)
-        why = (prepared.verify(folder, manifest) if manifest is not None
-               else prepared.manifest_problem(folder))
+    with holding(cache.prepared_lock_path(spec.name, cache_dir)):
+        problems = [p for f in folders if (p := _verify_folder(spec, f, repair)) is not None]
+    return "\n".join(problems) or None
+
+
+def _verify_folder(spec: DatasetSpec, folder: Path, repair: bool) -> str | None:
+    """What is wrong in one prepared folder (hashed in full), after deleting it or its
+    damaged HDF5 variants when ``repair``; None when nothing. The caller holds the lock."""
+    manifest = prepared.read_manifest(folder)
+    why = (prepared.verify(folder, manifest) if manifest is not None
+           else prepared.manifest_problem(folder))
+    if why is not None:
+        if repair:
+            (folder / prepared.MANIFEST).unlink(missing_ok=True)  # unfinished from now on
+            shutil.rmtree(folder, ignore_errors=True)
+        done = "deleted it; the next load rebuilds it" if repair else "not repaired"
+        return f"{spec.name}: prepared copy in {folder}: {why}; {done}"
+    problems = []
+    for path in sorted((folder / prepared.HDF5_DIR).glob("*.h5")):
+        why = _hdf5_problem(path)
         if why is not None:
             if repair:
-                (folder / prepared.MANIFEST).unlink(missing_ok=True)  # unfinished from now on
-                shutil.rmtree(folder, ignore_errors=True)
-            done = "deleted it; the next load rebuilds it" if repair else "not repaired"
-            return f"{spec.name}: prepared copy in {folder}: {why}; {done}"
-        problems = []
-        for path in sorted((folder / prepared.HDF5_DIR).glob("*.h5")):
-            why = _hdf5_problem(path)
-            if why is not None:
-                if repair:
-                    path.unlink(missing_ok=True)
-                    _hdf5_sha_path(path).unlink(missing_ok=True)
-                problems.append(f"{path.name}: {why}")
+                path.unlink(missing_ok=True)
+                _hdf5_sha_path(path).unlink(missing_ok=True)
+            problems.append(f"{path.name}: {why}")
     if not problems:
         return None
     done = "deleted; the next load with format='hdf5' rebuilds them" if repair else "not repaired"
@@ -273,12 +425,16 @@ def verify_prepared(name: str, *, cache_dir: PathLike | None = None,
             f"{'; '.join(problems)}; {done}")
 
 
-def _stale(spec: DatasetSpec, manifest: dict, cache_dir) -> str | None:
+def _stale(spec: DatasetSpec, manifest: dict, cache_dir, variant: str | None = None
+           ) -> str | None:
     """Why ``manifest`` was not made from the files ``spec`` names now (None if it was)."""
     if manifest.get("format") != spec.format:
         return f"made from {manifest.get('format')} files, the registry now says {spec.format}"
+    if manifest.get("variant") != variant:
+        return f"made for variant {manifest.get('variant')!r}, not {variant!r}"
     sources = manifest.get("sources", {})
-    if set(sources) not in [set(s) for s in spec.file_sets]:
+    core = set(sources) - spec.optional_files()  # an extra split's files come on top of a set
+    if core not in [set(s) for s in spec.file_sets] or not set(sources) <= set(spec.files):
         return f"made from {sorted(sources)}, which is not one of the registry's file sets"
     stats = manifest.get("source_stats", {})
     for fname, sha in sources.items():
@@ -296,17 +452,23 @@ def _stale(spec: DatasetSpec, manifest: dict, cache_dir) -> str | None:
     return None
 
 
-def _source_files(spec: DatasetSpec, cache_dir, download: bool, progress) -> dict[str, Path]:
+def _source_files(spec: DatasetSpec, cache_dir, download: bool, progress,
+                  wanted: tuple[str, ...] = ()) -> dict[str, Path]:
+    """A complete file set, plus the files of the extra splits in ``wanted``."""
     from .acquire import cached, fetch
 
+    more = tuple(f for s in wanted for f in spec.extra_splits[s].files)
     if download:
-        return fetch(spec.name, cache_dir=cache_dir, progress=progress)
+        files = fetch(spec.name, cache_dir=cache_dir, progress=progress)
+        if more:
+            files.update(fetch(spec.name, files=more, cache_dir=cache_dir, progress=progress))
+        return files
     have = cached(spec.name, cache_dir=cache_dir)
     for fs in spec.file_sets:
-        if all(f in have for f in fs):
-            return {f: have[f] for f in fs}
-    options = " or ".join(" + ".join(fs) for fs in spec.file_sets)
-    missing = sorted({f for fs in spec.file_sets for f in fs if f not in have})
+        if all(f in have for f in (*fs, *more)):
+            return {f: have[f] for f in (*fs, *more)}
+    options = " or ".join(" + ".join((*fs, *more)) for fs in spec.file_sets)
+    missing = sorted({f for fs in spec.file_sets for f in (*fs, *more) if f not in have})
     where = cache.files_dir(spec.name, cache_dir)
     raise OfflineError(
         f"{spec.name}: not prepared yet and its files are not in the cache ({where}); "
@@ -316,12 +478,13 @@ def _source_files(spec: DatasetSpec, cache_dir, download: bool, progress) -> dic
     )
 
 
-def _parse(spec: DatasetSpec, files: dict[str, Path], progress):
+def _parse(spec: DatasetSpec, files: dict[str, Path], progress, variant: str | None = None,
+           wanted: tuple[str, ...] = ()):
     """Source files -> (arrays for the prepared cache, manifest facts)."""
     sources = {f: spec.files[f].sha256 for f in files}
     stats = {}
     extra: dict[str, Any] = {}
-    if spec.format != "idx" and len(files) != 1:
+    if spec.format not in ("idx", "svhn") and len(files) != 1:
         raise FormatError(
             f"{spec.name}: a {spec.like}-like dataset is one archive, but its file set has "
             f"{len(files)} ({', '.join(files)}); list only one of them in the registry entry"
@@ -354,23 +517,54 @@ def _parse(spec: DatasetSpec, files: dict[str, Path], progress):
         extra["skipped"] = n.skipped
         extra["decoder"] = n.decoder
         extra["split_rule"] = "per class, lowest sha256('<letter>/<file>') (n+5)//10 to test"
+    elif spec.format == "emnist":
+        from .readers.emnist import read_emnist_zip
+
+        (fname, path), = files.items()
+        v = spec.variants[variant]
+        x_tr, y_tr, x_te, y_te = read_emnist_zip(
+            path, variant=variant, members=spec.extra.get("members", "emnist-{variant}-{split}-"
+                                                          "{kind}-ubyte.gz"),
+            image_shape=tuple(spec.image_shape), label_offset=v.label_offset, name=fname)
+        arrays = {"train_images": x_tr, "train_labels": y_tr,
+                  "test_images": x_te, "test_labels": y_te}
+    elif spec.format == "svhn":
+        from .readers.svhn import read_svhn_mat
+
+        arrays = {}
+        for s, fname in _split_files(spec, files, (*SPLITS, *wanted)).items():
+            log.info("%s: reading %s", spec.name, fname)
+            arrays[f"{s}_images"], arrays[f"{s}_labels"] = read_svhn_mat(files[fname], name=fname)
+    elif spec.format == "stl10":
+        (fname, path), = files.items()
+        st = _read_stl10(spec, fname, path, progress, unlabeled="unlabeled" in wanted)
+        arrays = {"train_images": st.x_train, "train_labels": st.y_train,
+                  "test_images": st.x_test, "test_labels": st.y_test, "train_folds": st.folds}
+        if st.x_unlabeled is not None:
+            arrays["unlabeled_images"] = st.x_unlabeled
+        extra["archive_classes"] = st.classes
     else:
         raise FormatError(f"{spec.name}: no loader for format {spec.format!r}")
-    for s in ("train", "test"):
-        x, y = arrays[f"{s}_images"], arrays[f"{s}_labels"]
+    names = (*SPLITS, *wanted)
+    for s in names:
+        x, y = arrays[f"{s}_images"], arrays.get(f"{s}_labels")
         if x.dtype != np.uint8 or tuple(x.shape[1:]) != tuple(spec.image_shape):
             raise FormatError(
                 f"{spec.name}: {s} images are {x.dtype} {x.shape[1:]}, expected uint8 "
                 f"{tuple(spec.image_shape)} (the layout of {spec.like})"
             )
-        if len(x) != len(y):
+        if y is not None and len(x) != len(y):
             raise FormatError(f"{spec.name}: {len(x)} {s} images but {len(y)} labels")
+    labelled = [s for s in names if f"{s}_labels" in arrays]
     _check_labels(spec, ", ".join(files), "labels",
-                  [arrays["train_labels"], arrays["test_labels"]], len(spec.classes))
+                  [arrays[f"{s}_labels"] for s in labelled], len(spec.classes))
     counts = {s: np.bincount(arrays[f"{s}_labels"], minlength=len(spec.classes)).tolist()
-              for s in ("train", "test")}
+              for s in labelled}
     manifest = {"name": spec.name, "format": spec.format, "sources": sources,
-                "source_stats": stats, "counts": counts, "skipped": [], **extra}
+                "source_stats": stats, "counts": counts, "skipped": [], "splits": list(names),
+                **extra}
+    if variant is not None:
+        manifest["variant"] = variant
     if spec.format == "cifar100":
         manifest["coarse_counts"] = {
             s: np.bincount(arrays[f"{s}_coarse_labels"],
@@ -387,6 +581,23 @@ def _check_labels(spec, where, what, label_arrays, n_classes) -> None:
             f"{spec.name}: {where} holds {what} up to {top}, but the registry names only "
             f"{n_classes} classes; fix the entry's 'classes' or the files"
         )
+
+
+def _split_files(spec: DatasetSpec, files: dict[str, Path], names) -> dict[str, str]:
+    """Split name -> the one file that holds it (SVHN: one .mat per split), told by the extra
+    splits' file lists, else by "train" or "test" in the name."""
+    roles: dict[str, str] = {}
+    for fname in files:
+        role = next((n for n, sp in spec.extra_splits.items() if fname in sp.files), None)
+        role = role or _idx_role(fname)[0]
+        if role is None or role in roles:
+            raise FormatError(f"{spec.name}: cannot tell which split {fname!r} holds; its name "
+                              f"must say train or test (files: {', '.join(files)})")
+        roles[role] = fname
+    missing = [n for n in names if n not in roles]
+    if missing:
+        raise FormatError(f"{spec.name}: no file for {', '.join(missing)} among {list(files)}")
+    return {n: roles[n] for n in names}
 
 
 def _idx_role(fname: str) -> tuple[str | None, str | None]:
@@ -451,6 +662,33 @@ class _HashingReader(io.RawIOBase):
         return n
 
 
+class _CountingReader(io.RawIOBase):
+    """A read-only file wrapper that reports the bytes passing through (for a progress bar)."""
+
+    def __init__(self, f, on_read: Callable[[int], None]):
+        self._f, self._on_read = f, on_read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self._f.readinto(b)
+        if n:
+            self._on_read(n)
+        return n
+
+
+def _read_stl10(spec, fname, path, progress, unlabeled: bool):
+    from .progress import bar
+    from .readers.stl10 import read_stl10_tar
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as raw, bar(size, f"{spec.name}: decoding", progress=progress,
+                                      unit="B") as pbar:
+        stream = io.BufferedReader(_CountingReader(raw, pbar.update), 1 << 20)
+        return read_stl10_tar(stream, unlabeled=unlabeled, compressed_size=size, name=fname)
+
+
 def _read_notmnist(spec, fname, path, progress):
     from .progress import bar
     from .readers.notmnist import read_notmnist_tar
@@ -485,17 +723,22 @@ def _class_names(spec: DatasetSpec, manifest: dict, coarse: bool) -> tuple[str, 
     return names
 
 
-def _info(spec: DatasetSpec, manifest: dict, label_mode: str, folder: Path) -> dict:
+def _info(spec: DatasetSpec, manifest: dict, label_mode: str, folder: Path,
+          split_names: Sequence[str] = SPLITS) -> dict:
     coarse = label_mode == "coarse"
     names = _class_names(spec, manifest, coarse)
     counts = manifest.get("coarse_counts" if coarse else "counts", {})
+    if coarse:  # the extra splits have fine labels only
+        counts = {**manifest.get("counts", {}), **counts}
     arrays = manifest["arrays"]
     prefix = "coarse_" if coarse else ""
     splits = {}
-    for s in ("train", "test"):
+    for s in split_names:
+        labels = arrays.get(_labels_key(s, prefix))
         splits[s] = {
             "images_shape": list(arrays[f"{s}_images"]["shape"]),
-            "labels_shape": list(arrays[f"{s}_{prefix}labels"]["shape"]),
+            # None: an unlabelled split (STL-10's unlabeled)
+            "labels_shape": list(labels["shape"]) if labels else None,
             "class_counts": dict(zip(names, counts.get(s, []), strict=False)),
         }
     skipped = list(manifest.get("skipped", []))
@@ -509,7 +752,7 @@ def _info(spec: DatasetSpec, manifest: dict, label_mode: str, folder: Path) -> d
         "skipped_count": len(skipped),
         "prepared_dir": str(folder),
     }
-    for key in ("decoder", "split_rule"):
+    for key in ("decoder", "split_rule", "variant"):
         if key in manifest:
             info[key] = manifest[key]
     return info
@@ -545,35 +788,44 @@ class _Converted:
         return _convert(self._x[key], self._dtype, self._channels)
 
 
-def _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels, prefix):
+def _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels, prefix,
+                  wanted, lock: Path):
     import h5py
 
     from .export import write_hdf5
 
-    variant = f"{dtype}-{channels or 'default'}-{prefix or 'fine_'}labels"
-    path = folder / prepared.HDF5_DIR / f"{variant}.h5"
+    names = (*SPLITS, *wanted)
+    layout = f"{dtype}-{channels or 'default'}-{prefix or 'fine_'}labels" + "".join(
+        f"+{s}" for s in wanted)
+    path = folder / prepared.HDF5_DIR / f"{layout}.h5"
     sources = json.dumps(dict(manifest["sources"]), sort_keys=True)
-    f = _open_hdf5(path, sources, arrays)
+    keys = {s: _labels_key(s, prefix) for s in names}
+    f = _open_hdf5(path, sources, arrays, keys)
     if f is None:
         from .locks import holding
 
-        with holding(folder.parent / "prepared.lock"):
-            f = _open_hdf5(path, sources, arrays)
+        with holding(lock):
+            f = _open_hdf5(path, sources, arrays, keys)
             if f is None:
                 # Under the lock, temp files of this variant are leftovers of a killed writer.
                 for leftover in path.parent.glob(f".{path.name}.*.tmp"):
                     leftover.unlink(missing_ok=True)
                 splits = {s: (_Converted(arrays[f"{s}_images"], dtype, channels),
-                              arrays[f"{s}_{prefix}labels"]) for s in ("train", "test")}
+                              arrays.get(keys[s])) for s in names}
                 write_hdf5(path, splits, classes, manifest["sources"], dataset=spec.name)
                 _record_hdf5_sha(path)
                 f = h5py.File(path, "r")
-    split = {s: Split(f[s]["images"], f[s]["labels"]) for s in ("train", "test")}
-    for s in ("train", "test"):
+    split = {s: Split(f[s]["images"], f[s]["labels"] if "labels" in f[s] else None)
+             for s in names}
+    for s in names:
         info["splits"][s]["images_shape"] = list(split[s].images.shape)
     info["dtype"] = dtype
+    info["channels"] = channels
     info["hdf5"] = str(path)
-    return Dataset(spec.name, split["train"], split["test"], tuple(classes), info, f.close)
+    if "train_folds" in arrays:
+        info["folds"] = np.array(arrays["train_folds"])
+    return Dataset(spec.name, split.pop("train"), split.pop("test"), tuple(classes), info,
+                   f.close, extra=split)
 
 
 def _hdf5_sha_path(path: Path) -> Path:
@@ -601,8 +853,9 @@ def _hdf5_problem(path: Path) -> str | None:
     return None if sha == recorded else f"sha256 {sha}, recorded {recorded}"
 
 
-def _open_hdf5(path: Path, sources: str, arrays):
-    """The prepared HDF5 file opened read-only, or None when missing or not matching."""
+def _open_hdf5(path: Path, sources: str, arrays, label_keys: dict[str, str]):
+    """The prepared HDF5 file opened read-only, or None when missing or not matching.
+    ``label_keys``: split -> its labels array (absent from ``arrays`` when unlabelled)."""
     import h5py
 
     if not path.is_file():
@@ -615,8 +868,9 @@ def _open_hdf5(path: Path, sources: str, arrays):
     try:
         ok = f.attrs.get("sources") == sources and all(
             f[f"{s}/images"].shape[0] == len(arrays[f"{s}_images"])
-            and f[f"{s}/labels"].shape[0] == len(arrays[f"{s}_labels"])
-            for s in ("train", "test")
+            and (f[f"{s}/labels"].shape[0] == len(arrays[key]) if key in arrays
+                 else "labels" not in f[s])
+            for s, key in label_keys.items()
         )
     except (KeyError, OSError):
         ok = False

@@ -34,8 +34,9 @@ VERSION = 2
 
 
 def hashed_on_open(key: str) -> bool:
-    """Whether array ``key`` is hashed in full on every open (labels: tens of KB)."""
-    return key.endswith("labels")
+    """Whether array ``key`` is hashed in full on every open (labels and STL-10's fold
+    indices: tens of KB)."""
+    return key.endswith(("labels", "folds"))
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -40,13 +40,36 @@ class FileSpec:
 
 
 @dataclass(frozen=True)
+class VariantSpec:
+    """One of several datasets packed in the same files (EMNIST's byclass, letters, ...)."""
+
+    name: str
+    classes: tuple[str, ...]
+    description: str = ""
+    label_offset: int = 0  # subtracted from the labels on disk (EMNIST letters: 1..26)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """A split beyond train and test (SVHN's extra, STL-10's unlabeled). It is prepared and
+    returned only when asked for (``load(..., extra=True)``); ``files`` are the extra files it
+    needs beyond the dataset's file set, fetched only then."""
+
+    name: str
+    labelled: bool = True
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """A dataset: its files, and the facts loaders and users need about it.
 
     ``file_sets`` lists alternative complete sets of files (MNIST as four IDX files or keras'
     ``mnist.npz``; CIFAR as the binary or the python archive); the first is what gets downloaded.
     ``format`` names the file layout the loaders parse (``idx``, ``cifar10``, ``cifar100``,
-    ``notmnist``); a user entry inherits it from the built-in named by ``like``.
+    ``notmnist``, ``emnist``, ``svhn``, ``stl10``); a user entry inherits it from the built-in
+    named by ``like``, with its ``variants`` and ``extra_splits``.
     """
 
     name: str
@@ -65,10 +88,17 @@ class DatasetSpec:
     builtin: bool = True
     source: str = "built-in"
     extra: dict[str, Any] = field(default_factory=dict)
+    variants: dict[str, VariantSpec] = field(default_factory=dict)
+    default_variant: str | None = None
+    extra_splits: dict[str, SplitSpec] = field(default_factory=dict)
 
     def default_files(self) -> list[str]:
         """Names of the files fetched when no selection is given: the first file set."""
         return list(self.file_sets[0])
+
+    def optional_files(self) -> set[str]:
+        """Files only the extra splits need (never part of a file set)."""
+        return {f for s in self.extra_splits.values() for f in s.files}
 
 
 _user_files: list[Path] = []
@@ -155,8 +185,24 @@ def _builtin() -> dict[str, DatasetSpec]:
             license=e.get("license", ""),
             homepage=e.get("homepage", ""),
             citation=e.get("citation", ""),
+            extra={k: v for k, v in e.items() if k not in _BUILTIN_KEYS},
+            variants={v: _variant(v, ve) for v, ve in e.get("variants", {}).items()},
+            default_variant=e.get("default_variant"),
+            extra_splits={n: SplitSpec(n, bool(se.get("labelled", True)),
+                                       tuple(se.get("files", ())))
+                          for n, se in e.get("extra_splits", {}).items()},
         )
     return out
+
+
+_BUILTIN_KEYS = {"format", "title", "description", "image_shape", "classes", "coarse_classes",
+                 "homepage", "license", "citation", "files", "file_sets", "variants",
+                 "default_variant", "extra_splits"}
+
+
+def _variant(name: str, e: dict) -> VariantSpec:
+    return VariantSpec(name=name, classes=tuple(e["classes"]), description=e.get("description", ""),
+                       label_offset=int(e.get("label_offset", 0)), counts=dict(e.get("counts", {})))
 
 
 def _file_spec(name: str, f: dict) -> FileSpec:
@@ -252,17 +298,25 @@ def _user_entry(path: Path, name: str, e: Any) -> DatasetSpec:
         citation=e.get("citation", ""),
         builtin=False,
         source=str(path),
+        extra=base.extra,
+        variants=base.variants,
+        default_variant=base.default_variant,
+        # an extra split is there when the entry lists the files it needs
+        extra_splits={n: s for n, s in base.extra_splits.items() if set(s.files) <= set(files)},
     )
 
 
 def _user_file_sets(base: DatasetSpec, files: dict[str, FileSpec]) -> tuple[tuple[str, ...], ...]:
     """The ``like`` dataset's alternative file sets that the user's files cover, when they
     account for every file listed (a CIFAR entry may list both archives: either one will do);
-    otherwise one set of all the files."""
-    sets = tuple(fs for fs in base.file_sets if set(fs) <= set(files))
-    if sets and set().union(*sets) == set(files):
+    otherwise one set of all the files. Files of the ``like`` dataset's extra splits (SVHN's
+    extra_32x32.mat) stay out of the sets: they are fetched only when that split is asked for."""
+    optional = base.optional_files()
+    core = [f for f in files if f not in optional]
+    sets = tuple(fs for fs in base.file_sets if set(fs) <= set(core))
+    if sets and set().union(*sets) == set(core):
         return sets
-    return (tuple(files),)
+    return (tuple(core),)
 
 
 def _user_file(where: str, fn: str, f: Any) -> FileSpec:

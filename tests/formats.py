@@ -238,3 +238,65 @@ def mnist_npz_bytes(x_train, y_train, x_test, y_test) -> bytes:
     buf = io.BytesIO()
     np.savez(buf, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     return buf.getvalue()
+
+
+# --- EMNIST, SVHN, STL-10 ---------------------------------------------------------------------
+
+
+def emnist_zip(variants: dict[str, tuple], *, label_offsets: dict[str, int] | None = None,
+               root: str = "gzip") -> bytes:
+    """EMNIST's gzip.zip: ``gzip/emnist-<variant>-<train|test>-<images-idx3|labels-idx1>-ubyte.gz``
+    and ``emnist-<variant>-mapping.txt`` per variant. ``variants`` maps a variant to upright
+    ``(x_train, y_train, x_test, y_test)``; the images are stored transposed, as NIST did, and
+    ``label_offsets`` is added to the labels (letters count from 1)."""
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for v, (x_tr, y_tr, x_te, y_te) in variants.items():
+            off = (label_offsets or {}).get(v, 0)
+            top = int(max(y_tr.max(initial=0), y_te.max(initial=0)))
+            mapping = "".join(f"{k + off} {48 + k}\n" for k in range(top + 1))
+            zf.writestr(f"{root}/emnist-{v}-mapping.txt", mapping)
+            for split, x, y in (("train", x_tr, y_tr), ("test", x_te, y_te)):
+                stored = np.ascontiguousarray(np.asarray(x, np.uint8).transpose(0, 2, 1))
+                zf.writestr(f"{root}/emnist-{v}-{split}-images-idx3-ubyte.gz",
+                            idx_gz_bytes(stored))
+                zf.writestr(f"{root}/emnist-{v}-{split}-labels-idx1-ubyte.gz",
+                            idx_gz_bytes((np.asarray(y) + off).astype(np.uint8)))
+    return buf.getvalue()
+
+
+def svhn_mat(images: np.ndarray, digits: np.ndarray, *, compress: bool = True) -> bytes:
+    """An SVHN ``<split>_32x32.mat`` as scipy writes MATLAB v5: ``X`` uint8 (32, 32, 3, N) and
+    ``y`` double (N, 1) with the digit 0 stored as 10."""
+    import scipy.io
+
+    x = np.asarray(images, np.uint8).transpose(1, 2, 3, 0)  # (N, H, W, C) -> (H, W, C, N)
+    y = np.where(np.asarray(digits) == 0, 10, np.asarray(digits)).astype(np.float64)[:, None]
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"X": x, "y": y}, format="5", do_compression=compress)
+    return buf.getvalue()
+
+
+def stl10_planes(images: np.ndarray) -> bytes:
+    """(N, 96, 96, 3) uint8 -> STL-10's bytes: per image 3 planes, each stored column-major."""
+    return np.ascontiguousarray(np.asarray(images, np.uint8).transpose(0, 3, 2, 1)).tobytes()
+
+
+def stl10_tar(x_train, y_train, x_test, y_test, x_unlabeled, folds, classes, *,
+              order=None) -> bytes:
+    """stl10_binary.tar.gz: ``stl10_binary/`` {train,test,unlabeled}_X.bin, {train,test}_y.bin
+    (labels 1..10), class_names.txt, fold_indices.txt (one line of 0-based indices per fold).
+    ``order`` lists the member base names in archive order (default: unlabeled last)."""
+    members = {
+        "class_names.txt": ("\n".join(classes) + "\n").encode(),
+        "fold_indices.txt": "".join(" ".join(map(str, f)) + " \n" for f in folds).encode(),
+        "test_X.bin": stl10_planes(x_test),
+        "test_y.bin": (np.asarray(y_test) + 1).astype(np.uint8).tobytes(),
+        "train_X.bin": stl10_planes(x_train),
+        "train_y.bin": (np.asarray(y_train) + 1).astype(np.uint8).tobytes(),
+        "unlabeled_X.bin": stl10_planes(x_unlabeled),
+    }
+    order = order or list(members)
+    return tar_gz_bytes({f"stl10_binary/{n}": members[n] for n in order})

@@ -42,7 +42,6 @@ def preview_grid(
     ``augmenter`` is a dlsets Augmenter or an albumentations pipeline (seeded from ``seed``).
     Float images are taken as [0, 1] when their maximum is at most 1, else as [0, 255].
     """
-    from .albu import as_batch_augmenter
     from .transforms import channels_last
 
     images = np.asarray(images)
@@ -56,14 +55,12 @@ def preview_grid(
         raise OptionError(f"n={n} rows asked for but only {len(images)} images given")
     if images.ndim == 4 and images.shape[3] not in (1, 3, 4):
         raise OptionError(f"images have {images.shape[3]} channels: a PNG grid needs 1, 3 or 4")
-    aug = as_batch_augmenter(augmenter, seed)
-    originals = images[:n]
-    copied = aug(np.repeat(originals, copies, axis=0), start=0, channels="last")
-    cells = np.concatenate(
-        [originals[:, None], copied.reshape(n, copies, *images.shape[1:])], axis=1)
-    cells = _to_uint8(cells)
-    if cells.ndim == 5 and cells.shape[4] == 1:
-        cells = cells[..., 0]
+    return grid_of(preview_cells(images, augmenter, n=n, copies=copies, seed=seed), gap=gap)
+
+
+def grid_of(cells: np.ndarray, *, gap: int = 1) -> np.ndarray:
+    """The preview grid of uint8 ``cells`` (n, copies + 1, H, W[, C]) from :func:`preview_cells`."""
+    n, copies = cells.shape[0], cells.shape[1] - 1
     h, w = cells.shape[2:4]
     extra = cells.shape[4:]
     first = 2 * gap + 1  # wider line between the original and its copies
@@ -76,6 +73,24 @@ def preview_grid(
             left = 0 if j == 0 else w + first + (j - 1) * (w + gap)
             grid[top:top + h, left:left + w] = cells[i, j]
     return grid
+
+
+def preview_cells(images: np.ndarray, augmenter: object, *, n: int, copies: int, seed: int = 0
+                  ) -> np.ndarray:
+    """uint8 (n, copies + 1, H, W[, C]): for each of the first ``n`` channels-last ``images``
+    the original, then its ``copies`` augmented versions (copy j of image i is sample
+    ``i * copies + j`` of the augmenter's stream); a single channel is dropped."""
+    from .albu import as_batch_augmenter
+
+    aug = as_batch_augmenter(augmenter, seed)
+    originals = images[:n]
+    copied = aug(np.repeat(originals, copies, axis=0), start=0, channels="last")
+    cells = np.concatenate(
+        [originals[:, None], copied.reshape(n, copies, *images.shape[1:])], axis=1)
+    cells = _to_uint8(cells)
+    if cells.ndim == 5 and cells.shape[4] == 1:
+        cells = cells[..., 0]
+    return cells
 
 
 def save_png(grid: np.ndarray, path: str | os.PathLike, *, scale: int = 1) -> Path:

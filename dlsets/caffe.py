@@ -1,0 +1,255 @@
+"""Input for Caffe's ``HDF5Data`` layer: ``.h5`` files plus a list file per split.
+
+Each ``<split>_<k>.h5`` holds ``data`` (n, C, H, W) float32, scaled into ``value_range``, and
+``label`` (n,) float32 (absent for an unlabelled split); ``<split>.txt`` lists the files' absolute
+paths, one a line, for the layer's ``source:``. Caffe reads a whole file into memory and fails on
+a dataset of more than 2^31-1 elements, so a split is spread over files of at most
+``max_file_bytes`` (default 512 MiB, a sixteenth of that limit). Files are contiguous and
+uncompressed, which every HDF5 build Caffe links against reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import OptionError
+
+if TYPE_CHECKING:
+    from .dataset import Dataset
+
+log = logging.getLogger("dlsets")
+
+MAX_ELEMENTS = 2**31 - 1  # Caffe's limit on one blob (and so on one HDF5 dataset)
+DEFAULT_MAX_FILE_BYTES = 512 << 20
+HDF5_OVERHEAD = 16 << 10  # room left for HDF5's own headers (about 6 KB for these files)
+KIND = "caffe"
+_BLOCK_BYTES = 64 << 20  # float32 converted at a time
+
+
+def _check_range(value_range) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        raise OptionError(f"value_range={value_range!r} is not valid: give (low, high), e.g. "
+                          "(0, 1) or (-1, 1)") from None
+    if not (np.isfinite(lo) and np.isfinite(hi)) or lo == hi:
+        raise OptionError(f"value_range=({lo}, {hi}) is not valid: give two different finite "
+                          "numbers, e.g. (0, 1)")
+    return lo, hi
+
+
+def _nchw_shape(shape: Sequence[int], channels: str | None) -> tuple[int, int, int]:
+    """Per-sample (C, H, W) for images of per-sample ``shape`` in the given layout."""
+    shape = tuple(shape)
+    if len(shape) == 2:
+        return (1, *shape)
+    if len(shape) == 3:
+        return shape if channels == "first" else (shape[2], shape[0], shape[1])
+    raise OptionError(f"images of shape (N, {', '.join(map(str, shape))}) cannot be written for "
+                      "Caffe: expected (N, H, W), (N, H, W, C) or, with channels='first', "
+                      "(N, C, H, W)")
+
+
+def _per_file(sample: tuple[int, int, int], max_file_bytes: int) -> int:
+    """Samples per file: the file (data, labels and HDF5's headers) within ``max_file_bytes``,
+    ``data`` within Caffe's element limit."""
+    if isinstance(max_file_bytes, bool) or not isinstance(max_file_bytes, (int, np.integer)):
+        raise OptionError(f"max_file_bytes={max_file_bytes!r} is not valid: give a number of "
+                          "bytes")
+    elements = int(np.prod(sample))
+    per_sample = 4 * elements + 4  # float32 pixels and label
+    n = min((int(max_file_bytes) - HDF5_OVERHEAD) // per_sample, MAX_ELEMENTS // elements)
+    if n < 1:
+        need = HDF5_OVERHEAD + per_sample
+        raise OptionError(f"max_file_bytes={max_file_bytes:,} is smaller than one sample and "
+                          f"the file's headers ({need:,} bytes): give at least that")
+    return n
+
+
+class CaffeSplitWriter:
+    """Writes one split's samples, in order, into ``<split>_<k>.h5`` files under ``folder``.
+
+    ``write(images, labels)`` takes the next chunk (uint8 scaled from [0, 255], floats from
+    [0, 1]); ``close()`` writes ``<split>.txt`` naming the files as they will be found under
+    ``final`` (the folder the caller renames ``folder`` to) and returns the file paths.
+    """
+
+    def __init__(self, folder: Path, final: Path, split: str, total: int,
+                 image_shape: Sequence[int], *, labelled: bool = True,
+                 channels: str | None = None, value_range=(0.0, 1.0),
+                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, attrs: Mapping[str, Any] = ()):
+        self.folder, self.final, self.split = Path(folder), Path(final), split
+        self.sample = _nchw_shape(image_shape, channels)
+        self.channels, self.labelled = channels, labelled
+        self.lo, self.hi = _check_range(value_range)
+        per = _per_file(self.sample, max_file_bytes)
+        self.counts = [min(per, total - s) for s in range(0, total, per)] or [0]
+        width = max(3, len(str(len(self.counts) - 1)))
+        self.names = [f"{split}_{k:0{width}d}.h5" for k in range(len(self.counts))]
+        self.attrs = dict(attrs)
+        self._k = -1  # file being written
+        self._pos = 0  # samples written into it
+        self._file = None
+        self.written = 0
+
+    def _open_next(self) -> None:
+        import h5py
+
+        self._close_file()
+        self._k += 1
+        self._pos = 0
+        n = self.counts[self._k]
+        f = h5py.File(self.folder / self.names[self._k], "w")
+        f.create_dataset("data", shape=(n, *self.sample), dtype="<f4")
+        if self.labelled:
+            f.create_dataset("label", shape=(n,), dtype="<f4")
+        for key, value in self.attrs.items():
+            f.attrs[key] = value
+        self._file = f
+
+    def _close_file(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _scaled(self, images) -> np.ndarray:
+        a = np.asarray(images)
+        if a.ndim == 3:
+            a = a[:, None]
+        elif self.channels != "first":
+            a = a.transpose(0, 3, 1, 2)
+        top = 255.0 if a.dtype == np.uint8 else 1.0
+        out = a.astype(np.float32)
+        out *= np.float32((self.hi - self.lo) / top)
+        out += np.float32(self.lo)
+        return out
+
+    def write(self, images, labels=None) -> None:
+        n = len(images)
+        if self.labelled and (labels is None or len(labels) != n):
+            raise OptionError(f"{self.split}: {n} images need {n} labels")
+        if self.written + n > sum(self.counts):
+            raise OptionError(f"{self.split}: more samples than the {sum(self.counts)} announced")
+        step = max(1, _BLOCK_BYTES // (4 * int(np.prod(self.sample))))
+        s = 0
+        while s < n:
+            if self._file is None or self._pos == self.counts[self._k]:
+                self._open_next()
+            take = min(n - s, self.counts[self._k] - self._pos, step)
+            self._file["data"][self._pos:self._pos + take] = self._scaled(images[s:s + take])
+            if self.labelled:
+                self._file["label"][self._pos:self._pos + take] = np.asarray(
+                    labels[s:s + take], dtype=np.float32)
+            self._pos += take
+            s += take
+        self.written += n
+
+    def close(self) -> list[Path]:
+        """Finish the files, write the list file; returns the .h5 paths under ``final``."""
+        if self.written != sum(self.counts):
+            raise OptionError(f"{self.split}: {self.written} samples written of "
+                              f"{sum(self.counts)} announced")
+        if self._file is None and self.counts == [0]:
+            self._open_next()  # an empty split is one empty file
+        self._close_file()
+        paths = [self.final.resolve() / name for name in self.names]
+        (self.folder / f"{self.split}.txt").write_text("".join(f"{p}\n" for p in paths),
+                                                       encoding="utf-8")
+        return paths
+
+
+def write_caffe(
+    out: str | os.PathLike,
+    splits: Mapping[str, tuple[Any, Any]],
+    *,
+    classes: Sequence[str] = (),
+    value_range=(0.0, 1.0),
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    channels: str | None = None,
+    progress: bool | None = None,
+) -> Path:
+    """Write ``{split: (images, labels or None)}`` for Caffe into the folder ``out``; returns it.
+
+    ``out`` must be new, empty, or an earlier Caffe export (it is replaced whole, atomically);
+    images are (N, H, W[, C]) or, with ``channels="first"``, (N, C, H, W).
+    """
+    from .atomic import replacing_dir
+    from .progress import bar
+
+    lo_hi = _check_range(value_range)
+    out = Path(out)
+    attrs = {"classes": ",".join(map(str, classes)), "value_range": list(lo_hi)}
+    total = sum(len(x) for x, _ in splits.values())
+    with replacing_dir(out, kind=KIND) as tmp, bar(total, "caffe", progress=progress,
+                                                   unit="img") as pbar:
+        for split, (images, labels) in splits.items():
+            w = CaffeSplitWriter(tmp, out, split, len(images), images.shape[1:],
+                                 labelled=labels is not None, channels=channels,
+                                 value_range=lo_hi, max_file_bytes=max_file_bytes, attrs=attrs)
+            step = max(1, _BLOCK_BYTES // max(1, int(np.prod(images.shape[1:]))))
+            for s in range(0, len(images), step):
+                w.write(images[s:s + step], None if labels is None else labels[s:s + step])
+                pbar.update(min(step, len(images) - s))
+            files = w.close()
+            log.info("caffe: %s in %d file(s)", split, len(files))
+    return out
+
+
+def to_caffe(ds: Dataset, out: str | os.PathLike, *, value_range=(0.0, 1.0),
+             max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, progress: bool | None = None) -> Path:
+    """Every split of ``ds`` (train, test and any extra) for Caffe's HDF5Data layer in the
+    folder ``out``: ``<split>.txt`` list files and ``<split>_<k>.h5`` files; see the module."""
+    channels = ds.info.get("channels")
+    return write_caffe(out, {s: (ds[s].images, ds[s].labels) for s in ds.split_names},
+                       classes=ds.classes, value_range=value_range,
+                       max_file_bytes=max_file_bytes, channels=channels, progress=progress)
+
+
+def expand_to_caffe(
+    x: np.ndarray,
+    y: np.ndarray,
+    target: int,
+    out: str | os.PathLike,
+    *,
+    augmenter: object = None,
+    balance: bool = True,
+    keep_originals: bool = True,
+    seed: int = 0,
+    chunk_size: int | None = None,
+    classes: Sequence[str] | None = None,
+    progress: bool | None = None,
+    channels: str | None = None,
+    value_range=(0.0, 1.0),
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+) -> Path:
+    """The samples :func:`dlsets.expand` returns, streamed chunk by chunk into a Caffe export
+    in the folder ``out`` (``train.txt`` and ``train_<k>.h5``), in bounded memory; the same
+    samples as :func:`dlsets.expand_to_hdf5` writes, whatever the chunk and file sizes."""
+    from .atomic import replacing_dir
+    from .augment.expand import _check_xy, _chunk, _produce, _resolve, plan
+    from .progress import bar
+
+    x, y = _check_xy(x, y, channels)
+    lo_hi = _check_range(value_range)
+    chunk_size = _chunk(x, chunk_size)
+    src = plan(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
+    aug = _resolve(augmenter, seed, len(src))
+    names = [str(c) for c in classes] if classes is not None else []
+    out = Path(out)
+    attrs = {"classes": ",".join(names), "value_range": list(lo_hi), "seed": seed,
+             "originals": len(x) if keep_originals else 0, "augmenter": repr(aug)}
+    with replacing_dir(out, kind=KIND) as tmp:
+        w = CaffeSplitWriter(tmp, out, "train", target, x.shape[1:], channels=channels,
+                             value_range=lo_hi, max_file_bytes=max_file_bytes, attrs=attrs)
+        with bar(target, "augment", progress=progress, unit="img") as pbar:
+            _produce(x, y, src, keep_originals, aug, chunk_size,
+                     lambda pos, chunk, lab: w.write(chunk, lab), pbar.update,
+                     channels=channels)
+        w.close()
+    return out
