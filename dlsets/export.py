@@ -29,22 +29,24 @@ def check_compression(compression: str | None) -> None:
 
 def write_hdf5(
     path: str | os.PathLike,
-    splits: Mapping[str, tuple[Any, Any]],
+    splits: Mapping[str, tuple[Any, ...]],
     classes: Sequence[str],
     sources: Mapping[str, str] | None = None,
     *,
     compression: str | None = None,
     **attrs: Any,
 ) -> Path:
-    """Write ``{split: (images, labels)}`` to ``path`` atomically, chunked by sample.
+    """Write ``{split: (images, labels)}`` (or ``(images, labels, masks)``) to ``path``
+    atomically, chunked by sample.
 
-    Images keep their dtype and per-sample shape; labels are stored as (N,) uint8. The file
-    carries ``classes``, ``sources`` (file -> sha256) and any extra ``attrs``.
+    Images keep their dtype and per-sample shape; labels are stored as (N,) uint8; masks, when
+    given and not None, as ``/<split>/masks``. The file carries ``classes``, ``sources``
+    (file -> sha256) and any extra ``attrs``.
     """
     check_compression(compression)
     path = Path(path)
     with h5.atomic_hdf5(path) as f:
-        for split, (images, labels) in splits.items():
+        for split, (images, labels, *more) in splits.items():
             n = len(images)
             dset, lset = h5.create_split(
                 f, split, n, images.shape[1:], dtype=images.dtype, compression=compression
@@ -56,16 +58,23 @@ def write_hdf5(
                 dset[start:stop] = np.asarray(images[start:stop])
             if n:
                 lset[:] = np.asarray(labels[:], dtype=np.uint8)
+            masks = more[0] if more else None
+            if masks is not None:
+                mset = h5.create_masks(f, split, n, masks.shape[1:], dtype=masks.dtype,
+                                       compression=compression)
+                for start in range(0, n, step):
+                    mset[start:start + step] = np.asarray(masks[start:start + step])
         h5.write_attrs(f, classes, sources, **attrs)
     return path
 
 
 def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None) -> Path:
     """``/train/images``, ``/train/labels``, ``/test/images``, ``/test/labels`` plus the
-    ``classes`` and ``sources`` attributes; ``compression`` is None, "gzip" or "lzf"."""
+    ``classes`` and ``sources`` attributes; ``compression`` is None, "gzip" or "lzf".
+    Segmentation datasets add ``/<split>/masks``; extra splits (``val``) get groups too."""
     return write_hdf5(
         path,
-        {s: (ds[s].images, ds[s].labels) for s in ("train", "test")},
+        {s: (ds[s].images, ds[s].labels, ds[s].masks) for s in ds.split_names},
         ds.classes,
         ds.info.get("sources", {}),
         compression=compression,
@@ -74,15 +83,16 @@ def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None
 
 
 def to_npz(ds: Dataset, path: str | os.PathLike) -> Path:
-    """An npz with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (keras' mnist.npz keys)."""
+    """An npz with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (keras' mnist.npz keys),
+    plus ``m_<split>`` masks for segmentation data and ``x_val``, ``y_val`` for a val split."""
     path = Path(path)
+    arrays = {}
+    for s in ds.split_names:
+        arrays[f"x_{s}"] = np.asarray(ds[s].images[:])
+        arrays[f"y_{s}"] = np.asarray(ds[s].labels[:])
+        if ds[s].masks is not None:
+            arrays[f"m_{s}"] = np.asarray(ds[s].masks[:])
     # A file object, so numpy does not append ".npz" to the temporary name.
     with replacing(path) as tmp, open(tmp, "wb") as f:
-        np.savez(
-            f,
-            x_train=np.asarray(ds.train.images[:]),
-            y_train=np.asarray(ds.train.labels[:]),
-            x_test=np.asarray(ds.test.images[:]),
-            y_test=np.asarray(ds.test.labels[:]),
-        )
+        np.savez(f, **arrays)
     return path
