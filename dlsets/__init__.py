@@ -46,6 +46,7 @@ _LAZY = {
     "take_subset": "augment",
     "preview_grid": "augment",
     "save_png": "augment",
+    "load_folder": "folders",
 }
 
 __all__ = [
