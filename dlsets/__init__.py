@@ -10,6 +10,7 @@ import os as _os
 _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from .errors import (  # noqa: E402
+    AuthError,
     ChecksumError,
     DlsetsError,
     DownloadError,
@@ -47,9 +48,11 @@ _LAZY = {
     "preview_grid": "augment",
     "save_png": "augment",
     "load_folder": "folders",
+    "load_kaggle": "kaggle",
 }
 
 __all__ = [
+    "AuthError",
     "ChecksumError",
     "DlsetsError",
     "DownloadError",

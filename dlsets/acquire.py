@@ -470,8 +470,15 @@ def fetch(
     A file set already verified in the cache is returned without network. With ``source_dir``
     the files under it are recognised by checksum (any name) and copied in, and the network is
     never used. Otherwise the first file set (or ``files``) is downloaded, from ``mirrors`` and
-    ``$DLSETS_MIRROR`` first, then the registry's URLs.
+    ``$DLSETS_MIRROR`` first, then the registry's URLs. Kaggle datasets (``kaggle:...`` or a
+    registry entry with a ``kaggle`` key) are downloaded by :mod:`dlsets.kaggle`; the result
+    maps their archive's name to its path.
     """
+    if name.startswith("kaggle:") or registry.get(name).format == "kaggle":
+        from . import kaggle
+
+        store, fname, _, _ = kaggle._fetch(name, cache_dir, progress)
+        return {fname: store.files / fname}
     spec = registry.get(name)
     sets = _select(spec, files)
     if source_dir is not None:  # a wrong --from is an error even when nothing is missing

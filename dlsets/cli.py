@@ -135,6 +135,12 @@ def _cmd_list(args) -> int:
     rows = []
     for name in registry.names():
         spec = registry.get(name)
+        if spec.format == "kaggle":
+            from . import kaggle
+
+            rows.append((name, "?", kaggle.status(name, cache_dir=args.cache_dir),
+                         f"{spec.title}  (user: kaggle {spec.extra['kaggle']})"))
+            continue
         size = sum(spec.files[f].size or 0 for f in spec.default_files())
         # status() hashes nothing: listing must stay instant however much is cached
         have = {s.file for s in acquire.status(name, cache_dir=args.cache_dir) if s.verified}

@@ -24,6 +24,11 @@ class ChecksumError(DownloadError):
     source sent such bytes)."""
 
 
+class AuthError(DlsetsError):
+    """A source needs credentials: none were found, they were refused, or they lack a right
+    (for Kaggle: a dataset's terms or a competition's rules not accepted)."""
+
+
 class OfflineError(DlsetsError):
     """A file is missing and the network is forbidden."""
 
