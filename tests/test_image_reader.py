@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from dlsets.readers.image import Skip, Target, decode_image, decode_pair
+from dlsets.readers.image import Skip, Target, _plain_png, decode_image, decode_pair
 from tests.imagefolders import bomb_png, pattern, save, with_orientation
 
 
@@ -131,3 +131,25 @@ def test_masks_keep_their_classes_and_follow_the_geometry(tmp_path):
     save(tmp_path / "small.png", m[:10])
     got = decode_pair(str(tmp_path / "i.png"), str(tmp_path / "small.png"), Target((8, 8)))
     assert isinstance(got, Skip) and got.kind == "pair" and "40x20" in got.reason
+
+
+@pytest.mark.parametrize("color", ["rgb", "grayscale"])
+@pytest.mark.parametrize("size", [(24, 20), (12, 10)])
+def test_the_opencv_png_path_gives_pillows_pixels(tmp_path, color, size):
+    img = pattern(24, 20)
+    Image.fromarray(img).quantize(16).save(tmp_path / "pal.png")
+    paths = [save(tmp_path / "rgb.png", img), save(tmp_path / "gray.png", img[..., 1]),
+             tmp_path / "pal.png", save(tmp_path / "odd.PNG", img)]
+    rgba = np.concatenate([img, np.full((24, 20, 1), 200, np.uint8)], axis=2)
+    paths.append(save(tmp_path / "rgba.png", rgba))
+    plain = [_plain_png(p.read_bytes()) is not None for p in paths]
+    assert plain == [True, True, False, True, False]  # palette and alpha go through Pillow
+    for p in paths:
+        fast = decode_image(str(p), Target(size, color), fast=True)
+        slow = decode_image(str(p), Target(size, color))
+        assert np.array_equal(fast, slow), p.name
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (tmp_path / "bomb.png").write_bytes(bomb_png())
+    for name in ("bad.png", "bomb.png"):
+        fast = decode_image(str(tmp_path / name), Target(size), fast=True)
+        assert fast == decode_image(str(tmp_path / name), Target(size))

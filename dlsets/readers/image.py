@@ -21,7 +21,10 @@ VOC), ``1``, ``I;16`` / ``I`` with values up to 255, or RGB whose three channels
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import struct
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -77,7 +80,7 @@ def _image_module():
     return Image
 
 
-def _open(path: str):
+def _open(path):
     """Open ``path`` with Pillow; a Skip when it cannot be identified or is a bomb.
 
     Pillow raises above twice its pixel limit and only warns between 1x and 2x; dlsets
@@ -236,9 +239,80 @@ _ERRORS = (OSError, ValueError, SyntaxError, EOFError, MemoryError, IndexError, 
 """What Pillow's plugins raise on damaged files (each plugin has its favourites)."""
 
 
-def decode_image(path: str, target: Target) -> np.ndarray | Skip:
-    """The image at ``path`` as uint8 ``target.shape``, or a :class:`Skip` saying why not."""
-    im = _open(path)
+_PNG = b"\x89PNG\r\n\x1a\n"
+FAST_PNG_BYTES = 16 << 20  # PNGs up to this size may take the OpenCV path (read whole)
+
+
+def _plain_png(data: bytes) -> tuple[int, int, int] | None:
+    """(width, height, colour type) of an 8-bit greyscale or RGB PNG with no transparency
+    and no EXIF chunk before its pixels; None for every other file."""
+    if data[:8] != _PNG or data[12:16] != b"IHDR" or len(data) < 33:
+        return None
+    w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    if depth != 8 or ctype not in (0, 2) or interlace:
+        return None
+    pos = 33
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            return w, h, ctype
+        if kind in (b"tRNS", b"eXIf"):
+            return None
+        pos += 12 + length
+    return None
+
+
+def _fast_png(data: bytes, target: Target):
+    """Pixels of a plain PNG decoded by OpenCV (no Python per row or chunk: twice as fast as
+    Pillow on small images), bit-identical to the Pillow path; None to use that path."""
+    import cv2
+
+    info = _plain_png(data)
+    if info is None:
+        return None
+    w, h, ctype = info
+    limit = _image_module().MAX_IMAGE_PIXELS
+    gray = target.color == "grayscale"
+    if (limit and w * h > limit) or (gray and ctype == 2):
+        return None  # Pillow reports bombs; its luma formula differs from OpenCV's by rounding
+    if target.size is None:
+        eh, ew = target.exact
+        if (w, h) != (ew, eh):
+            return Skip("size", f"is {w}x{h} (width x height), the others {ew}x{eh}")
+    flag = (cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
+    a = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+    if a is None or a.shape[:2] != (h, w):
+        return None
+    if not gray:
+        a = cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
+    if target.size is not None and (h, w) != target.size:
+        Image = _image_module()
+        im = Image.fromarray(a)
+        a = np.asarray(_resample(im, (target.size[1], target.size[0]), target.resize,
+                                 nearest=False))
+    return a
+
+
+def decode_image(path: str, target: Target, *, fast: bool = False) -> np.ndarray | Skip:
+    """The image at ``path`` as uint8 ``target.shape``, or a :class:`Skip` saying why not.
+
+    ``fast``: plain 8-bit PNGs go through OpenCV (same pixels, half the time); everything
+    else, and anything OpenCV declines, through Pillow."""
+    source = path
+    if fast and path[-4:].lower() == ".png":
+        try:
+            size = os.path.getsize(path)
+            if size <= FAST_PNG_BYTES:
+                with open(path, "rb") as f:
+                    data = f.read(FAST_PNG_BYTES + 1)
+                got = _fast_png(data, target)
+                if got is not None:
+                    return got
+                source = io.BytesIO(data)
+        except OSError:
+            pass  # Pillow says what is wrong with it
+    im = _open(source)
     if isinstance(im, Skip):
         return im
     try:
