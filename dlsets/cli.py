@@ -274,9 +274,39 @@ def _cmd_verify(args) -> int:
             print(problem if problem.startswith(f"{name}:") else f"{name}: {problem}")
         elif not args.quiet and (loaders.prepared_info(name, cache_dir=args.cache_dir)):
             print(f"{name}: prepared arrays: ok")
-    if not results and not prepared:
+    checked = 0
+    if not args.names:  # and what the cache holds of folders and Kaggle datasets
+        checked, bad = _verify_cached_sources(args)
+        damaged += bad
+    if not results and not prepared and not checked:
         print("nothing in the cache to verify")
     return 1 if failed or (damaged and args.no_repair) else 0
+
+
+def _verify_cached_sources(args) -> tuple[int, int]:
+    """Verify every prepared folder copy and Kaggle download in the cache: (checked, bad)."""
+    from . import config, folders, kaggle
+
+    root = config.cache_root(args.cache_dir)
+    checked = bad = 0
+    for slot in sorted(p for p in (root / folders.FOLDERS_DIR).glob("*") if p.is_dir()):
+        problems = folders.verify_slot(slot, repair=not args.no_repair)
+        checked += 1
+        bad += bool(problems)
+        for line in problems:
+            print(line)
+        if not problems and not args.quiet:
+            print(f"{slot}: prepared arrays: ok")
+    for store in sorted(p for p in (root / kaggle.KAGGLE_DIR).glob("*/*") if p.is_dir()):
+        name = f"kaggle:{store.parent.name}/{store.name}"
+        problems = kaggle.verify(name, cache_dir=args.cache_dir, repair=not args.no_repair)
+        checked += 1
+        bad += bool(problems)
+        for line in problems:
+            print(f"{name}: {line}")
+        if not problems and not args.quiet:
+            print(f"{name}: ok")
+    return checked, bad
 
 
 def _verify_others(args, others: list[str], names: list[str]) -> int:

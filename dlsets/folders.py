@@ -953,9 +953,13 @@ def verify_folder(path: PathLike, *, cache_dir: PathLike | None = None,
                   repair: bool = True) -> list[str]:
     """Hash every prepared copy of the folder at ``path`` in full; returns what is wrong (one
     line per damaged copy, deleted when ``repair`` so the next load rebuilds it)."""
+    return verify_slot(folder_slot(path, cache_dir), repair=repair)
+
+
+def verify_slot(slot: Path, *, repair: bool = True) -> list[str]:
+    """:func:`verify_folder` for a folder's cache slot (``<cache>/_folders/<name>-<hash>``)."""
     import shutil
 
-    slot = folder_slot(path, cache_dir)
     problems = []
     for folder in sorted(p for p in slot.glob("*") if p.is_dir()):
         manifest = prepared.read_manifest(folder)

@@ -1,5 +1,7 @@
 """The CLI on folders of images: every command that takes a dataset name takes a folder."""
 
+from pathlib import Path
+
 import h5py
 import numpy as np
 from PIL import Image
@@ -55,7 +57,7 @@ def test_export_info_path_fetch_verify_remove_on_a_folder(capsys, tmp_path):
     assert code == 0 and "prepared in" in out
     code, out, _ = run(capsys, "verify", root)
     assert code == 0 and out.strip().endswith("ok")
-    victim = next(p for p in sorted(__import__("pathlib").Path(slot).glob("*/train_images.npy")))
+    victim = next(iter(sorted(Path(slot).glob("*/train_images.npy"))))
     data = bytearray(victim.read_bytes())
     data[-1] ^= 0xFF
     victim.write_bytes(bytes(data))
@@ -66,7 +68,7 @@ def test_export_info_path_fetch_verify_remove_on_a_folder(capsys, tmp_path):
     code, out, _ = run(capsys, "remove", root)
     assert code == 0 and "the folder itself is untouched" in out
     assert (root / "cat" / "img000.png").exists()
-    assert not __import__("pathlib").Path(slot).exists()
+    assert not Path(slot).exists()
 
 
 def test_segmentation_folder_augments_with_masks(capsys, tmp_path):
@@ -90,3 +92,16 @@ def test_folder_errors_are_one_line_without_traceback(capsys, tmp_path):
     assert code == 1 and "--size H W" in err
     code, _, err = run(capsys, "info", "./does-not-exist")
     assert code == 1 and "no such folder" in err
+
+
+def test_verify_without_names_checks_prepared_folders_too(capsys, tmp_path):
+    root = class_folder(tmp_path / "pets", {"cat": 3, "dog": 3})
+    assert run(capsys, "export", root, "--size", 8, 8, "--out", tmp_path / "p.h5")[0] == 0
+    code, out, _ = run(capsys, "verify")
+    assert code == 0 and "prepared arrays: ok" in out and "_folders" in out
+    victim = next((tmp_path / "dlsets-cache").glob("_folders/*/*/train_images.npy"))
+    data = bytearray(victim.read_bytes())
+    data[-1] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    code, out, _ = run(capsys, "verify", "--no-repair")
+    assert code == 1 and "train_images.npy has sha256" in out
