@@ -777,6 +777,9 @@ def _build(name: str, sc: Scan, folder: Path, opts: dict, names, workers: int, p
     shape = target.shape
     nbytes = n * int(np.prod(shape)) + (n * shape[0] * shape[1] if seg else 0)
     scratch: list[Path] = []
+    # under the lock, scratch files of this variant are leftovers of killed processes
+    for leftover in folder.parent.glob(f"{folder.name}.*.scratch"):
+        leftover.unlink(missing_ok=True)
     try:
         images = _buffer(folder, (n, *shape), nbytes, scratch)
         masks = _buffer(folder, (n, *shape[:2]), nbytes, scratch) if seg else None

@@ -461,8 +461,10 @@ def _unpack(store: _Store, fname: str, progress) -> tuple[Path, dict]:
         done = cache.read_json(marker)
         if dest.is_dir() and done.get("archive_sha256") == pin.get("sha256"):
             return dest, done
+        # under the lock, unpacking folders of this version are leftovers of killed processes
+        for leftover in dest.parent.glob(f".{stem}.*.unpacking"):
+            shutil.rmtree(leftover, ignore_errors=True)
         tmp = dest.with_name(f".{stem}.{os.getpid()}.unpacking")
-        shutil.rmtree(tmp, ignore_errors=True)
         archive = store.files / fname
         try:
             if is_zip(archive):
