@@ -61,6 +61,7 @@ MASK_SUFFIXES = ("", "_mask", "-mask", "_masks", "_seg", "_label", "_gt")
 MAX_CLASSES = 256  # labels are uint8 throughout dlsets
 MAX_SIDE = 4096
 INLINE = 48  # fewer files than this are decoded in this process: no pool to start
+STALL = 600.0  # seconds without a decoded chunk before decoding is given up
 FAST_FROM = 500  # from this many files, importing OpenCV (0.1 s) for the PNG fast path pays
 MEMORY_LIMIT = 1 << 30  # bigger results are assembled in a scratch file, not in memory
 
@@ -559,8 +560,6 @@ def _worker_init() -> None:
     from PIL import Image
 
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    if "cv2" in sys.modules:  # one small image per call: OpenCV's own threads only cost here
-        sys.modules["cv2"].setNumThreads(1)
     # Ctrl-C reaches the whole process group: the parent stops the pool, the workers keep quiet
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -597,27 +596,53 @@ def _decode_all(tasks: list, job: _Job, workers: int, on_done):
             import cv2
 
             job = _Job(job.target, job.mask_limit, True)
-            del cv2  # imported here, so the forked workers have it
+            # imported here, so the forked workers have it. They call cv2.imdecode only: after
+            # a fork, OpenCV's thread pool (started by the parent's own use) hangs whatever
+            # touches it (setNumThreads, or cvtColor on a big image)
+            del cv2
         except ImportError:
             pass
 
+    import concurrent.futures as cf
+
     if sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods():
-        # fork: the workers start in milliseconds and need nothing importable from __main__
-        with mp.get_context("fork").Pool(workers, initializer=_worker_init) as pool:
-            for r, chunk in pool.imap_unordered(_decode_one, [(job, c) for c in chunks]):
-                on_done(chunk)
+        # fork: the workers start in milliseconds and need nothing importable from __main__;
+        # a worker that dies (killed for memory) breaks the pool instead of hanging it
+        pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
+                                      initializer=_worker_init)
+        quiet = None
+    else:
+        pool = cf.ThreadPoolExecutor(workers)
+        quiet = imgread.quiet_bomb_warnings()
+        quiet.__enter__()
+    try:
+        pending = {pool.submit(_decode_chunk, (job, c)): c for c in chunks}
+        while pending:
+            done, _ = cf.wait(pending, timeout=STALL, return_when=cf.FIRST_COMPLETED)
+            if not done:
+                raise DlsetsError(f"decoding made no progress for {STALL:g} s (still busy with "
+                                  f"{_chunk_names(pending.values())}); stopped")
+            for fut in done:
+                chunk = pending.pop(fut)
+                try:
+                    r = fut.result()
+                except cf.process.BrokenProcessPool:
+                    raise DlsetsError(
+                        "a decoding process died (killed for memory?) while reading "
+                        f"{_chunk_names([chunk])}; give workers=1 (or fewer), or a smaller "
+                        "size=, and try again") from None
+                on_done(len(chunk))
                 yield r
-        return
-    from concurrent.futures import ThreadPoolExecutor
-
-    with imgread.quiet_bomb_warnings(), ThreadPoolExecutor(workers) as pool:
-        for r, chunk in pool.map(_decode_one, [(job, c) for c in chunks]):
-            on_done(chunk)
-            yield r
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        if quiet is not None:
+            quiet.__exit__(None, None, None)
 
 
-def _decode_one(args):
-    return _decode_chunk(args), len(args[1])
+def _chunk_names(chunks) -> str:
+    chunks = list(chunks)
+    first, last = chunks[0][0][1], chunks[-1][-1][1]
+    return first if first == last else f"{first} .. {last}"
 
 
 # --- load_folder ---------------------------------------------------------------------------

@@ -94,13 +94,23 @@ def test_warm_load_maps_the_prepared_copy_and_a_changed_folder_is_prepared_again
     assert built == [1, 1, 1] and len(_prepared(tmp_path / "dlsets-cache")) == 2
 
 
-def test_many_files_on_worker_processes_equal_one_process(tmp_path):
+def test_many_files_on_worker_processes_equal_one_process(tmp_path, monkeypatch):
     root = class_folder(tmp_path / "d", {"a": 40, "b": 35}, ext=".jpg", size=(30, 30))
     one = dlsets.load_folder(root, size=16, workers=1)
     many = dlsets.load_folder(root, size=16, workers=2, cache_dir=tmp_path / "c2")
     assert len(one.train) + len(one.test) == 75 > folders.INLINE
     assert np.array_equal(one.train.images, many.train.images)
     assert np.array_equal(one.test.labels, many.test.labels)
+
+
+def test_png_fast_path_on_workers_after_opencv_threads_ran(tmp_path, monkeypatch):
+    # OpenCV's thread pool, started here by the augmenter, must not hang the forked workers
+    dlsets.Augmenter(rotate=10)(np.zeros((64, 64, 64), np.uint8))
+    root = class_folder(tmp_path / "p", {"a": 30, "b": 30}, ext=".png", size=(20, 16))
+    slow = dlsets.load_folder(root, size=(10, 8), workers=1)
+    monkeypatch.setattr(folders, "FAST_FROM", 10)
+    fast = dlsets.load_folder(root, size=(10, 8), workers=2, cache_dir=tmp_path / "c2")
+    assert np.array_equal(slow.train.images, fast.train.images)
 
 
 def test_skipped_files_are_listed_with_reasons(tmp_path):
@@ -240,3 +250,19 @@ def test_export_and_expand_carry_masks(tmp_path):
     ds.to_npz(tmp_path / "seg.npz")
     with np.load(tmp_path / "seg.npz") as z:
         assert np.array_equal(z["m_train"], ds.train.masks)
+
+
+def test_a_decoding_process_that_dies_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    root = class_folder(tmp_path / "d", {"a": 40, "b": 40}, size=(8, 8))
+    real = folders.imgread.decode_image
+
+    def dies_on_one(path, target, **kw):
+        if path.endswith("a/img007.png") and os.getpid() != parent:
+            os._exit(9)  # as the kernel's OOM killer would end it
+        return real(path, target, **kw)
+
+    parent = os.getpid()
+    monkeypatch.setattr(folders.imgread, "decode_image", dies_on_one)
+    with pytest.raises(DlsetsError, match="a decoding process died"):
+        dlsets.load_folder(root, size=8, workers=2)
+    assert _prepared(tmp_path / "dlsets-cache") == []

@@ -285,7 +285,8 @@ def _fast_png(data: bytes, target: Target):
     if a is None or a.shape[:2] != (h, w):
         return None
     if not gray:
-        a = cv2.cvtColor(a, cv2.COLOR_BGR2RGB)
+        # numpy, not cv2.cvtColor: OpenCV's thread pool is not safe in forked workers
+        a = np.ascontiguousarray(a[..., ::-1])
     if target.size is not None and (h, w) != target.size:
         Image = _image_module()
         im = Image.fromarray(a)
