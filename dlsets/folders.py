@@ -581,6 +581,17 @@ def _decode_all(tasks: list, job: _Job, workers: int, on_done):
     """Yield _decode_chunk results for ``tasks`` (row, path, mask path), in any order:
     in this process for a few files, else on ``workers`` forked processes (threads where
     fork is not available: Pillow releases the GIL while it decodes)."""
+    if not job.fast and (len(tasks) >= FAST_FROM or "cv2" in sys.modules):
+        try:
+            import cv2
+
+            job = _Job(job.target, job.mask_limit, True)
+            # imported here, so forked workers have it. They call cv2.imdecode only: after a
+            # fork, OpenCV's thread pool (started by the parent's own use) hangs whatever
+            # touches it (setNumThreads, or cvtColor on a big image)
+            del cv2
+        except ImportError:
+            pass
     if workers <= 1 or len(tasks) < INLINE:
         with imgread.quiet_bomb_warnings():
             for chunk in _chunks(tasks, 1):
@@ -589,21 +600,8 @@ def _decode_all(tasks: list, job: _Job, workers: int, on_done):
                 yield r
         return
     chunks = _chunks(tasks, workers)
-    import multiprocessing as mp
-
-    if not job.fast and len(tasks) >= FAST_FROM:
-        try:
-            import cv2
-
-            job = _Job(job.target, job.mask_limit, True)
-            # imported here, so the forked workers have it. They call cv2.imdecode only: after
-            # a fork, OpenCV's thread pool (started by the parent's own use) hangs whatever
-            # touches it (setNumThreads, or cvtColor on a big image)
-            del cv2
-        except ImportError:
-            pass
-
     import concurrent.futures as cf
+    import multiprocessing as mp
 
     if sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods():
         # fork: the workers start in milliseconds and need nothing importable from __main__;

@@ -153,3 +153,40 @@ def test_the_opencv_png_path_gives_pillows_pixels(tmp_path, color, size):
     for name in ("bad.png", "bomb.png"):
         fast = decode_image(str(tmp_path / name), Target(size), fast=True)
         assert fast == decode_image(str(tmp_path / name), Target(size))
+
+
+@pytest.mark.parametrize("target", [Target((64, 64)), Target((40, 64), resize="crop"),
+                                    Target((64, 30), resize="pad"), Target((300, 200)),
+                                    Target((32, 32), "grayscale"), Target((257, 257))])
+def test_the_opencv_jpeg_path_gives_pillows_pixels(tmp_path, target):
+    img = pattern(260, 390)
+    files = [save(tmp_path / "rgb.jpg", img, quality=85),
+             save(tmp_path / "gray.jpg", img[..., 0], quality=85),
+             save(tmp_path / "prog.jpg", img, progressive=True)]
+    (tmp_path / "turned.jpg").write_bytes(with_orientation(img, 6))
+    files.append(tmp_path / "turned.jpg")
+    for p in files:
+        fast = decode_image(str(p), target, fast=True)
+        slow = decode_image(str(p), target)
+        assert fast.shape == target.shape and np.array_equal(fast, slow), p.name
+
+
+def test_truncated_files_are_corrupt_on_both_paths(tmp_path):
+    for name in ("cut.jpg", "cut.png"):
+        full = save(tmp_path / f"full{name[-4:]}", pattern(64, 64)).read_bytes()
+        (tmp_path / name).write_bytes(full[: len(full) // 2])
+        for fast in (False, True):
+            got = decode_image(str(tmp_path / name), Target((16, 16)), fast=fast)
+            assert isinstance(got, Skip) and got.kind == "corrupt", (name, fast)
+
+
+def test_every_resize_mode_reaches_any_target_size():
+    from dlsets.readers.image import _resample
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        sw, sh, tw, th = (int(v) for v in rng.integers(1, 400, 4))
+        im = Image.new("L", (sw, sh), 255)
+        for mode in ("stretch", "crop", "pad"):
+            out = _resample(im, (tw, th), mode, nearest=mode == "crop")
+            assert out.size == (tw, th), (sw, sh, tw, th, mode)

@@ -137,7 +137,7 @@ def _geometry(src_w: int, src_h: int, tw: int, th: int, mode: str):
         return (tw, th), None, None
     if mode == "crop":
         s = max(tw / src_w, th / src_h)
-        cw, ch = tw / s, th / s
+        cw, ch = min(src_w, tw / s), min(src_h, th / s)  # min: rounding must not overshoot
         x0, y0 = (src_w - cw) / 2, (src_h - ch) / 2
         return (tw, th), (x0, y0, x0 + cw, y0 + ch), None
     s = min(tw / src_w, th / src_h)  # pad
@@ -210,8 +210,9 @@ def _transpose(im, orient: int):
     return im.transpose(getattr(Image.Transpose, _ORIENTATION[orient]))
 
 
-def _decode_opened(im, target: Target):
-    """Pixels of an opened image as (H, W[, 3]) uint8, or a Skip."""
+def _plan(im, target: Target):
+    """(EXIF orientation, target (width, height) before turning, JPEG draft request or None)
+    for an opened image, or a Skip when its size is not the common one."""
     orient = orientation(im)
     w, h = oriented_size(im, orient)
     if target.size is None:
@@ -221,11 +222,23 @@ def _decode_opened(im, target: Target):
         th, tw = eh, ew
     else:
         th, tw = target.size
-    raw_target = (th, tw) if orient in _SWAPS else (tw, th)  # (width, height) before turning
+    raw_target = (th, tw) if orient in _SWAPS else (tw, th)
+    want = None
     if im.format == "JPEG" and target.size is not None:
         want = _draft_request(im.width, im.height, *raw_target, target.resize)
-        if want[0] * 2 <= im.width and want[1] * 2 <= im.height:
-            im.draft("L" if target.color == "grayscale" else "RGB", want)
+        if not (want[0] * 2 <= im.width and want[1] * 2 <= im.height):
+            want = None
+    return orient, raw_target, want
+
+
+def _decode_opened(im, target: Target):
+    """Pixels of an opened image as (H, W[, 3]) uint8, or a Skip."""
+    plan = _plan(im, target)
+    if isinstance(plan, Skip):
+        return plan
+    orient, raw_target, want = plan
+    if want is not None:
+        im.draft("L" if target.color == "grayscale" else "RGB", want)
     im.load()
     im = _to_color(im, target.color)
     if isinstance(im, Skip):
@@ -240,7 +253,7 @@ _ERRORS = (OSError, ValueError, SyntaxError, EOFError, MemoryError, IndexError, 
 
 
 _PNG = b"\x89PNG\r\n\x1a\n"
-FAST_PNG_BYTES = 16 << 20  # PNGs up to this size may take the OpenCV path (read whole)
+FAST_BYTES = 16 << 20  # PNGs and JPEGs up to this size may take the OpenCV path (read whole)
 
 
 def _plain_png(data: bytes) -> tuple[int, int, int] | None:
@@ -295,21 +308,58 @@ def _fast_png(data: bytes, target: Target):
     return a
 
 
+_SCALES = {1: "", 2: "_2", 4: "_4", 8: "_8"}
+
+
+def _fast_jpeg(data: bytes, im, target: Target):
+    """Pixels of a baseline RGB or greyscale JPEG decoded by OpenCV at the DCT scale Pillow's
+    draft mode picks (the same libjpeg-turbo scaled decode, without Pillow's per-call
+    overhead: a third less time); None to use Pillow."""
+    import cv2
+
+    if (im.mode not in ("RGB", "L") or im.info.get("progressive") or len(im.tile) != 1
+            or not data.endswith(b"\xff\xd9")):
+        return None  # a truncated file (no end marker) is Pillow's to report
+    plan = _plan(im, target)
+    if isinstance(plan, Skip):
+        return plan
+    orient, raw_target, want = plan
+    scale = 1
+    if want is not None:  # JpegImageFile.draft's rule
+        k = min(im.width // want[0], im.height // want[1])
+        scale = next(s for s in (8, 4, 2, 1) if k >= s)
+    gray = target.color == "grayscale"
+    name = ("IMREAD_REDUCED_GRAYSCALE" if gray else "IMREAD_REDUCED_COLOR") + _SCALES[scale]
+    flag = getattr(cv2, name) if scale > 1 else (cv2.IMREAD_GRAYSCALE if gray
+                                                 else cv2.IMREAD_COLOR)
+    a = cv2.imdecode(np.frombuffer(data, np.uint8), flag | cv2.IMREAD_IGNORE_ORIENTATION)
+    expect = (-(-im.height // scale), -(-im.width // scale))
+    if a is None or a.shape[:2] != expect:
+        return None
+    if not gray:
+        a = np.ascontiguousarray(a[..., ::-1])  # numpy: cv2.cvtColor is unsafe after a fork
+    out = _resample(_image_module().fromarray(a), raw_target, target.resize, nearest=False)
+    return np.asarray(_transpose(out, orient))
+
+
 def decode_image(path: str, target: Target, *, fast: bool = False) -> np.ndarray | Skip:
     """The image at ``path`` as uint8 ``target.shape``, or a :class:`Skip` saying why not.
 
-    ``fast``: plain 8-bit PNGs go through OpenCV (same pixels, half the time); everything
-    else, and anything OpenCV declines, through Pillow."""
+    ``fast``: plain 8-bit PNGs and baseline JPEGs go through OpenCV (Pillow's pixels, in half
+    and two thirds of the time); everything else, and anything OpenCV declines, through
+    Pillow."""
     source = path
-    if fast and path[-4:].lower() == ".png":
+    ext = path[-5:].lower()
+    data = None
+    if fast and ext.endswith((".png", ".jpg", ".jpeg")):
         try:
-            size = os.path.getsize(path)
-            if size <= FAST_PNG_BYTES:
+            if os.path.getsize(path) <= FAST_BYTES:
                 with open(path, "rb") as f:
-                    data = f.read(FAST_PNG_BYTES + 1)
-                got = _fast_png(data, target)
-                if got is not None:
-                    return got
+                    data = f.read(FAST_BYTES + 1)
+                if ext.endswith(".png"):
+                    got = _fast_png(data, target)
+                    if got is not None:
+                        return got
                 source = io.BytesIO(data)
         except OSError:
             pass  # Pillow says what is wrong with it
@@ -318,6 +368,10 @@ def decode_image(path: str, target: Target, *, fast: bool = False) -> np.ndarray
         return im
     try:
         with im:
+            if data is not None and im.format == "JPEG":
+                got = _fast_jpeg(data, im, target)
+                if got is not None:
+                    return got
             return _decode_opened(im, target)
     except _ERRORS as exc:
         return Skip("corrupt", f"cannot be decoded ({type(exc).__name__}: {exc})")
