@@ -860,7 +860,7 @@ def _common_size(sc: Scan, items: list[_Item]) -> tuple[int, int]:
 def _compact(a: np.ndarray, keep: np.ndarray, start: int, stop: int) -> int:
     """Move the kept rows of a[start:stop] down to a[start:], in place; returns their count."""
     idx = np.flatnonzero(keep[start:stop]) + start
-    step = 4096
+    step = max(1, (64 << 20) // max(1, a[0].nbytes if len(a) else 1))  # 64 MB at a time
     for j in range(0, len(idx), step):
         part = idx[j:j + step]
         if part[0] != start + j or part[-1] != start + j + len(part) - 1:

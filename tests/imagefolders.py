@@ -19,7 +19,8 @@ def pattern(h: int, w: int, seed: int = 0, color: bool = True) -> np.ndarray:
     so orientation and geometry can be checked."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:h, 0:w]
-    base = (yy * 97 / max(1, h) + xx * 61 / max(1, w) + rng.integers(0, 60)) % 160
+    a, b, c = rng.integers(40, 140), rng.integers(30, 100), rng.integers(0, 160)
+    base = (yy * a / max(1, h) + xx * b / max(1, w) + c) % 160
     img = np.stack([base, (base + 50) % 160, (base + 100) % 160], axis=-1)
     img[: max(1, h // 4), : max(1, w // 4)] = 250
     img = img.astype(np.uint8)

@@ -49,6 +49,11 @@ def test_split_is_deterministic_and_ignores_what_the_decoder_rejects(tmp_path):
     assert damaged.info["skipped"] == [victim]
     assert np.array_equal(damaged.test.images, first.test.images)
     assert len(damaged.train) == len(first.train) - 1
+    # the rows after the skipped one moved up, in order
+    left = {bytes(r) for r in damaged.train.images}
+    kept = [r for r in first.train.images if bytes(r) in left]
+    assert len(kept) == len(damaged.train) and np.array_equal(np.stack(kept),
+                                                              damaged.train.images)
     assert damaged.info["split_rule"].startswith("per class, lowest sha256('0/<class>/<file>')")
 
 
@@ -266,3 +271,14 @@ def test_a_decoding_process_that_dies_is_an_error_not_a_hang(tmp_path, monkeypat
     with pytest.raises(DlsetsError, match="a decoding process died"):
         dlsets.load_folder(root, size=8, workers=2)
     assert _prepared(tmp_path / "dlsets-cache") == []
+
+
+def test_big_results_are_assembled_in_a_scratch_file(tmp_path, monkeypatch):
+    root = class_folder(tmp_path / "d", {"a": 6, "b": 6})
+    (root / "a" / "zz_bad.png").write_bytes(b"bad")
+    in_memory = dlsets.load_folder(root, size=8)
+    monkeypatch.setattr(folders, "MEMORY_LIMIT", 0)
+    scratch = dlsets.load_folder(root, size=8, cache_dir=tmp_path / "c2")
+    assert np.array_equal(in_memory.train.images, scratch.train.images)
+    assert np.array_equal(in_memory.test.images, scratch.test.images)
+    assert not list((tmp_path / "c2").rglob("*.scratch"))
