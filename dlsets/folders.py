@@ -337,6 +337,10 @@ def scan(path: PathLike) -> Scan:
     raises FormatError (naming the folder) for an empty folder, one class, no class folders."""
     folder = Path(path).expanduser()
     if not folder.is_dir():
+        if folder.suffix.lower() in (".zip", ".tar", ".gz", ".tgz") and folder.is_file():
+            raise OptionError(f"{folder}: an archive, not a folder; unpack it and give the "
+                              "folder (for a Kaggle dataset, kaggle:OWNER/DATASET downloads and "
+                              "unpacks it for you)")
         raise OptionError(f"{folder}: " + ("not a folder" if folder.exists() else
                                            "no such folder"))
     folder = folder.resolve()

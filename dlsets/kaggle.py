@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import time
@@ -220,7 +221,7 @@ def _post(session, creds: Credentials, ref: Ref, service: str, method: str, body
         try:
             resp = session.post(url, json=body, timeout=timeout, allow_redirects=False)
         except requests.RequestException as exc:
-            failures.append(download._reason(exc))
+            failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
         else:
             if resp.status_code == 429 or resp.status_code >= 500:
                 failures.append(f"HTTP {resp.status_code} {resp.reason}")
@@ -228,7 +229,9 @@ def _post(session, creds: Credentials, ref: Ref, service: str, method: str, body
                 _raise_for(resp, creds, ref)
                 return resp
         if attempt + 1 < download.MAX_ATTEMPTS:
-            time.sleep(download._delay(attempt + 1, None))
+            # the downloads' backoff: DLSETS_RETRY_BASE doubling per try, with jitter, capped
+            delay = download.retry_base() * 2 ** attempt * random.uniform(0.5, 1.5)
+            time.sleep(min(delay, download.RETRY_AFTER_CAP))
     raise DownloadError(f"{ref}: Kaggle's API at {url} failed {len(failures)} times: "
                         f"{'; '.join(failures)}. Check the connection (HTTPS_PROXY for a proxy) "
                         "and try again; a version fetched before is used offline with "

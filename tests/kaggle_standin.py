@@ -11,7 +11,8 @@
 302 to a signed-looking URL on a second server (:class:`tests.httpserver.Server`, with its
 Range support and scripted cuts). Credentials are checked as Kaggle does: ``Bearer <token>`` or
 HTTP Basic ``user:key``; anything else is 401 with Kaggle's JSON error body. A dataset added
-with ``consent=True`` (or a competition) answers 403 until ``kg.accept(ref)``.
+with ``consent=True`` (or a competition) answers 403 until ``kg.accept(ref)``; statuses put in
+``kg.failures`` answer the next calls (e.g. ``[503, 429]``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class _Handler(BaseHTTPRequestHandler):
         method = self.path.rsplit("/", 1)[-1]
         with kg.lock:
             kg.calls.append((method, body, auth))
+            failure = kg.failures.pop(0) if kg.failures else None
+        if failure:
+            return self._json(failure, {"code": failure, "message": "scripted failure"})
         if not self.path.startswith("/v1/"):
             return self._json(404, {"code": 404, "message": "Not found"})
         if not kg.authorized(auth):
@@ -109,6 +113,7 @@ class KaggleStandin:
         self.competitions: set[str] = set()
         self.accepted: set[str] = set()
         self.calls: list[tuple[str, dict | None, str | None]] = []
+        self.failures: list[int] = []  # statuses answered to the next calls, then normal
         self.lock = threading.Lock()
         self.storage = Server()
         self._httpd = _APIServer(("127.0.0.1", 0), _Handler)

@@ -248,3 +248,17 @@ def test_cli_augments_a_kaggle_dataset_and_lists_entries(kg, creds, tmp_path, ca
     assert main(["fetch", "kaggle:alice/flowers"]) == 1
     err = capsys.readouterr().err
     assert "credentials" in err and "Traceback" not in err
+
+
+def test_api_failures_are_retried_and_a_dead_api_falls_back_to_the_cache(kg, creds,
+                                                                        monkeypatch, caplog):
+    kg.add("alice/flowers", {1: flowers_zip(3)})
+    kg.failures = [503, 429]
+    folder = kaggle.fetch("kaggle:alice/flowers")
+    assert folder.is_dir() and kg.methods() == ["GetDataset"] * 3 + ["DownloadDataset"]
+    monkeypatch.setenv("DLSETS_KAGGLE_API", "http://127.0.0.1:9")  # nothing listens there
+    with caplog.at_level("WARNING", logger="dlsets"):
+        assert kaggle.fetch("kaggle:alice/flowers") == folder
+    assert "using version 1 from the cache" in caplog.text
+    with pytest.raises(DownloadError, match="failed 4 times"):
+        kaggle.fetch("kaggle:alice/other")
