@@ -7,8 +7,8 @@ read, plus segmentation pairs):
 - ``root/train/<class>/...`` with ``root/test/...`` and/or ``root/val/...`` (``training``,
   ``testing``, ``valid``, ``validation`` too); without ``test/``, ``val/`` is the test split;
 - ``root/images/`` + ``root/masks/`` (or the same under ``train/``, ``test/``): pairs matched
-  by their path without extension (``masks/a/b.png`` for ``images/a/b.jpg``; a ``_mask`` or
-  ``-mask`` suffix on the mask's name is allowed).
+  by their path without extension (``masks/a/b.png`` for ``images/a/b.jpg``; the mask's name
+  may add ``_mask``, ``-mask``, ``_masks``, ``_seg``, ``_label`` or ``_gt``).
 
 A root holding nothing but one folder that has subfolders (a Kaggle zip's wrapper folder) is
 descended into. Names starting with "." and ``__MACOSX`` folders are ignored.
@@ -113,8 +113,11 @@ def _mask_classes(mask_classes) -> tuple[str, ...] | None:
 
 
 def test_count(n: int, test: float) -> int:
-    """How many of a class's ``n`` files go to test: ``floor(n * test + 0.5)``."""
-    return int(math.floor(n * test + 0.5))
+    """How many of a class's ``n`` files go to test: ``floor(n * test + 0.5)``, computed on
+    ``test`` as the decimal it prints as (0.1 is one tenth exactly, not the nearest double)."""
+    from fractions import Fraction
+
+    return math.floor(n * Fraction(repr(float(test))) + Fraction(1, 2))
 
 
 def split_key(seed: int, relpath: str) -> str:

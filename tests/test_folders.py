@@ -282,3 +282,10 @@ def test_big_results_are_assembled_in_a_scratch_file(tmp_path, monkeypatch):
     assert np.array_equal(in_memory.train.images, scratch.train.images)
     assert np.array_equal(in_memory.test.images, scratch.test.images)
     assert not list((tmp_path / "c2").rglob("*.scratch"))
+
+
+def test_test_count_is_notmnists_rule_for_one_in_ten():
+    from dlsets.readers.notmnist import test_count as notmnist_count
+
+    assert all(folders.test_count(n, 0.1) == notmnist_count(n) for n in range(2000))
+    assert [folders.test_count(n, 0.25) for n in (1, 2, 3, 6)] == [0, 1, 1, 2]
