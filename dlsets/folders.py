@@ -60,6 +60,7 @@ IGNORED = ("__MACOSX",)
 MASK_SUFFIXES = ("", "_mask", "-mask", "_masks", "_seg", "_label", "_gt")
 MAX_CLASSES = 256  # labels are uint8 throughout dlsets
 MAX_SIDE = 4096
+MAX_DEPTH = 32  # folders below a class folder; deeper ones are listed as skipped
 INLINE = 48  # fewer files than this are decoded in this process: no pool to start
 STALL = 600.0  # seconds without a decoded chunk before decoding is given up
 FAST_FROM = 500  # from this many files, importing OpenCV (0.1 s) for the PNG fast path pays
@@ -263,10 +264,14 @@ class _Walker:
             out.append((e.name, e.path, st))
         return out
 
-    def files_under(self, path: str, out: list[str] | None = None) -> list[str]:
+    def files_under(self, path: str, out: list[str] | None = None, depth: int = 0
+                    ) -> list[str]:
         """Paths of every regular file below folder ``path``, in sorted order (the hot loop
         of a warm load: one stat per file, nothing else)."""
         out = [] if out is None else out
+        if depth > MAX_DEPTH:
+            self.skip(self.rel(path), f"nested more than {MAX_DEPTH} folders deep: not read")
+            return out
         for e in self._scandir(path):
             name = e.name
             if name[0] == "." or name in IGNORED:
@@ -285,7 +290,7 @@ class _Walker:
                 self.mtimes.append(st.st_mtime_ns)
             elif S_ISDIR(mode):
                 if self.mark(e.path):
-                    self.files_under(e.path, out)
+                    self.files_under(e.path, out, depth + 1)
             else:
                 self.skip(self.rel(e.path), "not a regular file")
         return out

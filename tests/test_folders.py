@@ -127,10 +127,14 @@ def test_skipped_files_are_listed_with_reasons(tmp_path):
     (root / "b" / "loop").symlink_to(root)
     (root / "b" / ".hidden.png").write_bytes(b"ignored")
     (root / "loose.png").write_bytes(b"")
+    deep = root / "a" / "/".join(["d"] * (folders.MAX_DEPTH + 2))
+    save(deep / "x.png", pattern(8, 8))
     ds = dlsets.load_folder(root, size=8)
     reasons = ds.info["skip_reasons"]
+    too_deep = "a/" + "/".join(["d"] * (folders.MAX_DEPTH + 1))
     assert set(reasons) == {"a/notes.txt", "a/fake.jpg", "b/bomb.png", "b/gone.png", "b/loop",
-                            "loose.png"}
+                            "loose.png", too_deep}
+    assert "deep" in reasons[too_deep]
     assert "not an image" in reasons["a/notes.txt"]
     assert "decompression bomb" in reasons["b/bomb.png"]
     assert "broken symbolic link" in reasons["b/gone.png"]
