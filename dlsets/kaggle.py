@@ -566,10 +566,11 @@ def verify(name: str, *, cache_dir: PathLike | None = None, repair: bool = True)
                 store._update("verified.json", p.name, None)
             problems.append(f"{p.name}: {why}; " + ("deleted it; the next fetch downloads it "
                                                     "again" if repair else "not repaired"))
-    for folder in sorted(store.dir.glob("prepared/*/*")):
+    # prepared/v<N>-like-<name>/ holds arrays; prepared/v<N>/ holds a folder's variants
+    copies = [p for p in store.dir.glob("prepared/*") if (p / prepared.MANIFEST).exists()]
+    copies += [p for p in store.dir.glob("prepared/*/*") if p.is_dir()]
+    for folder in sorted(copies):
         manifest = prepared.read_manifest(folder)
-        if manifest is None and not folder.is_dir():
-            continue
         why = (prepared.verify(folder, manifest) if manifest is not None
                else prepared.manifest_problem(folder))
         if why is not None:

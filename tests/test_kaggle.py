@@ -209,6 +209,10 @@ def test_like_a_builtin_layout_and_a_registry_entry(kg, creds, tmp_path, monkeyp
     assert np.array_equal(ds.test.labels, arrays["mnist/t10k-labels.idx1-ubyte"])
     with pytest.raises(OptionError, match="apply to image folders"):
         dlsets.load_kaggle("kaggle:carol/mnist", like="mnist", size=(8, 8))
+    assert kaggle.verify("kaggle:carol/mnist") == []
+    npy = next(kaggle.dataset_dir("kaggle:carol/mnist").glob("prepared/v2-like-mnist/train_im*"))
+    npy.write_bytes(npy.read_bytes()[:-1] + bytes([npy.read_bytes()[-1] ^ 1]))
+    assert "train_images.npy has sha256" in kaggle.verify("kaggle:carol/mnist")[0]
     reg = tmp_path / "reg.json"
     reg.write_text(json.dumps({
         "kmnist-from-kaggle": {"kaggle": "carol/mnist/versions/2", "like": "mnist"},
