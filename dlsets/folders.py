@@ -585,7 +585,7 @@ def default_workers() -> int:
 
 
 def _chunks(tasks: list, workers: int) -> list[list]:
-    size = max(8, min(256, len(tasks) // max(1, workers * 8)))
+    size = max(8, min(256, len(tasks) // max(1, workers * 32)))  # short tail, cheap IPC
     return [tasks[i:i + size] for i in range(0, len(tasks), size)]
 
 
