@@ -10,6 +10,7 @@ import os as _os
 _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from .errors import (  # noqa: E402
+    AuthError,
     ChecksumError,
     DeadlineError,
     DlsetsError,
@@ -61,9 +62,12 @@ _LAZY = {
     "expand_to_caffe": "caffe",
     "write_convnetjs": "convnetjs",
     "write_tensorboard": "tensorboard",
+    "load_folder": "folders",
+    "load_kaggle": "kaggle",
 }
 
 __all__ = [
+    "AuthError",
     "ChecksumError",
     "DeadlineError",
     "DlsetsError",

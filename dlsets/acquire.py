@@ -610,7 +610,14 @@ def fetch(
     ``$DLSETS_MIRROR`` first, then the registry's URLs. ``deadline`` (else
     ``$DLSETS_DEADLINE``): seconds the whole call may take, waits for other processes
     included; past it, :class:`DeadlineError`, and what was downloaded is kept.
+    Kaggle datasets (``kaggle:...`` or a registry entry with a ``kaggle`` key) are downloaded
+    by :mod:`dlsets.kaggle`; the result maps their archive's name to its path.
     """
+    if name.startswith("kaggle:") or registry.get(name).format == "kaggle":
+        from . import kaggle
+
+        store, fname, _, _ = kaggle._fetch(name, cache_dir, progress)
+        return {fname: store.files / fname}
     spec = registry.get(name)
     sets = _select(spec, files)
     net = _Net(mirrors, config.deadline(deadline))

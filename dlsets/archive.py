@@ -259,3 +259,93 @@ def extract(source: Source, dest: str | os.PathLike) -> list[Path]:
             tmp.write_bytes(data)
         written.append(target)
     return written
+
+
+# --- zip archives (Kaggle downloads) -------------------------------------------------------
+
+ZIP_MAX_RATIO = 200
+"""A member that inflates to more than this many times its compressed size (and more than
+ZIP_RATIO_FLOOR bytes) is taken for a zip bomb: images and datasets compress far less."""
+ZIP_RATIO_FLOOR = 64 << 20
+_S_IFMT, _S_IFLNK = 0o170000, 0o120000
+
+
+def is_zip(path: str | os.PathLike) -> bool:
+    """True when the file at ``path`` starts like a zip archive."""
+    with open(path, "rb") as f:
+        return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def zip_members(path: str | os.PathLike):
+    """The regular-file members of a zip as (relative path, ZipInfo), every one checked first:
+    an unsafe name, a link, an encrypted member or a zip bomb fails the whole archive."""
+    import zipfile
+
+    label = os.fspath(path)
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise FormatError(f"{label}: not a readable zip archive ({exc}); it is damaged or "
+                          "truncated, delete it and fetch again") from None
+    members = []
+    with zf:
+        for info in zf.infolist():
+            if info.is_dir():
+                member_path(info.filename, label)  # a hostile name is refused even so
+                continue
+            rel = member_path(info.filename, label)
+            if (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
+                raise UnsafeArchiveError(f"{label}: member {info.filename!r} is a symbolic link; "
+                                         "dataset archives hold plain files only, refusing it")
+            if info.flag_bits & 0x1:
+                raise FormatError(f"{label}: member {info.filename!r} is encrypted; dlsets "
+                                  "reads unencrypted archives only")
+            if (info.file_size > ZIP_RATIO_FLOOR
+                    and info.file_size > ZIP_MAX_RATIO * max(1, info.compress_size)):
+                raise UnsafeArchiveError(
+                    f"{label}: member {info.filename!r} would inflate {info.compress_size:,} "
+                    f"bytes to {info.file_size:,} (more than {ZIP_MAX_RATIO}x): refusing what "
+                    "looks like a zip bomb")
+            members.append((rel, info))
+    return members
+
+
+def extract_zip(source: str | os.PathLike, dest: str | os.PathLike,
+                on_file=None) -> dict[str, tuple[int, str]]:
+    """Extract the regular files of a zip under ``dest`` (every member checked before the
+    first byte is written, see :func:`zip_members`); returns {relative path: (size, sha256)}.
+
+    Reads are bounded by each member's declared size and its CRC is checked (zipfile does
+    both); ``on_file(rel)`` is called per file. Files go to temporary names and are renamed."""
+    import hashlib
+    import shutil
+    import zipfile
+
+    label = os.fspath(source)
+    members = zip_members(source)
+    root = Path(dest).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    need = sum(info.file_size for _, info in members)
+    free = shutil.disk_usage(root).free
+    if need > free:
+        raise FormatError(f"{label}: unpacking needs {need:,} bytes but {root} has {free:,} "
+                          "free; free some space or point the cache at a larger disk")
+    out: dict[str, tuple[int, str]] = {}
+    try:
+        with zipfile.ZipFile(source) as zf:
+            for rel, info in members:
+                target = root.joinpath(*rel.split("/"))
+                if root not in target.resolve().parents:
+                    raise UnsafeArchiveError(f"member {rel!r} would be written outside {root}")
+                h = hashlib.sha256()
+                with replacing(target) as tmp, zf.open(info) as src, open(tmp, "wb") as f:
+                    while block := src.read(_CHUNK):
+                        h.update(block)
+                        f.write(block)
+                out[rel] = (info.file_size, h.hexdigest())
+                if on_file:
+                    on_file(rel)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise FormatError(f"{label}: damaged zip archive ({exc}); delete it and fetch "
+                          "again") from None
+    return out

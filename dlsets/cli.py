@@ -45,12 +45,107 @@ def _progress(args) -> bool | None:
     return False if args.quiet else None
 
 
+# --- a dataset name, a folder or a Kaggle dataset: one resolution for every command ---------
+
+
+def _source_kind(name: str) -> str:
+    """"kaggle" for ``kaggle:...``, "folder" for a path, "registry" for a dataset name.
+
+    A name with a path separator, or starting with "." or "~", is a folder; so is a bare word
+    that is no registry name but an existing folder (``./mnist`` reaches a folder that a
+    registry name shadows)."""
+    import os
+
+    from . import registry
+
+    if name.startswith("kaggle:"):
+        return "kaggle"
+    if "/" in name or os.sep in name or name.startswith((".", "~")):
+        return "folder"
+    if name in registry.names():
+        spec = registry.get(name)
+        return "kaggle-entry" if spec.format == "kaggle" else "registry"
+    return "folder" if Path(name).is_dir() else "registry"
+
+
+def _folder_options(args) -> dict:
+    """load_folder keywords from the folder options a command was given."""
+    out = {}
+    if getattr(args, "size", None):
+        out["size"] = tuple(args.size)
+    for key in ("color", "resize", "test", "mask_classes"):
+        value = getattr(args, key, None)
+        if value is not None:
+            out[key] = value
+    if getattr(args, "split_seed", None) is not None:
+        out["seed"] = args.split_seed
+    return out
+
+
+def _load(args, name: str, **kw):
+    """The Dataset behind ``name``, whatever it names (see :func:`_source_kind`)."""
+    kind = _source_kind(name)
+    if kind == "registry":
+        from . import loaders
+
+        return loaders.load(name, cache_dir=args.cache_dir, progress=_progress(args), **kw)
+    variant, extra = kw.pop("variant", None), kw.pop("extra", False)
+    if variant is not None or extra:
+        raise OptionError(f"--variant and --extra apply to registry datasets with variants or "
+                          f"optional splits (emnist, svhn, stl10), not to {name}")
+    if kind == "kaggle-entry":
+        from . import kaggle
+
+        return kaggle.load_entry(name, cache_dir=args.cache_dir, progress=_progress(args),
+                                 **_folder_options(args), **kw)
+    from .folders import load_folder
+
+    kw.pop("label_mode", None)
+    return load_folder(name, cache_dir=args.cache_dir, progress=_progress(args),
+                       **_folder_options(args), **kw)
+
+
+def _folder_lines(ds) -> list[str]:
+    """What `dlsets info` says about a folder (or Kaggle) dataset."""
+    info = ds.info
+    lines = [f"{ds.name}: {info.get('layout')} folder {info.get('path')}"]
+    if info.get("root"):
+        lines.append(f"  data in {info['root']}/")
+    what = "mask classes" if info.get("layout") == "segmentation" else "classes"
+    lines.append(f"  {len(ds.classes)} {what}: " + ", ".join(ds.classes))
+    lines.append(f"  split: {info.get('split_rule')}")
+    for note in info.get("notes", []):
+        lines.append(f"  note: {note}")
+    for split in ds.split_names:
+        s = info["splits"].get(split, {})
+        masks = f", masks {tuple(s['masks_shape'])}" if "masks_shape" in s else ""
+        counts = s.get("class_counts")
+        tail = f"; per class: {counts}" if counts and info.get("layout") == "classes" else ""
+        lines.append(f"  {split}: images {tuple(s.get('images_shape', ()))}{masks}{tail}")
+    reasons = info.get("skip_reasons", {})
+    if reasons:
+        lines.append(f"  skipped {len(reasons)} file(s):")
+        for rel, why in list(reasons.items())[:10]:
+            lines.append(f"    {rel}: {why}")
+        if len(reasons) > 10:
+            lines.append("    ... (all of them: dlsets.load_folder(...).info['skip_reasons'])")
+    lines.append(f"  prepared in {info.get('prepared_dir')}")
+    lines.append(f"  content key {info.get('content_key')}")
+    return lines
+
+
 def _cmd_list(args) -> int:
     from . import acquire, loaders, registry
 
     rows = []
     for name in registry.names():
         spec = registry.get(name)
+        if spec.format == "kaggle":
+            from . import kaggle
+
+            rows.append((name, "?", kaggle.status(name, cache_dir=args.cache_dir),
+                         f"{spec.title}  (user: kaggle {spec.extra['kaggle']})"))
+            continue
         size = sum(spec.files[f].size or 0 for f in spec.default_files())
         # status() hashes nothing: listing must stay instant however much is cached
         have = {s.file for s in acquire.status(name, cache_dir=args.cache_dir) if s.verified}
@@ -67,6 +162,9 @@ def _cmd_list(args) -> int:
 def _cmd_info(args) -> int:
     from . import acquire, loaders, registry
 
+    if _source_kind(args.name) != "registry":
+        print("\n".join(_folder_lines(_load(args, args.name))))
+        return 0
     spec = registry.get(args.name)
     out = [f"{spec.title} ({spec.name})"]
     if spec.description:
@@ -142,6 +240,20 @@ def _cmd_fetch(args) -> int:
     # One deadline for the whole command, however many datasets it names.
     end = None if args.deadline is None else time.monotonic() + args.deadline
     for name in args.names:
+        kind = _source_kind(name)
+        if kind in ("kaggle", "kaggle-entry"):
+            from . import kaggle
+
+            where = kaggle.fetch(name, cache_dir=args.cache_dir, progress=_progress(args))
+            if not args.quiet:
+                print(f"{name}: {where}")
+            continue
+        if kind == "folder":  # fetching a folder = preparing it in the cache
+            ds = _load(args, name)
+            if not args.quiet:
+                print(f"{name}: {len(ds.train)} train + {len(ds.test)} test images prepared in "
+                      f"{ds.info['prepared_dir']}")
+            continue
         left = None if end is None else max(end - time.monotonic(), 1e-3)
         paths = acquire.fetch(
             name,
@@ -164,8 +276,8 @@ def _shard_folders(names: Sequence[str]) -> list[str]:
 
     def folder(n: str) -> bool:
         p = Path(n)
-        return n.endswith(("/", os.sep)) or (p.is_dir() and (
-            (p / INDEX).is_file() or any(p.glob(".*-of-*.json"))))
+        # a folder of images (see _source_kind) holds neither an index nor shard entries
+        return p.is_dir() and ((p / INDEX).is_file() or any(p.glob(".*-of-*.json")))
 
     return [n for n in names if folder(n)]
 
@@ -193,6 +305,9 @@ def _cmd_verify(args) -> int:
         if not args.names:
             return code
         return max(code, _cmd_verify(args))
+    others = [n for n in args.names if _source_kind(n) != "registry"]
+    if others:
+        return _verify_others(args, others, [n for n in args.names if n not in others])
     results = acquire.verify(
         args.names or None,
         cache_dir=args.cache_dir,
@@ -222,22 +337,113 @@ def _cmd_verify(args) -> int:
                 loaders.prepared_info(name, cache_dir=args.cache_dir, variant=v)
                 for v in (list(registry.get(name).variants) or [None])):
             print(f"{name}: prepared arrays: ok")
-    if not results and not prepared:
+    checked = 0
+    if not args.names:  # and what the cache holds of folders and Kaggle datasets
+        checked, bad = _verify_cached_sources(args)
+        damaged += bad
+    if not results and not prepared and not checked:
         print("nothing in the cache to verify")
     return 1 if failed or (damaged and args.no_repair) else 0
+
+
+def _verify_cached_sources(args) -> tuple[int, int]:
+    """Verify every prepared folder copy and Kaggle download in the cache: (checked, bad)."""
+    from . import config, folders, kaggle
+
+    root = config.cache_root(args.cache_dir)
+    checked = bad = 0
+    for slot in sorted(p for p in (root / folders.FOLDERS_DIR).glob("*") if p.is_dir()):
+        problems = folders.verify_slot(slot, repair=not args.no_repair)
+        checked += 1
+        bad += bool(problems)
+        for line in problems:
+            print(line)
+        if not problems and not args.quiet:
+            print(f"{slot}: prepared arrays: ok")
+    for store in sorted(p for p in (root / kaggle.KAGGLE_DIR).glob("*/*") if p.is_dir()):
+        name = f"kaggle:{store.parent.name}/{store.name}"
+        problems = kaggle.verify(name, cache_dir=args.cache_dir, repair=not args.no_repair)
+        checked += 1
+        bad += bool(problems)
+        for line in problems:
+            print(f"{name}: {line}")
+        if not problems and not args.quiet:
+            print(f"{name}: ok")
+    return checked, bad
+
+
+def _verify_others(args, others: list[str], names: list[str]) -> int:
+    """verify for folders and Kaggle datasets (then the registry names, if any)."""
+    from . import folders
+
+    bad = 0
+    for name in others:
+        if _source_kind(name) == "folder":
+            problems = folders.verify_folder(name, cache_dir=args.cache_dir,
+                                             repair=not args.no_repair)
+        else:
+            from . import kaggle
+
+            problems = kaggle.verify(name, cache_dir=args.cache_dir, repair=not args.no_repair)
+        bad += bool(problems)
+        for line in problems:
+            print(f"{name}: {line}")
+        if not problems and not args.quiet:
+            print(f"{name}: ok")
+    if names:
+        args.names = names
+        return max(_cmd_verify(args), 1 if bad and args.no_repair else 0)
+    return 1 if bad and args.no_repair else 0
 
 
 def _cmd_path(args) -> int:
     from . import cache, registry
 
+    kind = _source_kind(args.name)
+    if kind != "registry":
+        print(_cache_place(args, kind))
+        return 0
     registry.get(args.name)
     print(cache.dataset_dir(args.name, args.cache_dir))
     return 0
 
 
+def _cache_place(args, kind: str) -> Path:
+    """Where the cache keeps what it made of a folder or Kaggle dataset."""
+    if kind == "folder":
+        from .folders import folder_slot
+
+        return folder_slot(args.name, args.cache_dir)
+    from . import kaggle
+
+    return kaggle.dataset_dir(args.name, args.cache_dir)
+
+
 def _cmd_remove(args) -> int:
     from . import acquire, registry
 
+    kind = _source_kind(args.name)
+    if kind != "registry":
+        import shutil
+
+        place = _cache_place(args, kind)
+        if not place.exists():
+            print(f"{args.name}: nothing cached")
+            return 0
+        from .atomic import temp_path
+
+        # renamed away first: the copy is gone whole or not at all, never half-deleted
+        gone = temp_path(place, "removing")
+        try:
+            os.replace(place, gone)
+        except OSError as exc:
+            raise DlsetsError(f"{args.name}: could not remove {place} ({exc.strerror or exc}); "
+                              "check the permissions there and try again") from exc
+        shutil.rmtree(gone, ignore_errors=True)
+        if not args.quiet:
+            extra = " (the folder itself is untouched)" if kind == "folder" else ""
+            print(f"removed {place}{extra}")
+        return 0
     registry.get(args.name)
     wait = 0.0 if args.no_wait else args.wait
     removed = acquire.remove(args.name, cache_dir=args.cache_dir, wait=wait)
@@ -247,8 +453,6 @@ def _cmd_remove(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from . import loaders
-
     out = Path(args.out)
     by_suffix = {".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".npz": "npz"}.get(
         out.suffix.lower())
@@ -260,9 +464,8 @@ def _cmd_export(args) -> int:
         raise OptionError(f"--out {out} ends in {out.suffix} but --format is {fmt}; "
                           "make them agree")
     _check_folder_options(args, fmt)
-    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args),
-                      dtype=args.dtype, channels=args.channels, label_mode=args.label_mode,
-                      variant=args.variant, extra=args.extra or False)
+    ds = _load(args, args.name, dtype=args.dtype, channels=args.channels,
+               label_mode=args.label_mode, variant=args.variant, extra=args.extra or False)
     if fmt == "hdf5":
         ds.to_hdf5(out, compression=args.compression)
     elif fmt == "caffe":
@@ -327,7 +530,6 @@ def _augmenter(args):
 
 
 def _cmd_augment(args) -> int:
-    from . import loaders
     from .augment import expand_to_hdf5, take_subset
 
     fmt = args.format or "hdf5"
@@ -346,12 +548,16 @@ def _cmd_augment(args) -> int:
     if fmt == "caffe" and is_h5:
         raise OptionError(f"--out {args.out}: --format caffe writes a folder (list files and "
                           "several .h5 files); give a folder name")
-    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args),
-                      variant=args.variant)
-    x, y = ds.train.images, ds.train.labels
+    ds = _load(args, args.name, variant=args.variant)
+    x, y, masks = ds.train.images, ds.train.labels, ds.train.masks
     if args.subset:
         _at_most("--subset", args.subset, len(x), args.name)
-        x, y = take_subset(x, y, args.subset, seed=args.seed)
+        got = take_subset(x, y, args.subset, seed=args.seed, masks=masks)
+        x, y, masks = got if masks is not None else (*got, None)
+    if masks is not None and (sharded or fmt == "caffe"):
+        what = "shards" if sharded else "Caffe files"
+        raise OptionError(f"{args.name} has segmentation masks, which {what} do not carry: "
+                          "write one HDF5 file (--out FILE.h5), which holds /train/masks")
     if sharded:
         return _augment_shards(args, ds, x, y)
     if args.target < len(x):
@@ -378,9 +584,11 @@ def _cmd_augment(args) -> int:
             balance=args.balance,
             classes=ds.classes,
             progress=_progress(args),
+            masks=masks,
         )
     if not args.quiet:
-        print(f"wrote {args.target} samples to {args.out}")
+        print(f"wrote {args.target} samples to {args.out}"
+              + (" (images, labels and masks)" if masks is not None else ""))
     return 0
 
 
@@ -466,7 +674,6 @@ def _on_ray(x, y, args, out: Path, kw: dict) -> Path:
 
 
 def _cmd_preview(args) -> int:
-    from . import loaders
     from .augment import preview_grid, save_png, take_subset
 
     if args.out is None and args.tensorboard is None:
@@ -474,13 +681,16 @@ def _cmd_preview(args) -> int:
                           "(--tensorboard LOGDIR) or both: give at least one")
     if args.out is not None and Path(args.out).suffix.lower() != ".png":
         raise OptionError(f"--out {args.out}: preview writes PNG; give a name ending in .png")
-    ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args),
-                      variant=args.variant)
+    ds = _load(args, args.name, variant=args.variant)
     _at_most("--rows", args.rows, len(ds.train.images), args.name)
-    x, y = take_subset(ds.train.images, ds.train.labels, args.rows, seed=args.seed)
+    got = take_subset(ds.train.images, ds.train.labels, args.rows, seed=args.seed,
+                      masks=ds.train.masks)
+    x = got[0]
+    masks = got[2] if ds.train.masks is not None else None
     aug = _augmenter(args)
     if args.out is not None:
-        grid = preview_grid(x, aug, n=args.rows, copies=args.copies, seed=args.seed)
+        grid = preview_grid(x, aug, n=args.rows, copies=args.copies, seed=args.seed,
+                            masks=masks)
         save_png(grid, args.out, scale=args.scale)
         if not args.quiet:
             print(f"wrote {args.out}")
@@ -584,6 +794,10 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     return common
 
 
+_NAME_HELP = ("a dataset name (dlsets list), a folder of images (./my-photos) or a Kaggle "
+              "dataset (kaggle:OWNER/DATASET[/versions/N])")
+
+
 def _parser() -> argparse.ArgumentParser:
     common = _common(suppress=True)
     p = argparse.ArgumentParser(
@@ -599,12 +813,33 @@ def _parser() -> argparse.ArgumentParser:
         sp.set_defaults(run=func)
         return sp
 
-    add("list", _cmd_list, "list the datasets dlsets knows and what is cached")
-    sp = add("info", _cmd_info, "describe a dataset: source, licence, files, cache state")
-    sp.add_argument("name", metavar="NAME")
+    folder = argparse.ArgumentParser(add_help=False)
+    g = folder.add_argument_group("for a folder or kaggle:OWNER/DATASET")
+    g.add_argument("--size", type=_positive_int, nargs=2, metavar=("H", "W"),
+                   help="resize every image to H x W (default: keep their common size)")
+    g.add_argument("--color", choices=("rgb", "grayscale"), default=None,
+                   help="colour or one channel (default rgb)")
+    g.add_argument("--resize", choices=("stretch", "crop", "pad"), default=None,
+                   help="stretch to H x W (default), crop to cover, or pad to fit")
+    g.add_argument("--test", type=float, default=None, metavar="FRAC",
+                   help="fraction of each class for the test split, when there are no "
+                   "train/test folders (default 0.1)")
+    g.add_argument("--split-seed", type=int, default=None, metavar="N",
+                   help="seed of the train/test split rule (default 0)")
+    g.add_argument("--mask-classes", type=_positive_int, default=None, metavar="K",
+                   help="segmentation: mask values must be 0..K-1 (others are skipped)")
 
-    sp = add("fetch", _cmd_fetch, "download (or import) datasets into the cache, verified")
-    sp.add_argument("names", nargs="+", metavar="NAME")
+    def add_folder(name: str, func, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, parents=[common, folder], help=help, description=help)
+        sp.set_defaults(run=func)
+        return sp
+
+    add("list", _cmd_list, "list the datasets dlsets knows and what is cached")
+    sp = add_folder("info", _cmd_info, "describe a dataset: source, licence, files, cache state")
+    sp.add_argument("name", metavar="NAME", help=_NAME_HELP)
+
+    sp = add_folder("fetch", _cmd_fetch, "download (or import) datasets into the cache, verified")
+    sp.add_argument("names", nargs="+", metavar="NAME", help=_NAME_HELP)
     sp.add_argument("--mirror", action="append", default=[], metavar="URL",
                     help="base URL tried before the registry's own (repeatable)")
     sp.add_argument("--from", dest="source_dir", metavar="DIR",
@@ -617,24 +852,25 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = add("verify", _cmd_verify, "re-hash cached files and repair what fails; a folder "
              "(DIR/) of shards: hash every shard against its index")
-    sp.add_argument("names", nargs="*", metavar="NAME", help="dataset names or shard folders")
+    sp.add_argument("names", nargs="*", metavar="NAME",
+                    help=_NAME_HELP + ", or a folder of shards")
     sp.add_argument("--mirror", action="append", default=[], metavar="URL")
     sp.add_argument("--no-repair", action="store_true", help="report failures, change nothing")
     sp.add_argument("--deadline", type=_seconds, default=None, metavar="SECONDS",
                     help="give up repairs after this long in all (default: $DLSETS_DEADLINE)")
 
     sp = add("path", _cmd_path, "print a dataset's cache folder")
-    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("name", metavar="NAME", help=_NAME_HELP)
     sp = add("remove", _cmd_remove, "delete a dataset's cache folder")
-    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("name", metavar="NAME", help=_NAME_HELP)
     sp.add_argument("--wait", type=_wait_seconds, default=60.0, metavar="SECONDS",
                     help="wait this long for a fetch, load or verify of it to finish (default 60)")
     sp.add_argument("--no-wait", action="store_true",
                     help="refuse at once while another process uses the dataset")
 
-    sp = add("export", _cmd_export, "write a dataset as one HDF5 or npz file, or a folder for "
-             "Caffe or ConvNetJS")
-    sp.add_argument("name", metavar="NAME")
+    sp = add_folder("export", _cmd_export, "write a dataset as one HDF5 or npz file, or a "
+                    "folder for Caffe or ConvNetJS")
+    sp.add_argument("name", metavar="NAME", help=_NAME_HELP)
     sp.add_argument("--format", choices=("hdf5", "npz", "caffe", "convnetjs"), default=None,
                     help="default: from the --out extension (.h5/.hdf5 or .npz); caffe: HDF5Data "
                     "files and list files; convnetjs: sprite-sheet PNGs and labels")
@@ -676,13 +912,13 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser(
         "augment",
-        parents=[common, aug],
+        parents=[common, aug, folder],
         help="expand a dataset's train split to N samples in an HDF5 file",
         description="Expand the train split of NAME to exactly N samples "
         "(originals first, then augmented copies).",
     )
     sp.set_defaults(run=_cmd_augment)
-    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("name", metavar="NAME", help=_NAME_HELP)
     sp.add_argument("--target", type=_positive_int, required=True, metavar="N",
                     help="number of samples to write, originals included")
     sp.add_argument("--out", required=True, metavar="FILE",
@@ -705,11 +941,12 @@ def _parser() -> argparse.ArgumentParser:
     _variant_option(sp)
     _caffe_options(sp)
 
-    sp = sub.add_parser("preview", parents=[common, aug], help="PNG grid of originals beside "
-                        "augmented copies", description="Write a PNG grid: each row an original "
-                        "training image followed by augmented copies.")
+    sp = sub.add_parser("preview", parents=[common, aug, folder],
+                        help="PNG grid of originals beside augmented copies",
+                        description="Write a PNG grid: each row an original training image "
+                        "followed by augmented copies.")
     sp.set_defaults(run=_cmd_preview)
-    sp.add_argument("name", metavar="NAME")
+    sp.add_argument("name", metavar="NAME", help=_NAME_HELP)
     sp.add_argument("--out", metavar="PNG", help="PNG file to write")
     sp.add_argument("--tensorboard", metavar="LOGDIR",
                     help="also (or instead) write TensorBoard image summaries and class "

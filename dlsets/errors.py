@@ -28,6 +28,10 @@ class DeadlineError(DownloadError):
     """A fetch ran past its deadline (``deadline=``, ``--deadline``, ``DLSETS_DEADLINE``); what
     was downloaded so far is kept and the next fetch continues from it."""
 
+class AuthError(DlsetsError):
+    """A source needs credentials: none were found, they were refused, or they lack a right
+    (for Kaggle: a dataset's terms or a competition's rules not accepted)."""
+
 
 class OfflineError(DlsetsError):
     """A file is missing and the network is forbidden."""

@@ -29,23 +29,25 @@ def check_compression(compression: str | None) -> None:
 
 def write_hdf5(
     path: str | os.PathLike,
-    splits: Mapping[str, tuple[Any, Any]],
+    splits: Mapping[str, tuple[Any, ...]],
     classes: Sequence[str],
     sources: Mapping[str, str] | None = None,
     *,
     compression: str | None = None,
     **attrs: Any,
 ) -> Path:
-    """Write ``{split: (images, labels)}`` to ``path`` atomically, chunked by sample.
+    """Write ``{split: (images, labels)}`` (or ``(images, labels, masks)``) to ``path``
+    atomically, chunked by sample.
 
     Images keep their dtype and per-sample shape; labels are stored as (N,) uint8 (None: an
-    unlabelled split, written without labels). The file carries ``classes``, ``sources``
+    unlabelled split, written without labels); masks, when given and not None, as
+    ``/<split>/masks``. The file carries ``classes``, ``sources``
     (file -> sha256) and any extra ``attrs``.
     """
     check_compression(compression)
     path = Path(path)
     with h5.atomic_hdf5(path) as f:
-        for split, (images, labels) in splits.items():
+        for split, (images, labels, *more) in splits.items():
             n = len(images)
             dset, lset = h5.create_split(
                 f, split, n, images.shape[1:], dtype=images.dtype, compression=compression,
@@ -58,17 +60,24 @@ def write_hdf5(
                 dset[start:stop] = np.asarray(images[start:stop])
             if n and lset is not None:
                 lset[:] = np.asarray(labels[:], dtype=np.uint8)
+            masks = more[0] if more else None
+            if masks is not None:
+                mset = h5.create_masks(f, split, n, masks.shape[1:], dtype=masks.dtype,
+                                       compression=compression)
+                for start in range(0, n, step):
+                    mset[start:start + step] = np.asarray(masks[start:start + step])
         h5.write_attrs(f, classes, sources, **attrs)
     return path
 
 
 def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None) -> Path:
     """``/train/images``, ``/train/labels``, ``/test/images``, ``/test/labels`` (and the same
-    for each extra split: ``/extra/...``, ``/unlabeled/images``) plus the ``classes`` and
-    ``sources`` attributes; ``compression`` is None, "gzip" or "lzf"."""
+    for each extra split: ``/extra/...``, ``/val/...``, ``/unlabeled/images``) plus the
+    ``classes`` and ``sources`` attributes; ``compression`` is None, "gzip" or "lzf".
+    Segmentation datasets add ``/<split>/masks``."""
     return write_hdf5(
         path,
-        {s: (ds[s].images, ds[s].labels) for s in ds.split_names},
+        {s: (ds[s].images, ds[s].labels, ds[s].masks) for s in ds.split_names},
         ds.classes,
         ds.info.get("sources", {}),
         compression=compression,
@@ -79,13 +88,16 @@ def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None
 
 def to_npz(ds: Dataset, path: str | os.PathLike) -> Path:
     """An npz with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (keras' mnist.npz keys),
-    and ``x_<split>`` (``y_<split>`` when labelled) for each extra split."""
+    and ``x_<split>`` (``y_<split>`` when labelled) for each extra split (``val``, ...), plus
+    ``m_<split>`` masks for segmentation data."""
     path = Path(path)
     arrays = {}
     for s in ds.split_names:
         arrays[f"x_{s}"] = np.asarray(ds[s].images[:])
         if ds[s].labels is not None:
             arrays[f"y_{s}"] = np.asarray(ds[s].labels[:])
+        if ds[s].masks is not None:
+            arrays[f"m_{s}"] = np.asarray(ds[s].masks[:])
     # A file object, so numpy does not append ".npz" to the temporary name.
     with replacing(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)

@@ -1,7 +1,8 @@
 """HDF5 files in the dlsets layout, written atomically.
 
 Layout: ``/<split>/images`` (N, ...) and ``/<split>/labels`` (N,), chunked along the sample
-axis (an unlabelled split, STL-10's unlabeled, has no ``labels``); file attributes ``classes``
+axis (an unlabelled split, STL-10's unlabeled, has no ``labels``), plus ``/<split>/masks``
+(N, H, W) for segmentation data; file attributes ``classes``
 (names) and ``sources`` (JSON of source file -> sha256).
 """
 
@@ -61,6 +62,28 @@ def create_split(
         compression=compression,
     )
     return images, labels
+
+
+def create_masks(
+    f,
+    split: str,
+    count: int,
+    mask_shape: Sequence[int],
+    *,
+    dtype: np.dtype | str = np.uint8,
+    compression: str | None = None,
+):
+    """Create an empty ``/<split>/masks`` (segmentation class maps), chunked like the images."""
+    mask_shape = tuple(mask_shape)
+    sample_bytes = int(np.prod(mask_shape)) * np.dtype(dtype).itemsize
+    rows = max(1, min(count, CHUNK_BYTES // max(1, sample_bytes)))
+    return f.require_group(split).create_dataset(
+        "masks",
+        shape=(count, *mask_shape),
+        dtype=dtype,
+        chunks=(rows, *mask_shape) if count else None,
+        compression=compression,
+    )
 
 
 def write_attrs(

@@ -81,6 +81,17 @@ def load(
     _check("channels", channels, CHANNELS)
     _check("format", format, FORMATS)
     _check("label_mode", label_mode, LABEL_MODES)
+    if name.startswith("kaggle:") or registry.get(name).format == "kaggle":
+        from . import kaggle  # Kaggle datasets: see dlsets.kaggle (image folders or `like`)
+
+        kw = dict(dtype=dtype, channels=channels, cache_dir=cache_dir, download=download,
+                  progress=progress)
+        if format != "numpy":
+            raise OptionError(f"format={format!r}: Kaggle datasets load as NumPy arrays; "
+                              "write HDF5 with ds.to_hdf5(path)")
+        if name.startswith("kaggle:"):
+            return kaggle.load_kaggle(name, **kw)
+        return kaggle.load_entry(name, label_mode=label_mode, **kw)
     spec = registry.get(name)
     if label_mode == "coarse" and spec.format != "cifar100":
         raise OptionError(

@@ -20,6 +20,8 @@ from .errors import RegistryError
 
 USER_ENTRY_KEYS = {"like", "files", "classes", "description", "license", "homepage", "citation"}
 USER_FILE_KEYS = {"sha256", "urls", "size", "md5"}
+KAGGLE_ENTRY_KEYS = {"kaggle", "like", "subdir", "size", "color", "resize", "test", "seed",
+                     "mask_classes", "classes", "description", "license", "homepage", "citation"}
 _HEX = re.compile(r"[0-9a-fA-F]+")
 MAX_REGISTRY_BYTES = 16 << 20
 """Largest user registry file read (a thousand datasets fit in well under 1 MB)."""
@@ -260,6 +262,8 @@ def _user_entry(path: Path, name: str, e: Any) -> DatasetSpec:
         raise fail(f"a dataset name may have at most {MAX_NAME} characters")
     if not isinstance(e, dict):
         raise fail("expected an object with 'like' and 'files'")
+    if "kaggle" in e:
+        return _kaggle_entry(path, name, e, fail)
     unknown = set(e) - USER_ENTRY_KEYS
     if unknown:
         raise fail(f"unknown keys {sorted(unknown)}; allowed: {sorted(USER_ENTRY_KEYS)}")
@@ -304,6 +308,65 @@ def _user_entry(path: Path, name: str, e: Any) -> DatasetSpec:
         # an extra split is there when the entry lists the files it needs
         extra_splits={n: s for n, s in base.extra_splits.items() if set(s.files) <= set(files)},
     )
+
+
+def _kaggle_entry(path: Path, name: str, e: dict, fail) -> DatasetSpec:
+    """A user entry for a Kaggle dataset: ``{"kaggle": "OWNER/DATASET[/versions/N]"}``, loaded
+    as an image folder (``subdir``, ``size``, ``color``, ``resize``, ``test``, ``seed``,
+    ``mask_classes``) or, with ``like``, in a built-in dataset's file layout."""
+    unknown = set(e) - KAGGLE_ENTRY_KEYS
+    if unknown:
+        raise fail(f"unknown keys {sorted(unknown)} for a Kaggle entry; allowed: "
+                   f"{sorted(KAGGLE_ENTRY_KEYS)}")
+    ref = e["kaggle"]
+    if not isinstance(ref, str) or not re.fullmatch(
+            r"(competitions/[\w.-]+|[\w.-]+/[\w.-]+(/versions/\d+)?)", ref):
+        raise fail(f"'kaggle' is {ref!r}: give 'OWNER/DATASET', 'OWNER/DATASET/versions/N' or "
+                   "'competitions/NAME'")
+    builtin = _builtin()
+    like = e.get("like")
+    if like is not None and like not in builtin:
+        raise fail(f"'like' is {like!r}, not a built-in dataset; use one of {list(builtin)}")
+    size = e.get("size")
+    if size is not None and not (isinstance(size, list) and len(size) == 2
+                                 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise fail("'size' must be [height, width] in pixels")
+    for key in ("subdir", "color", "resize", "description", "license", "homepage", "citation"):
+        if key in e and not isinstance(e[key], str):
+            raise fail(f"{key!r} must be a string")
+    classes = e.get("classes")
+    if classes is not None and (not isinstance(classes, list)
+                                or not all(isinstance(c, str) for c in classes)):
+        raise fail("'classes' must be a list of names")
+    base = builtin[like] if like else None
+    options = {k: e[k] for k in ("subdir", "color", "resize", "test", "seed", "mask_classes")
+               if k in e}
+    if size is not None:
+        options["size"] = tuple(size)
+    return DatasetSpec(
+        name=name,
+        like=like or "",
+        format="kaggle",
+        files={},
+        file_sets=((),),
+        image_shape=tuple(size) if size else (base.image_shape if base else ()),
+        classes=tuple(classes) if classes else (base.classes if base else ()),
+        coarse_classes=base.coarse_classes if base else (),
+        title=name,
+        description=e.get("description", ""),
+        license=e.get("license", ""),
+        homepage=e.get("homepage", f"https://www.kaggle.com/{_kaggle_page(ref)}"),
+        citation=e.get("citation", ""),
+        builtin=False,
+        source=str(path),
+        extra={"kaggle": ref, "like": like, "options": options},
+    )
+
+
+def _kaggle_page(ref: str) -> str:
+    if ref.startswith("competitions/"):
+        return ref
+    return "datasets/" + "/".join(ref.split("/")[:2])
 
 
 def _user_file_sets(base: DatasetSpec, files: dict[str, FileSpec]) -> tuple[tuple[str, ...], ...]:

@@ -207,7 +207,6 @@ def test_cli_augment_caffe_wants_a_folder_name(tmp_path, tiny, capsys):
 
 
 def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
-    import os
     import subprocess
     import sys
 

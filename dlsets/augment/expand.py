@@ -40,6 +40,22 @@ def _check_xy(x: object, y: object, channels: str | None = "last"
     return x, y
 
 
+def _check_masks(masks: object, x: np.ndarray, channels: str | None) -> np.ndarray | None:
+    """Masks (N, H, W) (or (N, H, W, C) / (N, C, H, W) like x) that go with images x."""
+    if masks is None:
+        return None
+    m = np.asarray(masks)
+    if m.ndim not in (3, 4) or len(m) != len(x):
+        raise OptionError(f"masks have shape {m.shape}: expected ({len(x)}, H, W), one class map "
+                          "per image")
+    lead = channels_last("x", x, channels).shape[1:3]
+    got = channels_last("masks", m, channels or "last").shape[1:3] if m.ndim == 4 else m.shape[1:]
+    if tuple(got) != tuple(lead):
+        raise OptionError(f"masks have shape {m.shape} but the images {x.shape}: each mask must "
+                          "have its image's height and width")
+    return m
+
+
 def _chunk(x: np.ndarray, chunk_size: int | None) -> int:
     """Samples per chunk: ``chunk_size``, or by default as many as fit DEFAULT_CHUNK and
     CHUNK_BYTES (4096 MNIST or CIFAR images, 222 images of 224 x 224 x 3 uint8)."""
@@ -216,25 +232,34 @@ def _resolve(augmenter: object, seed: int, needed: int):
 
 def _produce(
     x: np.ndarray, y: np.ndarray, src, keep_originals: bool, augmenter,
-    chunk_size: int, write: Callable[[int, np.ndarray, np.ndarray], None],
+    chunk_size: int, write: Callable[..., None],
     advance: Callable[[int], None] = lambda k: None, channels: str | None = None,
-    rows: tuple[int, int] | None = None,
+    rows: tuple[int, int] | None = None, masks: np.ndarray | None = None,
 ) -> None:
     """Hand (position, images, labels) chunks of the expanded set to ``write``, in order;
+    with ``masks``, (position, images, labels, masks), the masks moved with their images.
     ``rows=(lo, hi)`` produces only output rows lo..hi-1 (a shard), positions still absolute.
     ``src`` is the plan, an array or :class:`CopySources`."""
     pos = len(x) if keep_originals else 0
     lo, hi = (0, pos + len(src)) if rows is None else rows
     for s in range(lo, min(hi, pos), chunk_size):
         e = min(hi, pos, s + chunk_size)
-        write(s, x[s:e], y[s:e])
+        if masks is None:
+            write(s, x[s:e], y[s:e])
+        else:
+            write(s, x[s:e], y[s:e], masks[s:e])
         advance(e - s)
     for s in range(max(lo, pos) - pos, hi - pos, chunk_size):
         idx = src[s:min(hi - pos, s + chunk_size)]
         # explicit sample indices: the same samples whatever the chunking, and the
         # augmenter's own counter is left alone
-        batch = augmenter(x[idx], start=pos + s, channels=channels)
-        write(pos + s, batch, y[idx])
+        if masks is None:
+            batch = augmenter(x[idx], start=pos + s, channels=channels)
+            write(pos + s, batch, y[idx])
+        else:
+            batch, mbatch = augmenter(x[idx], masks=masks[idx], start=pos + s,
+                                      channels=channels)
+            write(pos + s, batch, y[idx], mbatch)
         advance(len(idx))
 
 
@@ -248,7 +273,8 @@ def expand(
     keep_originals: bool = True,
     seed: int = 0,
     channels: str | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
+    masks: np.ndarray | None = None,
+):
     """Return exactly ``target`` samples: the originals first (when kept), then augmented copies.
 
     x is (N, H, W[, C]) and y (N,) integer labels; the result has x's and y's dtypes and shape
@@ -258,20 +284,27 @@ def expand(
     copy j is its sample len(x) + j whatever its ``position``, which is left alone) or an
     albumentations pipeline (run per image, seeded from (seed, index)).
     ``seed`` drives the choice of originals to copy. Deterministic.
+    With ``masks`` (N, H, W) segmentation maps, each copy's mask gets its image's geometry
+    (nearest neighbour) and ``(x, y, masks)`` is returned.
     """
     x, y = _check_xy(x, y, channels)
+    m = _check_masks(masks, x, channels)
     src = copy_sources(y, target, balance=balance, keep_originals=keep_originals,
                        seed=seed)
     aug = _resolve(augmenter, seed, len(src))
     out_x = np.empty((target, *x.shape[1:]), x.dtype)
     out_y = np.empty(target, y.dtype)
+    out_m = None if m is None else np.empty((target, *m.shape[1:]), m.dtype)
 
-    def write(pos: int, images: np.ndarray, labels: np.ndarray) -> None:
+    def write(pos: int, images: np.ndarray, labels: np.ndarray, mk=None) -> None:
         out_x[pos:pos + len(images)] = images
         out_y[pos:pos + len(labels)] = labels
+        if mk is not None:
+            out_m[pos:pos + len(mk)] = mk
 
-    _produce(x, y, src, keep_originals, aug, _chunk(x, None), write, channels=channels)
-    return out_x, out_y
+    _produce(x, y, src, keep_originals, aug, _chunk(x, None), write, channels=channels,
+             masks=m)
+    return (out_x, out_y) if m is None else (out_x, out_y, out_m)
 
 
 def expand_to_hdf5(
@@ -289,8 +322,10 @@ def expand_to_hdf5(
     progress: bool | None = None,
     compression: str | None = None,
     channels: str | None = None,
+    masks: np.ndarray | None = None,
 ) -> Path:
-    """Write the samples :func:`expand` returns to ``out`` as ``/train/images``, ``/train/labels``.
+    """Write the samples :func:`expand` returns to ``out`` as ``/train/images``, ``/train/labels``
+    (and ``/train/masks`` when ``masks`` are given: they move with their images).
 
     Images are written in the layout given: ``channels="first"`` takes and stores (N, C, H, W),
     and the file's ``channels`` attribute says which ("first" or "last").
@@ -301,10 +336,11 @@ def expand_to_hdf5(
     Labels are stored as uint8 (the dlsets layout); ``classes`` names them (default "0", "1"...).
     Returns the path written.
     """
-    from ..h5 import atomic_hdf5, create_split, write_attrs
+    from ..h5 import atomic_hdf5, create_masks, create_split, write_attrs
     from ..progress import bar
 
     x, y = _check_xy(x, y, channels)
+    m = _check_masks(masks, x, channels)
     chunk_size = _chunk(x, chunk_size)
     if compression not in (None, "gzip", "lzf"):
         raise OptionError(f"compression={compression!r} is not allowed: give None, 'gzip' or "
@@ -324,25 +360,30 @@ def expand_to_hdf5(
     with atomic_hdf5(path) as f:
         images, labels = create_split(f, "train", target, x.shape[1:], dtype=x.dtype,
                                       compression=compression)
+        mset = None if m is None else create_masks(f, "train", target, m.shape[1:],
+                                                   dtype=m.dtype, compression=compression)
 
-        def write(pos: int, chunk: np.ndarray, lab: np.ndarray) -> None:
+        def write(pos: int, chunk: np.ndarray, lab: np.ndarray, mk=None) -> None:
             images[pos:pos + len(chunk)] = chunk
             labels[pos:pos + len(lab)] = lab
+            if mk is not None:
+                mset[pos:pos + len(mk)] = mk
 
         with bar(target, "augment", progress=progress, unit="img") as pbar:
             _produce(x, y, src, keep_originals, aug, chunk_size, write, pbar.update,
-                     channels=channels)
+                     channels=channels, masks=m)
         write_attrs(f, names, originals=len(x) if keep_originals else 0, seed=seed,
                     augmenter=repr(aug), channels=channels or "last")
     return path
 
 
-def take_subset(x: np.ndarray, y: np.ndarray, k: int, *, seed: int = 0
-                ) -> tuple[np.ndarray, np.ndarray]:
+def take_subset(x: np.ndarray, y: np.ndarray, k: int, *, seed: int = 0,
+                masks: np.ndarray | None = None):
     """A deterministic stratified subset of ``k`` samples, in their original order.
 
     Each class gets a share of k proportional to its size (largest remainders, ties broken by
-    the seed); members are drawn at random (seeded). Returns (x[idx], y[idx]).
+    the seed); members are drawn at random (seeded). Returns (x[idx], y[idx]), and
+    masks[idx] third when ``masks`` are given.
     """
     x, y = _check_xy(x, y)
     k = _count("k", k, 1)
@@ -363,4 +404,6 @@ def take_subset(x: np.ndarray, y: np.ndarray, k: int, *, seed: int = 0
         for c in range(len(classes))
     ])
     idx.sort()
+    if masks is not None:
+        return x[idx], y[idx], np.asarray(masks)[idx]
     return x[idx], y[idx]

@@ -33,6 +33,7 @@ def preview_grid(
     seed: int = 0,
     gap: int = 1,
     channels: str | None = None,
+    masks: np.ndarray | None = None,
 ) -> np.ndarray:
     """A uint8 grid (rows, cols) or (rows, cols, C): row i is ``images[i]``, a wider separator,
     then ``copies`` augmented versions of it, for the first ``n`` images (N, H, W[, C]), or
@@ -41,6 +42,9 @@ def preview_grid(
 
     ``augmenter`` is a dlsets Augmenter or an albumentations pipeline (seeded from ``seed``).
     Float images are taken as [0, 1] when their maximum is at most 1, else as [0, 255].
+    With ``masks`` (N, H, W) class maps, each image row is followed by a row of its masks,
+    moved with the images, their values spread over black..white so the classes can be told
+    apart (the grid then has 2n rows).
     """
     from .transforms import channels_last
 
@@ -55,11 +59,18 @@ def preview_grid(
         raise OptionError(f"n={n} rows asked for but only {len(images)} images given")
     if images.ndim == 4 and images.shape[3] not in (1, 3, 4):
         raise OptionError(f"images have {images.shape[3]} channels: a PNG grid needs 1, 3 or 4")
-    return grid_of(preview_cells(images, augmenter, n=n, copies=copies, seed=seed), gap=gap)
+    if masks is not None:
+        masks = np.asarray(masks)
+        if masks.ndim != 3 or masks.shape[:3] != images.shape[:3]:
+            raise OptionError(f"masks have shape {masks.shape}: expected {images.shape[:3]}, "
+                              "one (H, W) class map per image")
+    return grid_of(preview_cells(images, augmenter, n=n, copies=copies, seed=seed, masks=masks),
+                   gap=gap)
 
 
 def grid_of(cells: np.ndarray, *, gap: int = 1) -> np.ndarray:
-    """The preview grid of uint8 ``cells`` (n, copies + 1, H, W[, C]) from :func:`preview_cells`."""
+    """The preview grid of uint8 ``cells`` (rows, copies + 1, H, W[, C]) from
+    :func:`preview_cells`."""
     n, copies = cells.shape[0], cells.shape[1] - 1
     h, w = cells.shape[2:4]
     extra = cells.shape[4:]
@@ -75,19 +86,37 @@ def grid_of(cells: np.ndarray, *, gap: int = 1) -> np.ndarray:
     return grid
 
 
-def preview_cells(images: np.ndarray, augmenter: object, *, n: int, copies: int, seed: int = 0
-                  ) -> np.ndarray:
+def preview_cells(images: np.ndarray, augmenter: object, *, n: int, copies: int, seed: int = 0,
+                  masks: np.ndarray | None = None) -> np.ndarray:
     """uint8 (n, copies + 1, H, W[, C]): for each of the first ``n`` channels-last ``images``
     the original, then its ``copies`` augmented versions (copy j of image i is sample
-    ``i * copies + j`` of the augmenter's stream); a single channel is dropped."""
+    ``i * copies + j`` of the augmenter's stream); a single channel is dropped. With ``masks``
+    (N, H, W), each image row is followed by its masks' row (2n rows), values spread over
+    black..white."""
     from .albu import as_batch_augmenter
 
     aug = as_batch_augmenter(augmenter, seed)
     originals = images[:n]
-    copied = aug(np.repeat(originals, copies, axis=0), start=0, channels="last")
+    if masks is None:
+        copied = aug(np.repeat(originals, copies, axis=0), start=0, channels="last")
+    else:
+        copied, mcopied = aug(np.repeat(originals, copies, axis=0),
+                              masks=np.repeat(masks[:n], copies, axis=0), start=0,
+                              channels="last")
     cells = np.concatenate(
         [originals[:, None], copied.reshape(n, copies, *images.shape[1:])], axis=1)
     cells = _to_uint8(cells)
+    if masks is not None:
+        mcells = np.concatenate(
+            [masks[:n, None], mcopied.reshape(n, copies, *masks.shape[1:])], axis=1)
+        top = max(1, int(mcells.max()))
+        mcells = (mcells.astype(np.int64) * 255 // top).astype(np.uint8)
+        if cells.ndim == 5:
+            mcells = np.repeat(mcells[..., None], cells.shape[4], axis=4)
+            if cells.shape[4] == 4:
+                mcells[..., 3] = 255  # opaque
+        # an image row, then its masks' row
+        cells = np.stack([cells, mcells], axis=1).reshape(2 * n, *cells.shape[1:])
     if cells.ndim == 5 and cells.shape[4] == 1:
         cells = cells[..., 0]
     return cells

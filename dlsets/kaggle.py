@@ -1,0 +1,736 @@
+"""Kaggle datasets (and competition data) as dlsets sources: ``kaggle:OWNER/DATASET[/versions/N]``.
+
+Talks to Kaggle's public API (``POST {api}/v1/datasets.DatasetApiService/DownloadDataset``,
+camelCase JSON, answered by a redirect to a signed storage URL) with the user's credentials,
+then downloads through :func:`dlsets.download.download_file` like every other file: to
+``<file>.part``, resumed with ``Range`` (from a freshly signed URL on a later run), checked
+against the size the server announces, renamed only when complete, under a per-file lock.
+Kaggle publishes no checksum, so the first verified download's sha256 (and size) is pinned in
+``pins.json`` and enforced on every later download and use. An unpinned reference resolves to
+the dataset's current version, whose number then names the file, so a new upstream version is a
+new file with a pin of its own, never a silent change.
+
+Credentials, in the order Kaggle's own clients look: an access token (``KAGGLE_API_TOKEN``,
+the token or a file holding it; ``$KAGGLE_CONFIG_DIR/access_token``, ``~/.kaggle/access_token``)
+sent as a Bearer token; else ``KAGGLE_USERNAME`` + ``KAGGLE_KEY``; else ``kaggle.json``
+(``{"username", "key"}``) in ``$KAGGLE_CONFIG_DIR``, ``~/.kaggle`` or ``~/.config/kaggle``, sent
+as HTTP Basic. ``DLSETS_KAGGLE_API`` replaces the API's base URL (a proxy or a test stand-in).
+
+Archives are unpacked by :func:`dlsets.archive.extract_zip` (names, links and bombs checked
+first) into ``extracted/v<N>/``, which is then read as an image folder, or in a built-in
+dataset's layout when asked (``like="mnist"``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import cache, config, download
+from .dataset import Dataset
+from .errors import (
+    AuthError,
+    ChecksumError,
+    DlsetsError,
+    DownloadError,
+    FormatError,
+    OfflineError,
+    OptionError,
+)
+
+log = logging.getLogger("dlsets")
+
+PathLike = str | os.PathLike
+API = "https://api.kaggle.com"
+WEB = "https://www.kaggle.com"
+KAGGLE_DIR = "_kaggle"
+TOKEN_URL = "https://www.kaggle.com/settings"
+_REF = re.compile(r"^(?:kaggle:)?(?:(competitions)/([\w.-]+)|([\w.-]+)/([\w.-]+)"
+                  r"(?:/versions/(\d+))?)/?$")
+
+
+@dataclass(frozen=True)
+class Ref:
+    """What a ``kaggle:`` name points at: a dataset (owner, slug, optional version) or a
+    competition's data (slug, ``owner == "competitions"``)."""
+
+    owner: str
+    slug: str
+    version: int | None = None
+
+    @property
+    def competition(self) -> bool:
+        return self.owner == "competitions"
+
+    @property
+    def page(self) -> str:
+        if self.competition:
+            return f"{WEB}/competitions/{self.slug}"
+        return f"{WEB}/datasets/{self.owner}/{self.slug}"
+
+    def __str__(self) -> str:
+        tail = f"/versions/{self.version}" if self.version else ""
+        return f"kaggle:{self.owner}/{self.slug}{tail}"
+
+
+def parse_ref(name: str) -> Ref:
+    """``kaggle:OWNER/DATASET``, ``kaggle:OWNER/DATASET/versions/N`` or
+    ``kaggle:competitions/NAME`` (also without the ``kaggle:`` prefix) -> :class:`Ref`."""
+    m = _REF.match(name.strip())
+    if not m:
+        raise OptionError(f"{name!r} is not a Kaggle dataset name: give kaggle:OWNER/DATASET, "
+                          "kaggle:OWNER/DATASET/versions/N or kaggle:competitions/NAME (as in "
+                          "the dataset's URL, https://www.kaggle.com/datasets/OWNER/DATASET)")
+    if m.group(1):
+        return Ref("competitions", m.group(2))
+    return Ref(m.group(3), m.group(4), int(m.group(5)) if m.group(5) else None)
+
+
+def _resolve(name: str) -> tuple[Ref, dict]:
+    """A kaggle: name, or a registry entry with a ``kaggle`` key -> (Ref, entry options)."""
+    if name.startswith("kaggle:"):
+        return parse_ref(name), {}
+    from . import registry
+
+    spec = registry.get(name)
+    if spec.format != "kaggle":
+        raise OptionError(f"{name} is not a Kaggle dataset")
+    return parse_ref(spec.extra["kaggle"]), dict(spec.extra)
+
+
+def dataset_dir(name: str, cache_dir: PathLike | None = None) -> Path:
+    """``<cache>/_kaggle/<owner>/<dataset>``: the downloads, pins and prepared copies."""
+    ref, _ = _resolve(name)
+    return config.cache_root(cache_dir) / KAGGLE_DIR / ref.owner / ref.slug
+
+
+# --- credentials ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """How requests to Kaggle are signed, and where that came from (for messages)."""
+
+    source: str
+    token: str | None = None
+    username: str | None = None
+    key: str | None = None
+
+    def apply(self, session) -> None:
+        if self.token:
+            session.headers["Authorization"] = f"Bearer {self.token}"
+        else:
+            session.auth = (self.username, self.key)
+
+
+def _config_dirs() -> list[Path]:
+    dirs = []
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        dirs.append(Path(os.environ["KAGGLE_CONFIG_DIR"]).expanduser())
+    dirs.append(Path.home() / ".kaggle")
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    dirs.append((Path(xdg).expanduser() if xdg else Path.home() / ".config") / "kaggle")
+    return list(dict.fromkeys(dirs))
+
+
+def _read_secret(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return text or None
+
+
+def credentials() -> Credentials:
+    """The user's Kaggle credentials (see the module docstring for the order); raises
+    AuthError saying where to put them when there are none."""
+    token = os.environ.get("KAGGLE_API_TOKEN", "").strip()
+    if token:
+        if os.sep in token or token.startswith("~"):
+            held = _read_secret(Path(token).expanduser())
+            if held is None:
+                raise AuthError(f"KAGGLE_API_TOKEN names the file {token}, which cannot be read "
+                                "or is empty; put the token itself or a readable file there")
+            return Credentials(f"the file {token} (KAGGLE_API_TOKEN)", token=held)
+        return Credentials("KAGGLE_API_TOKEN", token=token)
+    for d in _config_dirs():
+        for fname in ("access_token", "access_token.txt"):
+            held = _read_secret(d / fname)
+            if held:
+                return Credentials(str(d / fname), token=held)
+    user, key = os.environ.get("KAGGLE_USERNAME"), os.environ.get("KAGGLE_KEY")
+    if user and key:
+        return Credentials("KAGGLE_USERNAME and KAGGLE_KEY", username=user, key=key)
+    for d in _config_dirs():
+        p = d / "kaggle.json"
+        if not p.is_file():
+            continue
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+            username, key = data["username"], data["key"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise AuthError(f"{p} is not a Kaggle credentials file: it must be JSON like "
+                            '{"username": "...", "key": "..."}; download a new one from '
+                            f"{TOKEN_URL} (API, Create New Token)") from None
+        if not isinstance(username, str) or not isinstance(key, str):
+            raise AuthError(f"{p}: 'username' and 'key' must be strings")
+        return Credentials(str(p), username=username, key=key)
+    looked = ", ".join(str(d / "kaggle.json") for d in _config_dirs())
+    raise AuthError(
+        "Kaggle needs your credentials and none were found. Looked for: KAGGLE_API_TOKEN, "
+        f"{Path.home() / '.kaggle' / 'access_token'}, KAGGLE_USERNAME + KAGGLE_KEY, and "
+        f"kaggle.json in {looked} (KAGGLE_CONFIG_DIR names another folder). Create an API token "
+        f"at {TOKEN_URL} and save it as ~/.kaggle/access_token (or put the kaggle.json it "
+        "offers in ~/.kaggle/ and chmod 600 it)."
+    )
+
+
+# --- the API -------------------------------------------------------------------------------
+
+
+def api_base() -> str:
+    return os.environ.get("DLSETS_KAGGLE_API", API).rstrip("/")
+
+
+def _message(resp) -> str:
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.text.strip()[:200]
+    if isinstance(data, dict):
+        return str(data.get("message") or data.get("error") or "")[:300]
+    return ""
+
+
+def _post(session, creds: Credentials, ref: Ref, service: str, method: str, body: dict):
+    """One API call, retried with backoff on connection errors, 429 and 5xx; the response
+    (redirects are not followed: the caller wants the storage URL, without our credentials)."""
+    import requests
+
+    url = f"{api_base()}/v1/{service}/{method}"
+    timeout = (config.CONNECT_TIMEOUT, config.read_timeout())
+    failures = []
+    for attempt in range(download.MAX_ATTEMPTS):
+        try:
+            resp = session.post(url, json=body, timeout=timeout, allow_redirects=False)
+        except requests.RequestException as exc:
+            failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+        else:
+            if resp.status_code == 429 or resp.status_code >= 500:
+                failures.append(f"HTTP {resp.status_code} {resp.reason}")
+            else:
+                _raise_for(resp, creds, ref)
+                return resp
+        if attempt + 1 < download.MAX_ATTEMPTS:
+            # the downloads' backoff: DLSETS_RETRY_BASE doubling per try, with jitter, capped
+            delay = download.retry_base() * 2 ** attempt * random.uniform(0.5, 1.5)
+            time.sleep(min(delay, download.RETRY_AFTER_CAP))
+    raise DownloadError(f"{ref}: Kaggle's API at {url} failed {len(failures)} times: "
+                        f"{'; '.join(failures)}. Check the connection (HTTPS_PROXY for a proxy) "
+                        "and try again; a version fetched before is used offline with "
+                        "DLSETS_OFFLINE=1.")
+
+
+def _raise_for(resp, creds: Credentials, ref: Ref) -> None:
+    code = resp.status_code
+    said = _message(resp)
+    said = f" (Kaggle says: {said})" if said else ""
+    if code == 401:
+        raise AuthError(f"{ref}: Kaggle rejected the credentials from {creds.source} (HTTP 401)"
+                        f"{said}. Check them, or create a new API token at {TOKEN_URL}.")
+    if code == 403:
+        where = (f"{ref.page}/rules" if ref.competition else ref.page)
+        what = ("accept the competition's rules" if ref.competition
+                else "accept the dataset's terms (or ask its owner for access)")
+        raise AuthError(f"{ref}: Kaggle refused access (HTTP 403){said}. Sign in to Kaggle as "
+                        f"the user of {creds.source}, open {where} and {what}, then run this "
+                        "again.")
+    if code == 404:
+        version = f" version {ref.version}" if ref.version else ""
+        raise DownloadError(f"{ref}: Kaggle has no such dataset{version} (HTTP 404){said}; "
+                            f"check the name against {ref.page} (private datasets need their "
+                            "owner's credentials)")
+    if code >= 400:
+        raise DownloadError(f"{ref}: Kaggle answered HTTP {code} {resp.reason}{said}")
+
+
+def _session(creds: Credentials):
+    import requests
+
+    s = requests.Session()
+    s.headers["User-Agent"] = download.USER_AGENT
+    creds.apply(s)
+    return s
+
+
+def current_version(ref: Ref, creds: Credentials | None = None) -> int:
+    """The dataset's current version number, asked of Kaggle."""
+    creds = creds or credentials()
+    with _session(creds) as s:
+        resp = _post(s, creds, ref, "datasets.DatasetApiService", "GetDataset",
+                     {"ownerSlug": ref.owner, "datasetSlug": ref.slug})
+    try:
+        version = int(resp.json()["currentVersionNumber"])
+    except (ValueError, KeyError, TypeError):
+        raise FormatError(f"{ref}: Kaggle's answer to GetDataset has no currentVersionNumber; "
+                          "give a version: kaggle:OWNER/DATASET/versions/N") from None
+    return version
+
+
+def _download_url(ref: Ref, version: int | None, creds: Credentials) -> str:
+    if ref.competition:
+        service, method = "competitions.CompetitionApiService", "DownloadDataFiles"
+        body = {"competitionName": ref.slug}
+    else:
+        service, method = "datasets.DatasetApiService", "DownloadDataset"
+        body = {"ownerSlug": ref.owner, "datasetSlug": ref.slug}
+        if version is not None:
+            body["datasetVersionNumber"] = version
+    with _session(creds) as s:
+        resp = _post(s, creds, ref, service, method, body)
+    location = resp.headers.get("Location")
+    if resp.is_redirect and location:
+        from urllib.parse import urljoin
+
+        return urljoin(resp.url, location)
+    try:
+        url = resp.json().get("url")
+    except (ValueError, AttributeError):
+        url = None
+    if not url:
+        raise FormatError(f"{ref}: Kaggle answered HTTP {resp.status_code} without a download "
+                          "link")
+    return url
+
+
+# --- the cache: download, pin, unpack ------------------------------------------------------
+
+
+class _Store:
+    """One Kaggle dataset's corner of the cache (see cache/README.md)."""
+
+    def __init__(self, ref: Ref, cache_dir: PathLike | None):
+        self.ref = ref
+        self.dir = config.cache_root(cache_dir) / KAGGLE_DIR / ref.owner / ref.slug
+        self.files = self.dir / "files"
+
+    def file(self, version: int | None) -> str:
+        return "data.zip" if version is None else f"v{version}.zip"
+
+    def pins(self) -> dict:
+        return cache.read_json(self.dir / "pins.json")
+
+    def records(self) -> dict:
+        return cache.read_json(self.dir / "verified.json")
+
+    def cached_versions(self) -> list[int]:
+        found = []
+        for p in self.files.glob("v*.zip"):
+            m = re.fullmatch(r"v(\d+)\.zip", p.name)
+            if m and p.name in self.pins():
+                found.append(int(m.group(1)))
+        return sorted(found)
+
+    def state(self, fname: str, network: bool) -> str:
+        path = self.files / fname
+        try:
+            st = path.stat()
+            stat = (st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            stat = None
+        pin = self.pins().get(fname) or {}
+        return cache.cache_action(present=stat is not None, stat=stat,
+                                  record=self.records().get(fname),
+                                  expected_sha256=pin.get("sha256"),
+                                  part_exists=cache.part_path(path).exists(), network=network)
+
+    def _update(self, name: str, fname: str, value) -> None:
+        from filelock import FileLock
+
+        with FileLock(self.dir / "state.lock"):
+            path = self.dir / name
+            data = cache.read_json(path)
+            if value is None:
+                data.pop(fname, None)
+            else:
+                data[fname] = value
+            cache.write_json(path, data)
+
+    def record(self, fname: str, h: download.Hashes) -> None:
+        st = (self.files / fname).stat()
+        if fname not in self.pins():
+            log.info("%s: pinned sha256 %s (%d bytes)", self.ref, h.sha256, h.size)
+            self._update("pins.json", fname, {"sha256": h.sha256, "size": h.size})
+        self._update("verified.json", fname, {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                              "sha256": h.sha256})
+
+    def check(self, fname: str) -> str | None:
+        """Hash the cached file against its pin; why it fails, or None (then recorded)."""
+        pin = self.pins().get(fname) or {}
+        path = self.files / fname
+        h = download.hash_file(path)
+        if not pin.get("sha256"):
+            return "no sha256 was pinned for it"
+        if h.sha256 != pin["sha256"] or h.size != pin.get("size", h.size):
+            return f"sha256 {h.sha256} ({h.size:,} bytes), pinned {pin['sha256']}"
+        self.record(fname, h)
+        return None
+
+
+def _hint(ref: Ref) -> str:
+    return ("What you can do: check the connection (HTTPS_PROXY for a proxy) and run the same "
+            f"command again: the part already downloaded is kept and resumed. {ref.page}")
+
+
+def _ensure(store: _Store, version: int | None, creds_fn, progress, offline: bool) -> Path:
+    """The dataset's archive present and verified (downloaded if needed); holds its lock."""
+    from filelock import FileLock
+
+    from .acquire import _acquire
+
+    fname = store.file(version)
+    path = store.files / fname
+    store.files.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(cache.lock_path(path)))
+    _acquire(lock, f"{store.ref}")
+    try:
+        action = store.state(fname, network=not offline)
+        if action == cache.USE:
+            return path
+        if action == cache.REHASH:
+            why = store.check(fname)
+            if why is None:
+                return path
+            log.warning("%s failed verification (%s); downloading it again", path, why)
+            path.unlink(missing_ok=True)
+            store._update("verified.json", fname, None)
+            action = store.state(fname, network=not offline)
+        if action == cache.MISSING:
+            raise OfflineError(f"{store.ref}: {fname} is not in the cache and the network is "
+                               "forbidden (DLSETS_OFFLINE is set, or download=False); allow it "
+                               f"to download from {store.ref.page}")
+        creds = creds_fn()
+        url = _download_url(store.ref, version, creds)
+        pin = store.pins().get(fname) or {}
+        log.info("%s: %s", store.ref, "resuming" if action == cache.RESUME else "downloading")
+        try:
+            h = download.download_file(
+                [url], path, sha256=pin.get("sha256"), size=pin.get("size"),
+                progress_bar=progress, desc=str(store.ref), hint=_hint(store.ref),
+                mismatch_hint=(f"What you can do: its sha256 was pinned at the first download; "
+                               f"if the data really changed on Kaggle, `dlsets remove "
+                               f"{store.ref}` forgets the pin."))
+        except ChecksumError:
+            raise
+        except DownloadError as exc:
+            # the signed URL is in the message: it is a credential of sorts, and expires anyway
+            raise DownloadError(str(exc).replace(url, "<Kaggle's signed storage URL>")) from None
+        from .archive import zip_members
+
+        if not pin:
+            try:  # a cut without Content-Length is caught here, before its hash is pinned
+                zip_members(path)
+            except FormatError:
+                path.unlink(missing_ok=True)
+                raise
+        store.record(fname, h)
+        return path
+    finally:
+        lock.release()
+
+
+def _unpack(store: _Store, fname: str, progress) -> tuple[Path, dict]:
+    """``extracted/<version>/`` with the archive's files (and a record of their hashes)."""
+    from filelock import FileLock
+
+    from .archive import extract_zip, is_zip
+
+    stem = fname.removesuffix(".zip")
+    dest = store.dir / "extracted" / stem
+    marker = store.dir / "extracted" / f"{stem}.json"
+    pin = store.pins().get(fname, {})
+    done = cache.read_json(marker)
+    if dest.is_dir() and done.get("archive_sha256") == pin.get("sha256"):
+        return dest, done
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dest) + ".lock"):
+        done = cache.read_json(marker)
+        if dest.is_dir() and done.get("archive_sha256") == pin.get("sha256"):
+            return dest, done
+        # under the lock, unpacking folders of this version are leftovers of killed processes
+        for leftover in dest.parent.glob(f".{stem}.*.unpacking"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        tmp = dest.with_name(f".{stem}.{os.getpid()}.unpacking")
+        archive = store.files / fname
+        try:
+            if is_zip(archive):
+                from .progress import bar
+
+                with bar(None, f"{store.ref}: unpacking", progress=progress,
+                         unit="file") as pbar:
+                    files = extract_zip(archive, tmp, on_file=lambda _: pbar.update(1))
+            else:
+                from .archive import extract
+
+                files = {}
+                for p in extract(archive, tmp):
+                    h = download.hash_file(p)
+                    files[p.relative_to(tmp.resolve()).as_posix()] = (h.size, h.sha256)
+            shutil.rmtree(dest, ignore_errors=True)
+            marker.unlink(missing_ok=True)
+            os.replace(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        done = {"archive": fname, "archive_sha256": pin.get("sha256"),
+                "files": {rel: {"size": size, "sha256": sha}
+                          for rel, (size, sha) in sorted(files.items())}}
+        cache.write_json(marker, done)
+    return dest, done
+
+
+def _fetch(name: str, cache_dir, progress, network: bool = True
+           ) -> tuple[_Store, str, Path, dict]:
+    ref, _ = _resolve(name)
+    offline = config.offline() or not network
+    store = _Store(ref, cache_dir)
+    creds_cache: list[Credentials] = []
+
+    def creds() -> Credentials:
+        if not creds_cache:
+            creds_cache.append(credentials())
+        return creds_cache[0]
+
+    version = ref.version
+    if not ref.competition and version is None:
+        cached = store.cached_versions()
+        if offline:
+            if not cached:
+                raise OfflineError(f"{ref}: no version is in the cache and the network is "
+                                   "forbidden (DLSETS_OFFLINE is set, or download=False)")
+            version = cached[-1]
+        else:
+            try:
+                version = current_version(ref, creds())
+            except (DownloadError, OSError) as exc:
+                if not cached:
+                    raise
+                version = cached[-1]
+                log.warning("%s: cannot ask Kaggle for the current version (%s); using version "
+                            "%d from the cache", ref, exc, version)
+    try:
+        path = _ensure(store, version, creds, progress, offline)
+    except OSError as exc:
+        raise DlsetsError(f"{ref}: the cache at {store.dir} cannot be used: "
+                          f"{exc.strerror or exc}; point --cache-dir or DLSETS_CACHE at a "
+                          "folder you can write to") from exc
+    extracted, record = _unpack(store, path.name, progress)
+    return store, path.name, extracted, record
+
+
+def fetch(name: str, *, cache_dir: PathLike | None = None, progress: bool | None = None) -> Path:
+    """Download (once, verified) and unpack a Kaggle dataset; returns the unpacked folder.
+
+    ``name`` is ``kaggle:OWNER/DATASET[/versions/N]``, ``kaggle:competitions/NAME`` or a
+    registry entry with a ``kaggle`` key."""
+    return _fetch(name, cache_dir, progress)[2]
+
+
+def fetch_folder(name: str, *, cache_dir: PathLike | None = None, progress: bool | None = None,
+                 download: bool = True) -> tuple[Path, Path]:
+    """(unpacked folder, where its prepared copies go), for :func:`dlsets.load_folder`;
+    ``download=False`` uses only what the cache holds."""
+    store, fname, root, _ = _fetch(name, cache_dir, progress, network=download)
+    return root, store.dir / "prepared" / fname.removesuffix(".zip")
+
+
+def verify(name: str, *, cache_dir: PathLike | None = None, repair: bool = True) -> list[str]:
+    """Re-hash the cached archives of a Kaggle dataset against their pins and its prepared
+    copies in full; returns what is wrong (damaged archives are deleted when ``repair``)."""
+    from . import prepared
+
+    ref, _ = _resolve(name)
+    store = _Store(ref, cache_dir)
+    problems = []
+    for p in sorted(store.files.glob("*.zip")):
+        why = store.check(p.name)
+        if why is not None:
+            if repair:
+                p.unlink(missing_ok=True)
+                store._update("verified.json", p.name, None)
+            problems.append(f"{p.name}: {why}; " + ("deleted it; the next fetch downloads it "
+                                                    "again" if repair else "not repaired"))
+    # prepared/v<N>-like-<name>/ holds arrays; prepared/v<N>/ holds a folder's variants
+    copies = [p for p in store.dir.glob("prepared/*") if (p / prepared.MANIFEST).exists()]
+    copies += [p for p in store.dir.glob("prepared/*/*") if p.is_dir()]
+    for folder in sorted(copies):
+        manifest = prepared.read_manifest(folder)
+        why = (prepared.verify(folder, manifest) if manifest is not None
+               else prepared.manifest_problem(folder))
+        if why is not None:
+            if repair:
+                shutil.rmtree(folder, ignore_errors=True)
+            problems.append(f"{folder}: {why}; " + ("deleted it" if repair else "not repaired"))
+    return problems
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_kaggle(name: str, *, like: str | None = None, subdir: str | None = None,
+                classes=None, label_mode: str = "fine", dtype: str = "uint8",
+                channels: str | None = None, cache_dir: PathLike | None = None,
+                progress: bool | None = None, download: bool = True, **folder_options
+                ) -> Dataset:
+    """A Kaggle dataset as a :class:`Dataset`: downloaded once (verified, pinned), unpacked,
+    then read as an image folder (``folder_options`` as for :func:`dlsets.load_folder`:
+    ``size``, ``color``, ``resize``, ``test``, ``seed``, ``mask_classes``) or, with
+    ``like="mnist"`` (any built-in name), from files in that dataset's layout (IDX files or
+    ``mnist.npz``; the CIFAR or notMNIST archive) found in the download."""
+    if like is None:
+        from .folders import load_folder
+
+        ref, _ = _resolve(name)
+        ds = load_folder(str(ref), subdir=subdir, dtype=dtype, channels=channels,
+                         cache_dir=cache_dir, progress=progress, download=download,
+                         **folder_options)
+        ds.name = ds.info["name"] = name
+        return ds
+    if folder_options:
+        raise OptionError(f"{sorted(folder_options)} apply to image folders; a dataset read "
+                          f"like {like} keeps that layout")
+    return _load_like(name, like, subdir, classes, label_mode, dtype, channels, cache_dir,
+                      progress, download)
+
+
+FOLDER_OPTIONS = ("size", "color", "resize", "test", "seed", "mask_classes")
+
+
+def load_entry(name: str, **kw) -> Dataset:
+    """A registry entry with a ``kaggle`` key: its options, overridden by the caller's (None
+    means not given)."""
+    from . import registry
+
+    spec = registry.get(name)
+    kw = {k: v for k, v in kw.items() if v is not None}
+    like = spec.extra.get("like")
+    if like:
+        for key in (*FOLDER_OPTIONS, "subdir"):
+            kw.pop(key, None)
+        if spec.classes != registry.get(like).classes:
+            kw.setdefault("classes", list(spec.classes))
+        return load_kaggle(name, like=like, subdir=spec.extra["options"].get("subdir"), **kw)
+    kw.pop("label_mode", None)
+    options = {**spec.extra["options"], **kw}
+    return load_kaggle(name, **options)
+
+
+def _like_files(like_spec, root: Path, record: dict, label: str) -> dict[str, str]:
+    """The unpacked files that make up a dataset in ``like_spec``'s layout: relative path ->
+    sha256 (from the unpack record)."""
+    from .loaders import _idx_role
+
+    files = {rel: f["sha256"] for rel, f in record.get("files", {}).items()}
+    base = Path(record.get("_root", ""))
+    inside = {rel: sha for rel, sha in files.items() if _under(rel, base)}
+    if like_spec.format == "idx":
+        npz = [r for r in inside if r.lower().endswith(".npz")]
+        roles: dict[tuple, str] = {}
+        for rel in sorted(inside):
+            role = _idx_role(rel.rsplit("/", 1)[-1])
+            if None not in role and role not in roles and not rel.lower().endswith(".npz"):
+                roles[role] = rel
+        if len(roles) == 4:
+            return {rel: inside[rel] for rel in roles.values()}
+        if len(npz) == 1:
+            return {npz[0]: inside[npz[0]]}
+        raise FormatError(f"{label}: no complete set of {like_spec.name} files in the download "
+                          "(four IDX files named train/t10k images/labels, or one .npz); it "
+                          f"holds: {', '.join(sorted(inside)[:12])}")
+    archives = [r for r in inside if r.lower().endswith((".tar.gz", ".tgz", ".tar", ".tar.xz",
+                                                          ".tar.bz2"))]
+    if len(archives) != 1:
+        raise FormatError(f"{label}: expected one {like_spec.name} archive (.tar.gz) in the "
+                          f"download, found {archives or 'none'}; give subdir= to pick one")
+    return {archives[0]: inside[archives[0]]}
+
+
+def _under(rel: str, base: Path) -> bool:
+    return not str(base) or str(base) == "." or rel.startswith(base.as_posix() + "/")
+
+
+def _load_like(name, like, subdir, classes, label_mode, dtype, channels, cache_dir, progress,
+               download):
+    from filelock import FileLock
+
+    from . import loaders, prepared, registry
+    from .dataset import Split
+    from .registry import DatasetSpec, FileSpec
+
+    loaders._check("dtype", dtype, loaders.DTYPES)
+    loaders._check("channels", channels, loaders.CHANNELS)
+    loaders._check("label_mode", label_mode, loaders.LABEL_MODES)
+    base = registry.get(like)
+    if not base.builtin:
+        builtins = [b for b in registry.names() if registry.get(b).builtin]
+        raise OptionError(f"like={like!r}: give a built-in dataset ({', '.join(builtins)})")
+    store, fname, root, record = _fetch(name, cache_dir, progress, network=download)
+    record = dict(record, _root=subdir or "")
+    chosen = _like_files(base, root, record, str(store.ref))
+    files = {rel: root.joinpath(*rel.split("/")) for rel in chosen}
+    spec = DatasetSpec(
+        name=name, like=like, format=base.format,
+        files={rel: FileSpec(rel, sha, None, record["files"][rel]["size"], ())
+               for rel, sha in chosen.items()},
+        file_sets=(tuple(chosen),), image_shape=base.image_shape,
+        classes=tuple(classes) if classes else base.classes,
+        coarse_classes=base.coarse_classes, title=name, builtin=False, source=str(store.ref))
+    if label_mode == "coarse" and spec.format != "cifar100":
+        raise OptionError("label_mode='coarse' exists for CIFAR-100-like datasets only")
+    folder = store.dir / "prepared" / f"{fname.removesuffix('.zip')}-like-{like}"
+
+    def usable():
+        manifest = prepared.read_manifest(folder)
+        if (manifest is None or manifest.get("sources") != chosen
+                or manifest.get("format") != spec.format):
+            return None
+        arrays = prepared.open_arrays(folder, manifest)
+        return None if arrays is None else (arrays, manifest)
+
+    got = usable()
+    if got is None:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(folder) + ".lock"):
+            got = usable()
+            if got is None:
+                arrays, manifest = loaders._parse(spec, files, progress)
+                manifest = prepared.write(folder, arrays, manifest)
+                opened = prepared.open_arrays(folder, manifest)
+                if opened is None:
+                    raise FormatError(f"{name}: the prepared arrays in {folder} could not be "
+                                      "read back right after writing them; check the disk")
+                got = opened, manifest
+    arrays, manifest = got
+    info = loaders._info(spec, manifest, label_mode, folder)
+    prefix = "coarse_" if label_mode == "coarse" else ""
+    names = loaders._class_names(spec, manifest, label_mode == "coarse")
+    splits = {}
+    for s in ("train", "test"):
+        x = loaders._convert(arrays[f"{s}_images"], dtype, channels)
+        splits[s] = Split(x, arrays[f"{s}_{prefix}labels"])
+        info["splits"][s]["images_shape"] = list(x.shape)
+    info.update(dtype=dtype, kaggle=str(store.ref), archive=fname)
+    return Dataset(name, splits["train"], splits["test"], tuple(names), info)
+
+
+def status(name: str, *, cache_dir: PathLike | None = None) -> str:
+    """"cached" when a version (or the competition's data) is downloaded and pinned, else "-"."""
+    ref, _ = _resolve(name)
+    store = _Store(ref, cache_dir)
+    return "cached" if store.pins() else "-"
