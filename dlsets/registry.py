@@ -17,8 +17,11 @@ from typing import Any
 
 from . import config
 from .errors import RegistryError
+from .limits import DEFAULT_MAX_IMAGES
 
-USER_ENTRY_KEYS = {"like", "files", "classes", "description", "license", "homepage", "citation"}
+USER_ENTRY_KEYS = {"like", "files", "classes", "description", "license", "homepage", "citation",
+                   "max_images"}
+MAX_IMAGES_CEILING = 1 << 40  # a 'max_images' above this is a typo, not a dataset
 USER_FILE_KEYS = {"sha256", "urls", "size", "md5"}
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
@@ -42,6 +45,7 @@ class DatasetSpec:
     ``mnist.npz``; CIFAR as the binary or the python archive); the first is what gets downloaded.
     ``format`` names the file layout the loaders parse (``idx``, ``cifar10``, ``cifar100``,
     ``notmnist``); a user entry inherits it from the built-in named by ``like``.
+    ``max_images`` bounds the images per split that its readers accept (see dlsets.limits).
     """
 
     name: str
@@ -60,6 +64,7 @@ class DatasetSpec:
     builtin: bool = True
     source: str = "built-in"
     extra: dict[str, Any] = field(default_factory=dict)
+    max_images: int = DEFAULT_MAX_IMAGES
 
     def default_files(self) -> list[str]:
         """Names of the files fetched when no selection is given: the first file set."""
@@ -148,6 +153,7 @@ def _builtin() -> dict[str, DatasetSpec]:
             license=e.get("license", ""),
             homepage=e.get("homepage", ""),
             citation=e.get("citation", ""),
+            max_images=e.get("max_images", DEFAULT_MAX_IMAGES),
         )
     return out
 
@@ -216,6 +222,11 @@ def _user_entry(path: Path, name: str, e: Any) -> DatasetSpec:
     for key in ("description", "license", "homepage", "citation"):
         if key in e and not isinstance(e[key], str):
             raise fail(f"{key!r} must be a string")
+    max_images = e.get("max_images", base.max_images)
+    if (isinstance(max_images, bool) or not isinstance(max_images, int)
+            or not 1 <= max_images <= MAX_IMAGES_CEILING):
+        raise fail(f"'max_images' must be an integer from 1 to {MAX_IMAGES_CEILING:,} (the most "
+                   f"images per split its files may hold), got {max_images!r}")
     return DatasetSpec(
         name=name,
         like=like,
@@ -232,6 +243,7 @@ def _user_entry(path: Path, name: str, e: Any) -> DatasetSpec:
         citation=e.get("citation", ""),
         builtin=False,
         source=str(path),
+        max_images=max_images,
     )
 
 
