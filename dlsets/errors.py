@@ -38,3 +38,12 @@ class UnsafeArchiveError(FormatError):
 
 class UnsafePickleError(FormatError):
     """A pickle names something other than numpy arrays and builtin containers."""
+
+
+class SpaceError(DlsetsError):
+    """Not enough free disk space or memory for what was asked; nothing was written."""
+
+
+class WriteError(DlsetsError):
+    """An output cannot be written there: a read-only folder, no permission, a file where a
+    folder should be."""

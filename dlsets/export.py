@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import h5
-from .atomic import replacing
+from . import h5, space
 from .errors import OptionError
 
 if TYPE_CHECKING:
@@ -43,7 +42,10 @@ def write_hdf5(
     """
     check_compression(compression)
     path = Path(path)
-    with h5.atomic_hdf5(path) as f:
+    # Compressed output is smaller, by how much nobody knows before writing: ask for the whole.
+    needed = sum(h5.hdf5_bytes(len(images), images.shape[1:], np.dtype(images.dtype).itemsize)
+                 for images, _ in splits.values())
+    with h5.atomic_hdf5(path, needed, f"writing {path.name}") as f:
         for split, (images, labels) in splits.items():
             n = len(images)
             dset, lset = h5.create_split(
@@ -76,13 +78,13 @@ def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None
 def to_npz(ds: Dataset, path: str | os.PathLike) -> Path:
     """An npz with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (keras' mnist.npz keys)."""
     path = Path(path)
+    parts = {"x_train": ds.train.images, "y_train": ds.train.labels,
+             "x_test": ds.test.images, "y_test": ds.test.labels}
+    needed = sum(int(np.prod(a.shape, dtype=object)) * np.dtype(a.dtype).itemsize
+                 for a in parts.values())
+    if not all(isinstance(a, np.ndarray) for a in parts.values()):  # h5py: read into memory
+        space.need_memory(needed, f"writing {path.name}", "export from a NumPy load instead")
     # A file object, so numpy does not append ".npz" to the temporary name.
-    with replacing(path) as tmp, open(tmp, "wb") as f:
-        np.savez(
-            f,
-            x_train=np.asarray(ds.train.images[:]),
-            y_train=np.asarray(ds.train.labels[:]),
-            x_test=np.asarray(ds.test.images[:]),
-            y_test=np.asarray(ds.test.labels[:]),
-        )
+    with space.output(path, needed + 4096, f"writing {path.name}") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **{k: np.asarray(a[:]) for k, a in parts.items()})
     return path

@@ -6,6 +6,7 @@ axis; file attributes ``classes`` (names) and ``sources`` (JSON of source file -
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -13,18 +14,64 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .atomic import replacing
+from . import space
 
 CHUNK_BYTES = 1 << 16  # small chunks keep random access by sample cheap
 
 
+class _GuardedFile(io.FileIO):
+    """The file HDF5 writes through (h5py's file-object driver).
+
+    HDF5 left in an error state by a failed write (a full disk) crashes the interpreter when it
+    closes the file (h5py 3.14 to 3.16 segfault). Here the first failed write raises, which
+    stops the work, and every later write (HDF5 flushing as it closes) is dropped, so the file
+    closes cleanly; it is deleted then, and the error reported.
+    """
+
+    failed: OSError | None = None
+
+    def write(self, b) -> int:
+        view = memoryview(b).cast("B")
+        if self.failed is not None:
+            return len(view)
+        done = 0
+        try:
+            while done < len(view):  # h5py ignores short writes: finish them here
+                done += super().write(view[done:])
+        except OSError as exc:
+            self.failed = exc
+            raise
+        return len(view)
+
+
+def hdf5_bytes(count: int, image_shape: Sequence[int], itemsize: int = 1) -> int:
+    """Bytes one split of ``count`` images (uint8 labels) takes in an HDF5 file, index aside."""
+    return count * (int(np.prod(image_shape, dtype=object)) * itemsize + 1)
+
+
 @contextmanager
-def atomic_hdf5(path: str | os.PathLike) -> Iterator:
-    """Write to a temporary HDF5 file beside ``path``; it becomes ``path`` on success only."""
+def atomic_hdf5(path: str | os.PathLike, needed: int | None = None,
+                what: str = "HDF5 output") -> Iterator:
+    """Write to a temporary HDF5 file beside ``path``; it becomes ``path`` on success only.
+
+    ``needed`` (bytes, the data to be written) is checked against the free disk space first;
+    a write that fails anyway raises SpaceError / WriteError (see :func:`dlsets.space.output`)
+    without crashing HDF5."""
     import h5py
 
-    with replacing(path) as tmp, h5py.File(tmp, "w") as f:
-        yield f
+    with space.output(path, needed, what) as tmp:
+        raw = _GuardedFile(tmp, "w+")
+        try:
+            with h5py.File(raw, "w") as f:
+                yield f
+        except Exception:
+            if raw.failed is not None:  # h5py may wrap it: report the write that failed
+                raise raw.failed from None
+            raise
+        finally:
+            raw.close()
+        if raw.failed is not None:
+            raise raw.failed
 
 
 def create_split(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import space
 from ..errors import OptionError
 from . import params
 from .transforms import channels_last
@@ -76,6 +77,8 @@ def plan(
     m = target - n if keep_originals else target
     if m == 0:
         return np.zeros(0, np.int64)
+    # the plan and its shuffles: a few int64 per copy
+    space.need_memory(32 * m, f"planning {m:,} augmented copies", "ask for a smaller target")
     if n == 0:
         raise OptionError(f"cannot make {m} augmented copies of an empty dataset")
     rng = np.random.default_rng([seed, 0xE7A9D])
@@ -161,6 +164,10 @@ def expand(
     ``seed`` drives the choice of originals to copy. Deterministic.
     """
     x, y = _check_xy(x, y, channels)
+    target = _count("target", target, 1)
+    space.need_memory(target * (x[:1].nbytes + y.dtype.itemsize), f"expanding to {target:,} "
+                      "samples in memory", "ask for a smaller target, or stream them to a file "
+                      "with expand_to_hdf5")
     src = plan(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
     aug = _resolve(augmenter, seed, len(src))
     out_x = np.empty((target, *x.shape[1:]), x.dtype)
@@ -201,7 +208,7 @@ def expand_to_hdf5(
     Labels are stored as uint8 (the dlsets layout); ``classes`` names them (default "0", "1"...).
     Returns the path written.
     """
-    from ..h5 import atomic_hdf5, create_split, write_attrs
+    from ..h5 import atomic_hdf5, create_split, hdf5_bytes, write_attrs
     from ..progress import bar
 
     x, y = _check_xy(x, y, channels)
@@ -209,6 +216,14 @@ def expand_to_hdf5(
     if compression not in (None, "gzip", "lzf"):
         raise OptionError(f"compression={compression!r} is not allowed: give None, 'gzip' or "
                           "'lzf'")
+    target = _count("target", target, 1)
+    seed = params.check_seed(seed)
+    path = Path(out)
+    what = f"writing {target:,} samples to {path.name}"
+    needed = hdf5_bytes(target, x.shape[1:], x.dtype.itemsize)
+    # Before any work: the file's folder and its room (the size is known now).
+    space.check_output(path, what)
+    space.need_disk(path.absolute().parent, needed, what)
     if len(y) and (int(y.min()) < 0 or int(y.max()) > 255):
         raise OptionError(f"labels range {int(y.min())}..{int(y.max())} does not fit the "
                           "layout's uint8 labels (0..255)")
@@ -218,9 +233,8 @@ def expand_to_hdf5(
         raise OptionError(f"classes has {len(names)} names but labels go up to {n_classes - 1}")
     src = plan(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
     aug = _resolve(augmenter, seed, len(src))
-    path = Path(out)
     log.info("expanding %d samples to %d in %s", len(x), target, path)
-    with atomic_hdf5(path) as f:
+    with atomic_hdf5(path, needed, what) as f:
         images, labels = create_split(f, "train", target, x.shape[1:], dtype=x.dtype,
                                       compression=compression)
 
@@ -231,7 +245,8 @@ def expand_to_hdf5(
         with bar(target, "augment", progress=progress, unit="img") as pbar:
             _produce(x, y, src, keep_originals, aug, chunk_size, write, pbar.update,
                      channels=channels)
-        write_attrs(f, names, originals=len(x) if keep_originals else 0, seed=seed,
+        # uint64: HDF5 stores Python ints as int64, too small for seeds from 2**63
+        write_attrs(f, names, originals=len(x) if keep_originals else 0, seed=np.uint64(seed),
                     augmenter=repr(aug), channels=channels or "last")
     return path
 
