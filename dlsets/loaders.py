@@ -99,7 +99,8 @@ def prepared_info(name: str, *, cache_dir: PathLike | None = None) -> dict | Non
     spec = registry.get(name)
     folder = cache.prepared_dir(name, cache_dir)
     manifest = prepared.read_manifest(folder)
-    if manifest is None or _stale(spec, manifest, cache_dir) or prepared.problem(folder, manifest):
+    if (manifest is None or _layout_problem(spec, manifest) or _stale(spec, manifest, cache_dir)
+            or prepared.problem(folder, manifest)):
         return None
     return _info(spec, manifest, "fine", folder)
 
@@ -194,8 +195,7 @@ def _prepared_arrays(spec: DatasetSpec, cache_dir, download: bool, progress):
         if got is not None:
             return got
         files = _source_files(spec, cache_dir, download, progress)
-        arrays, manifest = _parse(spec, files, progress)
-        manifest = prepared.write(folder, arrays, manifest)
+        manifest = _build(spec, files, folder, progress)
         log.info("%s: prepared arrays written to %s", spec.name, folder)
         opened = prepared.open_arrays(folder, manifest)
         if opened is None:
@@ -209,6 +209,16 @@ def _prepared_arrays(spec: DatasetSpec, cache_dir, download: bool, progress):
 def _usable(spec: DatasetSpec, folder: Path, cache_dir, quiet: bool = False):
     manifest = prepared.read_manifest(folder)
     if manifest is None:
+        if (folder / prepared.MANIFEST).exists():
+            log.log(logging.DEBUG if quiet else logging.WARNING,
+                    "%s: prepared arrays in %s are damaged (%s); rebuilding them", spec.name,
+                    folder, prepared.manifest_problem(folder))
+        return None
+    why = _layout_problem(spec, manifest)
+    if why:
+        log.log(logging.DEBUG if quiet else logging.WARNING,
+                "%s: prepared arrays in %s are damaged (%s); rebuilding them", spec.name,
+                folder, why)
         return None
     why = _stale(spec, manifest, cache_dir)
     if why:
@@ -223,14 +233,45 @@ def _usable(spec: DatasetSpec, folder: Path, cache_dir, quiet: bool = False):
         # arrays: what we mapped may belong to its manifest, not ours. Retry under the lock.
         log.info("%s: prepared arrays changed while being opened; reopening", spec.name)
         return None
+    return arrays, manifest
+
+
+def _expected_arrays(spec: DatasetSpec) -> set[str]:
     expected = {"train_images", "train_labels", "test_images", "test_labels"}
     if spec.format == "cifar100":
         expected |= {"train_coarse_labels", "test_coarse_labels"}
-    if not expected <= set(arrays):
-        log.log(logging.DEBUG if quiet else logging.WARNING,
-                "%s: prepared arrays lack %s; rebuilding", spec.name, expected - set(arrays))
-        return None
-    return arrays, manifest
+    return expected
+
+
+def _layout_problem(spec: DatasetSpec, manifest: dict) -> str | None:
+    """What in a (well-formed) manifest does not fit ``spec``'s layout: the arrays it must
+    have, images of the layout's shape in uint8, one uint8 label per image, class counts
+    that add up (None when all fit). A load, ``info``, ``list`` and ``verify`` all ask this."""
+    arrays = manifest["arrays"]
+    missing = _expected_arrays(spec) - set(arrays)
+    if missing:
+        return f"the manifest lacks arrays {sorted(missing)}"
+    if manifest.get("name") != spec.name:
+        return f"the manifest is for {manifest.get('name')!r}"
+    for split in ("train", "test"):
+        images = arrays[f"{split}_images"]
+        shape = images["shape"]
+        if images["dtype"] != "|u1" or shape[1:] != list(spec.image_shape):
+            return (f"{split}_images is {images['dtype']} {shape}, expected |u1 "
+                    f"(N, {', '.join(map(str, spec.image_shape))})")
+        prefixes = [("", spec.classes, "counts")]
+        if spec.format == "cifar100":
+            prefixes.append(("coarse_", spec.coarse_classes, "coarse_counts"))
+        for prefix, classes, counts_key in prefixes:
+            labels = arrays[f"{split}_{prefix}labels"]
+            if labels["dtype"] != "|u1" or labels["shape"] != shape[:1]:
+                return (f"{split}_{prefix}labels is {labels['dtype']} {labels['shape']}, "
+                        f"expected |u1 [{shape[0]}]")
+            counts = manifest.get(counts_key, {}).get(split)
+            if counts is not None and (len(counts) != len(classes) or sum(counts) != shape[0]):
+                return (f"its {counts_key} for {split} ({len(counts)} classes, {sum(counts)} "
+                        f"images) do not fit {len(classes)} classes and {shape[0]} images")
+    return None
 
 
 def verify_prepared(name: str, *, cache_dir: PathLike | None = None,
@@ -251,8 +292,9 @@ def verify_prepared(name: str, *, cache_dir: PathLike | None = None,
     # Under the builders' lock: a copy being written is not mistaken for a damaged one.
     with FileLock(str(folder.parent / "prepared.lock")):
         manifest = prepared.read_manifest(folder)
-        why = (prepared.verify(folder, manifest) if manifest is not None
-               else prepared.manifest_problem(folder))
+        # What makes a load rebuild the copy makes verify call it damaged: the two agree.
+        why = (prepared.manifest_problem(folder) if manifest is None
+               else _layout_problem(spec, manifest) or prepared.verify(folder, manifest))
         if why is not None:
             if repair:
                 (folder / prepared.MANIFEST).unlink(missing_ok=True)  # unfinished from now on
@@ -317,25 +359,108 @@ def _source_files(spec: DatasetSpec, cache_dir, download: bool, progress) -> dic
     )
 
 
-def _parse(spec: DatasetSpec, files: dict[str, Path], progress):
-    """Source files -> (arrays for the prepared cache, manifest facts)."""
-    sources = {f: spec.files[f].sha256 for f in files}
-    stats = {}
-    extra: dict[str, Any] = {}
+def _build(spec: DatasetSpec, files: dict[str, Path], folder: Path, progress) -> dict:
+    """Parse the source files into the prepared folder; returns the manifest written."""
     if spec.format != "idx" and len(files) != 1:
         raise FormatError(
             f"{spec.name}: a {spec.like}-like dataset is one archive, but its file set has "
             f"{len(files)} ({', '.join(files)}); list only one of them in the registry entry"
         )
+    npz = len(files) == 1 and next(iter(files)).lower().endswith(".npz")
+    if spec.format == "idx" and not npz:
+        return _build_idx(spec, files, folder)
+    arrays, manifest = _parse(spec, files, progress)
+    needed = sum(a.nbytes + 128 for a in arrays.values()) + 65536
+    with prepared.Writer(folder, needed, f"{spec.name}: preparing its arrays in {folder}") as w:
+        for key, a in arrays.items():
+            w.array(key, a)
+        return w.finish(manifest)
+
+
+def _build_idx(spec: DatasetSpec, files: dict[str, Path], folder: Path) -> dict:
+    """Four IDX files -> the prepared folder. Every header is read and checked against the
+    layout before any data is inflated; images are inflated straight into their .npy files
+    (no array in memory, no copy), labels (small) are read, checked and written."""
+    import contextlib
+
+    from .readers.idx import open_idx
+
+    roles = _idx_roles(spec, files)
+    limits = limits_for(spec)
+    with contextlib.ExitStack() as stack:
+        opened = {role: stack.enter_context(open_idx(files[fname], name=fname))
+                  for role, fname in roles.items()}
+        for (split, kind), f in opened.items():
+            if f.dtype != np.uint8:
+                raise FormatError(f"{f.label}: IDX {kind} of type {f.dtype}, expected unsigned "
+                                  "bytes")
+            if kind == "labels":
+                if len(f.shape) != 1:
+                    raise FormatError(f"{f.label}: labels have shape {f.shape}, expected (N,)")
+                continue
+            limits.check_shape(f.shape, f.label)
+            n = opened[(split, "labels")].shape[:1]
+            if f.shape[:1] != n:
+                raise FormatError(f"{spec.name}: {f.shape[0]} {split} images ({f.label}) but "
+                                  f"{n[0] if n else 0} labels ({opened[(split, 'labels')].label})")
+        needed = sum(f.nbytes + 128 for f in opened.values()) + 65536
+        arrays = {}
+        with prepared.Writer(folder, needed, f"{spec.name}: preparing its arrays in {folder}"
+                             ) as w:
+            for (split, kind), f in opened.items():
+                key = f"{split}_{kind}"
+                if kind == "images":
+                    w.stream(key, f.shape, np.uint8, f.chunks())
+                else:
+                    arrays[key] = np.empty(f.shape, np.uint8)
+                    f.readinto(arrays[key])
+                f.finish()
+                if kind == "labels":
+                    w.array(key, arrays[key])
+            _check_labels(spec, ", ".join(files), "labels",
+                          [arrays["train_labels"], arrays["test_labels"]], len(spec.classes))
+            return w.finish(_manifest(spec, {f: spec.files[f].sha256 for f in files}, {},
+                                      arrays, {}))
+
+
+def limits_for(spec: DatasetSpec):
+    from .limits import for_spec
+
+    return for_spec(spec)
+
+
+def _manifest(spec: DatasetSpec, sources: dict, stats: dict, arrays: dict, extra: dict) -> dict:
+    counts = {s: np.bincount(arrays[f"{s}_labels"], minlength=len(spec.classes)).tolist()
+              for s in ("train", "test")}
+    manifest = {"name": spec.name, "format": spec.format, "sources": sources,
+                "source_stats": stats, "counts": counts, "skipped": [], **extra}
+    if spec.format == "cifar100":
+        manifest["coarse_counts"] = {
+            s: np.bincount(arrays[f"{s}_coarse_labels"],
+                           minlength=len(spec.coarse_classes)).tolist()
+            for s in ("train", "test")
+        }
+    return manifest
+
+
+def _parse(spec: DatasetSpec, files: dict[str, Path], progress):
+    """Source files (an archive, or keras' mnist.npz) -> (arrays for the prepared cache,
+    manifest facts)."""
+    sources = {f: spec.files[f].sha256 for f in files}
+    stats = {}
+    extra: dict[str, Any] = {}
+    limits = limits_for(spec)
+    (fname, path), = files.items()
     if spec.format == "idx":
-        x_tr, y_tr, x_te, y_te = _read_idx_set(spec, files)
+        from .readers.npz import read_mnist_npz
+
+        x_tr, y_tr, x_te, y_te = read_mnist_npz(path, name=fname, limits=limits)
         arrays = {"train_images": x_tr, "train_labels": y_tr,
                   "test_images": x_te, "test_labels": y_te}
     elif spec.format in ("cifar10", "cifar100"):
         from .readers.cifar import read_cifar_tar
 
-        (fname, path), = files.items()
-        c = read_cifar_tar(path, coarse=spec.format == "cifar100", name=fname)
+        c = read_cifar_tar(path, coarse=spec.format == "cifar100", name=fname, limits=limits)
         arrays = {"train_images": c.x_train, "train_labels": c.y_train,
                   "test_images": c.x_test, "test_labels": c.y_test}
         if spec.format == "cifar100":
@@ -346,8 +471,7 @@ def _parse(spec: DatasetSpec, files: dict[str, Path], progress):
         extra["archive_classes"] = c.classes
         extra["archive_coarse_classes"] = c.coarse_classes
     elif spec.format == "notmnist":
-        (fname, path), = files.items()
-        n, sha, stat = _read_notmnist(spec, fname, path, progress)
+        n, sha, stat = _read_notmnist(spec, fname, path, progress, limits)
         sources[fname] = spec.files[fname].sha256 or sha
         stats[fname] = stat
         arrays = {"train_images": n.x_train, "train_labels": n.y_train,
@@ -364,21 +488,12 @@ def _parse(spec: DatasetSpec, files: dict[str, Path], progress):
                 f"{spec.name}: {s} images are {x.dtype} {x.shape[1:]}, expected uint8 "
                 f"{tuple(spec.image_shape)} (the layout of {spec.like})"
             )
+        limits.check_count(len(x), f"{fname} ({s})")
         if len(x) != len(y):
             raise FormatError(f"{spec.name}: {len(x)} {s} images but {len(y)} labels")
     _check_labels(spec, ", ".join(files), "labels",
                   [arrays["train_labels"], arrays["test_labels"]], len(spec.classes))
-    counts = {s: np.bincount(arrays[f"{s}_labels"], minlength=len(spec.classes)).tolist()
-              for s in ("train", "test")}
-    manifest = {"name": spec.name, "format": spec.format, "sources": sources,
-                "source_stats": stats, "counts": counts, "skipped": [], **extra}
-    if spec.format == "cifar100":
-        manifest["coarse_counts"] = {
-            s: np.bincount(arrays[f"{s}_coarse_labels"],
-                           minlength=len(spec.coarse_classes)).tolist()
-            for s in ("train", "test")
-        }
-    return arrays, manifest
+    return arrays, _manifest(spec, sources, stats, arrays, extra)
 
 
 def _check_labels(spec, where, what, label_arrays, n_classes) -> None:
@@ -398,14 +513,8 @@ def _idx_role(fname: str) -> tuple[str | None, str | None]:
     return split, kind
 
 
-def _read_idx_set(spec: DatasetSpec, files: dict[str, Path]):
-    if len(files) == 1 and next(iter(files)).lower().endswith(".npz"):
-        from .readers.npz import read_mnist_npz
-
-        (fname, path), = files.items()
-        return read_mnist_npz(path, name=fname)
-    from .readers.idx import read_idx
-
+def _idx_roles(spec: DatasetSpec, files: dict[str, Path]) -> dict[tuple[str, str], str]:
+    """(split, "images" | "labels") -> file name, for the four IDX files of a set."""
     roles = {}
     for fname in files:
         role = _idx_role(fname)
@@ -420,16 +529,7 @@ def _read_idx_set(spec: DatasetSpec, files: dict[str, Path]):
     missing = [f"{s} {k}" for s, k in wanted if (s, k) not in roles]
     if missing:
         raise FormatError(f"{spec.name}: no file for {', '.join(missing)} among {list(files)}")
-    out = []
-    for s, k in wanted:
-        fname = roles[(s, k)]
-        a = read_idx(files[fname], name=fname)
-        if a.dtype != np.uint8:
-            raise FormatError(f"{fname}: IDX {k} of type {a.dtype}, expected unsigned bytes")
-        if k == "labels" and a.ndim != 1:
-            raise FormatError(f"{fname}: labels have shape {a.shape}, expected (N,)")
-        out.append(a)
-    return tuple(out)
+    return {role: roles[role] for role in wanted}
 
 
 class _HashingReader(io.RawIOBase):
@@ -452,7 +552,7 @@ class _HashingReader(io.RawIOBase):
         return n
 
 
-def _read_notmnist(spec, fname, path, progress):
+def _read_notmnist(spec, fname, path, progress, limits=None):
     from .progress import bar
     from .readers.notmnist import read_notmnist_tar
 
@@ -462,7 +562,7 @@ def _read_notmnist(spec, fname, path, progress):
         reader = _HashingReader(raw, pbar.update)
         buffered = io.BufferedReader(reader, 1 << 20)
         n = read_notmnist_tar(buffered, classes=spec.classes,
-                              image_shape=tuple(spec.image_shape), name=fname)
+                              image_shape=tuple(spec.image_shape), name=fname, limits=limits)
         while buffered.read(1 << 20):  # the tar stream may stop before the end: hash it all
             pass
     if n.skipped:
