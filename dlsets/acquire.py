@@ -14,13 +14,25 @@ import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from filelock import FileLock, Timeout
 
-from . import cache, config, download, registry
+from . import cache, config, registry
 from .errors import DlsetsError, OfflineError, OptionError
 from .registry import DatasetSpec, FileSpec
+
+if TYPE_CHECKING:
+    from . import download
+
+
+def _download_module():
+    """dlsets.download, imported when first needed: it imports requests (a tenth of a second),
+    which a load of files already in the cache never needs."""
+    from . import download
+
+    return download
 
 log = logging.getLogger("dlsets")
 
@@ -150,7 +162,7 @@ class _Cache:
         fs = self.spec.files[file]
         before = self.stat(file)
         try:
-            h = download.hash_file(self.path(file), md5=fs.md5 is not None)
+            h = _download_module().hash_file(self.path(file), md5=fs.md5 is not None)
         except FileNotFoundError:  # another process is repairing it right now
             return "it was removed while being checked"
         why = self.mismatch(fs, h)
@@ -343,7 +355,7 @@ def _ensure(c: _Cache, file: str, mirrors: Sequence[str], session, progress) -> 
         )
     _check_mirrors(mirrors)
     log.info("%s/%s: %s", c.name, file, "resuming" if action == cache.RESUME else "downloading")
-    h = download.download_file(
+    h = _download_module().download_file(
         _urls(fs, mirrors),
         path,
         sha256=c.expected_sha256(fs),
@@ -373,6 +385,7 @@ def _download(c: _Cache, files: Sequence[str], mirrors, progress) -> None:
 
 
 def _copy_hashing(src: Path, tmp: Path, md5: bool) -> download.Hashes:
+    download = _download_module()
     h = download.Hashes(md5)
     buf = bytearray(download.CHUNK)
     view = memoryview(buf)
@@ -417,7 +430,7 @@ def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]]) -> l
         if unsized and all(fs.size is not None for fs in wanted.values()):
             break  # the rest have no wanted size, and no file of unknown size is wanted now
         try:
-            h = download.hash_file(p, md5=md5)
+            h = _download_module().hash_file(p, md5=md5)
         except OSError as exc:
             log.warning("%s: skipped, it cannot be read (%s)", p, exc.strerror or exc)
             continue
