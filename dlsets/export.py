@@ -56,6 +56,7 @@ def write_hdf5(
             for start in range(0, n, step):
                 stop = min(n, start + step)
                 dset[start:stop] = np.asarray(images[start:stop])
+                h5.check_writes(f)
             if n:
                 lset[:] = np.asarray(labels[:], dtype=np.uint8)
         h5.write_attrs(f, classes, sources, **attrs)

@@ -22,26 +22,35 @@ CHUNK_BYTES = 1 << 16  # small chunks keep random access by sample cheap
 class _GuardedFile(io.FileIO):
     """The file HDF5 writes through (h5py's file-object driver).
 
-    HDF5 left in an error state by a failed write (a full disk) crashes the interpreter when it
-    closes the file (h5py 3.14 to 3.16 segfault). Here the first failed write raises, which
-    stops the work, and every later write (HDF5 flushing as it closes) is dropped, so the file
-    closes cleanly; it is deleted then, and the error reported.
+    HDF5 that sees a write fail (a full disk) crashes the interpreter as it closes the file
+    (h5py 3.14 to 3.16 segfault), and it may first see it while closing, when it flushes its
+    caches. So no write error ever reaches HDF5: the first one is kept, every later write is
+    dropped, HDF5 closes cleanly, and the error is raised then (the file is deleted anyway).
+    Writers call :func:`check_writes` between blocks to stop early.
     """
 
     failed: OSError | None = None
 
     def write(self, b) -> int:
         view = memoryview(b).cast("B")
-        if self.failed is not None:
-            return len(view)
-        done = 0
-        try:
-            while done < len(view):  # h5py ignores short writes: finish them here
-                done += super().write(view[done:])
-        except OSError as exc:
-            self.failed = exc
-            raise
+        if self.failed is None:
+            done = 0
+            try:
+                while done < len(view):  # h5py ignores short writes: finish them here
+                    done += super().write(view[done:])
+            except OSError as exc:
+                self.failed = exc
         return len(view)
+
+
+_guards: dict[int, _GuardedFile] = {}
+
+
+def check_writes(f) -> None:
+    """Raise the write error HDF5 was spared, if one happened in file ``f`` so far."""
+    guard = _guards.get(id(f))
+    if guard is not None and guard.failed is not None:
+        raise guard.failed
 
 
 def hdf5_bytes(count: int, image_shape: Sequence[int], itemsize: int = 1) -> int:
@@ -63,9 +72,13 @@ def atomic_hdf5(path: str | os.PathLike, needed: int | None = None,
         raw = _GuardedFile(tmp, "w+")
         try:
             with h5py.File(raw, "w") as f:
-                yield f
+                _guards[id(f)] = raw
+                try:
+                    yield f
+                finally:
+                    _guards.pop(id(f), None)
         except Exception:
-            if raw.failed is not None:  # h5py may wrap it: report the write that failed
+            if raw.failed is not None:  # what went wrong first: the write
                 raise raw.failed from None
             raise
         finally:

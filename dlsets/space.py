@@ -21,8 +21,8 @@ from .atomic import replacing
 from .errors import SpaceError, WriteError
 
 # Filesystems round files up to whole blocks and HDF5 adds an index: ask for a little more.
-MARGIN = 1 << 20
-_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+MARGIN = 64 << 10
+FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _DENIED = {errno.EROFS, errno.EACCES, errno.EPERM}
 
 
@@ -136,12 +136,14 @@ def write_error(exc: OSError, path: Path, needed: int | None, what: str,
                 hint: str = "") -> Exception:
     """The DlsetsError to raise for ``exc`` while writing ``path`` (``exc`` itself when it is
     not about the disk or permissions)."""
-    if exc.errno in _FULL:
+    if exc.errno in FULL:
         free = free_disk(path.parent)
         room = (f"{needed:,} bytes ({human(needed)}) needed, " if needed is not None else "")
         room += f"{free:,} ({human(free)}) free now" if free is not None else "free space unknown"
+        happened = ("the file system refused to let it grow" if exc.errno == errno.EFBIG
+                    else "the disk filled up")
         return SpaceError(
-            f"{what}: the disk filled up while writing {path} ({exc.strerror or exc}; {room}); "
+            f"{what}: {happened} while writing {path} ({exc.strerror or exc}; {room}); "
             f"nothing was left behind. Free some space{hint or ' or write somewhere else'}."
         )
     if exc.errno in _DENIED:

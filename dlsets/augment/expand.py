@@ -208,7 +208,7 @@ def expand_to_hdf5(
     Labels are stored as uint8 (the dlsets layout); ``classes`` names them (default "0", "1"...).
     Returns the path written.
     """
-    from ..h5 import atomic_hdf5, create_split, hdf5_bytes, write_attrs
+    from ..h5 import atomic_hdf5, check_writes, create_split, hdf5_bytes, write_attrs
     from ..progress import bar
 
     x, y = _check_xy(x, y, channels)
@@ -241,6 +241,7 @@ def expand_to_hdf5(
         def write(pos: int, chunk: np.ndarray, lab: np.ndarray) -> None:
             images[pos:pos + len(chunk)] = chunk
             labels[pos:pos + len(lab)] = lab
+            check_writes(f)  # a full disk stops the work here, not at the end
 
         with bar(target, "augment", progress=progress, unit="img") as pbar:
             _produce(x, y, src, keep_originals, aug, chunk_size, write, pbar.update,
