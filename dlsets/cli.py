@@ -30,9 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dlsets: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("dlsets: interrupted; nothing half-written was left under a final name. Run the "
-              "command again (an interrupted download continues where it stopped).",
-              file=sys.stderr)
+        print(f"dlsets: {_interrupted(args)}", file=sys.stderr)
         return 130
     finally:
         log.removeHandler(handler)
@@ -42,6 +40,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _progress(args) -> bool | None:
     return False if args.quiet else None
+
+
+def _interrupted(args) -> str:
+    """What Ctrl-C left behind, for the command that was running."""
+    if args.command in ("fetch", "verify"):
+        return ("interrupted; nothing half-written was left under a final name. Run the command "
+                "again (an interrupted download continues where it stopped).")
+    if getattr(args, "out", None):
+        return (f"interrupted; {args.out} was not written (nothing half-written is left). Run "
+                "the command again to write it.")
+    return "interrupted; nothing half-written was left under a final name."
+
+
+def _output(args, suffixes: tuple[str, ...], what: str) -> Path:
+    """--out checked before any work: its extension, and that a file can be written there."""
+    from . import space
+
+    out = Path(args.out)
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise OptionError(f"--out {args.out}: {what}")
+    space.check_output(out, f"--out {args.out}")
+    return out
 
 
 def _cmd_list(args) -> int:
@@ -189,7 +209,7 @@ def _cmd_remove(args) -> int:
 def _cmd_export(args) -> int:
     from . import loaders
 
-    out = Path(args.out)
+    out = _output(args, (), "")
     by_suffix = {".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".npz": "npz"}.get(
         out.suffix.lower())
     fmt = args.format or by_suffix
@@ -233,16 +253,21 @@ def _augmenter(args):
 
 
 def _cmd_augment(args) -> int:
-    from . import loaders
+    from . import loaders, registry, space
     from .augment import expand_to_hdf5, take_subset
+    from .h5 import hdf5_bytes
 
+    out = _output(args, (".h5", ".hdf5", ".hdf"), "augment writes HDF5; give a name ending in .h5")
+    # Before loading anything: the output's size is known from the layout and --target.
+    spec = registry.get(args.name)
+    space.need_disk(out.absolute().parent, hdf5_bytes(args.target, spec.image_shape),
+                    f"--target {args.target}: writing {args.target:,} samples to {out}",
+                    " or ask for a smaller --target")
     ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
     x, y = ds.train.images, ds.train.labels
     if args.subset:
         _at_most("--subset", args.subset, len(x), args.name)
         x, y = take_subset(x, y, args.subset, seed=args.seed)
-    if Path(args.out).suffix.lower() not in (".h5", ".hdf5", ".hdf"):
-        raise OptionError(f"--out {args.out}: augment writes HDF5; give a name ending in .h5")
     if args.target < len(x):
         raise OptionError(
             f"--target {args.target} is smaller than the {len(x)} training images it starts "
@@ -266,11 +291,13 @@ def _cmd_augment(args) -> int:
 
 
 def _cmd_preview(args) -> int:
-    from . import loaders
+    from . import loaders, registry
     from .augment import preview_grid, save_png, take_subset
+    from .augment.preview import check_grid
 
-    if Path(args.out).suffix.lower() != ".png":
-        raise OptionError(f"--out {args.out}: preview writes PNG; give a name ending in .png")
+    _output(args, (".png",), "preview writes PNG; give a name ending in .png")
+    # Before loading anything: the grid's size follows from the layout and the options.
+    check_grid(args.rows, args.copies, registry.get(args.name).image_shape, scale=args.scale)
     ds = loaders.load(args.name, cache_dir=args.cache_dir, progress=_progress(args))
     _at_most("--rows", args.rows, len(ds.train.images), args.name)
     x, y = take_subset(ds.train.images, ds.train.labels, args.rows, seed=args.seed)
@@ -307,6 +334,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**64 - 1, got {text}")
     return value
 
 
@@ -392,7 +426,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--border", choices=("constant", "reflect", "edge"), default="constant",
                    help="how pixels from outside the image are filled (default constant)")
     g.add_argument("--fill", type=float, default=0, help="fill value for --border constant")
-    g.add_argument("--seed", type=int, default=0,
+    g.add_argument("--seed", type=_seed, default=0,
                    help="random seed: the same seed gives the same images (default 0)")
 
     sp = sub.add_parser(

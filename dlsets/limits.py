@@ -59,6 +59,6 @@ class Limits:
 
 def for_spec(spec) -> Limits:
     """The limits of a :class:`~dlsets.registry.DatasetSpec`."""
-    layout = (f"a {spec.like}-like dataset" if not spec.builtin else spec.name)
+    layout = f"a dataset like {spec.like}" if not spec.builtin else spec.name
     return Limits(tuple(spec.image_shape), getattr(spec, "max_images", DEFAULT_MAX_IMAGES),
                   layout)

@@ -11,6 +11,7 @@ source files, or damaged, is rebuilt, never returned.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -184,11 +185,8 @@ def _prepared_arrays(spec: DatasetSpec, cache_dir, download: bool, progress):
     got = _usable(spec, folder, cache_dir)
     if got is not None:
         return got
-    from filelock import FileLock
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
     # One process builds; the others wait here and then find the finished copy.
-    with FileLock(str(folder.parent / "prepared.lock")):
+    with _prepared_lock(spec, folder):
         # Quiet: whatever is wrong was logged by the check above (once, not twice); this one
         # only looks whether another process rebuilt the copy while we waited for the lock.
         got = _usable(spec, folder, cache_dir, quiet=True)
@@ -204,6 +202,35 @@ def _prepared_arrays(spec: DatasetSpec, cache_dir, download: bool, progress):
                 "after writing them; check the disk (space, permissions) and try again"
             )
         return opened, manifest
+
+
+@contextlib.contextmanager
+def _prepared_lock(spec: DatasetSpec, folder: Path):
+    """The lock of ``folder``'s builders; a cache that cannot be written (read-only, full) is a
+    WriteError / SpaceError that says what to do, not filelock's OSError."""
+    from filelock import FileLock
+
+    from . import space
+
+    lock = folder.parent / "prepared.lock"
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        held = FileLock(str(lock))
+        held.acquire()
+    except OSError as exc:
+        if space.write_error(exc, lock, None, "") is exc:
+            raise
+        kind = space.SpaceError if exc.errno in space.FULL else space.WriteError
+        raise kind(
+            f"{spec.name}: cannot prepare its arrays in {folder.parent} ({exc.strerror or exc}); "
+            "a cache that cannot be written can serve arrays prepared earlier, not make new "
+            "ones: free some space there, or use another cache folder (DLSETS_CACHE, "
+            "--cache-dir, cache_dir=)"
+        ) from None
+    try:
+        yield
+    finally:
+        held.release()
 
 
 def _usable(spec: DatasetSpec, folder: Path, cache_dir, quiet: bool = False):
@@ -283,14 +310,12 @@ def verify_prepared(name: str, *, cache_dir: PathLike | None = None,
     a damaged prepared folder is deleted, or only the damaged HDF5 variant, so the next load
     rebuilds it from the downloaded files; the message says so. Never loads or downloads.
     """
-    from filelock import FileLock
-
     spec = registry.get(name)
     folder = cache.prepared_dir(spec.name, cache_dir)
     if not folder.exists():
         return None
     # Under the builders' lock: a copy being written is not mistaken for a damaged one.
-    with FileLock(str(folder.parent / "prepared.lock")):
+    with _prepared_lock(spec, folder):
         manifest = prepared.read_manifest(folder)
         # What makes a load rebuild the copy makes verify call it damaged: the two agree.
         why = (prepared.manifest_problem(folder) if manifest is None
@@ -381,8 +406,6 @@ def _build_idx(spec: DatasetSpec, files: dict[str, Path], folder: Path) -> dict:
     """Four IDX files -> the prepared folder. Every header is read and checked against the
     layout before any data is inflated; images are inflated straight into their .npy files
     (no array in memory, no copy), labels (small) are read, checked and written."""
-    import contextlib
-
     from .readers.idx import open_idx
 
     roles = _idx_roles(spec, files)
@@ -624,6 +647,10 @@ def _convert(x: np.ndarray, dtype: str, channels: str | None) -> np.ndarray:
     elif x.ndim == 4 and channels == "first":
         x = x.transpose(0, 3, 1, 2)
     if dtype == "float32":
+        from . import space
+
+        space.need_memory(4 * x.size, f"a float32 copy of {x.shape} images",
+                          "load uint8 and convert batch by batch, or use format='hdf5'")
         out = x.astype(np.float32, order="C")
         out /= 255.0
         return out
@@ -656,9 +683,7 @@ def _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels
     sources = json.dumps(dict(manifest["sources"]), sort_keys=True)
     f = _open_hdf5(path, sources, arrays)
     if f is None:
-        from filelock import FileLock
-
-        with FileLock(str(folder.parent / "prepared.lock")):
+        with _prepared_lock(spec, folder):
             f = _open_hdf5(path, sources, arrays)
             if f is None:
                 # Under the lock, temp files of this variant are leftovers of a killed writer.
