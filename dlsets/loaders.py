@@ -409,7 +409,7 @@ def _build_idx(spec: DatasetSpec, files: dict[str, Path], folder: Path) -> dict:
     from .readers.idx import open_idx
 
     roles = _idx_roles(spec, files)
-    limits = limits_for(spec)
+    limits = _limits(spec)
     with contextlib.ExitStack() as stack:
         opened = {role: stack.enter_context(open_idx(files[fname], name=fname))
                   for role, fname in roles.items()}
@@ -446,7 +446,7 @@ def _build_idx(spec: DatasetSpec, files: dict[str, Path], folder: Path) -> dict:
                                       arrays, {}))
 
 
-def limits_for(spec: DatasetSpec):
+def _limits(spec: DatasetSpec):
     from .limits import for_spec
 
     return for_spec(spec)
@@ -472,7 +472,7 @@ def _parse(spec: DatasetSpec, files: dict[str, Path], progress):
     sources = {f: spec.files[f].sha256 for f in files}
     stats = {}
     extra: dict[str, Any] = {}
-    limits = limits_for(spec)
+    limits = _limits(spec)
     (fname, path), = files.items()
     if spec.format == "idx":
         from .readers.npz import read_mnist_npz
@@ -708,9 +708,9 @@ def _hdf5_sha_path(path: Path) -> Path:
 
 def _record_hdf5_sha(path: Path) -> None:
     """Store the sha256 of a freshly written HDF5 variant beside it, for verify_prepared."""
-    from .atomic import replacing
+    from . import space
 
-    with replacing(_hdf5_sha_path(path)) as tmp:
+    with space.output(_hdf5_sha_path(path), 100, f"writing the checksum of {path.name}") as tmp:
         tmp.write_text(prepared.file_sha256(path) + "\n", encoding="ascii")
 
 

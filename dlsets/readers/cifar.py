@@ -109,13 +109,18 @@ SMALL_MEMBER = 1 << 20  # readme, label names, meta: kilobytes in the real archi
 _CHUNK_RECORDS = 1024  # records parsed at a time from a streamed member
 
 
+def _data_names(coarse: bool) -> re.Pattern:
+    """Member base names that hold records: group 2 is ".bin" for the binary flavour."""
+    return re.compile(r"(train|test)(\.bin)?" if coarse
+                      else r"(data_batch_\d+|test_batch)(\.bin)?")
+
+
 def _bounds(coarse: bool, limits: Limits):
     """Per-member byte bounds (a function of the member path) and the archive's inflated total
     that a CIFAR archive of this layout can reach."""
     record = (2 if coarse else 1) + PIXELS
     per_file = limits.max_images if coarse else min(RECORDS_PER_BATCH, limits.max_images)
-    data = re.compile(r"(train|test)(\.bin)?" if coarse
-                      else r"(data_batch_\d+|test_batch)(\.bin)?")
+    data = _data_names(coarse)
 
     def member(path: str) -> int:
         m = data.fullmatch(path.rsplit("/", 1)[-1])
@@ -184,8 +189,7 @@ def read_cifar_tar(
     limits = limits or Limits((32, 32, 3), layout="a CIFAR archive")
     per_member, total = _bounds(coarse, limits)
     label_bytes = 2 if coarse else 1
-    data_names = (re.compile(r"(train|test)(\.bin)?") if coarse
-                  else re.compile(r"(data_batch_\d+|test_batch)(\.bin)?"))
+    data_names = _data_names(coarse)
     members: dict[str, Any] = {}
     for m in archive.iter_members(source, name=label, max_member=per_member, max_total=total):
         base = m.path.rsplit("/", 1)[-1]
