@@ -95,7 +95,7 @@ class Inflater:
         self.label = label
         self.limit = limit
         self._what = what
-        self.produced = 0  # decompressed bytes handed out
+        self.produced = 0  # decompressed bytes inflated so far
         self.consumed = 0  # bytes read from f
         head = self._read(6)
         self._make = None
@@ -105,6 +105,8 @@ class Inflater:
             if head.startswith(magic):
                 self._make, self.codec = make, name
         self._raw = head  # bytes read from f and not yet handed on
+        self._out = b""  # inflated bytes not handed out yet (at most STEP), from _off
+        self._off = 0
         self._dec = None
         self._between = self._make is not None  # at the start of a (next) member
 
@@ -118,9 +120,20 @@ class Inflater:
                            "delete it and fetch it again")
 
     def _piece(self, n: int) -> bytes:
-        """The next 1..n decompressed bytes, or b"" at the clean end of the data."""
+        """The next 1..n decompressed bytes, or b"" at the clean end of the data.
+
+        Output is inflated a STEP at a time and small reads are served from it: asking zlib
+        for a few hundred bytes at a time would copy its unconsumed input on every call (a
+        tar header per member: half a million of them in notMNIST)."""
+        if self._off < len(self._out):
+            if self._off == 0 and n >= len(self._out):
+                out, self._out = self._out, b""
+                return out
+            out = self._out[self._off:self._off + n]
+            self._off += len(out)
+            return out
         try:
-            out = self._next(n)
+            out = self._next(STEP)
         except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as exc:
             raise self._fail(exc) from None
         if out:
@@ -131,7 +144,10 @@ class Inflater:
                     f"{self._what or 'its format allows'}; the file is damaged or hostile "
                     "(stopped reading it there)"
                 )
-        return out
+        if len(out) <= n:
+            return out
+        self._out, self._off = out, n
+        return out[:n]
 
     def _next(self, n: int) -> bytes:
         if self._make is None:  # plain
@@ -168,7 +184,10 @@ class Inflater:
 
     def read(self, n: int) -> bytes:
         """Exactly ``n`` bytes, fewer only at the end of the data."""
-        parts, have = [], 0
+        first = self._piece(min(n, STEP)) if n > 0 else b""
+        if len(first) == n or not first:
+            return first  # the common case: one piece
+        parts, have = [first], len(first)
         while have < n:
             piece = self._piece(min(n - have, STEP))
             if not piece:
@@ -200,7 +219,13 @@ class Inflater:
 
     def skip(self, n: int) -> int:
         """Consume the next ``n`` bytes without keeping them; returns how many there were."""
-        return sum(len(p) for p in self.chunks(n))
+        done = 0
+        while done < n:
+            piece = self._piece(min(n - done, STEP))
+            if not piece:
+                break
+            done += len(piece)
+        return done
 
     def count_rest(self, bound: int) -> int | None:
         """How many bytes are left, counting at most ``bound`` of them (None when more)."""

@@ -29,7 +29,7 @@ TEST_DIVISOR = 10
 BATCH = 4096
 BATCH_BYTES = 16 << 20  # PNG bytes per decoding batch at most
 MAX_PNG = 1 << 20  # a 28x28 notMNIST PNG is under 2 KB; anything near this is not one
-MAX_OTHER = 1 << 20  # members that are not PNGs are skipped, but bounded too
+MAX_OTHER = MAX_PNG  # members that are not PNGs are skipped, but bounded too
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -174,7 +174,7 @@ def read_notmnist_tar(
 
         for path, data in archive.iter_files(
                 source, name=label, want=is_png,
-                max_member=lambda p: MAX_PNG if is_png(p) else MAX_OTHER,
+                max_member=max(MAX_PNG, MAX_OTHER),
                 max_total=max_members * (4096 + 1024) + (64 << 20)):
             parts = path.rsplit("/", 2)
             if len(parts) < 2 or parts[-2] not in index:
