@@ -108,7 +108,7 @@ def _unwritable(folder: Path) -> str | None:
     try:
         if os.statvfs(folder).f_flag & os.ST_RDONLY:
             return "is on a read-only file system"
-    except OSError:
+    except (OSError, AttributeError):  # no statvfs (Windows): os.access below still answers
         pass
     if not os.access(folder, os.W_OK | os.X_OK):
         return "is not writable by this user"
