@@ -20,8 +20,10 @@ from .errors import (  # noqa: E402
     OfflineError,
     OptionError,
     RegistryError,
+    SpaceError,
     UnsafeArchiveError,
     UnsafePickleError,
+    WriteError,
 )
 
 __version__ = "0.1.0"
@@ -77,8 +79,10 @@ __all__ = [
     "OfflineError",
     "OptionError",
     "RegistryError",
+    "SpaceError",
     "UnsafeArchiveError",
     "UnsafePickleError",
+    "WriteError",
     *_LAZY,
 ]
 

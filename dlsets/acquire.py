@@ -17,13 +17,27 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from filelock import FileLock, Timeout
 
-from . import atomic, cache, config, download, locks, registry
+from . import atomic, cache, config, locks, registry
+from .deadline import Deadline
 from .errors import DlsetsError, OfflineError, OptionError, RegistryError
 from .registry import DatasetSpec, FileSpec
+
+if TYPE_CHECKING:
+    from . import download
+
+
+def _download_module():
+    """dlsets.download, imported when first needed: it imports requests (a tenth of a second),
+    which a load of files already in the cache never needs."""
+    from . import download
+
+    return download
+
 
 log = logging.getLogger("dlsets")
 
@@ -198,7 +212,7 @@ class _Cache:
         fs = self.spec.files[file]
         before = self.stat(file)
         try:
-            h = download.hash_file(self.path(file), md5=self.needs_md5(fs))
+            h = _download_module().hash_file(self.path(file), md5=self.needs_md5(fs))
         except FileNotFoundError:  # another process is repairing it right now
             return "it was removed while being checked"
         why = self.mismatch(fs, h)
@@ -315,20 +329,20 @@ class _Net:
     mirrors: Sequence[str]
     seconds: float | None = None
     _policy: download.Policy | None = None
-    _deadline: download.Deadline | None = None
+    _deadline: Deadline | None = None
     avoid: set[str] = field(default_factory=set)
 
     def __post_init__(self):
-        self._deadline = download.Deadline(self.seconds)
+        self._deadline = Deadline(self.seconds)
 
     @property
-    def deadline(self) -> download.Deadline:
+    def deadline(self) -> Deadline:
         return self._deadline
 
     @property
     def policy(self) -> download.Policy:
         if self._policy is None:  # read when first needed: a cached fetch needs no settings
-            self._policy = download.Policy.from_env()
+            self._policy = _download_module().Policy.from_env()
         return self._policy
 
 
@@ -421,7 +435,7 @@ def _ensure(c: _Cache, file: str, net: _Net, session, progress) -> FileOutcome:
     _check_mirrors(net.mirrors)
     log.info("%s/%s: %s", c.name, file, "resuming" if action == cache.RESUME else "downloading")
     expected = c.expected_sha256(fs)
-    h = download.download_file(
+    h = _download_module().download_file(
         _urls(fs, net.mirrors),
         path,
         sha256=expected,
@@ -475,6 +489,7 @@ class _CopyError(Exception):
 
 
 def _copy_hashing(src: Path, tmp: Path, md5: bool) -> download.Hashes:
+    download = _download_module()
     h = download.Hashes(md5)
     buf = bytearray(download.CHUNK)
     view = memoryview(buf)
@@ -519,7 +534,7 @@ def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]], net:
         if unsized and all(fs.size is not None for fs in wanted.values()):
             break  # the rest have no wanted size, and no file of unknown size is wanted now
         try:
-            h = download.hash_file(p, md5=md5)
+            h = _download_module().hash_file(p, md5=md5)
         except OSError as exc:
             log.warning("%s: skipped, it cannot be read (%s)", p, exc.strerror or exc)
             continue

@@ -10,12 +10,13 @@ from __future__ import annotations
 import lzma
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from .atomic import replacing
 from .errors import FormatError, UnsafeArchiveError
+from .inflate import Inflater
 
 Source = str | os.PathLike | BinaryIO
 
@@ -42,79 +43,71 @@ def member_path(name: str, archive: str = "archive") -> str:
 
 _BLOCK = 512
 _ZEROS = bytes(_BLOCK)
-_CHUNK = 1 << 20
+_CHUNK = 1 << 20  # copy unit when unpacking zip members
 _REGULAR = (b"0", b"\0", b"7")  # '7' is a contiguous file: a regular file to every reader
 _LINKS = {b"1": "hard link", b"2": "symbolic link"}
 _SPECIAL = {b"3": "character device", b"4": "block device", b"6": "FIFO"}
+MAX_HEADER = 1 << 20  # GNU long names and pax headers: kilobytes in any real archive
+
+MemberLimit = int | Callable[[str], int] | None
 
 
-def _decompressor(head: bytes):
-    """A factory of decompressor objects for a stream starting with ``head``; None for a
-    plain tar."""
-    if head.startswith(b"\x1f\x8b"):
-        return lambda: zlib.decompressobj(wbits=31)
-    if head.startswith(b"BZh"):
-        import bz2
+class Member:
+    """One regular file of an archive, read from the archive stream while it is current.
 
-        return bz2.BZ2Decompressor
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return lzma.LZMADecompressor
-    return None
+    ``path`` is normalised (see :func:`member_path`), ``size`` its length in bytes. Read it with
+    :meth:`read`, :meth:`readinto` or :meth:`chunks` before asking for the next member; whatever
+    is left unread is skipped then (streamed past, never buffered).
+    """
+
+    def __init__(self, stream: Inflater, path: str, size: int, label: str) -> None:
+        self._stream = stream
+        self.path = path
+        self.size = size
+        self.left = size
+        self.label = label
+
+    def _short(self) -> FormatError:
+        return FormatError(f"{self.label}: the archive ends inside member {self.path!r} "
+                           "(truncated)")
+
+    def read(self, n: int = -1) -> bytes:
+        """The next ``n`` bytes of the member (all that is left by default)."""
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        data = self._stream.read(n)
+        if len(data) < n:
+            raise self._short()
+        self.left -= n
+        return data
+
+    def readinto(self, buf) -> int:
+        view = memoryview(buf).cast("B")[: self.left]
+        got = self._stream.readinto(view)
+        if got < len(view):
+            raise self._short()
+        self.left -= got
+        return got
+
+    def chunks(self) -> Iterator[bytes]:
+        """The rest of the member in pieces of at most a megabyte."""
+        for piece in self._stream.chunks(self.left):
+            self.left -= len(piece)
+            yield piece
+        if self.left:
+            raise self._short()
+
+    def _finish(self) -> None:
+        if self.left:
+            if self._stream.skip(self.left) < self.left:
+                raise self._short()
+            self.left = 0
+        pad = -self.size % _BLOCK
+        if pad and self._stream.skip(pad) < pad:
+            raise self._short()
 
 
-class _Stream:
-    """Decompressed bytes of a file, handed out in exact amounts, in one forward pass."""
-
-    def __init__(self, f, label: str):
-        self._f = f
-        self._label = label
-        head = f.read(6)
-        self._make = _decompressor(head)
-        self._dec = self._make() if self._make else None
-        self._carry = head
-        self._buf = bytearray()
-        self._pos = 0
-        self._done = False
-
-    def _fill(self) -> bool:
-        if self._done:
-            return False
-        raw = self._f.read(_CHUNK)
-        if self._carry:
-            raw, self._carry = self._carry + raw, b""
-        if not raw:
-            self._done = True
-            if self._dec is not None and not self._dec.eof:
-                raise FormatError(f"{self._label}: the compressed stream ends early (truncated)")
-            return False
-        if self._dec is None:
-            out = raw
-        else:
-            out = self._dec.decompress(raw)
-            while self._dec.eof and self._dec.unused_data:
-                rest = self._dec.unused_data  # concatenated members (gzip allows them)
-                self._dec = self._make()
-                out += self._dec.decompress(rest)
-        if self._pos > len(self._buf) // 2:
-            del self._buf[: self._pos]
-            self._pos = 0
-        self._buf += out
-        return True
-
-    def take(self, n: int, keep: int | None = None) -> bytes | None:
-        """Consume the next ``n`` bytes and return the first ``keep`` of them (all by
-        default); None at a clean end of the stream."""
-        while len(self._buf) - self._pos < n:
-            if not self._fill():
-                if len(self._buf) == self._pos:
-                    return None
-                raise FormatError(
-                    f"{self._label}: the archive ends in the middle of a member (truncated)"
-                )
-        start = self._pos
-        self._pos += n
-        with memoryview(self._buf) as view:  # released at once: the buffer must stay resizable
-            return bytes(view[start : start + (n if keep is None else keep)])
+def _limit_for(limit: MemberLimit, path: str) -> int | None:
+    return limit(path) if callable(limit) else limit
 
 
 def _octal(field: bytes, label: str, what: str) -> int:
@@ -146,17 +139,29 @@ def _pax(data: bytes, label: str) -> dict[str, str]:
     return out
 
 
-def _iter_tar(f, label: str) -> Iterator[tuple[str, bytes]]:
+def _header_data(stream: Inflater, size: int, label: str) -> bytes:
+    if size > MAX_HEADER:
+        raise FormatError(f"{label}: a tar header record claims {size:,} bytes (at most "
+                          f"{MAX_HEADER:,} in any real archive); the archive is damaged or hostile")
+    padded = -(-size // _BLOCK) * _BLOCK
+    data = stream.read(padded)
+    if len(data) < padded:
+        raise FormatError(f"{label}: the archive ends inside a header (truncated)")
+    return data[:size]
+
+
+def _iter_tar(stream: Inflater, label: str, max_member: MemberLimit) -> Iterator[Member]:
     """A minimal streaming tar reader (ustar, GNU and pax headers) that skips tarfile's
     per-member object overhead: notMNIST has half a million members."""
-    stream = _Stream(f, label)
     long_name: str | None = None
     long_link: str | None = None
     pax: dict[str, str] = {}
     while True:
-        hdr = stream.take(_BLOCK)
-        if hdr is None:
+        hdr = stream.read(_BLOCK)
+        if not hdr:
             return  # some writers omit the two zero blocks at the end
+        if len(hdr) < _BLOCK:
+            raise FormatError(f"{label}: the archive ends in the middle of a header (truncated)")
         if hdr == _ZEROS:
             return
         stored = _octal(hdr[148:156], label, "checksum")
@@ -165,10 +170,7 @@ def _iter_tar(f, label: str) -> Iterator[tuple[str, bytes]]:
         kind = hdr[156:157]
         size = _octal(hdr[124:136], label, "size")
         if kind in (b"L", b"K", b"x", b"g"):
-            padded = -(-size // _BLOCK) * _BLOCK
-            data = stream.take(padded, size) if padded else b""
-            if data is None:
-                raise FormatError(f"{label}: the archive ends inside a header (truncated)")
+            data = _header_data(stream, size, label)
             if kind == b"L":
                 long_name = data.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
             elif kind == b"K":
@@ -177,14 +179,18 @@ def _iter_tar(f, label: str) -> Iterator[tuple[str, bytes]]:
                 pax = _pax(data, label)
             continue  # global pax headers ('g') carry defaults we do not need
         if "size" in pax:
-            size = int(pax["size"])
+            try:
+                size = int(pax["size"])
+            except ValueError:
+                raise FormatError(f"{label}: a pax header gives a bad size {pax['size']!r}"
+                                  ) from None
             if size < 0:
                 raise FormatError(f"{label}: a pax header gives a negative size ({size})")
-        padded = -(-size // _BLOCK) * _BLOCK
         if kind == b"5":  # a directory: nothing is created from it, so its name is harmless
             long_name = long_link = None
             pax = {}
-            if padded and stream.take(padded, 0) is None:
+            padded = -(-size // _BLOCK) * _BLOCK
+            if padded and stream.skip(padded) < padded:
                 raise FormatError(f"{label}: the archive ends inside a directory entry")
             continue
         name = hdr[0:100].split(b"\0", 1)[0]
@@ -206,57 +212,86 @@ def _iter_tar(f, label: str) -> Iterator[tuple[str, bytes]]:
                 f"{label}: member {full!r} is a {_SPECIAL[kind]}; dataset archives hold plain "
                 "files only, refusing it"
             )
-        data = stream.take(padded, size) if padded else b""
-        if data is None:
-            raise FormatError(f"{label}: the archive ends inside member {full!r} (truncated)")
         if kind not in _REGULAR:
             raise FormatError(
                 f"{label}: member {full!r} has tar type {kind!r}, which dlsets does not read"
             )
-        yield path, data
+        limit = _limit_for(max_member, path)
+        if limit is not None and size > limit:
+            raise FormatError(
+                f"{label}: member {path!r} is {size:,} bytes, more than the {limit:,} such a "
+                "member of this dataset can hold; the archive is damaged or hostile (nothing of "
+                "it was read)"
+            )
+        member = Member(stream, path, size, label)
+        yield member
+        member._finish()
 
 
-def iter_files(source: Source) -> Iterator[tuple[str, bytes]]:
+def iter_members(source: Source, *, name: str | None = None, max_member: MemberLimit = None,
+                 max_total: int | None = None) -> Iterator[Member]:
+    """Yield each regular file of a tar archive (gzip, bzip2, xz or plain) as a :class:`Member`,
+    in archive order, streaming: nothing is buffered beyond the piece being read.
+
+    ``name`` labels the archive in errors (default: the path, or the file object's name).
+    ``max_member`` (bytes, or a function of the member path giving them) bounds each member: a
+    larger one fails with FormatError before any of it is read. ``max_total`` bounds what the
+    whole archive may inflate to. Unsafe members (absolute or ``..`` path, link, device, FIFO)
+    raise UnsafeArchiveError; a damaged archive FormatError.
+    """
+    if isinstance(source, str | os.PathLike):
+        label = name or os.fspath(source)
+        with open(source, "rb") as f:
+            yield from _guarded(f, label, max_member, max_total)
+    else:
+        yield from _guarded(source, name or str(getattr(source, "name", "archive")),
+                            max_member, max_total)
+
+
+def iter_files(source: Source, *, name: str | None = None, max_member: MemberLimit = None,
+               max_total: int | None = None,
+               want: Callable[[str], bool] | None = None) -> Iterator[tuple[str, bytes]]:
     """Yield ``(relative path, content)`` of each regular file, in archive order; paths are
     normalised, "/"-separated strings (no ``.`` parts, no leading slash).
 
-    Reads the archive as one stream (gzip, bzip2, xz or plain), never touching the disk;
-    fails with UnsafeArchiveError on the first unsafe member (absolute or ``..`` path, link,
-    device, FIFO) and FormatError on a damaged archive.
+    As :func:`iter_members` (same bounds), with each member read whole; members for which
+    ``want(path)`` is false are skipped without being buffered.
     """
-    if isinstance(source, str | os.PathLike):
-        label = os.fspath(source)
-        with open(source, "rb") as f:
-            yield from _guarded(f, label)
-    else:
-        yield from _guarded(source, str(getattr(source, "name", "archive")))
+    for m in iter_members(source, name=name, max_member=max_member, max_total=max_total):
+        if want is None or want(m.path):
+            yield m.path, m.read()
 
 
-def _guarded(f, label: str) -> Iterator[tuple[str, bytes]]:
+def _guarded(f, label: str, max_member: MemberLimit, max_total: int | None
+             ) -> Iterator[Member]:
     try:
-        yield from _iter_tar(f, label)
+        stream = Inflater(f, label, limit=max_total, what="this dataset's archive can hold")
+        yield from _iter_tar(stream, label, max_member)
     except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as exc:
         raise FormatError(
             f"{label}: the archive is damaged or truncated ({exc}); delete it and fetch again"
         ) from None
 
 
-def extract(source: Source, dest: str | os.PathLike) -> list[Path]:
+def extract(source: Source, dest: str | os.PathLike, *, max_member: MemberLimit = None,
+            max_total: int | None = None) -> list[Path]:
     """Extract the regular files of an archive under ``dest``; returns their paths.
 
-    Every member is checked before anything is written; each file goes to a temporary name
-    and is renamed into place, so a failure never leaves a half-written file behind.
+    Every member is checked before anything is written; each file is streamed to a temporary
+    name and renamed into place, so a failure never leaves a half-written file behind. The
+    bounds are those of :func:`iter_members`.
     """
     root = Path(dest).resolve()
     root.mkdir(parents=True, exist_ok=True)
     written = []
-    for rel, data in iter_files(source):
-        target = root.joinpath(*rel.split("/"))
+    for m in iter_members(source, max_member=max_member, max_total=max_total):
+        target = root.joinpath(*m.path.split("/"))
         # Belt and braces: after resolving, the target must still be inside root.
         if root not in target.resolve().parents:
-            raise UnsafeArchiveError(f"member {str(rel)!r} would be written outside {root}")
-        with replacing(target) as tmp:
-            tmp.write_bytes(data)
+            raise UnsafeArchiveError(f"member {str(m.path)!r} would be written outside {root}")
+        with replacing(target) as tmp, open(tmp, "wb") as f:
+            for piece in m.chunks():
+                f.write(piece)
         written.append(target)
     return written
 

@@ -31,9 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dlsets: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("dlsets: interrupted; nothing half-written was left under a final name. Run the "
-              "command again (an interrupted download continues where it stopped).",
-              file=sys.stderr)
+        print(f"dlsets: {_interrupted(args)}", file=sys.stderr)
         return 130
     finally:
         log.removeHandler(handler)
@@ -132,6 +130,28 @@ def _folder_lines(ds) -> list[str]:
     lines.append(f"  prepared in {info.get('prepared_dir')}")
     lines.append(f"  content key {info.get('content_key')}")
     return lines
+
+
+def _interrupted(args) -> str:
+    """What Ctrl-C left behind, for the command that was running."""
+    if args.command in ("fetch", "verify"):
+        return ("interrupted; nothing half-written was left under a final name. Run the command "
+                "again (an interrupted download continues where it stopped).")
+    if getattr(args, "out", None):
+        return (f"interrupted; {args.out} was not written (nothing half-written is left). Run "
+                "the command again to write it.")
+    return "interrupted; nothing half-written was left under a final name."
+
+
+def _output(args, suffixes: tuple[str, ...], what: str) -> Path:
+    """--out checked before any work: its extension, and that a file can be written there."""
+    from . import space
+
+    out = Path(args.out)
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise OptionError(f"--out {args.out}: {what}")
+    space.check_output(out, f"--out {args.out}")
+    return out
 
 
 def _cmd_list(args) -> int:
@@ -464,6 +484,8 @@ def _cmd_export(args) -> int:
         raise OptionError(f"--out {out} ends in {out.suffix} but --format is {fmt}; "
                           "make them agree")
     _check_folder_options(args, fmt)
+    if fmt in ("hdf5", "npz"):  # one file: checked before any work (folders: by their writer)
+        _output(args, (), "")
     ds = _load(args, args.name, dtype=args.dtype, channels=args.channels,
                label_mode=args.label_mode, variant=args.variant, extra=args.extra or False)
     if fmt == "hdf5":
@@ -530,7 +552,9 @@ def _augmenter(args):
 
 
 def _cmd_augment(args) -> int:
+    from . import registry, space
     from .augment import expand_to_hdf5, take_subset
+    from .h5 import hdf5_bytes
 
     fmt = args.format or "hdf5"
     _check_folder_options(args, fmt)
@@ -548,6 +572,14 @@ def _cmd_augment(args) -> int:
     if fmt == "caffe" and is_h5:
         raise OptionError(f"--out {args.out}: --format caffe writes a folder (list files and "
                           "several .h5 files); give a folder name")
+    if not sharded and fmt == "hdf5":
+        out = _output(args, _H5_SUFFIXES, "augment writes HDF5; give a name ending in .h5")
+        if _source_kind(args.name) == "registry":
+            # Before loading anything: the output's size is known from the layout and --target.
+            spec = registry.get(args.name)
+            space.need_disk(out.absolute().parent, hdf5_bytes(args.target, spec.image_shape),
+                            f"--target {args.target}: writing {args.target:,} samples to {out}",
+                            " or ask for a smaller --target")
     ds = _load(args, args.name, variant=args.variant)
     x, y, masks = ds.train.images, ds.train.labels, ds.train.masks
     if args.subset:
@@ -674,13 +706,19 @@ def _on_ray(x, y, args, out: Path, kw: dict) -> Path:
 
 
 def _cmd_preview(args) -> int:
+    from . import registry
     from .augment import preview_grid, save_png, take_subset
+    from .augment.preview import check_grid
 
     if args.out is None and args.tensorboard is None:
         raise OptionError("preview writes a PNG (--out FILE.png), TensorBoard summaries "
                           "(--tensorboard LOGDIR) or both: give at least one")
-    if args.out is not None and Path(args.out).suffix.lower() != ".png":
-        raise OptionError(f"--out {args.out}: preview writes PNG; give a name ending in .png")
+    if args.out is not None:
+        _output(args, (".png",), "preview writes PNG; give a name ending in .png")
+    if _source_kind(args.name) == "registry":
+        # Before loading anything: the grid's size follows from the layout and the options.
+        check_grid(args.rows, args.copies, registry.get(args.name).image_shape,
+                   scale=args.scale)
     ds = _load(args, args.name, variant=args.variant)
     _at_most("--rows", args.rows, len(ds.train.images), args.name)
     got = take_subset(ds.train.images, ds.train.labels, args.rows, seed=args.seed,
@@ -777,6 +815,13 @@ def _positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}") from None
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**64 - 1, got {text}")
     return value
 
 
@@ -907,7 +952,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--border", choices=("constant", "reflect", "edge"), default="constant",
                    help="how pixels from outside the image are filled (default constant)")
     g.add_argument("--fill", type=float, default=0, help="fill value for --border constant")
-    g.add_argument("--seed", type=int, default=0,
+    g.add_argument("--seed", type=_seed, default=0,
                    help="random seed: the same seed gives the same images (default 0)")
 
     sp = sub.add_parser(

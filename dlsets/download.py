@@ -33,6 +33,7 @@ import requests
 import urllib3
 
 from . import config, progress
+from .deadline import Deadline
 from .errors import ChecksumError, DeadlineError, DlsetsError, DownloadError
 
 log = logging.getLogger("dlsets")
@@ -72,28 +73,6 @@ class Policy:
     def from_env(cls) -> Policy:
         return cls(config.read_timeout(), config.retry_base(), config.min_rate(),
                    config.rate_window())
-
-
-class Deadline:
-    """An overall time limit (``seconds`` from now; None: none) for a fetch and its waits."""
-
-    def __init__(self, seconds: float | None = None):
-        self.seconds = seconds
-        self._at = None if seconds is None else time.monotonic() + seconds
-
-    def left(self) -> float:
-        return float("inf") if self._at is None else self._at - time.monotonic()
-
-    def passed(self) -> bool:
-        return self.left() <= 0
-
-    def cap(self, seconds: float) -> float:
-        """``seconds``, or what is left of the deadline if that is less (never below 1 ms)."""
-        return max(min(seconds, self.left()), 0.001)
-
-    def describe(self) -> str:
-        return (f"the deadline of {round(self.seconds, 2):g} s (deadline= / --deadline / "
-                "DLSETS_DEADLINE)")
 
 
 class _Meter:

@@ -52,3 +52,11 @@ class UnsafePickleError(FormatError):
 class MissingDependencyError(DlsetsError, ImportError):
     """An optional package (a dlsets extra) is needed and not installed; the message names the
     ``pip install 'dlsets[...]'`` that adds it."""
+
+class SpaceError(DlsetsError):
+    """Not enough free disk space or memory for what was asked; nothing was written."""
+
+
+class WriteError(DlsetsError):
+    """An output cannot be written there: a read-only folder, no permission, a file where a
+    folder should be."""

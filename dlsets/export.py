@@ -9,8 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import h5
-from .atomic import replacing
+from . import h5, space
 from .errors import OptionError
 
 if TYPE_CHECKING:
@@ -46,7 +45,14 @@ def write_hdf5(
     """
     check_compression(compression)
     path = Path(path)
-    with h5.atomic_hdf5(path) as f:
+    # Compressed output is smaller, by how much nobody knows before writing: ask for the whole.
+    needed = 0
+    for images, _labels, *more in splits.values():
+        needed += h5.hdf5_bytes(len(images), images.shape[1:], np.dtype(images.dtype).itemsize)
+        if more and more[0] is not None:
+            needed += h5.hdf5_bytes(len(more[0]), more[0].shape[1:],
+                                    np.dtype(more[0].dtype).itemsize)
+    with h5.atomic_hdf5(path, needed, f"writing {path.name}") as f:
         for split, (images, labels, *more) in splits.items():
             n = len(images)
             dset, lset = h5.create_split(
@@ -58,6 +64,7 @@ def write_hdf5(
             for start in range(0, n, step):
                 stop = min(n, start + step)
                 dset[start:stop] = np.asarray(images[start:stop])
+                h5.check_writes(f)
             if n and lset is not None:
                 lset[:] = np.asarray(labels[:], dtype=np.uint8)
             masks = more[0] if more else None
@@ -93,12 +100,16 @@ def to_npz(ds: Dataset, path: str | os.PathLike) -> Path:
     path = Path(path)
     arrays = {}
     for s in ds.split_names:
-        arrays[f"x_{s}"] = np.asarray(ds[s].images[:])
+        arrays[f"x_{s}"] = ds[s].images
         if ds[s].labels is not None:
-            arrays[f"y_{s}"] = np.asarray(ds[s].labels[:])
+            arrays[f"y_{s}"] = ds[s].labels
         if ds[s].masks is not None:
-            arrays[f"m_{s}"] = np.asarray(ds[s].masks[:])
+            arrays[f"m_{s}"] = ds[s].masks
+    needed = sum(int(np.prod(a.shape, dtype=object)) * np.dtype(a.dtype).itemsize
+                 for a in arrays.values())
+    if not all(isinstance(a, np.ndarray) for a in arrays.values()):  # h5py: read into memory
+        space.need_memory(needed, f"writing {path.name}", "export from a NumPy load instead")
     # A file object, so numpy does not append ".npz" to the temporary name.
-    with replacing(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, **arrays)
+    with space.output(path, needed + 4096, f"writing {path.name}") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **{k: np.asarray(a[:]) for k, a in arrays.items()})
     return path

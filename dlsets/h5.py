@@ -8,6 +8,7 @@ axis (an unlabelled split, STL-10's unlabeled, has no ``labels``), plus ``/<spli
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -15,18 +16,77 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .atomic import replacing
+from . import space
 
 CHUNK_BYTES = 1 << 16  # small chunks keep random access by sample cheap
 
 
+class _GuardedFile(io.FileIO):
+    """The file HDF5 writes through (h5py's file-object driver).
+
+    HDF5 that sees a write fail (a full disk) crashes the interpreter as it closes the file
+    (h5py 3.14 to 3.16 segfault), and it may first see it while closing, when it flushes its
+    caches. So no write error ever reaches HDF5: the first one is kept, every later write is
+    dropped, HDF5 closes cleanly, and the error is raised then (the file is deleted anyway).
+    Writers call :func:`check_writes` between blocks to stop early.
+    """
+
+    failed: OSError | None = None
+
+    def write(self, b) -> int:
+        view = memoryview(b).cast("B")
+        if self.failed is None:
+            done = 0
+            try:
+                while done < len(view):  # h5py ignores short writes: finish them here
+                    done += super().write(view[done:])
+            except OSError as exc:
+                self.failed = exc
+        return len(view)
+
+
+_guards: dict[int, _GuardedFile] = {}
+
+
+def check_writes(f) -> None:
+    """Raise the write error HDF5 was spared, if one happened in file ``f`` so far."""
+    guard = _guards.get(id(f))
+    if guard is not None and guard.failed is not None:
+        raise guard.failed
+
+
+def hdf5_bytes(count: int, image_shape: Sequence[int], itemsize: int = 1) -> int:
+    """Bytes one split of ``count`` images (uint8 labels) takes in an HDF5 file, index aside."""
+    return count * (int(np.prod(image_shape, dtype=object)) * itemsize + 1)
+
+
 @contextmanager
-def atomic_hdf5(path: str | os.PathLike) -> Iterator:
-    """Write to a temporary HDF5 file beside ``path``; it becomes ``path`` on success only."""
+def atomic_hdf5(path: str | os.PathLike, needed: int | None = None,
+                what: str = "HDF5 output") -> Iterator:
+    """Write to a temporary HDF5 file beside ``path``; it becomes ``path`` on success only.
+
+    ``needed`` (bytes, the data to be written) is checked against the free disk space first;
+    a write that fails anyway raises SpaceError / WriteError (see :func:`dlsets.space.output`)
+    without crashing HDF5."""
     import h5py
 
-    with replacing(path) as tmp, h5py.File(tmp, "w") as f:
-        yield f
+    with space.output(path, needed, what) as tmp:
+        raw = _GuardedFile(tmp, "w+")
+        try:
+            with h5py.File(raw, "w") as f:
+                _guards[id(f)] = raw
+                try:
+                    yield f
+                finally:
+                    _guards.pop(id(f), None)
+        except Exception:
+            if raw.failed is not None:  # what went wrong first: the write
+                raise raw.failed from None
+            raise
+        finally:
+            raw.close()
+        if raw.failed is not None:
+            raise raw.failed
 
 
 def create_split(

@@ -11,6 +11,7 @@ source files, or damaged, is rebuilt, never returned.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -174,8 +175,8 @@ def prepared_info(name: str, *, cache_dir: PathLike | None = None,
     spec = _for_variant(spec, variant)
     folder = cache.prepared_dir(name, cache_dir, variant)
     manifest = prepared.read_manifest(folder)
-    if (manifest is None or _stale(spec, manifest, cache_dir, variant)
-            or prepared.problem(folder, manifest)):
+    if (manifest is None or _layout_problem(spec, manifest)
+            or _stale(spec, manifest, cache_dir, variant) or prepared.problem(folder, manifest)):
         return None
     return _info(spec, manifest, "fine", folder, tuple(manifest.get("splits", SPLITS)))
 
@@ -330,19 +331,15 @@ def _prepared_arrays(spec: DatasetSpec, cache_dir, download: bool, progress,
     got = _usable(spec, folder, cache_dir, variant=variant, wanted=wanted)
     if got is not None:
         return got
-    from .locks import holding
-
-    lock = cache.prepared_lock_path(spec.name, cache_dir)
     # One process builds; the others wait here and then find the finished copy.
-    with holding(lock):
+    with _prepared_lock(spec, cache.prepared_lock_path(spec.name, cache_dir)):
         # Quiet: whatever is wrong was logged by the check above (once, not twice); this one
         # only looks whether another process rebuilt the copy while we waited for the lock.
         got = _usable(spec, folder, cache_dir, quiet=True, variant=variant, wanted=wanted)
         if got is not None:
             return got
         files = _source_files(spec, cache_dir, download, progress, wanted)
-        arrays, manifest = _parse(spec, files, progress, variant, wanted)
-        manifest = prepared.write(folder, arrays, manifest)
+        manifest = _build(spec, files, folder, progress, variant, wanted)
         log.info("%s: prepared arrays written to %s", spec.name, folder)
         opened = prepared.open_arrays(folder, manifest)
         if opened is None:
@@ -357,6 +354,16 @@ def _usable(spec: DatasetSpec, folder: Path, cache_dir, quiet: bool = False,
             variant: str | None = None, wanted: tuple[str, ...] = ()):
     manifest = prepared.read_manifest(folder)
     if manifest is None:
+        if (folder / prepared.MANIFEST).exists():
+            log.log(logging.DEBUG if quiet else logging.WARNING,
+                    "%s: prepared arrays in %s are damaged (%s); rebuilding them", spec.name,
+                    folder, prepared.manifest_problem(folder))
+        return None
+    why = _layout_problem(spec, manifest)
+    if why:
+        log.log(logging.DEBUG if quiet else logging.WARNING,
+                "%s: prepared arrays in %s are damaged (%s); rebuilding them", spec.name,
+                folder, why)
         return None
     why = _stale(spec, manifest, cache_dir, variant)
     if why:
@@ -386,6 +393,72 @@ def _usable(spec: DatasetSpec, folder: Path, cache_dir, quiet: bool = False,
     return arrays, manifest
 
 
+@contextlib.contextmanager
+def _prepared_lock(spec: DatasetSpec, lock: Path):
+    """``lock`` (the dataset's prepared.lock, for all its variants), held; a cache that cannot
+    be written (read-only, full) is a WriteError / SpaceError that says what to do."""
+    from . import space
+    from .locks import holding
+
+    try:
+        held = holding(lock)
+        held.__enter__()
+    except OSError as exc:
+        if space.write_error(exc, lock, None, "") is exc:
+            raise
+        kind = space.SpaceError if exc.errno in space.FULL else space.WriteError
+        raise kind(
+            f"{spec.name}: cannot prepare its arrays in {lock.parent} ({exc.strerror or exc}); "
+            "a cache that cannot be written can serve arrays prepared earlier, not make new "
+            "ones: free some space there, or use another cache folder (DLSETS_CACHE, "
+            "--cache-dir, cache_dir=)"
+        ) from None
+    try:
+        yield
+    finally:
+        held.__exit__(None, None, None)
+
+
+def _layout_problem(spec: DatasetSpec, manifest: dict) -> str | None:
+    """What in a (well-formed) manifest does not fit ``spec``'s layout: the arrays it must
+    have, images of the layout's shape in uint8, one uint8 label per image of a labelled
+    split, class counts that add up (None when all fit). A load, ``info``, ``list`` and
+    ``verify`` all ask this."""
+    arrays = manifest["arrays"]
+    if manifest.get("name") != spec.name:
+        return f"the manifest is for {manifest.get('name')!r}"
+    splits = manifest.get("splits", list(SPLITS))
+    if not set(SPLITS) <= set(splits) or not set(splits) <= {*SPLITS, *spec.extra_splits}:
+        return f"the manifest lists splits {splits}"
+    expected = {*_FORMAT_ARRAYS.get(spec.format, ())}
+    for s in splits:
+        expected.add(f"{s}_images")
+        if s in SPLITS or spec.extra_splits[s].labelled:
+            expected.add(f"{s}_labels")
+    missing = expected - set(arrays)
+    if missing:
+        return f"the manifest lacks arrays {sorted(missing)}"
+    for split in splits:
+        images = arrays[f"{split}_images"]
+        shape = images["shape"]
+        if images["dtype"] != "|u1" or shape[1:] != list(spec.image_shape):
+            return (f"{split}_images is {images['dtype']} {shape}, expected |u1 "
+                    f"(N, {', '.join(map(str, spec.image_shape))})")
+        prefixes = [("", spec.classes, "counts")] if f"{split}_labels" in expected else []
+        if spec.format == "cifar100" and split in SPLITS:
+            prefixes.append(("coarse_", spec.coarse_classes, "coarse_counts"))
+        for prefix, classes, counts_key in prefixes:
+            labels = arrays[f"{split}_{prefix}labels"]
+            if labels["dtype"] != "|u1" or labels["shape"] != shape[:1]:
+                return (f"{split}_{prefix}labels is {labels['dtype']} {labels['shape']}, "
+                        f"expected |u1 [{shape[0]}]")
+            counts = manifest.get(counts_key, {}).get(split)
+            if counts is not None and (len(counts) != len(classes) or sum(counts) != shape[0]):
+                return (f"its {counts_key} for {split} ({len(counts)} classes, {sum(counts)} "
+                        f"images) do not fit {len(classes)} classes and {shape[0]} images")
+    return None
+
+
 def verify_prepared(name: str, *, cache_dir: PathLike | None = None,
                     repair: bool = True) -> str | None:
     """Hash every prepared array of ``name`` and its HDF5 variants in full against the
@@ -395,8 +468,6 @@ def verify_prepared(name: str, *, cache_dir: PathLike | None = None,
     a damaged prepared folder is deleted, or only the damaged HDF5 variant, so the next load
     rebuilds it from the downloaded files; the message says so. Never loads or downloads.
     """
-    from .locks import holding
-
     spec = registry.get(name)
     folders = ([cache.prepared_dir(spec.name, cache_dir, v) for v in spec.variants]
                if spec.variants else [cache.prepared_dir(spec.name, cache_dir)])
@@ -404,7 +475,7 @@ def verify_prepared(name: str, *, cache_dir: PathLike | None = None,
     if not folders:
         return None
     # Under the builders' lock: a copy being written is not mistaken for a damaged one.
-    with holding(cache.prepared_lock_path(spec.name, cache_dir)):
+    with _prepared_lock(spec, cache.prepared_lock_path(spec.name, cache_dir)):
         problems = [p for f in folders if (p := _verify_folder(spec, f, repair)) is not None]
     return "\n".join(problems) or None
 
@@ -413,8 +484,15 @@ def _verify_folder(spec: DatasetSpec, folder: Path, repair: bool) -> str | None:
     """What is wrong in one prepared folder (hashed in full), after deleting it or its
     damaged HDF5 variants when ``repair``; None when nothing. The caller holds the lock."""
     manifest = prepared.read_manifest(folder)
-    why = (prepared.verify(folder, manifest) if manifest is not None
-           else prepared.manifest_problem(folder))
+    # What makes a load rebuild the copy makes verify call it damaged: the two agree.
+    if manifest is None:
+        why = prepared.manifest_problem(folder)
+    else:
+        variant = manifest.get("variant")
+        layout = (_for_variant(spec, variant) if variant in spec.variants
+                  else spec if not spec.variants else None)
+        why = ("made for no variant of this dataset" if layout is None
+               else _layout_problem(layout, manifest) or prepared.verify(folder, manifest))
     if why is not None:
         if repair:
             (folder / prepared.MANIFEST).unlink(missing_ok=True)  # unfinished from now on
@@ -489,26 +567,95 @@ def _source_files(spec: DatasetSpec, cache_dir, download: bool, progress,
     )
 
 
+def _build(spec: DatasetSpec, files: dict[str, Path], folder: Path, progress,
+           variant: str | None = None, wanted: tuple[str, ...] = ()) -> dict:
+    """Parse the source files into the prepared folder; returns the manifest written."""
+    npz = len(files) == 1 and next(iter(files)).lower().endswith(".npz")
+    if spec.format == "idx" and not npz:
+        return _build_idx(spec, files, folder)
+    arrays, manifest = _parse(spec, files, progress, variant, wanted)
+    needed = sum(a.nbytes + 128 for a in arrays.values()) + 65536
+    with prepared.Writer(folder, needed, f"{spec.name}: preparing its arrays in {folder}") as w:
+        for key, a in arrays.items():
+            w.array(key, a)
+        return w.finish(manifest)
+
+
+def _build_idx(spec: DatasetSpec, files: dict[str, Path], folder: Path) -> dict:
+    """Four IDX files -> the prepared folder. Every header is read and checked against the
+    layout before any data is inflated; images are inflated straight into their .npy files
+    (no array in memory, no copy), labels (small) are read, checked and written."""
+    from .readers.idx import open_idx
+
+    roles = _idx_roles(spec, files)
+    limits = _limits(spec)
+    with contextlib.ExitStack() as stack:
+        opened = {role: stack.enter_context(open_idx(files[fname], name=fname))
+                  for role, fname in roles.items()}
+        for (split, kind), f in opened.items():
+            if f.dtype != np.uint8:
+                raise FormatError(f"{f.label}: IDX {kind} of type {f.dtype}, expected unsigned "
+                                  "bytes")
+            if kind == "labels":
+                if len(f.shape) != 1:
+                    raise FormatError(f"{f.label}: labels have shape {f.shape}, expected (N,)")
+                continue
+            limits.check_shape(f.shape, f.label)
+            n = opened[(split, "labels")].shape[:1]
+            if f.shape[:1] != n:
+                raise FormatError(f"{spec.name}: {f.shape[0]} {split} images ({f.label}) but "
+                                  f"{n[0] if n else 0} labels ({opened[(split, 'labels')].label})")
+        needed = sum(f.nbytes + 128 for f in opened.values()) + 65536
+        arrays = {}
+        with prepared.Writer(folder, needed, f"{spec.name}: preparing its arrays in {folder}"
+                             ) as w:
+            for (split, kind), f in opened.items():
+                key = f"{split}_{kind}"
+                if kind == "images":
+                    w.stream(key, f.shape, np.uint8, f.chunks())
+                else:
+                    arrays[key] = np.empty(f.shape, np.uint8)
+                    f.readinto(arrays[key])
+                f.finish()
+                if kind == "labels":
+                    w.array(key, arrays[key])
+            _check_labels(spec, ", ".join(files), "labels",
+                          [arrays["train_labels"], arrays["test_labels"]], len(spec.classes))
+            counts = {s: np.bincount(arrays[f"{s}_labels"], minlength=len(spec.classes)).tolist()
+                      for s in SPLITS}
+            return w.finish({"name": spec.name, "format": spec.format,
+                             "sources": {f: spec.files[f].sha256 for f in files},
+                             "source_stats": {}, "counts": counts, "skipped": [],
+                             "splits": list(SPLITS)})
+
+
+def _limits(spec: DatasetSpec):
+    from .limits import for_spec
+
+    return for_spec(spec)
+
+
 def _parse(spec: DatasetSpec, files: dict[str, Path], progress, variant: str | None = None,
            wanted: tuple[str, ...] = ()):
     """Source files -> (arrays for the prepared cache, manifest facts)."""
     sources = {f: spec.files[f].sha256 for f in files}
     stats = {}
     extra: dict[str, Any] = {}
+    limits = _limits(spec)
     if spec.format not in ("idx", "svhn") and len(files) != 1:
         raise FormatError(
             f"{spec.name}: a {spec.like}-like dataset is one archive, but its file set has "
             f"{len(files)} ({', '.join(files)}); list only one of them in the registry entry"
         )
     if spec.format == "idx":
-        x_tr, y_tr, x_te, y_te = _read_idx_set(spec, files)
+        x_tr, y_tr, x_te, y_te = _read_idx_set(spec, files, limits)
         arrays = {"train_images": x_tr, "train_labels": y_tr,
                   "test_images": x_te, "test_labels": y_te}
     elif spec.format in ("cifar10", "cifar100"):
         from .readers.cifar import read_cifar_tar
 
         (fname, path), = files.items()
-        c = read_cifar_tar(path, coarse=spec.format == "cifar100", name=fname)
+        c = read_cifar_tar(path, coarse=spec.format == "cifar100", name=fname, limits=limits)
         arrays = {"train_images": c.x_train, "train_labels": c.y_train,
                   "test_images": c.x_test, "test_labels": c.y_test}
         if spec.format == "cifar100":
@@ -520,7 +667,7 @@ def _parse(spec: DatasetSpec, files: dict[str, Path], progress, variant: str | N
         extra["archive_coarse_classes"] = c.coarse_classes
     elif spec.format == "notmnist":
         (fname, path), = files.items()
-        n, sha, stat = _read_notmnist(spec, fname, path, progress)
+        n, sha, stat = _read_notmnist(spec, fname, path, progress, limits)
         sources[fname] = spec.files[fname].sha256 or sha
         stats[fname] = stat
         arrays = {"train_images": n.x_train, "train_labels": n.y_train,
@@ -564,6 +711,7 @@ def _parse(spec: DatasetSpec, files: dict[str, Path], progress, variant: str | N
                 f"{spec.name}: {s} images are {x.dtype} {x.shape[1:]}, expected uint8 "
                 f"{tuple(spec.image_shape)} (the layout of {spec.like})"
             )
+        limits.check_count(len(x), f"{', '.join(files)} ({s})")
         if y is not None and len(x) != len(y):
             raise FormatError(f"{spec.name}: {len(x)} {s} images but {len(y)} labels")
     labelled = [s for s in names if f"{s}_labels" in arrays]
@@ -619,14 +767,32 @@ def _idx_role(fname: str) -> tuple[str | None, str | None]:
     return split, kind
 
 
-def _read_idx_set(spec: DatasetSpec, files: dict[str, Path]):
+def _read_idx_set(spec: DatasetSpec, files: dict[str, Path], limits):
+    """keras' mnist.npz or the four IDX files, read into memory (what :func:`_build_idx`
+    streams into the prepared folder instead)."""
     if len(files) == 1 and next(iter(files)).lower().endswith(".npz"):
         from .readers.npz import read_mnist_npz
 
         (fname, path), = files.items()
-        return read_mnist_npz(path, name=fname)
-    from .readers.idx import read_idx
+        return read_mnist_npz(path, name=fname, limits=limits)
+    from .readers.idx import open_idx, read_idx
 
+    out = []
+    for (_, k), fname in _idx_roles(spec, files).items():
+        if k == "images":
+            with open_idx(files[fname], name=fname) as f:  # the header, before any inflating
+                limits.check_shape(f.shape, f.label)
+        a = read_idx(files[fname], name=fname)
+        if a.dtype != np.uint8:
+            raise FormatError(f"{fname}: IDX {k} of type {a.dtype}, expected unsigned bytes")
+        if k == "labels" and a.ndim != 1:
+            raise FormatError(f"{fname}: labels have shape {a.shape}, expected (N,)")
+        out.append(a)
+    return tuple(out)
+
+
+def _idx_roles(spec: DatasetSpec, files: dict[str, Path]) -> dict[tuple[str, str], str]:
+    """(split, "images" | "labels") -> file name, for the four IDX files of a set."""
     roles = {}
     for fname in files:
         role = _idx_role(fname)
@@ -641,16 +807,7 @@ def _read_idx_set(spec: DatasetSpec, files: dict[str, Path]):
     missing = [f"{s} {k}" for s, k in wanted if (s, k) not in roles]
     if missing:
         raise FormatError(f"{spec.name}: no file for {', '.join(missing)} among {list(files)}")
-    out = []
-    for s, k in wanted:
-        fname = roles[(s, k)]
-        a = read_idx(files[fname], name=fname)
-        if a.dtype != np.uint8:
-            raise FormatError(f"{fname}: IDX {k} of type {a.dtype}, expected unsigned bytes")
-        if k == "labels" and a.ndim != 1:
-            raise FormatError(f"{fname}: labels have shape {a.shape}, expected (N,)")
-        out.append(a)
-    return tuple(out)
+    return {role: roles[role] for role in wanted}
 
 
 class _HashingReader(io.RawIOBase):
@@ -700,7 +857,7 @@ def _read_stl10(spec, fname, path, progress, unlabeled: bool):
         return read_stl10_tar(stream, unlabeled=unlabeled, compressed_size=size, name=fname)
 
 
-def _read_notmnist(spec, fname, path, progress):
+def _read_notmnist(spec, fname, path, progress, limits=None):
     from .progress import bar
     from .readers.notmnist import read_notmnist_tar
 
@@ -710,7 +867,7 @@ def _read_notmnist(spec, fname, path, progress):
         reader = _HashingReader(raw, pbar.update)
         buffered = io.BufferedReader(reader, 1 << 20)
         n = read_notmnist_tar(buffered, classes=spec.classes,
-                              image_shape=tuple(spec.image_shape), name=fname)
+                              image_shape=tuple(spec.image_shape), name=fname, limits=limits)
         while buffered.read(1 << 20):  # the tar stream may stop before the end: hash it all
             pass
     if n.skipped:
@@ -777,6 +934,10 @@ def _convert(x: np.ndarray, dtype: str, channels: str | None) -> np.ndarray:
     elif x.ndim == 4 and channels == "first":
         x = x.transpose(0, 3, 1, 2)
     if dtype == "float32":
+        from . import space
+
+        space.need_memory(4 * x.size, f"a float32 copy of {x.shape} images",
+                          "load uint8 and convert batch by batch, or use format='hdf5'")
         out = x.astype(np.float32, order="C")
         out /= 255.0
         return out
@@ -813,9 +974,7 @@ def _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels
     keys = {s: _labels_key(s, prefix) for s in names}
     f = _open_hdf5(path, sources, arrays, keys)
     if f is None:
-        from .locks import holding
-
-        with holding(lock):
+        with _prepared_lock(spec, lock):
             f = _open_hdf5(path, sources, arrays, keys)
             if f is None:
                 # Under the lock, temp files of this variant are leftovers of a killed writer.
@@ -845,9 +1004,9 @@ def _hdf5_sha_path(path: Path) -> Path:
 
 def _record_hdf5_sha(path: Path) -> None:
     """Store the sha256 of a freshly written HDF5 variant beside it, for verify_prepared."""
-    from .atomic import replacing
+    from . import space
 
-    with replacing(_hdf5_sha_path(path)) as tmp:
+    with space.output(_hdf5_sha_path(path), 100, f"writing the checksum of {path.name}") as tmp:
         tmp.write_text(prepared.file_sha256(path) + "\n", encoding="ascii")
 
 

@@ -17,8 +17,11 @@ from typing import Any
 
 from . import config
 from .errors import RegistryError
+from .limits import DEFAULT_MAX_IMAGES
 
-USER_ENTRY_KEYS = {"like", "files", "classes", "description", "license", "homepage", "citation"}
+USER_ENTRY_KEYS = {"like", "files", "classes", "description", "license", "homepage", "citation",
+                   "max_images"}
+MAX_IMAGES_CEILING = 1 << 40  # a 'max_images' above this is a typo, not a dataset
 USER_FILE_KEYS = {"sha256", "urls", "size", "md5"}
 KAGGLE_ENTRY_KEYS = {"kaggle", "like", "subdir", "size", "color", "resize", "test", "seed",
                      "mask_classes", "classes", "description", "license", "homepage", "citation"}
@@ -72,6 +75,7 @@ class DatasetSpec:
     ``format`` names the file layout the loaders parse (``idx``, ``cifar10``, ``cifar100``,
     ``notmnist``, ``emnist``, ``svhn``, ``stl10``); a user entry inherits it from the built-in
     named by ``like``, with its ``variants`` and ``extra_splits``.
+    ``max_images`` bounds the images per split that its readers accept (see dlsets.limits).
     """
 
     name: str
@@ -93,6 +97,7 @@ class DatasetSpec:
     variants: dict[str, VariantSpec] = field(default_factory=dict)
     default_variant: str | None = None
     extra_splits: dict[str, SplitSpec] = field(default_factory=dict)
+    max_images: int = DEFAULT_MAX_IMAGES
 
     def default_files(self) -> list[str]:
         """Names of the files fetched when no selection is given: the first file set."""
@@ -193,6 +198,7 @@ def _builtin() -> dict[str, DatasetSpec]:
             extra_splits={n: SplitSpec(n, bool(se.get("labelled", True)),
                                        tuple(se.get("files", ())))
                           for n, se in e.get("extra_splits", {}).items()},
+            max_images=e.get("max_images", DEFAULT_MAX_IMAGES),
         )
     return out
 
@@ -286,6 +292,11 @@ def _user_entry(path: Path, name: str, e: Any) -> DatasetSpec:
     for key in ("description", "license", "homepage", "citation"):
         if key in e and not isinstance(e[key], str):
             raise fail(f"{key!r} must be a string")
+    max_images = e.get("max_images", base.max_images)
+    if (isinstance(max_images, bool) or not isinstance(max_images, int)
+            or not 1 <= max_images <= MAX_IMAGES_CEILING):
+        raise fail(f"'max_images' must be an integer from 1 to {MAX_IMAGES_CEILING:,} (the most "
+                   f"images per split its files may hold), got {max_images!r}")
     return DatasetSpec(
         name=name,
         like=like,
@@ -307,6 +318,7 @@ def _user_entry(path: Path, name: str, e: Any) -> DatasetSpec:
         default_variant=base.default_variant,
         # an extra split is there when the entry lists the files it needs
         extra_splits={n: s for n, s in base.extra_splits.items() if set(s.files) <= set(files)},
+        max_images=max_images,
     )
 
 

@@ -187,3 +187,27 @@ def test_hostile_pax_header_is_a_format_error_not_a_hang(record):
     stream backwards (members were read twice, or forever)."""
     with pytest.raises(FormatError, match="pax"):
         list(archive.iter_files(io.BytesIO(_pax_tar(record))))
+
+
+def test_members_are_streamed_and_unwanted_ones_skipped_without_buffering():
+    """A 64 MiB member that compresses to 64 KB: iterating past it holds a megabyte or so at a
+    time, never the member; bounds refuse a member before any of it is read."""
+    import tracemalloc
+
+    from dlsets.errors import FormatError
+    from tests import hostile
+
+    data = hostile.tar_gz_with_member("d/big.bin", 64 << 20, before={"d/a.txt": b"hello"})
+    tracemalloc.start()
+    try:
+        got = [(p, d) for p, d in archive.iter_files(io.BytesIO(data),
+                                                     want=lambda p: p.endswith(".txt"))]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert got == [("d/a.txt", b"hello")] and peak < 8 << 20, peak
+    with pytest.raises(FormatError, match=r"x.tar.gz: member 'd/big.bin' is 67,108,864 bytes, "
+                                          r"more than the 1,000"):
+        list(archive.iter_files(io.BytesIO(data), name="x.tar.gz", max_member=1000))
+    with pytest.raises(FormatError, match="x.tar.gz: inflates to more than 5,000,000 bytes"):
+        list(archive.iter_files(io.BytesIO(data), name="x.tar.gz", max_total=5_000_000))

@@ -299,3 +299,93 @@ def test_fetch_says_whether_it_downloaded_imported_or_found_the_files(capsys, ti
     assert code == 0 and out.count(": cached -> ") == 4 and "downloaded" not in out
     code, out, _ = run(capsys, "fetch", "tiny-digits", "--from", str(src))
     assert code == 0 and out.count(": imported ") == 4 and str(src) in out
+
+
+# --- extreme numbers and paths: one message, nothing written, before any work -------------
+
+
+def test_extreme_numbers_fail_before_any_work_with_one_message(capsys, tiny, tmp_path):
+    src, _ = tiny
+    assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
+    (tmp_path / "afile").write_text("x")
+    cases = {
+        # 745 GiB of plan, 785 TB of file: refused by the disk check, before loading
+        ("augment", "tiny-digits", "--target", str(10**12), "--rotate", "5", "--out",
+         str(tmp_path / "a.h5")): ("not enough disk space", "785,000,000,000,000 bytes"),
+        ("preview", "tiny-digits", "--copies", "100000", "--scale", "100", "--out",
+         str(tmp_path / "g.png")): ("preview grid of 290,003,000 x 23,100 pixels", "memory"),
+        ("augment", "tiny-digits", "--target", "100", "--out", str(tmp_path / "afile" / "a.h5")):
+            ("afile is a file, not a folder", "--out"),
+        ("export", "tiny-digits", "--out", str(tmp_path / "afile" / "x.npz")):
+            ("afile is a file, not a folder", "--out"),
+        ("preview", "tiny-digits", "--out", str(tmp_path / "afile" / "g.png")):
+            ("afile is a file, not a folder", "--out"),
+    }
+    for argv, words in cases.items():
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and err.startswith("dlsets: error: ") and err.count("\n") == 1, err
+        assert all(w in err for w in words), (argv, err)
+    for seed in (str(2**64), "-1"):
+        with pytest.raises(SystemExit) as exc:
+            main(["augment", "tiny-digits", "--target", "100", "--seed", seed, "--out",
+                  str(tmp_path / "s.h5")])
+        assert exc.value.code == 2
+        assert "--seed: expected an integer from 0 to 2**64 - 1" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dlsets-cache", "reg.json",
+                                                          "src"]
+
+
+def test_the_largest_seed_is_used_and_stored(capsys, tiny, tmp_path):
+    """A seed of 2**63 or more was accepted, then crashed storing it, after all the work."""
+    src, _ = tiny
+    assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
+    out = tmp_path / "big-seed.h5"
+    code, _, err = run(capsys, "augment", "tiny-digits", "--target", "70", "--rotate", "10",
+                       "--seed", str(2**64 - 1), "--out", str(out))
+    assert code == 0, err
+    with h5py.File(out) as f:
+        assert int(f.attrs["seed"]) == 2**64 - 1
+
+
+def _augment_cli(capsys, tmp_path, name, seed):
+    out = tmp_path / name
+    code, _, err = run(capsys, "augment", "tiny-digits", "--target", "90", "--subset", "30",
+                       "--rotate", "20", "--shift", "0.1", "--seed", str(seed), "--out", str(out))
+    assert code == 0, err
+    with h5py.File(out) as f:
+        return f["train/images"][:], f["train/labels"][:], int(f.attrs["seed"])
+
+
+def test_augment_seed_decides_the_copies_as_the_python_api_does(capsys, tiny, tmp_path):
+    """Ignoring --seed passed every test: the CLI's output must be the API's for that seed."""
+    from dlsets import load
+    from dlsets.augment import Augmenter, expand, take_subset
+
+    src, _ = tiny
+    assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
+    a3, y3, stored = _augment_cli(capsys, tmp_path, "s3.h5", 3)
+    b3, _, _ = _augment_cli(capsys, tmp_path, "s3-again.h5", 3)
+    a4, _, _ = _augment_cli(capsys, tmp_path, "s4.h5", 4)
+    assert stored == 3 and np.array_equal(a3, b3) and not np.array_equal(a3[30:], a4[30:])
+    ds = load("tiny-digits")
+    x, y = take_subset(ds.train.images, ds.train.labels, 30, seed=3)
+    ex, ey = expand(x, y, 90, augmenter=Augmenter(rotate=20, shift=0.1, seed=3), seed=3)
+    np.testing.assert_array_equal(a3, ex)
+    np.testing.assert_array_equal(y3, ey)
+
+
+def test_ctrl_c_during_augment_talks_about_the_output(capsys, tiny, tmp_path, monkeypatch):
+    import dlsets.augment
+
+    src, _ = tiny
+    assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dlsets.augment, "expand_to_hdf5", interrupted)
+    out = tmp_path / "aug.h5"
+    code, _, err = run(capsys, "augment", "tiny-digits", "--target", "100", "--rotate", "5",
+                       "--out", str(out))
+    assert code == 130 and f"{out} was not written" in err and "download" not in err
+    assert not out.exists()

@@ -1,7 +1,6 @@
 """Expansion to N samples, in memory and streamed to HDF5; subsets; preview grids."""
 
 import os
-import tracemalloc
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -154,30 +153,43 @@ def test_interrupted_write_leaves_no_file(tmp_path):
     assert target.read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1
 
 
-def _peak(tmp_path, n, name):
-    rng = np.random.default_rng(0)
-    x = rng.integers(0, 256, (2000, 28, 28), dtype=np.uint8)
-    y = np.arange(2000, dtype=np.uint8) % 10
-    aug = Augmenter(rotate=15, shift=0.1, seed=0)
-    tracemalloc.start()
-    try:
-        expand_to_hdf5(x, y, n, tmp_path / name, augmenter=aug, chunk_size=1000)
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+_PEAK_CHILD = """
+import resource, sys
+import numpy as np
+from dlsets.augment import Augmenter, expand_to_hdf5
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+rng = np.random.default_rng(0)
+x = rng.integers(0, 256, (2000, 28, 28), dtype=np.uint8)
+y = np.arange(2000, dtype=np.uint8) % 10
+aug = Augmenter(rotate=15, shift=0.1, seed=0)
+expand_to_hdf5(x, y, 3_000, sys.argv[1] + "/warm.h5", augmenter=aug, chunk_size=1000)
+out = [peak()]  # everything imported, HDF5 and OpenCV started
+for n in (30_000, 120_000):
+    expand_to_hdf5(x, y, n, sys.argv[1] + f"/{n}.h5", augmenter=aug, chunk_size=1000)
+    out.append(peak())
+print(*out)
+"""
 
 
 def test_hdf5_streaming_memory_is_bounded(tmp_path):
-    _peak(tmp_path, 3_000, "warm.h5")  # first use imports and caches things once
-    small = _peak(tmp_path, 30_000, "a.h5")
-    large = _peak(tmp_path, 60_000, "b.h5")
+    """The process's peak RSS (tracemalloc missed HDF5's and OpenCV's buffers)."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _PEAK_CHILD, str(tmp_path)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    base, small, large = map(int, r.stdout.split())
     # scratch for one piece of work per thread and one chunk, whatever the target
-    assert small < 48e6, small
-    # 30,000 more samples cost only their plan (a few int64 per sample), not their pixels
-    # (784 bytes each): at this rate 1,000,000 MNIST images need well under 100 MB
-    per_sample = max(0, large - small) / 30_000
+    assert small - base < 48e6, small - base
+    # 90,000 more samples cost only their plan (a few int64 per sample), not their pixels
+    # (784 bytes each, 70 MB): at this rate 1,000,000 MNIST images need well under 100 MB
+    per_sample = max(0, large - small) / 90_000
     assert per_sample < 64, per_sample
-    assert small + per_sample * 1_000_000 < 100e6
+    assert small - base + per_sample * 1_000_000 < 100e6
 
 
 def test_albumentations_pipeline_is_accepted(tmp_path):
@@ -369,3 +381,31 @@ def test_copy_sources_gives_the_plan_for_any_rows_without_computing_it_all():
     # a slice of a 100M-sample plan costs its own size, and the classes still come out even
     big = copy_sources(y, 100_000_000, seed=5)
     assert np.bincount(y[big[50_000_000:50_030_000]], minlength=3).min() > 9_000
+
+
+def test_extreme_numbers_in_the_python_api_fail_before_allocating(tmp_path):
+    """--target 10**12 allocated 745 GiB for the plan; a scale of 100 on 100,000 copies tried
+    a grid of trillions of pixels; a seed of 2**64 was refused only after the work."""
+    from dlsets import SpaceError
+    from dlsets.augment import preview_grid, save_png
+
+    x = np.zeros((20, 28, 28), np.uint8)
+    y = np.arange(20, dtype=np.uint8) % 10
+    aug = Augmenter(rotate=5)
+    with pytest.raises(SpaceError, match=r"expanding to 1,000,000,000,000 samples in memory "
+                                         r"needs 785,000,000,000,000 bytes"):
+        expand(x, y, 10**12, augmenter=aug)
+    with pytest.raises(SpaceError, match=r"not enough disk space in .*785,000,000,000,000 bytes"):
+        expand_to_hdf5(x, y, 10**12, tmp_path / "big.h5", augmenter=aug)
+    with pytest.raises(SpaceError, match="planning 999,999,999,980 augmented copies"):
+        plan(y, 10**12)
+    with pytest.raises(SpaceError, match="preview grid"):
+        preview_grid(x, aug, n=8, copies=5 * 10**7)  # 940 GB: no machine has that
+    with pytest.raises(OptionError, match="a PNG is at most 2,147,483,647 pixels"):
+        save_png(np.zeros((10, 10), np.uint8), tmp_path / "g.png", scale=10**9)
+    for seed in (2**64, -1, 1.5):
+        with pytest.raises(OptionError, match="from 0 to 2\\*\\*64 - 1"):
+            Augmenter(rotate=5, seed=seed)
+        with pytest.raises(OptionError):
+            expand_to_hdf5(x, y, 30, tmp_path / "s.h5", augmenter=aug, seed=seed)
+    assert not list(tmp_path.iterdir())

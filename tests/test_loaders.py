@@ -693,3 +693,126 @@ def test_arrays_are_writable_and_writes_never_reach_the_cache(mnist_ds):
     np.testing.assert_array_equal(x2, x_tr)
     np.testing.assert_array_equal(y2, y_tr)
     assert not np.array_equal(x[0], x_tr[0])
+
+
+# --- a damaged manifest means "rebuild", in every command ---------------------------------
+
+
+def _edit_manifest(folder, edit):
+    path = folder / prepared.MANIFEST
+    m = json.loads(path.read_text())
+    edit(m)
+    path.write_text(json.dumps(m))
+
+
+_MANIFEST_DEFECTS = {
+    "arrays-null": lambda m: m.update(arrays=None),
+    "arrays-list": lambda m: m.update(arrays=[1, 2]),
+    "array-entry-null": lambda m: m["arrays"].update(train_images=None),
+    "array-key-missing": lambda m: m["arrays"].pop("test_labels"),
+    "shape-same-bytes": lambda m: m["arrays"]["train_images"].update(shape=[40, 784]),
+    "shape-other-bytes": lambda m: m["arrays"]["train_images"].update(shape=[40, 28, 29]),
+    "dtype-garbage": lambda m: m["arrays"]["test_images"].update(dtype="no such dtype"),
+    "sources-null": lambda m: m.update(sources=None),
+    "sources-bad-sha": lambda m: m["sources"].update(
+        {next(iter(m["sources"])): {"nested": [1]}}),
+    "counts-text": lambda m: m.update(counts="many"),
+    "counts-wrong-sum": lambda m: m["counts"].update(train=[1] * 10),
+    "skipped-number": lambda m: m.update(skipped=7),
+    "stats-null": lambda m: m.update(source_stats={"x": None}),
+    "deep-json": None,  # a manifest nested 100,000 deep
+}
+
+
+@pytest.mark.parametrize("defect", list(_MANIFEST_DEFECTS))
+def test_a_damaged_manifest_means_rebuild_in_every_command(mnist_ds, defect, capsys):
+    """An arrays entry set to null crashed load, list (for every dataset), info, verify,
+    export and augment with AttributeError; a wrong shape made verify say "ok" while load
+    rebuilt. Now each command sees the same defect and treats it the same way."""
+    from dlsets.cli import main
+
+    cache_dir, (x_tr, y_tr, x_te, y_te) = mnist_ds
+    dlsets.load("tiny-mnist", cache_dir=cache_dir)
+    folder = prepared_dir("tiny-mnist", cache_dir)
+
+    def damage():
+        if defect == "deep-json":
+            (folder / prepared.MANIFEST).write_text("[" * 100_000 + "]" * 100_000)
+        else:
+            _edit_manifest(folder, _MANIFEST_DEFECTS[defect])
+
+    damage()
+    assert prepared.read_manifest(folder) is None or loaders._layout_problem(
+        dlsets.describe("tiny-mnist"), prepared.read_manifest(folder))
+    assert loaders.prepared_info("tiny-mnist", cache_dir=cache_dir) is None
+    common = ["--cache-dir", str(cache_dir)]
+    assert main(["list", *common]) == 0 and main(["info", "tiny-mnist", *common]) == 0
+    out = capsys.readouterr().out
+    assert "not prepared yet" in out
+    # verify agrees with load: the copy is damaged, and repairing it means deleting it
+    assert main(["verify", "tiny-mnist", "--no-repair", *common]) == 1
+    out = capsys.readouterr().out
+    assert "prepared copy in" in out and "not repaired" in out and "arrays: ok" not in out
+    assert main(["verify", "tiny-mnist", *common]) == 0
+    assert "deleted it; the next load rebuilds it" in capsys.readouterr().out
+    assert not folder.exists()
+    for rebuild in ("load", "export", "augment"):
+        dlsets.load("tiny-mnist", cache_dir=cache_dir)
+        damage()
+        if rebuild == "load":
+            ds = dlsets.load("tiny-mnist", cache_dir=cache_dir, download=False)
+            _assert_split(ds.train, x_tr, y_tr)
+            _assert_split(ds.test, x_te, y_te)
+        elif rebuild == "export":
+            out_file = folder.parent / "x.npz"
+            assert main(["export", "tiny-mnist", "--out", str(out_file), *common]) == 0
+            with np.load(out_file) as z:
+                np.testing.assert_array_equal(z["x_train"], x_tr)
+        else:
+            out_file = folder.parent / "x.h5"
+            assert main(["augment", "tiny-mnist", "--target", "50", "--rotate", "5",
+                         "--out", str(out_file), *common]) == 0
+            with h5py.File(out_file) as f:
+                np.testing.assert_array_equal(f["train/images"][:40], x_tr)
+        assert loaders.verify_prepared("tiny-mnist", cache_dir=cache_dir) is None
+    assert main(["verify", "tiny-mnist", *common]) == 0
+    assert "tiny-mnist: prepared arrays: ok" in capsys.readouterr().out
+
+
+def test_idx_images_are_inflated_straight_into_the_prepared_file(entry):
+    """A cold load no longer holds the images in memory (and then copies them to disk): the
+    pieces go from zlib to the .npy file. 40,000 images are 31 MB; Python's peak allocations
+    (numpy's included) stay a fraction of that."""
+    import tracemalloc
+
+    x = np.zeros((40_000, 28, 28), np.uint8)
+    x[:, 10:18, 10:18] = (np.arange(40_000) % 251)[:, None, None]
+    y = (np.arange(40_000) % 10).astype(np.uint8)
+    cache_dir = entry("big-mnist", "mnist", _idx_files(x, y, x[:100], y[:100]))
+    tracemalloc.start()
+    try:
+        ds = dlsets.load("big-mnist", cache_dir=cache_dir)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(ds.train.images, x)
+    assert peak < x.nbytes / 2, peak
+    assert loaders.verify_prepared("big-mnist", cache_dir=cache_dir) is None
+
+
+def test_idx_counts_that_disagree_fail_before_inflating(entry):
+    x_tr, y_tr, x_te, y_te = _mnist_like()
+    cache_dir = entry("odd-mnist", "mnist", _idx_files(x_tr, y_tr[:-1], x_te, y_te))
+    with pytest.raises(FormatError, match=r"odd-mnist: 40 train images \(train-images-idx3-ubyte"
+                                          r".gz\) but 39 labels"):
+        dlsets.load("odd-mnist", cache_dir=cache_dir)
+    assert not list(prepared_dir("odd-mnist", cache_dir).glob("*.npy"))
+
+
+def test_notmnist_unsafe_member_error_names_the_file_through_load(entry):
+    blob = formats.tar_gz_bytes({"notMNIST_small/A/../../../x.png": b"x"})
+    cache_dir = entry("bad-notmnist", "notmnist-small", {"notMNIST_small.tar.gz": blob})
+    from dlsets.errors import UnsafeArchiveError
+
+    with pytest.raises(UnsafeArchiveError, match=r"^notMNIST_small.tar.gz: member"):
+        dlsets.load("bad-notmnist", cache_dir=cache_dir)

@@ -10,7 +10,7 @@ import pytest
 
 from dlsets.errors import FormatError, UnsafePickleError
 from dlsets.readers import cifar, idx, notmnist, npz, unpickle
-from tests import formats
+from tests import formats, hostile
 
 RNG = np.random.default_rng(7)
 
@@ -462,14 +462,29 @@ def test_notmnist_member_outside_letter_folders_is_a_format_error():
         notmnist.read_notmnist_tar(io.BytesIO(data), classes=LETTERS)
 
 
-def test_notmnist_pillow_and_opencv_agree_on_pixels():
-    img = RNG.integers(0, 256, (28, 28), dtype=np.uint8)
-    png = formats.png_bytes(img)
-    decode, _ = notmnist._decoder()
-    np.testing.assert_array_equal(decode(png), img)
-    out, ok = notmnist.decode_batch([png, b"", b"\x89PNG junk"], (28, 28), decode)
-    assert ok.tolist() == [True, False, False]
-    np.testing.assert_array_equal(out[0], img)
+def _pillow_decoder(monkeypatch):
+    import sys
+
+    with monkeypatch.context() as m:
+        m.setitem(sys.modules, "cv2", None)  # makes "import cv2" fail: pillow is used
+        return notmnist._decoder()
+
+
+def test_notmnist_pillow_and_opencv_agree_on_pixels(monkeypatch):
+    """The two decoders dlsets may use (OpenCV when installed, else pillow) give the same
+    pixels and reject the same files."""
+    cv_decode, cv_name = notmnist._decoder()
+    pil_decode, pil_name = _pillow_decoder(monkeypatch)
+    assert cv_name.startswith("opencv") and pil_name.startswith("pillow")
+    images = [RNG.integers(0, 256, (28, 28), dtype=np.uint8) for _ in range(5)]
+    images += [np.zeros((28, 28), np.uint8), np.full((28, 28), 255, np.uint8)]
+    pngs = [formats.png_bytes(img) for img in images]
+    broken = [b"", b"\x89PNG junk", pngs[0][:40], formats.png_bytes(np.zeros((27, 28), np.uint8))]
+    for decode in (cv_decode, pil_decode):
+        np.testing.assert_array_equal(decode(pngs[0]), images[0])
+        out, ok = notmnist.decode_batch(pngs + broken, (28, 28), decode)
+        assert ok.tolist() == [True] * len(pngs) + [False] * len(broken)
+        np.testing.assert_array_equal(out[: len(pngs)], np.stack(images))
 
 
 # --- keras mnist.npz ---------------------------------------------------------------------
@@ -511,3 +526,133 @@ def test_notmnist_without_opencv_uses_pillow(monkeypatch):
     assert got.skipped == ["notMNIST_small/B/bad.png"] and got.decoder == name
     x = np.concatenate([got.x_train, got.x_test])
     assert {img.tobytes() for img in x} == {img.tobytes() for img in images.values()}
+
+
+# --- hostile files: bounded by the format and the layout ---------------------------------
+
+
+def test_idx_header_claiming_8m_images_fails_before_inflating_them():
+    """A 6 MB gzip that really inflates to 8,000,000 MNIST images (6.3 GB): the header is
+    checked against the layout, and nothing past it is inflated."""
+    from dlsets.limits import Limits
+
+    src = hostile.TrailingMembers(hostile.idx_gz_claiming(8_000_000), copies=0)
+    with idx.open_idx(src, name="train-images-idx3-ubyte.gz") as f:
+        assert f.shape == (8_000_000, 28, 28)
+        with pytest.raises(FormatError, match=r"train-images-idx3-ubyte.gz: declares "
+                                              r"8,000,000 images.*at most 1,000,000"):
+            Limits((28, 28), layout="an mnist-like dataset").check_shape(f.shape, f.label)
+    assert src.consumed < 1 << 20  # of the 6 MB
+
+
+def test_idx_trailing_gzip_members_are_not_counted():
+    """A valid IDX .gz followed by 16 GiB of extra gzip members: the reader stops a megabyte
+    past the declared length instead of inflating (and counting) all of it."""
+    a = _values("u1", (100, 28, 28))
+    src = hostile.TrailingMembers(formats.idx_gz_bytes(a), copies=256)
+    assert src.total > 16e6
+    with pytest.raises(FormatError, match=r"t10k-images.*says the file is 78416 bytes long, "
+                                          r"but it goes on past 1126992 bytes"):
+        idx.read_idx(src, name="t10k-images-idx3-ubyte.gz")
+    assert src.consumed < 2 << 20
+
+
+def test_idx_huge_dimensions_are_reported_without_overflow():
+    """numpy's int64 product wrapped around: the error printed a wrong byte count."""
+    dims = (0xFFFFFFFF,) * 3
+    data = gzip.compress(b"\x00\x00\x08\x03" + struct.pack(">3I", *dims))
+    with pytest.raises(FormatError) as exc:
+        idx.read_idx(data, name="x.idx.gz")
+    assert f"{0xFFFFFFFF ** 3:,} bytes" in str(exc.value) and "damaged" in str(exc.value)
+
+
+def test_cifar_member_bigger_than_a_batch_is_refused_before_reading_it():
+    """A 3 MB tar.gz with one 3.2 GB member was buffered whole in memory."""
+    data = hostile.tar_gz_with_member("cifar-10-batches-bin/data_batch_1.bin", 3_200_000_000)
+    src = hostile.TrailingMembers(data, copies=0)
+    with pytest.raises(FormatError, match=r"cifar-10-binary.tar.gz: member 'cifar-10-batches-bin/"
+                                          r"data_batch_1.bin' is 3,200,000,000 bytes, more than "
+                                          r"the 30,730,000"):
+        cifar.read_cifar_tar(src, coarse=False, name="cifar-10-binary.tar.gz")
+    assert src.consumed < 1 << 20
+
+
+def test_cifar_pickle_of_shared_nested_lists_fails_fast():
+    """Labels that are lists holding the list below twice, 35 deep: 2**35 items for numpy to
+    walk (44 s and 7.9 GB before a MemoryError). Refused by depth, and a shallower one that
+    shares its way to 2**24 items by its size."""
+    for labels, why in ((hostile.shared_nested_list(35), "nests containers more than 32 deep"),
+                        (hostile.shared_nested_list(24), "expands to more than")):
+        data = hostile.cifar10_python_tar_with_labels(labels)
+        with pytest.raises(FormatError, match=f"c10.tar.gz:data_batch_1: the pickle {why}"):
+            cifar.read_cifar_tar(io.BytesIO(data), coarse=False, name="c10.tar.gz")
+
+
+def test_unpickle_refuses_self_reference_and_arrays_bigger_than_the_pickle():
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(FormatError, match="b: the pickle holds a container that contains itself"):
+        unpickle.restricted_loads(pickle.dumps(loop, protocol=2), name="b")
+    fine = {"data": np.zeros((3, 4), np.uint8), "labels": list(range(50))}
+    assert unpickle.restricted_loads(pickle.dumps(fine, protocol=2))["labels"] == fine["labels"]
+
+
+def test_notmnist_png_claiming_a_huge_size_is_skipped_without_decoding():
+    bomb = hostile.png_claiming(8000, 8000)  # 280 KB; 64 MB once decoded
+    good = formats.png_bytes(np.full((28, 28), 7, np.uint8))
+    seen = []
+
+    def decode(data):
+        seen.append(len(data))
+        return notmnist._decoder()[0](data)
+
+    blank = hostile.png_claiming(28, 28)
+    out, ok = notmnist.decode_batch([bomb, good, blank], (28, 28), decode)
+    assert ok.tolist() == [False, True, True] and seen == [len(good), len(blank)]
+    assert (out[1] == 7).all()
+
+
+def test_notmnist_member_too_big_for_a_png_is_refused_before_reading_it():
+    data = hostile.tar_gz_with_member("notMNIST_small/A/x.png", 3_200_000_000)
+    src = hostile.TrailingMembers(data, copies=0)
+    with pytest.raises(FormatError, match="notMNIST_small.tar.gz: member 'notMNIST_small/A/x.png'"
+                                          " is 3,200,000,000 bytes"):
+        notmnist.read_notmnist_tar(src, classes=LETTERS, name="notMNIST_small.tar.gz")
+    assert src.consumed < 1 << 20
+
+
+def test_notmnist_unsafe_member_errors_name_the_file():
+    """Read through a file object without a name, the error said 'archive'."""
+    from dlsets.errors import UnsafeArchiveError
+
+    data = formats.tar_gz_bytes({"notMNIST_small/A/../../evil.png": b"x"})
+    stream = io.BufferedReader(io.BytesIO(data))
+    with pytest.raises(UnsafeArchiveError, match=r"^notMNIST_small.tar.gz: member"):
+        notmnist.read_notmnist_tar(stream, classes=LETTERS, name="notMNIST_small.tar.gz")
+
+
+def test_npz_header_claiming_8m_images_fails_before_reading_data(tmp_path):
+    from dlsets.limits import Limits
+
+    path = tmp_path / "mnist.npz"
+    small = np.zeros((2, 28, 28), np.uint8)
+    np.savez(path, x_train=small, y_train=np.zeros(2, np.uint8), x_test=small,
+             y_test=np.zeros(2, np.uint8))
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        members = {n: zf.read(n) for n in zf.namelist()}
+
+    def claiming(shape):
+        header = io.BytesIO()
+        np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                      "shape": shape})
+        return header.getvalue() + bytes(1000)
+
+    members["x_train.npy"] = claiming((8_000_000, 28, 28))
+    members["y_train.npy"] = claiming((8_000_000,))
+    with zipfile.ZipFile(path, "w") as zf:
+        for n, d in members.items():
+            zf.writestr(n, d)
+    with pytest.raises(FormatError, match=r"mnist.npz:x_train: declares 8,000,000 images"):
+        npz.read_mnist_npz(path, limits=Limits((28, 28), layout="an mnist-like dataset"))

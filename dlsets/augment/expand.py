@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import space
 from ..errors import OptionError
 from . import params
 from .transforms import channels_last
@@ -84,6 +85,8 @@ def plan(
     ``copy_sources`` gives the same indices for any range of copies without computing all M.
     """
     src = copy_sources(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
+    space.need_memory(8 * len(src), f"planning {len(src):,} augmented copies",
+                      "ask for a smaller target")
     out = np.empty(len(src), np.int64)
     for s in range(0, len(src), _PLAN_BLOCK):  # bounded temporaries for huge targets
         out[s:s + _PLAN_BLOCK] = src[s:s + _PLAN_BLOCK]
@@ -289,6 +292,10 @@ def expand(
     """
     x, y = _check_xy(x, y, channels)
     m = _check_masks(masks, x, channels)
+    target = _count("target", target, 1)
+    per_sample = x[:1].nbytes + y.dtype.itemsize + (0 if m is None else m[:1].nbytes)
+    space.need_memory(target * per_sample, f"expanding to {target:,} samples in memory",
+                      "ask for a smaller target, or stream them to a file with expand_to_hdf5")
     src = copy_sources(y, target, balance=balance, keep_originals=keep_originals,
                        seed=seed)
     aug = _resolve(augmenter, seed, len(src))
@@ -336,7 +343,7 @@ def expand_to_hdf5(
     Labels are stored as uint8 (the dlsets layout); ``classes`` names them (default "0", "1"...).
     Returns the path written.
     """
-    from ..h5 import atomic_hdf5, create_masks, create_split, write_attrs
+    from ..h5 import atomic_hdf5, check_writes, create_masks, create_split, hdf5_bytes, write_attrs
     from ..progress import bar
 
     x, y = _check_xy(x, y, channels)
@@ -345,6 +352,16 @@ def expand_to_hdf5(
     if compression not in (None, "gzip", "lzf"):
         raise OptionError(f"compression={compression!r} is not allowed: give None, 'gzip' or "
                           "'lzf'")
+    target = _count("target", target, 1)
+    seed = params.check_seed(seed)
+    path = Path(out)
+    what = f"writing {target:,} samples to {path.name}"
+    needed = hdf5_bytes(target, x.shape[1:], x.dtype.itemsize)
+    if m is not None:
+        needed += hdf5_bytes(target, m.shape[1:], m.dtype.itemsize)
+    # Before any work: the file's folder and its room (the size is known now).
+    space.check_output(path, what)
+    space.need_disk(path.absolute().parent, needed, what)
     if len(y) and (int(y.min()) < 0 or int(y.max()) > 255):
         raise OptionError(f"labels range {int(y.min())}..{int(y.max())} does not fit the "
                           "layout's uint8 labels (0..255)")
@@ -355,9 +372,8 @@ def expand_to_hdf5(
     src = copy_sources(y, target, balance=balance, keep_originals=keep_originals,
                        seed=seed)
     aug = _resolve(augmenter, seed, len(src))
-    path = Path(out)
     log.info("expanding %d samples to %d in %s", len(x), target, path)
-    with atomic_hdf5(path) as f:
+    with atomic_hdf5(path, needed, what) as f:
         images, labels = create_split(f, "train", target, x.shape[1:], dtype=x.dtype,
                                       compression=compression)
         mset = None if m is None else create_masks(f, "train", target, m.shape[1:],
@@ -368,11 +384,13 @@ def expand_to_hdf5(
             labels[pos:pos + len(lab)] = lab
             if mk is not None:
                 mset[pos:pos + len(mk)] = mk
+            check_writes(f)  # a full disk stops the work here, not at the end
 
         with bar(target, "augment", progress=progress, unit="img") as pbar:
             _produce(x, y, src, keep_originals, aug, chunk_size, write, pbar.update,
                      channels=channels, masks=m)
-        write_attrs(f, names, originals=len(x) if keep_originals else 0, seed=seed,
+        # uint64: HDF5 stores Python ints as int64, too small for seeds from 2**63
+        write_attrs(f, names, originals=len(x) if keep_originals else 0, seed=np.uint64(seed),
                     augmenter=repr(aug), channels=channels or "last")
     return path
 

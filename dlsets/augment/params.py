@@ -15,10 +15,14 @@ from ..errors import OptionError
 _WORDS_PER_STEP = 4  # Philox4x64 yields four 64-bit words per counter increment
 
 
+SEED_LIMIT = 2**64  # seeds are 64-bit: what HDF5 attributes and most frameworks can store
+
+
 def check_seed(seed: object) -> int:
-    """Return ``seed`` as an int >= 0, or raise OptionError."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise OptionError(f"seed={seed!r} is not allowed: give an integer >= 0")
+    """Return ``seed`` as an int in [0, 2**64), or raise OptionError."""
+    if (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))
+            or not 0 <= seed < SEED_LIMIT):
+        raise OptionError(f"seed={seed!r} is not allowed: give an integer from 0 to 2**64 - 1")
     return int(seed)
 
 

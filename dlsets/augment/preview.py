@@ -7,10 +7,38 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import replacing
+from .. import space
 from ..errors import OptionError
 
 SEPARATOR = 128  # mid grey stands out on both black-background digits and photos
+PNG_MAX_SIDE = 2**31 - 1  # the PNG format's limit on width and height
+
+
+def grid_size(n: int, copies: int, image_shape, gap: int = 1, scale: int = 1
+              ) -> tuple[int, int, int]:
+    """(height, width, bytes) of the PNG that :func:`preview_grid` and :func:`save_png` make for
+    ``n`` rows of ``copies`` copies of images of ``image_shape`` (H, W[, C]), scaled."""
+    h, w = int(image_shape[0]), int(image_shape[1])
+    channels = int(image_shape[2]) if len(image_shape) > 2 else 1
+    rows = n * h + (n - 1) * gap
+    cols = (copies + 1) * w + (copies - 1) * gap + 2 * gap + 1
+    return rows * scale, cols * scale, rows * cols * channels * scale * scale
+
+
+def check_grid(n: int, copies: int, image_shape, gap: int = 1, scale: int = 1) -> None:
+    """OptionError when the grid cannot be a PNG; SpaceError when it cannot fit in memory."""
+    height, width, nbytes = grid_size(n, copies, image_shape, gap, scale)
+    if max(height, width) > PNG_MAX_SIDE:
+        raise OptionError(
+            f"{n} rows of {copies} copies at scale {scale} make a {width:,} x {height:,} pixel "
+            f"grid; a PNG is at most {PNG_MAX_SIDE:,} pixels wide and high: ask for fewer copies "
+            "or rows, or a smaller scale"
+        )
+    cells = n * (copies + 1) * int(np.prod(image_shape))
+    # the copies (input and output of the augmenter), the grid, and its scaled copy for PNG
+    space.need_memory(3 * cells + (2 * nbytes if scale > 1 else nbytes),
+                      f"a preview grid of {width:,} x {height:,} pixels",
+                      "ask for fewer copies or rows, or a smaller scale")
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:
@@ -64,6 +92,7 @@ def preview_grid(
         if masks.ndim != 3 or masks.shape[:3] != images.shape[:3]:
             raise OptionError(f"masks have shape {masks.shape}: expected {images.shape[:3]}, "
                               "one (H, W) class map per image")
+    check_grid(n if masks is None else 2 * n, copies, images.shape[1:], gap)
     return grid_of(preview_cells(images, augmenter, n=n, copies=copies, seed=seed, masks=masks),
                    gap=gap)
 
@@ -132,10 +161,19 @@ def save_png(grid: np.ndarray, path: str | os.PathLike, *, scale: int = 1) -> Pa
                                                                                         4))):
         raise OptionError(f"grid of shape {grid.shape} and dtype {grid.dtype} is not a uint8 "
                           "image (H, W), (H, W, 3) or (H, W, 4)")
-    if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
         raise OptionError(f"scale={scale!r} is not allowed: give an integer >= 1")
+    scale = int(scale)
+    height, width = grid.shape[0] * scale, grid.shape[1] * scale
+    if max(height, width) > PNG_MAX_SIDE:
+        raise OptionError(f"scale={scale} makes a {width:,} x {height:,} pixel image; a PNG is "
+                          f"at most {PNG_MAX_SIDE:,} pixels wide and high")
+    nbytes = grid.nbytes * scale * scale
     if scale > 1:
-        grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
-    with replacing(path) as tmp:
+        space.need_memory(2 * nbytes, f"a {width:,} x {height:,} pixel PNG", "use a smaller scale")
+    path = Path(path)
+    with space.output(path, nbytes + 4096, f"writing {path.name}") as tmp:
+        if scale > 1:
+            grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
         Image.fromarray(grid).save(tmp, format="PNG")
-    return Path(path)
+    return path

@@ -6,15 +6,17 @@ returns them as (N, 32, 32, 3) uint8 and labels as (N,) uint8.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
-from .. import archive
+from .. import archive, space
 from ..errors import FormatError
+from ..limits import Limits
 from .unpickle import restricted_loads
 
 PIXELS = 3 * 32 * 32
@@ -101,25 +103,108 @@ def parse_batch(obj: dict, *, name: str = "CIFAR batch") -> dict[str, np.ndarray
     return out
 
 
+RECORDS_PER_BATCH = 10_000  # CIFAR-10's batch files each hold 10,000 records
+PICKLE_PER_RECORD = 256  # a pickled record's label, file name and opcodes, with room to spare
+SMALL_MEMBER = 1 << 20  # readme, label names, meta: kilobytes in the real archives
+_CHUNK_RECORDS = 1024  # records parsed at a time from a streamed member
+
+
+def _data_names(coarse: bool) -> re.Pattern:
+    """Member base names that hold records: group 2 is ".bin" for the binary flavour."""
+    return re.compile(r"(train|test)(\.bin)?" if coarse
+                      else r"(data_batch_\d+|test_batch)(\.bin)?")
+
+
+def _bounds(coarse: bool, limits: Limits):
+    """Per-member byte bounds (a function of the member path) and the archive's inflated total
+    that a CIFAR archive of this layout can reach."""
+    record = (2 if coarse else 1) + PIXELS
+    per_file = limits.max_images if coarse else min(RECORDS_PER_BATCH, limits.max_images)
+    data = _data_names(coarse)
+
+    def member(path: str) -> int:
+        m = data.fullmatch(path.rsplit("/", 1)[-1])
+        if m is None:
+            return SMALL_MEMBER
+        if m.group(2):
+            return per_file * record
+        return per_file * (PIXELS + PICKLE_PER_RECORD) + SMALL_MEMBER
+
+    # train and test, pickled at worst, plus the tar headers and small members
+    total = 2 * limits.max_images * (PIXELS + PICKLE_PER_RECORD) + 64 * SMALL_MEMBER
+    return member, total
+
+
+class _MemberFile(io.RawIOBase):
+    """A tar member as a binary file (for the unpickler, which reads it as it goes)."""
+
+    def __init__(self, member) -> None:
+        self._m = member
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        return self._m.readinto(b) if self._m.left else 0
+
+
+def _records(member, label_bytes: int, name: str, limits: Limits):
+    """Stream binary records into (images (N, 32, 32, 3), labels (N, label_bytes))."""
+    size = label_bytes + PIXELS
+    if member.size % size:
+        raise FormatError(
+            f"{name}: {member.size} bytes is not a whole number of {size}-byte records "
+            f"({label_bytes} label byte(s) + {PIXELS} pixels); the file is damaged"
+        )
+    n = member.size // size
+    limits.check_count(n, name, "records")
+    space.need_memory(n * size, f"reading {name}")
+    images = np.empty((n, 32, 32, 3), np.uint8)
+    labels = np.empty((n, label_bytes), np.uint8)
+    for start in range(0, n, _CHUNK_RECORDS):
+        k = min(_CHUNK_RECORDS, n - start)
+        rec = np.frombuffer(member.read(k * size), np.uint8).reshape(k, size)
+        planes_to_nhwc(rec[:, label_bytes:], images[start:start + k])
+        labels[start:start + k] = rec[:, :label_bytes]
+    return images, labels
+
+
 def read_cifar_tar(
     source: str | os.PathLike | BinaryIO,
     *,
     coarse: bool,
     encoding: str = "bytes",
     name: str | None = None,
+    limits: Limits | None = None,
 ) -> CifarArrays:
     """Read a CIFAR tarball (binary or python flavour, told apart by its members).
 
-    ``coarse=True`` reads CIFAR-100 (fine and coarse labels). Members are streamed from
-    the archive; pickles go through the restricted unpickler with ``encoding``.
+    ``coarse=True`` reads CIFAR-100 (fine and coarse labels). Members are streamed from the
+    archive, each bounded by what it can hold (a CIFAR-10 batch 10,000 records, at most
+    ``limits.max_images`` per split); pickles go through the restricted unpickler with
+    ``encoding``. Anything beyond the bounds is a FormatError naming the archive.
     """
-    label = name or (os.fspath(source) if isinstance(source, str | os.PathLike) else "archive")
-    members: dict[str, bytes] = {}
-    for path, data in archive.iter_files(source):
-        members[path.rsplit("/", 1)[-1]] = data
+    label = name or (os.fspath(source) if isinstance(source, str | os.PathLike)
+                     else str(getattr(source, "name", "archive")))
+    limits = limits or Limits((32, 32, 3), layout="a CIFAR archive")
+    per_member, total = _bounds(coarse, limits)
+    label_bytes = 2 if coarse else 1
+    data_names = _data_names(coarse)
+    members: dict[str, Any] = {}
+    for m in archive.iter_members(source, name=label, max_member=per_member, max_total=total):
+        base = m.path.rsplit("/", 1)[-1]
+        where = f"{label}:{base}"
+        match = data_names.fullmatch(base)
+        if match and match.group(2):
+            members[base] = _records(m, label_bytes, where, limits)
+        elif match or base.endswith("meta"):
+            members[base] = restricted_loads(io.BufferedReader(_MemberFile(m), 1 << 16),
+                                             encoding=encoding, name=where, size=m.size)
+        elif base.endswith(".txt"):
+            members[base] = m.read()
     if any(n.endswith(".bin") for n in members):
         return _from_binary(members, coarse=coarse, label=label)
-    return _from_python(members, coarse=coarse, encoding=encoding, label=label)
+    return _from_python(members, coarse=coarse, label=label)
 
 
 def _batch_order(names, pattern: str) -> list[str]:
@@ -138,14 +223,20 @@ def _require(members, wanted, label):
 def _names(members, fname) -> list[str]:
     if fname not in members:
         return []
-    return [s.strip() for s in members[fname].decode("utf-8").splitlines() if s.strip()]
+    return [s.strip() for s in members[fname].decode("utf-8", "replace").splitlines()
+            if s.strip()]
+
+
+def _join(parts: list[np.ndarray], what: str) -> np.ndarray:
+    space.need_memory(sum(p.nbytes for p in parts), f"joining the {what}")
+    return np.concatenate(parts) if len(parts) != 1 else parts[0]
 
 
 def _from_binary(members, *, coarse, label) -> CifarArrays:
     if coarse:
         _require(members, ["train.bin", "test.bin"], label)
-        xtr, ltr = parse_records(members["train.bin"], label_bytes=2, name=f"{label}:train.bin")
-        xte, lte = parse_records(members["test.bin"], label_bytes=2, name=f"{label}:test.bin")
+        xtr, ltr = members["train.bin"]
+        xte, lte = members["test.bin"]
         return CifarArrays(
             xtr, ltr[:, 1].copy(), xte, lte[:, 1].copy(),
             coarse_train=ltr[:, 0].copy(), coarse_test=lte[:, 0].copy(),
@@ -156,37 +247,28 @@ def _from_binary(members, *, coarse, label) -> CifarArrays:
     if not train:
         raise FormatError(f"{label}: no data_batch_N.bin members")
     _require(members, ["test_batch.bin"], label)
-    # Fill one array batch by batch instead of concatenating copies.
-    counts = [len(members[n]) // (1 + PIXELS) for n in train]
-    x_train = np.empty((sum(counts), 32, 32, 3), dtype=np.uint8)
-    labels, start = [], 0
-    for n, k in zip(train, counts, strict=True):
-        _, lab = parse_records(members[n], label_bytes=1, name=f"{label}:{n}",
-                               out=x_train[start : start + k])
-        labels.append(lab[:, 0])
-        start += k
-    xte, lte = parse_records(members["test_batch.bin"], label_bytes=1, name=f"{label}:test")
+    xte, lte = members["test_batch.bin"]
     return CifarArrays(
-        x_train,
-        np.concatenate(labels),
+        _join([members[n][0] for n in train], "training batches"),
+        np.concatenate([members[n][1][:, 0] for n in train]),
         xte,
         lte[:, 0].copy(),
         classes=_names(members, "batches.meta.txt"),
     )
 
 
-def _from_python(members, *, coarse, encoding, label) -> CifarArrays:
+def _from_python(members, *, coarse, label) -> CifarArrays:
     def load(n):
-        return parse_batch(
-            restricted_loads(members[n], encoding=encoding, name=f"{label}:{n}"),
-            name=f"{label}:{n}",
-        )
+        return parse_batch(members[n], name=f"{label}:{n}")
 
     def meta(n, key):
         if n not in members:
             return []
-        d = normalize_keys(restricted_loads(members[n], encoding=encoding, name=f"{label}:{n}"))
-        return [_text(v) for v in d.get(key, [])]
+        d = normalize_keys(members[n])
+        names = d.get(key, [])
+        if not isinstance(names, list | tuple):
+            raise FormatError(f"{label}:{n}: {key!r} is not a list of names")
+        return [_text(v) for v in names]
 
     if coarse:
         _require(members, ["train", "test"], label)
@@ -211,7 +293,7 @@ def _from_python(members, *, coarse, encoding, label) -> CifarArrays:
         if "labels" not in b:
             raise FormatError(f"{label}:{n}: CIFAR-10 batches need 'labels'")
     return CifarArrays(
-        np.concatenate([p["images"] for p in parts]),
+        _join([p["images"] for p in parts], "training batches"),
         np.concatenate([p["labels"] for p in parts]),
         te["images"],
         te["labels"],

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import math
 import os
 import struct
-import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 import numpy as np
 
+from .. import space
 from ..errors import FormatError
+from ..inflate import Inflater
 
 # type code -> big-endian dtype, as the IDX spec lists them
 TYPE_CODES = {
@@ -20,7 +25,8 @@ TYPE_CODES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
-_CHUNK = 1 << 20
+MAX_BYTES = 1 << 40  # no IDX file of any dataset comes near a terabyte
+TRAILING = 1 << 20  # bytes after the data that are counted for the error message
 
 
 def read_idx(
@@ -30,126 +36,51 @@ def read_idx(
 
     ``source`` is a path, the file's bytes, or a binary file object. Gzip input is
     decompressed once, as a stream, straight into the result. A file whose length disagrees
-    with its header raises FormatError naming the file, the expected and the actual length.
+    with its header raises FormatError naming the file, the expected and the actual length;
+    one whose header claims more than the file (plain) or the memory (gzip'd) can hold fails
+    before anything is allocated.
     """
+    with open_idx(source, name=name) as f:
+        space.need_memory(f.nbytes, f"reading {f.label}")
+        out = np.empty(f.shape, dtype=f.dtype)
+        f.readinto(out)
+        f.finish()
+    if f.dtype.byteorder == ">":
+        out = out.astype(f.dtype.newbyteorder("="))
+    return out
+
+
+@contextmanager
+def open_idx(source: str | os.PathLike | bytes | BinaryIO, *, name: str | None = None
+             ) -> Iterator[IdxFile]:
+    """An :class:`IdxFile` whose header has been read and checked; its data is read next."""
     if isinstance(source, bytes | bytearray | memoryview):
-        label = name or "IDX data"
-        return _parse(_Reader(memoryview(source)), label)
-    if isinstance(source, str | os.PathLike):
-        label = name or os.fspath(source)
+        yield IdxFile(io.BytesIO(source), name or "IDX data", len(source))
+    elif isinstance(source, str | os.PathLike):
         with open(source, "rb") as f:
-            return _parse(_Reader(f), label)
-    return _parse(_Reader(source), name or getattr(source, "name", "IDX data"))
+            yield IdxFile(f, name or os.fspath(source), os.fstat(f.fileno()).st_size)
+    else:
+        yield IdxFile(source, name or str(getattr(source, "name", "IDX data")))
 
 
-class _Reader:
-    """Reads a byte stream that may be gzip'd, decompressing it in one pass."""
+class IdxFile:
+    """An open IDX file, plain or gzip'd, read in one forward pass: first the header, giving
+    ``shape``, ``dtype`` (as stored: big-endian), ``header_bytes`` and ``nbytes`` (of the data),
+    then the data (:meth:`chunks` or :meth:`readinto`), then :meth:`finish`, which checks that
+    nothing follows (without counting more than a megabyte of what does)."""
 
-    def __init__(self, src):
-        self._mem = src if isinstance(src, memoryview) else None
-        self._file = None if self._mem is not None else src
-        self._pos = 0
-        self._pending = b""  # decompressed bytes not handed out yet
-        self._dec = None
-        self._carry = b""  # compressed bytes read while sniffing the format
-        head = self._raw(2)
-        if head == b"\x1f\x8b":
-            self._dec = zlib.decompressobj(wbits=31)
-            self._carry = head
-        else:
-            self._pending = head
+    def __init__(self, f: BinaryIO, label: str, file_size: int | None = None) -> None:
+        self.label = label
+        self._got = 0
+        self._in = Inflater(f, label, codecs=("gzip",))
+        try:
+            self._header(file_size)
+        except FormatError as exc:
+            raise exc if str(exc).startswith(label) else FormatError(f"{label}: {exc}") from None
 
-    def _raw(self, n: int) -> bytes:
-        if self._mem is not None:
-            out = self._mem[self._pos : self._pos + n].tobytes()
-            self._pos += len(out)
-            return out
-        return self._file.read(n)
-
-    def _more(self) -> bytes:
-        """The next decompressed (or plain) piece, b"" at the end."""
-        if self._dec is None:
-            return self._raw(_CHUNK)
-        while True:
-            comp = self._raw(_CHUNK)
-            if self._carry:
-                comp, self._carry = self._carry + comp, b""
-            if not comp:
-                if not self._dec.eof:
-                    raise FormatError("gzip stream ends early: the file is truncated")
-                return b""
-            out = self._dec.decompress(comp)
-            while self._dec.eof and self._dec.unused_data:
-                # A gzip file may hold several members back to back, and zero padding after
-                # them (gzip and Python's gzip module skip it).
-                rest = self._dec.unused_data.lstrip(b"\0")
-                if not rest:
-                    break
-                self._dec = zlib.decompressobj(wbits=31)
-                out += self._dec.decompress(rest)
-            if out:
-                return out
-
-    def read(self, n: int) -> bytes:
-        """Up to ``n`` bytes; fewer only at the end of the data."""
-        parts, have = [], 0
-        if self._pending:
-            parts.append(self._pending[:n])
-            have = len(parts[0])
-            self._pending = self._pending[n:]
-        while have < n:
-            piece = self._more()
-            if not piece:
-                break
-            take = piece[: n - have]
-            parts.append(take)
-            have += len(take)
-            if len(take) < len(piece):
-                self._pending = piece[len(take) :]
-        return b"".join(parts)
-
-    def readinto(self, out: memoryview) -> int:
-        """Fill ``out`` as far as the data goes; returns the count written."""
-        have = 0
-        n = len(out)
-        if self._pending:
-            take = self._pending[:n]
-            out[: len(take)] = take
-            have = len(take)
-            self._pending = self._pending[have:]
-        if self._dec is None and self._file is not None and have < n:
-            # Plain file: read straight into the array, no intermediate copy.
-            while have < n:
-                got = self._file.readinto(out[have:])
-                if not got:
-                    break
-                have += got
-            return have
-        while have < n:
-            piece = self._more()
-            if not piece:
-                break
-            take = min(len(piece), n - have)
-            out[have : have + take] = piece[:take] if take < len(piece) else piece
-            have += take
-            if take < len(piece):
-                self._pending = piece[take:]
-        return have
-
-    def remaining(self) -> int:
-        """Count (and consume) the bytes left."""
-        total = len(self._pending)
-        self._pending = b""
-        while True:
-            piece = self._more()
-            if not piece:
-                return total
-            total += len(piece)
-
-
-def _parse(reader: _Reader, label: str) -> np.ndarray:
-    try:
-        magic = reader.read(4)
+    def _header(self, file_size: int | None) -> None:
+        label = self.label
+        magic = self._in.read(4)
         if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
             raise FormatError(
                 f"{label}: not an IDX file (magic bytes {magic.hex() or 'missing'}; "
@@ -159,36 +90,55 @@ def _parse(reader: _Reader, label: str) -> np.ndarray:
         if code not in TYPE_CODES:
             known = ", ".join(f"0x{c:02X}" for c in TYPE_CODES)
             raise FormatError(f"{label}: unknown IDX type code 0x{code:02X} (known: {known})")
-        dims_raw = reader.read(4 * ndim)
-        header = 4 + 4 * ndim
+        dims_raw = self._in.read(4 * ndim)
+        self.header_bytes = 4 + 4 * ndim
         if len(dims_raw) < 4 * ndim:
             raise FormatError(
                 f"{label}: header says {ndim} dimensions but the file ends after "
-                f"{4 + len(dims_raw)} bytes; expected at least {header}"
+                f"{4 + len(dims_raw)} bytes; expected at least {self.header_bytes}"
             )
-        shape = struct.unpack(f">{ndim}I", dims_raw)
-        dtype = TYPE_CODES[code]
-        expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        try:
-            out = np.empty(shape, dtype=dtype)
-        except (ValueError, MemoryError):
+        self.code = code
+        self.shape = struct.unpack(f">{ndim}I", dims_raw)
+        self.dtype = TYPE_CODES[code]
+        self.nbytes = math.prod(self.shape) * self.dtype.itemsize  # exact: no int64 overflow
+        if self.nbytes > MAX_BYTES:
             raise FormatError(
-                f"{label}: IDX header (type 0x{code:02X}, shape {shape}) claims {expected:,} "
-                "bytes of data, more than can be held in memory; the header is damaged"
-            ) from None
-        got = reader.readinto(memoryview(out.reshape(-1).view(np.uint8)))
-        extra = reader.remaining() if got == expected else 0
-    except FormatError as exc:
-        if str(exc).startswith(label):
-            raise
-        raise FormatError(f"{label}: {exc}") from None
-    except (zlib.error, OSError) as exc:
-        raise FormatError(f"{label}: cannot be decompressed ({exc}); fetch it again") from None
-    if got != expected or extra:
-        raise FormatError(
-            f"{label}: IDX header (type 0x{code:02X}, shape {shape}) says the file is "
-            f"{header + expected} bytes long, but it is {header + got + extra} bytes"
+                f"{label}: IDX header (type 0x{code:02X}, shape {self.shape}) claims "
+                f"{self.nbytes:,} bytes of data, more than any IDX file holds "
+                f"({MAX_BYTES:,}); the header is damaged"
+            )
+        if (file_size is not None and self._in.codec == "plain"
+                and self.header_bytes + self.nbytes > file_size):
+            raise FormatError(f"{self._length_error(file_size)}; the file is truncated or its "
+                              "header damaged")
+
+    def _length_error(self, total: int | None) -> FormatError:
+        expected = self.header_bytes + self.nbytes
+        actual = (f"it is {total} bytes" if total is not None else
+                  f"it goes on past {expected + TRAILING} bytes (not read further)")
+        return FormatError(
+            f"{self.label}: IDX header (type 0x{self.code:02X}, shape {self.shape}) says the "
+            f"file is {expected} bytes long, but {actual}"
         )
-    if dtype.byteorder == ">":
-        out = out.astype(dtype.newbyteorder("="))
-    return out
+
+    def chunks(self) -> Iterator[bytes]:
+        """The data, in pieces of at most a megabyte; FormatError if the file ends early."""
+        for piece in self._in.chunks(self.nbytes - self._got):
+            self._got += len(piece)
+            yield piece
+        if self._got < self.nbytes:
+            raise self._length_error(self.header_bytes + self._got)
+
+    def readinto(self, out: np.ndarray) -> None:
+        """Fill the array ``out`` (of :attr:`nbytes`) with the data."""
+        got = self._in.readinto(memoryview(out.reshape(-1).view(np.uint8)))
+        self._got += got
+        if self._got < self.nbytes:
+            raise self._length_error(self.header_bytes + self._got)
+
+    def finish(self) -> None:
+        """FormatError when data follows what the header declares."""
+        extra = self._in.count_rest(TRAILING)
+        if extra != 0:
+            raise self._length_error(None if extra is None else
+                                     self.header_bytes + self.nbytes + extra)

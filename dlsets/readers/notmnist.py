@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,11 +21,16 @@ from typing import BinaryIO
 
 import numpy as np
 
-from .. import archive
+from .. import archive, space
 from ..errors import FormatError
+from ..limits import Limits
 
 TEST_DIVISOR = 10
 BATCH = 4096
+BATCH_BYTES = 16 << 20  # PNG bytes per decoding batch at most
+MAX_PNG = 1 << 20  # a 28x28 notMNIST PNG is under 2 KB; anything near this is not one
+MAX_OTHER = MAX_PNG  # members that are not PNGs are skipped, but bounded too
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass
@@ -93,13 +99,26 @@ def _decoder() -> tuple[Callable[[bytes], np.ndarray | None], str]:
     return decode_pil, f"pillow {PIL.__version__}"
 
 
+def png_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from a PNG's IHDR chunk, None when ``data`` does not start like a PNG."""
+    if len(data) < 24 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", data[16:24])
+    return height, width
+
+
 def decode_batch(datas: Sequence[bytes], shape: tuple[int, int], decode=None):
-    """Decode PNG bytes into (n, H, W) uint8; returns (images, ok mask)."""
+    """Decode PNG bytes into (n, H, W) uint8; returns (images, ok mask).
+
+    A file whose PNG header does not say ``shape`` is not decoded at all (a 1 KB PNG may
+    claim 30,000 x 30,000 pixels, and a decoder would allocate them)."""
     if decode is None:
         decode = _decoder()[0]
     out = np.zeros((len(datas), *shape), dtype=np.uint8)
     ok = np.zeros(len(datas), dtype=bool)
     for i, d in enumerate(datas):
+        if png_size(d) != tuple(shape):
+            continue
         img = decode(d)
         if img is not None and img.shape == shape:
             out[i] = img
@@ -115,14 +134,20 @@ def read_notmnist_tar(
     workers: int = 2,
     on_batch: Callable[[int], None] | None = None,
     name: str | None = None,
+    limits: Limits | None = None,
 ) -> NotMnistArrays:
     """Decode every ``<top>/<letter>/*.png`` of a notMNIST tar.gz and split it (see module doc).
 
     Members are read in order from the stream (no extraction); batches are decoded by
-    ``workers`` threads. Unreadable images (empty, truncated, wrong size) are skipped and
-    listed by archive path in ``skipped``. ``on_batch(n)`` is called as members are read.
+    ``workers`` threads. Unreadable images (empty, truncated, not a PNG of ``image_shape``) are
+    skipped and listed by archive path in ``skipped``. ``on_batch(n)`` is called as members are
+    read. ``name`` labels the archive in errors; ``limits`` bounds the images (train and test
+    together at most twice ``max_images``), each member (1 MB) and the archive's total.
     """
-    label = name or (os.fspath(source) if isinstance(source, str | os.PathLike) else "archive")
+    label = name or (os.fspath(source) if isinstance(source, str | os.PathLike)
+                     else str(getattr(source, "name", "archive")))
+    limits = limits or Limits(tuple(image_shape), layout="a notMNIST archive")
+    max_members = 2 * limits.max_images
     index = {c: i for i, c in enumerate(classes)}
     decode, decoder_name = _decoder()
     shape = tuple(image_shape)
@@ -131,6 +156,7 @@ def read_notmnist_tar(
     labels: list[int] = []
     futures = []
     batch: list[bytes] = []
+    batch_bytes = 0
     workers = max(1, workers)
     with ThreadPoolExecutor(max_workers=workers) as pool:
 
@@ -143,27 +169,40 @@ def read_notmnist_tar(
             if on_batch:
                 on_batch(len(batch))
 
-        for path, data in archive.iter_files(source):
-            if not path.lower().endswith(".png"):
-                continue
+        def is_png(path: str) -> bool:
+            return path.lower().endswith(".png")
+
+        for path, data in archive.iter_files(
+                source, name=label, want=is_png,
+                max_member=max(MAX_PNG, MAX_OTHER),
+                max_total=max_members * (4096 + 1024) + (64 << 20)):
             parts = path.rsplit("/", 2)
             if len(parts) < 2 or parts[-2] not in index:
                 raise FormatError(
                     f"{label}: member {path!r} is not in a class folder "
                     f"({', '.join(classes)}); is this a notMNIST archive?"
                 )
+            if len(paths) >= max_members:
+                raise FormatError(
+                    f"{label}: holds more than {max_members:,} PNG images, but {limits.layout} "
+                    f"has at most {limits.max_images:,} per split (train and test together: "
+                    f"{max_members:,}); the archive is damaged or hostile (if it really is that "
+                    "large, raise 'max_images' in its registry entry)")
             paths.append(path)
             keys.append(split_key(f"{parts[-2]}/{parts[-1]}"))
             labels.append(index[parts[-2]])
             batch.append(data)
-            if len(batch) >= BATCH:
+            batch_bytes += len(data)
+            if len(batch) >= BATCH or batch_bytes >= BATCH_BYTES:
                 submit(batch)
-                batch = []
+                batch, batch_bytes = [], 0
         if batch:
             submit(batch)
         results = [f.result() for f in futures]
     if not paths:
         raise FormatError(f"{label}: no PNG images found in letter folders")
+    # the decoded batches, joined, then copied out into the two splits
+    space.need_memory(2 * len(paths) * int(np.prod(shape)), f"reading {label}")
     images = np.concatenate([r[0] for r in results])
     ok = np.concatenate([r[1] for r in results])
     # Free the per-batch arrays before the splits are copied out: one copy fewer at the peak.
