@@ -17,6 +17,7 @@ from .errors import (  # noqa: E402
     OfflineError,
     OptionError,
     RegistryError,
+    ReplayError,
     UnsafeArchiveError,
     UnsafePickleError,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "OfflineError",
     "OptionError",
     "RegistryError",
+    "ReplayError",
     "UnsafeArchiveError",
     "UnsafePickleError",
     *_LAZY,

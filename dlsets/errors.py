@@ -38,3 +38,8 @@ class UnsafeArchiveError(FormatError):
 
 class UnsafePickleError(FormatError):
     """A pickle names something other than numpy arrays and builtin containers."""
+
+
+class ReplayError(DlsetsError, RuntimeError):
+    """A copy of an Augmenter (forked, pickled or copied) was asked for the next samples of
+    its counter: it would repeat the transforms its sibling copies make. Pass ``ids=``."""

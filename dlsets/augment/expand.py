@@ -134,7 +134,7 @@ def _produce(
         idx = src[s:s + chunk_size]
         # explicit sample indices: the same samples whatever the chunking, and the
         # augmenter's own counter is left alone
-        batch = augmenter(x[idx], start=pos + s, channels=channels)
+        batch = augmenter(x[idx], start=pos + s, channels=channels or "last")
         write(pos + s, batch, y[idx])
         advance(len(idx))
 

@@ -253,6 +253,7 @@ def warp(
     masks: np.ndarray | None = None,
     mask_fill: float = 0,
     slot: int = 0,
+    slots: np.ndarray | None = None,
     out: np.ndarray | None = None,
     mask_out: np.ndarray | None = None,
 ):
@@ -263,7 +264,9 @@ def warp(
     with nearest-neighbour sampling and ``mask_fill`` outside.
 
     The images are stacked as tiles of a mosaic, image i at tile ``slot + i`` (modulo the
-    most tiles one remap takes); a sample always at the same tile gets bit-identical output.
+    most tiles one remap takes), or at tile ``slots[i]`` when ``slots`` is given (distinct
+    tiles below :func:`max_tiles`, one remap for all); a sample always at the same tile gets
+    bit-identical output.
     """
     import cv2
 
@@ -280,6 +283,22 @@ def warp(
             raise OptionError(f"{name} must be a C-contiguous array (remap writes into it)")
     flag = cv2.INTER_NEAREST if interpolation == "nearest" else cv2.INTER_LINEAR
     cap = max_tiles(height)
+    if slots is not None:
+        slots = np.asarray(slots, dtype=np.int64)
+        if slots.shape != (n,) or (n and (slots.min() < 0 or slots.max() >= cap)) or (
+                len(np.unique(slots)) != n):
+            raise OptionError(f"slots must be {n} distinct tile numbers in [0, {cap})")
+        if n == 0:
+            return out if masks is None else (out, mask_out)
+        u, v = _maps(inverse, field, height, width)
+        _fold(u, width, border)
+        _fold(v, height, border)
+        v += (slots.astype(np.float32) * (height + _FILL_ROWS))[:, None, None]
+        u2, v2 = u.reshape(-1, width), v.reshape(-1, width)
+        _remap_tiles(images, slots, u2, v2, flag, fill, out, "src")
+        if masks is not None:
+            _remap_tiles(masks, slots, u2, v2, cv2.INTER_NEAREST, mask_fill, mask_out, "mask")
+        return out if masks is None else (out, mask_out)
     s = 0
     while s < n:
         first = (slot + s) % cap
@@ -301,19 +320,29 @@ def warp(
 
 
 def _remap_tiles(tiles, first, u2, v2, flag, fill, out, name) -> None:
-    """One remap over a mosaic holding ``tiles`` (n, H, W[, C]) at tiles first.., fill rows
-    under each tile (read by coordinates folded to -1 or H)."""
+    """One remap over a mosaic holding ``tiles`` (n, H, W[, C]) at tiles first.. (or at the
+    tiles in the array ``first``), fill rows under each tile (read by coordinates folded to -1
+    or H)."""
     import cv2
 
     n, height, width = tiles.shape[:3]
     extra = tiles.shape[3:]
     channels = extra[0] if extra else 1
-    mosaic = _buffer(name, (first + n, height + _FILL_ROWS, width, *extra), tiles.dtype)
-    mosaic[first:, :height] = tiles
-    mosaic[first:, height:] = fill
-    if first:
-        mosaic[first - 1, height:] = fill
-    flat = mosaic.reshape((first + n) * (height + _FILL_ROWS), width, *extra)
+    if isinstance(first, np.ndarray):
+        size = int(first.max()) + 1
+        mosaic = _buffer(name, (size, height + _FILL_ROWS, width, *extra), tiles.dtype)
+        # tiles left out in between are never read: coordinates stay within a tile and the
+        # fill rows next to it, and every fill row is set
+        mosaic[:, height:] = fill
+        mosaic[first, :height] = tiles
+    else:
+        size = first + n
+        mosaic = _buffer(name, (size, height + _FILL_ROWS, width, *extra), tiles.dtype)
+        mosaic[first:, :height] = tiles
+        mosaic[first:, height:] = fill
+        if first:
+            mosaic[first - 1, height:] = fill
+    flat = mosaic.reshape(size * (height + _FILL_ROWS), width, *extra)
     target = out.reshape(n * height, width, *extra)
     border = (fill,) * 4
     if channels <= 4 and (extra == () or extra[0] > 1):
