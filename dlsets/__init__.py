@@ -47,6 +47,9 @@ _LAZY = {
     "take_subset": "augment",
     "preview_grid": "augment",
     "save_png": "augment",
+    "batches": "feed",
+    "sample_ids": "feed",
+    "train_val_split": "splits",
 }
 
 __all__ = [

@@ -53,6 +53,8 @@ def load(
     format: str = "numpy",
     label_mode: str = "fine",
     progress: bool | None = None,
+    val: float | int | None = None,
+    val_seed: int = 0,
 ) -> Dataset:
     """Load dataset ``name`` (built-in or user registry entry) into a :class:`Dataset`.
 
@@ -64,11 +66,22 @@ def load(
     load): both writable, and writes never reach the cache. ``format="hdf5"`` returns read-only
     h5py datasets (close with ``ds.close()`` or ``with``). With ``download=False`` nothing is
     downloaded: missing files raise OfflineError saying which and how to get them.
+
+    ``val`` (a fraction such as 0.1, or a count) moves that much of the train split to a
+    validation split, ``ds.val`` (``ds["val"]``): stratified by class and chosen by
+    ``val_seed``, the same on every machine (rule: :mod:`dlsets.splits`). Both are then
+    in-memory arrays, or read-on-demand views of the HDF5 file with ``format="hdf5"``.
     """
     _check("dtype", dtype, DTYPES)
     _check("channels", channels, CHANNELS)
     _check("format", format, FORMATS)
     _check("label_mode", label_mode, LABEL_MODES)
+    if val is not None:
+        from .augment.params import check_seed
+        from .splits import check_val
+
+        check_val(val)
+        check_seed(val_seed)
     spec = registry.get(name)
     if label_mode == "coarse" and spec.format != "cifar100":
         raise OptionError(
@@ -81,8 +94,9 @@ def load(
     prefix = "coarse_" if label_mode == "coarse" else ""
     classes = _class_names(spec, manifest, label_mode == "coarse")
     if format == "hdf5":
-        return _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels,
-                             prefix)
+        ds = _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels,
+                           prefix)
+        return ds if val is None else _with_validation(ds, val, val_seed)
     splits = {}
     for s in ("train", "test"):
         x = _convert(arrays[f"{s}_images"], dtype, channels)
@@ -90,7 +104,18 @@ def load(
         splits[s] = Split(x, y)
         info["splits"][s]["images_shape"] = list(x.shape)
     info["dtype"] = dtype
-    return Dataset(spec.name, splits["train"], splits["test"], tuple(classes), info)
+    ds = Dataset(spec.name, splits["train"], splits["test"], tuple(classes), info)
+    return ds if val is None else _with_validation(ds, val, val_seed)
+
+
+def _with_validation(ds: Dataset, val, seed) -> Dataset:
+    from .splits import with_validation
+
+    try:
+        return with_validation(ds, val, seed=seed)
+    except BaseException:
+        ds.close()
+        raise
 
 
 def prepared_info(name: str, *, cache_dir: PathLike | None = None) -> dict | None:

@@ -60,6 +60,8 @@ class DatasetSpec:
     builtin: bool = True
     source: str = "built-in"
     extra: dict[str, Any] = field(default_factory=dict)
+    # published per-channel mean and std of the train split in [0, 1] units, if known
+    stats: dict[str, list[float]] | None = None
 
     def default_files(self) -> list[str]:
         """Names of the files fetched when no selection is given: the first file set."""
@@ -148,6 +150,7 @@ def _builtin() -> dict[str, DatasetSpec]:
             license=e.get("license", ""),
             homepage=e.get("homepage", ""),
             citation=e.get("citation", ""),
+            stats=e.get("stats"),
         )
     return out
 
