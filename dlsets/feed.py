@@ -199,6 +199,8 @@ class Feed:
 
             augmenter = as_batch_augmenter(augmenter, params.check_seed(seed))
         self.augmenter = augmenter
+        self._home = os.getpid()
+        self._local: tuple[int, Any] | None = None
         if isinstance(dtype, np.dtype) or (isinstance(dtype, type) and dtype in (np.uint8,
                                                                                   np.float32)):
             dtype = np.dtype(dtype).name
@@ -251,10 +253,11 @@ class Feed:
         x = self.images.rows(idx)
         m = None if self.masks is None else self.masks.rows(idx)
         if self.augmenter is not None and ids is not None:
+            aug = self._augmenter_here()
             if m is None:
-                x = self.augmenter(x, ids=ids, channels="last")
+                x = aug(x, ids=ids, channels="last")
             else:
-                x, m = self.augmenter(x, m, ids=ids, channels="last")
+                x, m = aug(x, m, ids=ids, channels="last")
         out = [self._convert(x, alloc or np.empty)]
         if self.labels is not None:
             out.append(self.labels[idx])
@@ -263,6 +266,27 @@ class Feed:
                 m = np.ascontiguousarray(m.transpose(0, 3, 1, 2))
             out.append(m)
         return tuple(out)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_local": None}
+
+    def _augmenter_here(self):
+        """The augmenter for this process. In another process (a DataLoader or PyDataset
+        worker: the workers are the parallelism) it runs on one thread of its own. (OpenCV's
+        thread count is left alone: cv2.setNumThreads in a forked child of a process that had
+        used OpenCV's threads hangs.)"""
+        if os.getpid() == self._home:
+            return self.augmenter
+        if self._local is None or self._local[0] != os.getpid():
+            import copy
+
+            from .augment.transforms import Augmenter
+
+            local = copy.copy(self.augmenter)
+            if isinstance(local, Augmenter):
+                local.workers = 1
+            self._local = (os.getpid(), local)
+        return self._local[1]
 
     def _convert(self, x: np.ndarray, alloc) -> np.ndarray:
         n = len(x)

@@ -29,16 +29,46 @@ from .errors import OptionError
 from .feed import Batches, Feed, check_rank, sample_ids
 
 MAX_WORKERS = 1024  # DataLoader workers per dataset whose epochs are tracked
+# Batches up to this size leave a worker as NumPy bytes in the pickle: every shared-memory
+# tensor costs a file-descriptor handshake (about 2 ms here), more than piping 512 KB does.
+INLINE_BYTES = 1 << 19
 
 __all__ = ["AugmentedDataset", "AugmentedIterableDataset", "distributed_rank"]
 
 
 class _Batch(tuple):
-    """A batch made whole by ``__getitems__``; the default collate passes it on as it is."""
+    """A batch made whole by ``__getitems__`` (NumPy arrays); the default collate turns it
+    into tensors and nothing else."""
+
+
+class _Wire:
+    """A batch on its way out of a worker process: arrays up to INLINE_BYTES as NumPy bytes in
+    the pickle, bigger ones as shared-memory tensors; all tensors again when unpickled in the
+    main process."""
+
+    __slots__ = ("arrays", "kind")
+
+    def __init__(self, arrays: tuple, kind: type) -> None:
+        self.arrays, self.kind = arrays, kind
+
+    def __reduce__(self):
+        return _from_wire, (self.arrays, self.kind)
+
+
+def _from_wire(arrays: tuple, kind: type):
+    return kind(a if isinstance(a, torch.Tensor) else torch.from_numpy(a) for a in arrays)
+
+
+def _deliver(arrays: tuple, kind: type = tuple):
+    """Tensors (``kind`` of them), or in a worker a :class:`_Wire` that becomes them."""
+    if get_worker_info() is None:
+        return kind(torch.from_numpy(a) for a in arrays)
+    return _Wire(tuple(a if a.nbytes <= INLINE_BYTES else torch.from_numpy(a) for a in arrays),
+                 kind)
 
 
 def _pass_through(batch, *, collate_fn_map=None):
-    return tuple(batch[0])
+    return _deliver(tuple(batch[0]))
 
 
 # Extending default_collate_fn_map in place is the documented way to teach default_collate a
@@ -46,19 +76,23 @@ def _pass_through(batch, *, collate_fn_map=None):
 default_collate_fn_map[_Batch] = _pass_through
 
 
-def _tensors(arrays: tuple, feed: Feed) -> tuple:
-    """NumPy batch arrays as tensors: images as made, labels int64, integer masks int64 (what
-    the cross-entropy losses want)."""
-    out = [torch.from_numpy(arrays[0])]
+def _typed(arrays: tuple, feed: Feed) -> tuple:
+    """Batch arrays in the dtypes torch wants: labels int64, integer masks int64 (what the
+    cross-entropy losses take)."""
+    out = [arrays[0]]
     rest = list(arrays[1:])
     if feed.labels is not None:
-        out.append(torch.from_numpy(rest.pop(0).astype(np.int64, copy=False)))
+        out.append(rest.pop(0).astype(np.int64, copy=False))
     if rest:
         m = rest.pop(0)
         if np.issubdtype(m.dtype, np.integer):
             m = m.astype(np.int64, copy=False)
-        out.append(torch.from_numpy(np.ascontiguousarray(m)))
+        out.append(np.ascontiguousarray(m))
     return tuple(out)
+
+
+def _tensors(arrays: tuple, feed: Feed) -> tuple:
+    return tuple(torch.from_numpy(a) for a in _typed(arrays, feed))
 
 
 def distributed_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
@@ -99,7 +133,8 @@ class AugmentedDataset(Dataset):
     with worker processes (fork or spawn, persistent or not).
 
     ``__getitems__`` returns a one-element list that DataLoader's default collate turns into
-    the batch tuple; a custom ``collate_fn`` receives that list (``batch[0]`` is the tuple).
+    the batch tuple; a custom ``collate_fn`` receives that list (``batch[0]`` is a tuple of
+    NumPy arrays).
     ``ds[i]`` gives one sample, ``ds[[i, j, ...]]`` a batch tuple.
     """
 
@@ -156,7 +191,7 @@ class AugmentedDataset(Dataset):
     def __getitems__(self, indices) -> list:
         idx = self._feed.check_indices(indices)
         arrays = self._feed.take(idx, self.ids(idx))
-        return [_Batch(_tensors(arrays, self._feed))]
+        return [_Batch(_typed(arrays, self._feed))]
 
     def __getitem__(self, index):
         idx = self._feed.check_indices(index)
@@ -247,4 +282,5 @@ class AugmentedIterableDataset(IterableDataset):
         state[1 + worker] += 1
         batches = self._batches
         for i in range(worker, len(batches), workers):
-            yield _tensors(batches.batch(i, epoch), batches.feed)
+            # a list, as DataLoader's default_convert makes of tuples
+            yield _deliver(_typed(batches.batch(i, epoch), batches.feed), list)

@@ -37,3 +37,16 @@ def tiny_mnist(tmp_path, monkeypatch, n_train=64, n_test=16, name="tiny-mnist", 
     monkeypatch.setenv("DLSETS_REGISTRY", str(reg))
     fetch(name, source_dir=src)
     return x_tr, y_tr
+
+
+def readme_snippet(name: str, dataset: str = "tiny-mnist") -> str:
+    """The README's code block after ``<!-- test: NAME -->``, loading ``dataset`` instead of
+    mnist (a test cannot download the real one)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    marker = f"<!-- test: {name} -->\n```python\n"
+    start = text.index(marker) + len(marker)
+    code = text[start:text.index("\n```", start)]
+    assert 'dlsets.load("mnist"' in code
+    return code.replace('dlsets.load("mnist"', f'dlsets.load("{dataset}"')

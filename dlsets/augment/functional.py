@@ -25,6 +25,11 @@ _SMOOTH_TOL = 1e-3  # singular values of the smoothing operator kept down to thi
 # two fill rows under each tile: a coordinate folded to H reads rows H and H + 1 (the second
 # with weight 0, but 0 x NaN is NaN), so it must never reach the next tile's first row
 _FILL_ROWS = 2
+# Mosaics of at most 2**13 rows (as fast as taller ones), whose vertical source coordinates are
+# multiples of 1/2048 pixel: then adding a tile's row offset is exact in float32 (24 bits), so
+# a sample's output does not depend on the tile it lands on.
+_MOSAIC_ROWS = 1 << 13
+_V_STEPS = 2048
 MAX_SIDE = _SHRT_MAX - 1 - _FILL_ROWS  # largest height or width (a tile and its fill rows fit)
 SCRATCH_KEEP = 1 << 25  # bytes: bigger scratch arrays (huge images) are not kept between pieces
 
@@ -41,7 +46,8 @@ class Field(NamedTuple):
     zx: np.ndarray
     zy: np.ndarray
 
-    def take(self, sl: slice) -> Field:
+    def take(self, sl) -> Field:
+        """The fields of samples ``sl`` (a slice or an index array)."""
         return Field(self.rows, self.cols, self.zx[sl], self.zy[sl])
 
     def dense(self) -> tuple[np.ndarray, np.ndarray]:
@@ -238,8 +244,9 @@ def _maps(inverse: np.ndarray, field: Field | None, height: int, width: int):
 
 
 def max_tiles(height: int) -> int:
-    """Most tiles of this height one remap call can take (16-bit fixed-point coordinates)."""
-    return max(1, (_SHRT_MAX - 2) // (height + _FILL_ROWS))
+    """Most tiles of this height one remap call takes (a mosaic of at most _MOSAIC_ROWS rows,
+    or one tile)."""
+    return max(1, (_MOSAIC_ROWS - 2) // (height + _FILL_ROWS))
 
 
 def warp(
@@ -253,7 +260,6 @@ def warp(
     masks: np.ndarray | None = None,
     mask_fill: float = 0,
     slot: int = 0,
-    slots: np.ndarray | None = None,
     out: np.ndarray | None = None,
     mask_out: np.ndarray | None = None,
 ):
@@ -264,9 +270,9 @@ def warp(
     with nearest-neighbour sampling and ``mask_fill`` outside.
 
     The images are stacked as tiles of a mosaic, image i at tile ``slot + i`` (modulo the
-    most tiles one remap takes), or at tile ``slots[i]`` when ``slots`` is given (distinct
-    tiles below :func:`max_tiles`, one remap for all); a sample always at the same tile gets
-    bit-identical output.
+    most tiles one remap takes); an image's output does not depend on its tile (nor on the
+    other images): vertical source coordinates are rounded to 1/2048 pixel, so adding a
+    tile's offset to them is exact in float32.
     """
     import cv2
 
@@ -283,22 +289,6 @@ def warp(
             raise OptionError(f"{name} must be a C-contiguous array (remap writes into it)")
     flag = cv2.INTER_NEAREST if interpolation == "nearest" else cv2.INTER_LINEAR
     cap = max_tiles(height)
-    if slots is not None:
-        slots = np.asarray(slots, dtype=np.int64)
-        if slots.shape != (n,) or (n and (slots.min() < 0 or slots.max() >= cap)) or (
-                len(np.unique(slots)) != n):
-            raise OptionError(f"slots must be {n} distinct tile numbers in [0, {cap})")
-        if n == 0:
-            return out if masks is None else (out, mask_out)
-        u, v = _maps(inverse, field, height, width)
-        _fold(u, width, border)
-        _fold(v, height, border)
-        v += (slots.astype(np.float32) * (height + _FILL_ROWS))[:, None, None]
-        u2, v2 = u.reshape(-1, width), v.reshape(-1, width)
-        _remap_tiles(images, slots, u2, v2, flag, fill, out, "src")
-        if masks is not None:
-            _remap_tiles(masks, slots, u2, v2, cv2.INTER_NEAREST, mask_fill, mask_out, "mask")
-        return out if masks is None else (out, mask_out)
     s = 0
     while s < n:
         first = (slot + s) % cap
@@ -307,6 +297,10 @@ def warp(
                      width)
         _fold(u, width, border)
         _fold(v, height, border)
+        # 1/2048 pixel steps: v + offset (below 2**13) keeps every bit in float32
+        v *= np.float32(_V_STEPS)
+        np.rint(v, out=v)
+        v *= np.float32(1.0 / _V_STEPS)
         v += (np.arange(first, first + e - s, dtype=np.float32)
               * (height + _FILL_ROWS))[:, None, None]
         u2 = u.reshape(-1, width)
@@ -320,29 +314,19 @@ def warp(
 
 
 def _remap_tiles(tiles, first, u2, v2, flag, fill, out, name) -> None:
-    """One remap over a mosaic holding ``tiles`` (n, H, W[, C]) at tiles first.. (or at the
-    tiles in the array ``first``), fill rows under each tile (read by coordinates folded to -1
-    or H)."""
+    """One remap over a mosaic holding ``tiles`` (n, H, W[, C]) at tiles first.., fill rows
+    under each tile (read by coordinates folded to -1 or H)."""
     import cv2
 
     n, height, width = tiles.shape[:3]
     extra = tiles.shape[3:]
     channels = extra[0] if extra else 1
-    if isinstance(first, np.ndarray):
-        size = int(first.max()) + 1
-        mosaic = _buffer(name, (size, height + _FILL_ROWS, width, *extra), tiles.dtype)
-        # tiles left out in between are never read: coordinates stay within a tile and the
-        # fill rows next to it, and every fill row is set
-        mosaic[:, height:] = fill
-        mosaic[first, :height] = tiles
-    else:
-        size = first + n
-        mosaic = _buffer(name, (size, height + _FILL_ROWS, width, *extra), tiles.dtype)
-        mosaic[first:, :height] = tiles
-        mosaic[first:, height:] = fill
-        if first:
-            mosaic[first - 1, height:] = fill
-    flat = mosaic.reshape(size * (height + _FILL_ROWS), width, *extra)
+    mosaic = _buffer(name, (first + n, height + _FILL_ROWS, width, *extra), tiles.dtype)
+    mosaic[first:, :height] = tiles
+    mosaic[first:, height:] = fill
+    if first:
+        mosaic[first - 1, height:] = fill
+    flat = mosaic.reshape((first + n) * (height + _FILL_ROWS), width, *extra)
     target = out.reshape(n * height, width, *extra)
     border = (fill,) * 4
     if channels <= 4 and (extra == () or extra[0] > 1):

@@ -543,42 +543,30 @@ class Augmenter:
         mask_out = None if masks is None else np.empty(mask_in.shape, mask_in.dtype)
         n, height, width = images.shape[:3]
         piece = piece_size(height, width)
-        back_first = None
-        if ids is not None:
-            # sample i sits at tile i % piece, as in a call with start=: the same bits
-            slots = ids % piece
-            units = _distinct_slot_groups(slots)
-
-            def run(pos: np.ndarray) -> None:
-                inverse, field = self._geometry(0, len(pos), height, width, ids=ids[pos])
-                got = F.warp(images[pos], inverse, field=field, border=self.border,
-                             fill=self.fill, masks=None if masks is None else mask_in[pos],
-                             mask_fill=self.mask_fill, slots=slots[pos])
-                if masks is None:
-                    out[pos] = got
-                else:
-                    out[pos], mask_out[pos] = got
-        else:
-            # pieces of ~PIECE_PIXELS pixels (one remap each) are aligned on absolute sample
-            # indices, so a sample always sits at the same tile of the same-sized mosaic: its
-            # result is bit-identical whatever the batch, chunk or thread it comes in.
+        # pieces of ~PIECE_PIXELS pixels, one remap each (aligned on sample indices for
+        # start=); a sample's result is bit-identical whatever the batch, chunk, tile or
+        # thread it comes in (see functional.warp), so shuffled ids go in batch order
+        if ids is None:
             cuts = [first, *range((first // piece + 1) * piece, first + n, piece), first + n]
-            units = [(a - first, b - first) for a, b in zip(cuts, cuts[1:], strict=False)
-                     if b > a]
+            cuts = [c - first for c in cuts]
+        else:
+            cuts = [*range(0, n, piece), n]
+        units = [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+        # (N, C, H, W) results are transposed piece by piece
+        back_first = None
+        if channels == "first" and out.ndim == 4 and out.shape[3] > 1:
+            back_first = np.empty(given[0].shape, out.dtype)
 
-            def run(se: tuple[int, int]) -> None:
-                s, e = se
-                inverse, field = self._geometry(first + s, e - s, height, width)
-                F.warp(images[s:e], inverse, field=field, border=self.border, fill=self.fill,
-                       masks=None if masks is None else mask_in[s:e], mask_fill=self.mask_fill,
-                       slot=(first + s) % piece, out=out[s:e],
-                       mask_out=None if masks is None else mask_out[s:e])
-                if back_first is not None:  # while the piece is in cache, in the worker threads
-                    back_first[s:e] = out[s:e].transpose(0, 3, 1, 2)
+        def run(se: tuple[int, int]) -> None:
+            s, e = se
+            inverse, field = (self._geometry(first + s, e - s, height, width) if ids is None
+                              else self._geometry(0, e - s, height, width, ids=ids[s:e]))
+            F.warp(images[s:e], inverse, field=field, border=self.border, fill=self.fill,
+                   masks=None if masks is None else mask_in[s:e], mask_fill=self.mask_fill,
+                   out=out[s:e], mask_out=None if masks is None else mask_out[s:e])
+            if back_first is not None:  # while the piece is in cache, in the worker threads
+                back_first[s:e] = out[s:e].transpose(0, 3, 1, 2)
 
-            # (N, C, H, W) results are transposed piece by piece
-            if channels == "first" and out.ndim == 4 and out.shape[3] > 1:
-                back_first = np.empty(given[0].shape, out.dtype)
         workers = self.workers or min(4, os.cpu_count() or 1)
         if workers == 1 or len(units) == 1:
             for unit in units:
@@ -605,19 +593,6 @@ class Augmenter:
         if inverse is None:
             inverse = np.broadcast_to(np.eye(3), (n, 3, 3))
         return inverse, field
-
-
-def _distinct_slot_groups(slots: np.ndarray) -> list[np.ndarray]:
-    """Positions in the batch, in groups whose slots are distinct (one remap each): the k-th
-    image of each slot goes to group k."""
-    order = np.argsort(slots, kind="stable")
-    ordered = slots[order]
-    pos = np.arange(len(slots))
-    starts = np.r_[True, ordered[1:] != ordered[:-1]]
-    rank = pos - np.maximum.accumulate(np.where(starts, pos, 0))
-    if not rank.any():
-        return [order]
-    return [order[rank == k] for k in range(int(rank.max()) + 1)]
 
 
 def _refuse_single_image(a: np.ndarray, seen: set[tuple[int, int]]) -> None:
