@@ -77,6 +77,11 @@ for e, epoch in enumerate((first, second)):
     assert np.array_equal(np.concatenate([b for _, b in epoch]), ys[order])
     assert np.allclose(imgs, aug2(xs[order], ids=e * len(xs) + order) / 255.0)
 assert not np.array_equal(first[0][0], second[0][0])
+# TensorFlow tensors in: integer scalars for start, images back as tensors
+img = tf.constant(xs[:6])
+got = aug2(img, start=tf.constant(3))
+assert isinstance(got, tf.Tensor) and np.array_equal(got.numpy(), aug2(xs[:6], start=3))
+assert np.array_equal(aug2(xs[:6], ids=tf.range(3, 9)), aug2(xs[:6], start=3))
 print("TFDATA-OK")
 '''
 

@@ -103,6 +103,22 @@ def test_iterable_form_splits_batches_across_workers_in_order():
                    for p, q in zip(s, t, strict=True))
 
 
+def test_hdf5_datasets_feed_forked_workers(tmp_path):
+    import h5py
+
+    x, y, _ = _same_image_data()
+    x = x + np.arange(N, dtype=np.uint8)[:, None, None]  # distinct images
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["x"], f["y"] = x, y
+    aug = Augmenter(rotate=15, seed=7)
+    with h5py.File(tmp_path / "d.h5", "r") as f:
+        ds = AugmentedDataset(f["x"], f["y"], aug, dtype="uint8")
+        loader = DataLoader(ds, batch_size=8, shuffle=True, num_workers=2)
+        for xb, yb in loader:  # each worker reopens the file by name, read-only
+            j = yb.numpy()
+            assert np.array_equal(xb[:, 0].numpy(), aug(x[j], ids=j))
+
+
 class _Naive(torch.utils.data.Dataset):
     """What users write by hand: the augmenter's counter inside __getitem__."""
 
@@ -119,9 +135,10 @@ class _Naive(torch.utils.data.Dataset):
 def test_a_naive_augmenter_in_forked_workers_fails_loudly_with_the_fix():
     x, _, _ = _same_image_data()
     aug = Augmenter(rotate=15, seed=7)
-    loader = DataLoader(_Naive(x, aug), batch_size=8, num_workers=2)
+    batches = iter(DataLoader(_Naive(x, aug), batch_size=8, num_workers=2))
     with pytest.raises(ReplayError, match=r"forked from process .*ids=.*AugmentedDataset"):
-        list(loader)
+        next(batches)
+    del batches  # its workers stop now
     assert len(list(DataLoader(_Naive(x, aug), batch_size=8))) == N // 8  # no workers: fine
 
 
