@@ -228,3 +228,17 @@ def test_dataset_stats_published_or_measured(tmp_path, monkeypatch):
     rgb = Dataset("cifar10", Split(np.zeros((2, 4, 4, 3), np.uint8), np.zeros(2, np.uint8)),
                   Split(np.zeros((1, 4, 4, 3), np.uint8), np.zeros(1, np.uint8)), ("a",))
     assert rgb.stats.mean == (0.4914, 0.4822, 0.4465)
+
+
+def test_albumentations_pipelines_get_the_same_ids():
+    import albumentations as A
+
+    from dlsets.augment.albu import AlbumentationsRunner
+
+    x, y = _data(n=12)
+    pipe = A.Affine(rotate=(-20, 20), p=1.0)
+    stream = batches(x, y, 5, augmenter=pipe, seed=9)
+    idx = stream.batch_indices(1, 3)
+    want = AlbumentationsRunner(pipe, 9)(x[idx], ids=sample_ids(3, idx, 12))
+    assert np.array_equal(stream.batch(1, 3)[0], want)
+    assert not np.array_equal(want, AlbumentationsRunner(pipe, 9)(x[idx], ids=idx))
