@@ -20,6 +20,7 @@ from .errors import (  # noqa: E402
     OfflineError,
     OptionError,
     RegistryError,
+    ReplayError,
     SpaceError,
     UnsafeArchiveError,
     UnsafePickleError,
@@ -66,6 +67,9 @@ _LAZY = {
     "write_tensorboard": "tensorboard",
     "load_folder": "folders",
     "load_kaggle": "kaggle",
+    "batches": "feed",
+    "sample_ids": "feed",
+    "train_val_split": "splits",
 }
 
 __all__ = [
@@ -80,6 +84,7 @@ __all__ = [
     "OptionError",
     "RegistryError",
     "SpaceError",
+    "ReplayError",
     "UnsafeArchiveError",
     "UnsafePickleError",
     "WriteError",

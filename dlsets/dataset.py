@@ -72,6 +72,27 @@ class Dataset:
             return extra[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    @property
+    def stats(self):
+        """Per-channel ``(mean, std)`` of the train images in [0, 1] units, for
+        ``normalize=ds.stats`` in the feeding adapters: the published values for the built-in
+        datasets (registry), else measured on ``ds.train.images`` once (a :class:`Stats`)."""
+        from . import registry
+        from .errors import RegistryError
+        from .stats import from_registry, measure
+
+        found = self.__dict__.get("_stats")
+        if found is None:
+            try:
+                spec = registry.get(self.name)
+                found = from_registry(spec.stats) if spec.builtin else None
+            except RegistryError:
+                found = None
+            if found is None:
+                found = measure(self.train.images)
+            self.__dict__["_stats"] = found
+        return found
+
     def as_tuples(self) -> tuple[tuple[Any, Any], tuple[Any, Any]]:
         """``((x_train, y_train), (x_test, y_test))``, as ``keras.datasets.X.load_data()``."""
         return (self.train.images, self.train.labels), (self.test.images, self.test.labels)

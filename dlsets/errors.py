@@ -53,6 +53,7 @@ class MissingDependencyError(DlsetsError, ImportError):
     """An optional package (a dlsets extra) is needed and not installed; the message names the
     ``pip install 'dlsets[...]'`` that adds it."""
 
+
 class SpaceError(DlsetsError):
     """Not enough free disk space or memory for what was asked; nothing was written."""
 
@@ -60,3 +61,8 @@ class SpaceError(DlsetsError):
 class WriteError(DlsetsError):
     """An output cannot be written there: a read-only folder, no permission, a file where a
     folder should be."""
+
+
+class ReplayError(DlsetsError, RuntimeError):
+    """A copy of an Augmenter (forked, pickled or copied) was asked for the next samples of
+    its counter: it would repeat the transforms its sibling copies make. Pass ``ids=``."""

@@ -60,6 +60,8 @@ def load(
     progress: bool | None = None,
     variant: str | None = None,
     extra: bool | str | Sequence[str] = False,
+    val: float | int | None = None,
+    val_seed: int = 0,
 ) -> Dataset:
     """Load dataset ``name`` (built-in or user registry entry) into a :class:`Dataset`.
 
@@ -77,11 +79,21 @@ def load(
     dataset's optional splits (True: all of them; or their names): SVHN's ``"extra"``, STL-10's
     ``"unlabeled"`` (labels None). They are reached as ``ds["extra"]``, listed in
     ``ds.split_names``, and their files are fetched only when asked for.
+    ``val`` (a fraction such as 0.1, or a count) moves that much of the train split to a
+    validation split, ``ds.val`` (``ds["val"]``): stratified by class and chosen by
+    ``val_seed``, the same on every machine (rule: :mod:`dlsets.splits`). Both are then
+    in-memory arrays, or read-on-demand views of the HDF5 file with ``format="hdf5"``.
     """
     _check("dtype", dtype, DTYPES)
     _check("channels", channels, CHANNELS)
     _check("format", format, FORMATS)
     _check("label_mode", label_mode, LABEL_MODES)
+    if val is not None:
+        from .augment.params import check_seed
+        from .splits import check_val
+
+        check_val(val)
+        check_seed(val_seed)
     if name.startswith("kaggle:") or registry.get(name).format == "kaggle":
         from . import kaggle  # Kaggle datasets: see dlsets.kaggle (image folders or `like`)
 
@@ -91,8 +103,10 @@ def load(
             raise OptionError(f"format={format!r}: Kaggle datasets load as NumPy arrays; "
                               "write HDF5 with ds.to_hdf5(path)")
         if name.startswith("kaggle:"):
-            return kaggle.load_kaggle(name, **kw)
-        return kaggle.load_entry(name, label_mode=label_mode, **kw)
+            ds = kaggle.load_kaggle(name, **kw)
+        else:
+            ds = kaggle.load_entry(name, label_mode=label_mode, **kw)
+        return ds if val is None else _with_validation(ds, val, val_seed)
     spec = registry.get(name)
     if label_mode == "coarse" and spec.format != "cifar100":
         raise OptionError(
@@ -109,8 +123,9 @@ def load(
     prefix = "coarse_" if label_mode == "coarse" else ""
     classes = _class_names(spec, manifest, label_mode == "coarse")
     if format == "hdf5":
-        return _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels,
-                             prefix, wanted, cache.prepared_lock_path(spec.name, cache_dir))
+        ds = _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels,
+                           prefix, wanted, cache.prepared_lock_path(spec.name, cache_dir))
+        return ds if val is None else _with_validation(ds, val, val_seed)
     splits = {}
     for s in names:
         x = _convert(arrays[f"{s}_images"], dtype, channels)
@@ -121,8 +136,19 @@ def load(
     info["channels"] = channels
     if "train_folds" in arrays:
         info["folds"] = np.array(arrays["train_folds"])
-    return Dataset(spec.name, splits.pop("train"), splits.pop("test"), tuple(classes), info,
-                   extra=splits)
+    ds = Dataset(spec.name, splits.pop("train"), splits.pop("test"), tuple(classes), info,
+                 extra=splits)
+    return ds if val is None else _with_validation(ds, val, val_seed)
+
+
+def _with_validation(ds: Dataset, val, seed) -> Dataset:
+    from .splits import with_validation
+
+    try:
+        return with_validation(ds, val, seed=seed)
+    except BaseException:
+        ds.close()
+        raise
 
 
 def _labels_key(split: str, prefix: str = "") -> str:

@@ -98,6 +98,8 @@ class DatasetSpec:
     default_variant: str | None = None
     extra_splits: dict[str, SplitSpec] = field(default_factory=dict)
     max_images: int = DEFAULT_MAX_IMAGES
+    # published per-channel mean and std of the train split in [0, 1] units, if known
+    stats: dict[str, list[float]] | None = None
 
     def default_files(self) -> list[str]:
         """Names of the files fetched when no selection is given: the first file set."""
@@ -199,6 +201,7 @@ def _builtin() -> dict[str, DatasetSpec]:
                                        tuple(se.get("files", ())))
                           for n, se in e.get("extra_splits", {}).items()},
             max_images=e.get("max_images", DEFAULT_MAX_IMAGES),
+            stats=e.get("stats"),
         )
     return out
 

@@ -21,7 +21,7 @@ from dlsets.augment import (
 )
 from dlsets.augment import functional as F
 from dlsets.augment.transforms import TRANSFORMS, piece_size
-from dlsets.errors import OptionError
+from dlsets.errors import OptionError, ReplayError
 
 
 def _pattern(n=6, h=16, w=16, c=None, dtype=np.uint8, seed=0):
@@ -122,7 +122,7 @@ def test_augmenter_survives_pickling_for_worker_processes():
     x = _pattern()
     aug = Augmenter(rotate=15, shift=0.1, shear=10, elastic=(20, 3), perspective=0.05, seed=9)
     clone = pickle.loads(pickle.dumps(aug))
-    assert np.array_equal(clone(x[3:], start=3), aug(x)[3:])
+    assert np.array_equal(clone(x[3:], start=3, channels="last"), aug(x)[3:])
     assert repr(clone) == repr(aug)
 
 
@@ -135,16 +135,29 @@ def test_works_in_a_forked_child_after_threads_were_used():
     aug(x)  # the parent has a thread pool now, and its position is len(x)
     want = aug(x, start=len(x))
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(1) as pool:  # the task is pickled: the copy keeps the position
-        got = pool.apply_async(aug, (x,)).get(timeout=60)
-    assert np.array_equal(got, want)
-    # a forked copy (nothing pickled) also continues from the parent's position
+    with ctx.Pool(1) as pool:  # the task is pickled: the copy names its samples
+        got = pool.apply_async(aug, (x,), {"start": len(x)}).get(timeout=60)
+        assert np.array_equal(got, want)
+        # its counter would repeat what every other copy does: refused, with the fix
+        with pytest.raises(ReplayError, match="pickled or copied.*ids="):
+            pool.apply_async(aug, (x,)).get(timeout=60)
+
+    # a forked copy (nothing pickled) likewise
+    def child_work():
+        try:
+            aug(x)
+            naive = "no error"
+        except ReplayError as exc:
+            naive = str(exc)
+        send.send((aug(x, ids=np.arange(len(x), 2 * len(x))), naive))
+
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=lambda: send.send(aug(x)))
+    child = ctx.Process(target=child_work)
     child.start()
-    got = receive.recv() if receive.poll(60) else None
+    got, naive = receive.recv() if receive.poll(60) else (None, None)
     child.join(60)
     assert child.exitcode == 0 and np.array_equal(got, want)
+    assert f"forked from process {os.getpid()}" in naive
     assert aug.position == len(x)  # the children's calls do not move the parent's counter
 
 
@@ -380,13 +393,13 @@ def test_forked_child_works_even_if_the_pool_lock_was_held_at_the_fork():
     x = _pattern(n=piece_size(16, 16) * 2 + 5)
     aug = Augmenter(rotate=15, seed=2, workers=2)
     aug(x)
-    want = aug(x, start=len(x))  # the child's copy continues from the parent's position
+    want = aug(x, start=len(x))
     ctx = multiprocessing.get_context("fork")
     # as if other threads were fetching a pool and taking samples right now
     with transforms._POOLS_LOCK, transforms._POSITION_LOCK:
         pool = ctx.Pool(1)
     try:
-        got = pool.apply_async(aug, (x,)).get(timeout=20)
+        got = pool.apply_async(aug, (x,), {"start": len(x)}).get(timeout=20)
     finally:
         pool.terminate()
     assert np.array_equal(got, want)
@@ -465,7 +478,7 @@ def test_parameter_conventions_users_of_albumentations_and_keras_expect():
 def test_rotation_and_zoom_match_opencv(rotate, zoom):
     import cv2
 
-    x = _pattern(n=3, h=21, w=25)
+    x = _pattern(n=5, h=21, w=25)
     y = Augmenter(rotate=(rotate, rotate), zoom=(zoom, zoom), fill=5)(x)
     # OpenCV: positive angles turn counter-clockwise as displayed, about the given centre
     m = cv2.getRotationMatrix2D((12.0, 10.0), rotate, zoom)
@@ -489,7 +502,7 @@ def test_non_finite_pixels_stay_in_their_own_image(border):
     x[1] = np.nan
     x[2, 3, 3] = np.inf
     aug = Augmenter(rotate=30, shift=0.2, seed=1, border=border)
-    y = aug(x)
+    y = aug(x, channels="last")  # three (H, W) images, not one (C, H, W) image
     assert np.isfinite(y[0]).all()
     assert np.array_equal(y[0], aug(x[:1], start=0)[0])
     assert np.array_equal(y[2], aug(x[2:], start=2)[0], equal_nan=True)
@@ -535,7 +548,7 @@ def test_consecutive_calls_continue_the_stream_and_start_is_pure():
     x = _pattern(n=600, h=8, w=8)
     aug = Augmenter(rotate=15, shift=0.1, seed=0)
     assert aug.position == 0
-    a, b = aug(x[:4]), aug(x[:4])
+    a, b = aug(x[:4], channels="last"), aug(x[:4])  # after one batch, (4, H, W) is a batch
     assert not np.array_equal(a, b), "a training loop must get new transforms every epoch"
     assert aug.position == 8
     # an explicit start is pure: it neither reads nor moves the counter
@@ -543,7 +556,7 @@ def test_consecutive_calls_continue_the_stream_and_start_is_pure():
     assert aug.position == 8
     # a fresh augmenter with the same seed replays the same stream
     again = Augmenter(rotate=15, shift=0.1, seed=0)
-    assert np.array_equal(again(x[:4]), a) and np.array_equal(again(x[:4]), b)
+    assert np.array_equal(again(x[:4], channels="last"), a) and np.array_equal(again(x[:4]), b)
     # calls in a row equal one call over the whole batch
     one, two = Augmenter(rotate=15, shift=0.1, seed=0), Augmenter(rotate=15, shift=0.1, seed=0)
     assert np.array_equal(np.concatenate([one(x[:300]), one(x[300:600])]), two(x[:600]))
@@ -577,8 +590,15 @@ def test_copies_keep_the_position():
     want = aug(x, start=6)
     for clone in (pickle.loads(pickle.dumps(aug)), copy.copy(aug), copy.deepcopy(aug)):
         assert clone.position == 6
+        # two copies taking the same next samples would repeat each other's transforms
+        with pytest.raises(ReplayError, match="pickled or copied"):
+            clone(x)
+        assert clone.position == 6
+        assert np.array_equal(clone(x, start=6), want)
+        clone.reset(clone.position)  # a counter of its own, on purpose
         assert np.array_equal(clone(x), want) and clone.position == 12
     assert aug.position == 6  # each copy counts on its own
+    assert np.array_equal(aug(x), want)  # the original keeps its counter
 
 
 def test_concurrent_calls_without_start_take_disjoint_samples():
@@ -642,3 +662,91 @@ def test_batches_that_look_channels_first_need_the_layout_said():
     with pytest.raises(OptionError, match="does not match"):
         aug(np.zeros((2, 3, 8, 8), np.uint8), masks=np.zeros((2, 8, 8, 3), np.uint8),
             channels="first")
+
+
+# ---------------------------------------------------------------- samples named by id
+def test_ids_give_each_sample_its_transform_in_any_order_and_batch():
+    # more than one piece (slots wrap), colour, masks, every transform kind
+    h = w = 12
+    n = piece_size(h, w) + 300
+    x = _pattern(n=n, h=h, w=w, c=3)
+    masks = _pattern(n=n, h=h, w=w, seed=5) // 64
+    aug = Augmenter(rotate=15, shift=0.1, hflip=True, perspective=0.05, elastic=(8, 3), seed=3)
+    want, want_m = aug(x, masks=masks, start=0)
+    perm = np.random.default_rng(0).permutation(n)
+    got, got_m = aug(x[perm], masks=masks[perm], ids=perm)
+    assert np.array_equal(got, want[perm]) and np.array_equal(got_m, want_m[perm])
+    # a few samples alone, repeated, with ids of any integer kind
+    pick = [7, n - 1, 7, piece_size(h, w)]
+    for ids in (pick, np.array(pick, np.uint32), tuple(pick)):
+        assert np.array_equal(aug(x[pick], ids=ids), want[pick])
+    assert np.array_equal(aug(x[5:9], ids=range(5, 9)), aug(x[5:9], start=5))
+    assert aug.position == 0  # ids leave the counter alone
+
+
+def test_ids_are_checked():
+    aug = Augmenter(rotate=10)
+    x = _pattern(n=5)
+    for bad, why in (([1, 2], "2 ids for 5 images"), ([0, 1, 2, 3, -1], "ids"),
+                     (np.zeros((5, 1), int), "shape"), ([0.0, 1, 2, 3, 4], "dtype"),
+                     ([0, 1, 2, 3, 2**60], "2\\*\\*48")):
+        with pytest.raises(OptionError, match=why):
+            aug(x, ids=bad)
+    with pytest.raises(OptionError, match="not both"):
+        aug(x, start=0, ids=range(5))
+
+
+def test_integer_tensors_for_start_and_ids_and_tensors_back():
+    import torch
+
+    x = _pattern(n=6, h=16, w=16, c=3)
+    aug = Augmenter(rotate=15, shift=0.1, seed=1)
+    want = aug(x, start=3)
+    for start in (3, np.int64(3), np.array(3), torch.tensor(3), torch.tensor(3, dtype=torch.int32)):
+        assert np.array_equal(aug(x, start=start), want)
+    assert np.array_equal(aug(x, ids=torch.arange(3, 9)), want)
+    for bad in (torch.tensor(3.0), torch.tensor(True), 3.0, np.float64(3)):
+        with pytest.raises(OptionError, match="start="):
+            aug(x, start=bad)
+    # a torch tensor in, a torch tensor out; masks too
+    t = torch.from_numpy(x)
+    got, m = aug(t, torch.from_numpy(x[..., 0]), start=3)
+    assert isinstance(got, torch.Tensor) and isinstance(m, torch.Tensor)
+    assert got.dtype == torch.uint8 and np.array_equal(got.numpy(), want)
+    # channels-first tensors, as torch keeps them
+    first = aug(t.permute(0, 3, 1, 2), start=3, channels="first")
+    assert tuple(first.shape) == (6, 3, 16, 16)
+    assert np.array_equal(first.permute(0, 2, 3, 1).numpy(), want)
+
+
+def test_one_image_has_its_own_entry_point_and_ambiguous_calls_raise():
+    rgb = _pattern(n=1, h=32, w=32, c=3)[0]
+    grey = _pattern(n=1, h=28, w=28)[0]
+    aug = Augmenter(rotate=20, shift=0.1, seed=2)
+    assert np.array_equal(aug.image(rgb, id=4), aug(rgb[None], start=4)[0])
+    assert np.array_equal(aug.image(grey, id=4), aug(grey[None], start=4)[0])
+    chw = np.ascontiguousarray(rgb.transpose(2, 0, 1))
+    assert np.array_equal(aug.image(chw, id=4, channels="first").transpose(1, 2, 0),
+                          aug.image(rgb, id=4))
+    mask = (rgb[..., 0] > 128).astype(np.uint8)
+    img, m = aug.image(rgb, mask, id=4)
+    assert np.array_equal(img, aug.image(rgb, id=4)) and m.shape == mask.shape
+    assert np.array_equal(m, aug(rgb[None], mask[None], start=4)[1][0])
+    assert aug.position == 0
+    aug.image(grey)
+    assert aug.position == 1  # without id=, the next sample of the counter
+    # a single image handed to the batch call would come back garbled: refused, with the fix
+    with pytest.raises(OptionError, match=r"one \(H, W, C\) image.*aug.image"):
+        aug(rgb)
+    with pytest.raises(OptionError, match=r"one \(C, H, W\) image or a batch of 3"):
+        aug(chw)
+    with pytest.raises(OptionError, match="channels-first"):
+        aug.image(chw)
+    with pytest.raises(OptionError, match="one image"):
+        aug.image(rgb[None])
+    # what the caller says wins; and a loop's short last batch is a batch
+    assert aug(chw, channels="last", start=0).shape == chw.shape
+    loop = Augmenter(rotate=20, seed=2)
+    batch = _pattern(n=8, h=32, w=32)
+    loop(batch[:5])
+    assert np.array_equal(loop(batch[5:]), Augmenter(rotate=20, seed=2)(batch)[5:])

@@ -10,6 +10,7 @@ import random
 import numpy as np
 
 from ..errors import OptionError
+from ..tensors import index, index_array
 from . import params
 from .transforms import Augmenter, channels_back, channels_last
 
@@ -44,15 +45,20 @@ class AlbumentationsRunner:
             np.random.seed(s)
 
     def __call__(self, images: np.ndarray, masks: np.ndarray | None = None, *, start: int = 0,
-                 channels: str | None = None):
-        """Augment (N, H, W[, C]) images (and masks) image by image; shapes and dtypes kept."""
+                 ids=None, channels: str | None = None):
+        """Augment (N, H, W[, C]) images (and masks) image by image; shapes and dtypes kept.
+        Image i runs as sample ``start + i``, or ``ids[i]``."""
         images = channels_last("images", np.asarray(images), channels)
         if masks is not None:
             masks = channels_last("masks", np.asarray(masks), channels or "last")
+        if ids is None:
+            ids = np.arange(index("start", start), index("start", start) + len(images))
+        else:
+            ids = index_array("ids", ids, len(images))
         out = np.empty_like(images)
         mask_out = None if masks is None else np.empty_like(masks)
         for i in range(len(images)):
-            self._reseed(int(start) + i)
+            self._reseed(int(ids[i]))
             if masks is None:
                 result = self.pipeline(image=images[i])
             else:

@@ -257,11 +257,11 @@ def _produce(
         # explicit sample indices: the same samples whatever the chunking, and the
         # augmenter's own counter is left alone
         if masks is None:
-            batch = augmenter(x[idx], start=pos + s, channels=channels)
+            batch = augmenter(x[idx], start=pos + s, channels=channels or "last")
             write(pos + s, batch, y[idx])
         else:
             batch, mbatch = augmenter(x[idx], masks=masks[idx], start=pos + s,
-                                      channels=channels)
+                                      channels=channels or "last")
             write(pos + s, batch, y[idx], mbatch)
         advance(len(idx))
 

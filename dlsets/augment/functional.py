@@ -25,6 +25,11 @@ _SMOOTH_TOL = 1e-3  # singular values of the smoothing operator kept down to thi
 # two fill rows under each tile: a coordinate folded to H reads rows H and H + 1 (the second
 # with weight 0, but 0 x NaN is NaN), so it must never reach the next tile's first row
 _FILL_ROWS = 2
+# Mosaics of at most 2**13 rows (as fast as taller ones), whose vertical source coordinates are
+# multiples of 1/2048 pixel: then adding a tile's row offset is exact in float32 (24 bits), so
+# a sample's output does not depend on the tile it lands on.
+_MOSAIC_ROWS = 1 << 13
+_V_STEPS = 2048
 MAX_SIDE = _SHRT_MAX - 1 - _FILL_ROWS  # largest height or width (a tile and its fill rows fit)
 SCRATCH_KEEP = 1 << 25  # bytes: bigger scratch arrays (huge images) are not kept between pieces
 
@@ -41,7 +46,8 @@ class Field(NamedTuple):
     zx: np.ndarray
     zy: np.ndarray
 
-    def take(self, sl: slice) -> Field:
+    def take(self, sl) -> Field:
+        """The fields of samples ``sl`` (a slice or an index array)."""
         return Field(self.rows, self.cols, self.zx[sl], self.zy[sl])
 
     def dense(self) -> tuple[np.ndarray, np.ndarray]:
@@ -238,8 +244,9 @@ def _maps(inverse: np.ndarray, field: Field | None, height: int, width: int):
 
 
 def max_tiles(height: int) -> int:
-    """Most tiles of this height one remap call can take (16-bit fixed-point coordinates)."""
-    return max(1, (_SHRT_MAX - 2) // (height + _FILL_ROWS))
+    """Most tiles of this height one remap call takes (a mosaic of at most _MOSAIC_ROWS rows,
+    or one tile)."""
+    return max(1, (_MOSAIC_ROWS - 2) // (height + _FILL_ROWS))
 
 
 def warp(
@@ -263,7 +270,9 @@ def warp(
     with nearest-neighbour sampling and ``mask_fill`` outside.
 
     The images are stacked as tiles of a mosaic, image i at tile ``slot + i`` (modulo the
-    most tiles one remap takes); a sample always at the same tile gets bit-identical output.
+    most tiles one remap takes); an image's output does not depend on its tile (nor on the
+    other images): vertical source coordinates are rounded to 1/2048 pixel, so adding a
+    tile's offset to them is exact in float32.
     """
     import cv2
 
@@ -288,6 +297,10 @@ def warp(
                      width)
         _fold(u, width, border)
         _fold(v, height, border)
+        # 1/2048 pixel steps: v + offset (below 2**13) keeps every bit in float32
+        v *= np.float32(_V_STEPS)
+        np.rint(v, out=v)
+        v *= np.float32(1.0 / _V_STEPS)
         v += (np.arange(first, first + e - s, dtype=np.float32)
               * (height + _FILL_ROWS))[:, None, None]
         u2 = u.reshape(-1, width)

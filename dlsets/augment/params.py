@@ -3,7 +3,9 @@
 Each stream is a counter-based ``Philox`` generator keyed by (seed, stream). A sample owns a fixed
 number of 64-bit words, so the draws of samples ``start .. start+n-1`` are read by setting the
 counter to ``start * words / 4`` (Philox yields four words per counter step): no per-sample
-Generator, and any chunking of a batch reproduces the draws of one big call.
+Generator, and any chunking of a batch reproduces the draws of one big call. The ``*_at``
+functions draw for any list of sample ids (shuffled batches) and give each sample exactly the
+words it gets in a contiguous call.
 """
 
 from __future__ import annotations
@@ -52,10 +54,103 @@ def normal(seed: int, stream: int, start: int, n: int, k: int) -> np.ndarray:
     """
     words = _words(k)
     raw = generator(seed, stream, start, words).bit_generator.random_raw(n * words)
-    raw = raw.reshape(n, words)[:, :k]
+    return _irwin_hall(raw.reshape(n, words)[:, :k])
+
+
+def _irwin_hall(raw: np.ndarray) -> np.ndarray:
     mask = np.uint64(0xFFFF)
     total = raw & mask
     for shift in (16, 32, 48):
         total += (raw >> np.uint64(shift)) & mask
     # the sum of four uniforms on [0, 65535] has mean 131070 and variance 4 * 65536**2 / 12
     return ((total.astype(np.float32) - np.float32(131070.0)) * np.float32(3**0.5 / 65536.0))
+
+
+# ---------------------------------------------------------------------------- draws by id
+# Philox4x64-10 constants (Salmon et al. 2011), as numpy's Philox uses them
+_M = np.array([[0xD2E7470EE14C6C93], [0xCA5A826395121157]], dtype=np.uint64)
+_M_LO, _M_HI = _M & np.uint64(0xFFFFFFFF), _M >> np.uint64(32)
+_W0, _W1 = 0x9E3779B97F4A7C15, 0xBB67AE8584CAA73B
+_LOW32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+_ROUNDS = 10
+# Above this many counter steps per sample, one jump of numpy's own generator per sample is
+# cheaper than the emulated rounds (whose cost grows with the words drawn).
+_VECTOR_STEPS = 4
+_KEYS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _key(seed: int, stream: int) -> np.ndarray:
+    key = _KEYS.get((seed, stream))
+    if key is None:
+        key = np.random.SeedSequence([seed, stream]).generate_state(2, dtype=np.uint64)
+        if len(_KEYS) > 256:
+            _KEYS.clear()
+        _KEYS[(seed, stream)] = key
+    return key
+
+
+def _philox(counters: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Philox4x64-10 of counters (m,) uint64 (the other three counter words 0), vectorised:
+    (m, 4) uint64, equal to what numpy's Philox yields for those counter values."""
+    m = counters.shape[0]
+    x = np.zeros((4, m), np.uint64)
+    x[0] = counters
+    k0, k1 = int(key[0]), int(key[1])
+    mask = (1 << 64) - 1
+    with np.errstate(over="ignore"):
+        for _ in range(_ROUNDS):
+            a = x[0::2]  # words 0 and 2, multiplied by M0 and M1 at once
+            lo = a * _M
+            a_lo, a_hi = a & _LOW32, a >> _S32
+            p1, p2 = a_lo * _M_HI, a_hi * _M_LO
+            mid = (a_lo * _M_LO) >> _S32
+            mid += p1 & _LOW32
+            mid += p2 & _LOW32
+            hi = a_hi * _M_HI
+            hi += p1 >> _S32
+            hi += p2 >> _S32
+            hi += mid >> _S32
+            x = np.stack([hi[1] ^ x[1] ^ np.uint64(k0), lo[1], hi[0] ^ x[3] ^ np.uint64(k1),
+                          lo[0]])
+            k0, k1 = (k0 + _W0) & mask, (k1 + _W1) & mask
+    return x.T
+
+
+def raw_at(seed: int, stream: int, ids: np.ndarray, words: int) -> np.ndarray:
+    """(n, words) uint64: the raw words of samples ``ids`` (any order, repeats allowed), equal
+    row for row to the words sample ``i`` gets from :func:`generator`."""
+    ids = np.asarray(ids, dtype=np.uint64)
+    steps = _words(words) // _WORDS_PER_STEP
+    key = _key(seed, stream)
+    if steps <= _VECTOR_STEPS:
+        # numpy's Philox increments its counter before each block of four words
+        counters = ids[:, None] * np.uint64(steps) + np.arange(1, steps + 1, dtype=np.uint64)
+        out = _philox(counters.ravel(), key).reshape(len(ids), steps * _WORDS_PER_STEP)
+        return out[:, :words]
+    out = np.empty((len(ids), words), np.uint64)
+    order = np.argsort(ids, kind="stable")
+    bits = np.random.Philox(key=key)
+    at, last = 0, None
+    for row in order.tolist():
+        step = int(ids[row]) * steps
+        if step + steps == at:  # a repeated id: the same words again
+            out[row] = out[last]
+            continue
+        bits.advance(step - at)  # in counter steps; also drops the buffered words
+        out[row] = bits.random_raw(steps * _WORDS_PER_STEP)[:words]
+        at, last = step + steps, row
+    return out
+
+
+def uniform_at(seed: int, stream: int, ids: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) float64 uniforms in [0, 1) of samples ``ids``: row j equals
+    ``uniform(seed, stream, ids[j], 1, k)[0]``."""
+    raw = raw_at(seed, stream, ids, k)
+    # numpy's conversion of a 64-bit word to a double in [0, 1)
+    return (raw >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def normal_at(seed: int, stream: int, ids: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) float32 draws of samples ``ids``, as :func:`normal` gives them."""
+    return _irwin_hall(raw_at(seed, stream, ids, k))

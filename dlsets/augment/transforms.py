@@ -16,7 +16,8 @@ from numbers import Real
 
 import numpy as np
 
-from ..errors import OptionError
+from ..errors import OptionError, ReplayError
+from ..tensors import index, index_array, to_numpy
 from . import functional as F
 from . import params
 
@@ -97,9 +98,11 @@ class Geometric(Transform):
         raise NotImplementedError
 
     def matrices(self, seed: int, stream: int, start: int, n: int, height: int,
-                 width: int) -> np.ndarray:
-        """Inverse matrices (n, 3, 3) of samples start..start+n-1."""
-        return self.inverse(params.uniform(seed, stream, start, n, self.words), height, width)
+                 width: int, ids: np.ndarray | None = None) -> np.ndarray:
+        """Inverse matrices (n, 3, 3) of samples start..start+n-1, or of samples ``ids``."""
+        u = (params.uniform(seed, stream, start, n, self.words) if ids is None
+             else params.uniform_at(seed, stream, ids, self.words))
+        return self.inverse(u, height, width)
 
 
 class RandomAffine(Geometric):
@@ -216,12 +219,13 @@ class Elastic(Transform):
         self.sigma = float(sigma)
 
     def field(self, seed: int, stream: int, start: int, n: int, height: int,
-              width: int) -> F.Field:
-        """The displacement fields of samples start..start+n-1 for H x W images."""
+              width: int, ids: np.ndarray | None = None) -> F.Field:
+        """The displacement fields of samples start..start+n-1 (or ``ids``) for H x W images."""
         rows = F.smoothing_basis(height, self.sigma)
         cols = F.smoothing_basis(width, self.sigma)
         r, s = rows.shape[1], cols.shape[1]
-        z = params.normal(seed, stream, start, n, 2 * r * s)
+        z = (params.normal(seed, stream, start, n, 2 * r * s) if ids is None
+             else params.normal_at(seed, stream, ids, 2 * r * s))
         z *= np.float32(self.alpha / math.sqrt(3.0))
         z = z.reshape(n, 2, r, s)
         return F.Field(rows, cols, z[:, 0], z[:, 1])
@@ -310,19 +314,30 @@ class Augmenter:
     but raises OptionError for a 4-D batch that looks channels-first (shape[1] in 1, 3, 4 and
     shape[-1] not): pass ``channels="first"``, or ``"last"`` if it really is channels-last.
 
-    Sample i's parameters depend only on (seed, i). The augmenter keeps a running sample
-    counter, ``aug.position``: a call without ``start`` augments samples
-    ``position .. position+N-1`` and advances the counter by N (under a lock, so calls from
-    several threads get disjoint samples), so consecutive batches and epochs get fresh
-    transforms, and ``aug(x[:300]); aug(x[300:])`` equals a fresh augmenter's ``aug(x)``.
-    Calls with an identity augmenter (no transforms) advance it too. ``start=k`` augments samples
-    k..k+N-1 and leaves the counter alone (pure: same input, same output). ``aug.reset()``
-    rewinds to 0 (``reset(position=k)``: to k). A fresh ``Augmenter(..., seed=s)`` starts at 0.
-    Pickles and copies keep the position, and so does a forked worker process, which then
-    continues from the parent's position at the fork, as every other worker does: in a PyTorch
-    DataLoader with workers, pass ``start=`` (e.g. ``epoch * len(dataset) + index``), or give
-    each worker its own augmenter with its own seed in ``worker_init_fn`` (e.g.
-    ``seed=torch.initial_seed() % 2**63``, which differs per worker and per epoch).
+    Sample i's parameters depend only on (seed, i), so a call can name its samples:
+    ``aug(x, ids=ids)`` augments image j as sample ``ids[j]`` (any integers >= 0, any order,
+    repeats allowed), exactly as it is augmented in any other call that includes it: a shuffled
+    batch gets the transforms its samples get anywhere else, and ``aug(x, start=k)`` equals
+    ``aug(x, ids=range(k, k + N))``. Both leave the counter alone (pure: same input, same
+    output). ``start`` and ``ids`` take Python and NumPy integers and integer tensors of torch,
+    TensorFlow or JAX; so do ``images`` and ``masks``, and results come back as the same kind
+    of array (a torch tensor in gives a torch tensor out, on the same device).
+
+    Without ``start`` or ``ids`` a call takes the next N samples of a running counter,
+    ``aug.position``, and advances it by N (under a lock, so calls from several threads get
+    disjoint samples): consecutive batches get fresh transforms, and ``aug(x[:300]);
+    aug(x[300:])`` equals a fresh augmenter's ``aug(x)``. Calls with an identity augmenter (no
+    transforms) advance it too. ``aug.reset()`` rewinds to 0 (``reset(position=k)``: to k).
+    The counter belongs to one object in one process: a copy (``copy``, pickle, or a forked
+    process such as a DataLoader or PyDataset worker) keeps ``position`` for reading, but its
+    calls without ``start``/``ids`` raise :class:`~dlsets.ReplayError` instead of silently
+    repeating the transforms its sibling copies make; name the samples with ``ids=`` (the
+    adapters in :mod:`dlsets.feed`, ``dlsets.torch`` and ``dlsets.keras`` do), or call
+    ``reset()`` in the copy to give it a counter of its own.
+
+    A 3-D call is a batch of N greyscale (H, W) images; one that looks like a single image,
+    (H, W, C) with C in 1, 3, 4 or (C, H, W) with C in 3, 4, raises OptionError unless
+    ``channels="last"`` says it is a batch; :meth:`image` augments one image.
     All geometry of a sample is composed (list order; Elastic last) and resampled once.
     ``border`` is "constant" (``fill``), "reflect" (mirror without repeating the edge pixel) or
     "edge"; ``workers`` threads share a batch (default: up to 4), which never changes results.
@@ -399,11 +414,18 @@ class Augmenter:
         self.mask_fill = mask_fill
         self.seed = params.check_seed(seed)
         self.workers = None if workers is None else int(workers)
-        self._position = 0  # the next sample of a call without start=
+        self._position = 0  # the next sample of a call without start= or ids=
+        self._owner: int | None = os.getpid()  # the process whose calls may use the counter
+        # (H, W) of greyscale batches seen: a later (3, H, W) call is a batch's tail
+        self._greyscale_sizes: set[tuple[int, int]] = set()
 
     def __repr__(self) -> str:
         return (f"Augmenter({list(self.transforms)!r}, border={self.border!r}, "
                 f"fill={self.fill!r}, seed={self.seed})")
+
+    def __getstate__(self) -> dict:
+        # a copy keeps the position but not the counter: see the class docstring
+        return {**self.__dict__, "_owner": None}
 
     @property
     def identity(self) -> bool:
@@ -412,25 +434,77 @@ class Augmenter:
 
     @property
     def position(self) -> int:
-        """The first sample the next call without ``start=`` augments."""
+        """The first sample the next call without ``start=``/``ids=`` augments."""
         return self._position
 
     def reset(self, position: int = 0) -> None:
-        """Make the next call without ``start=`` begin at sample ``position`` (default 0)."""
-        self._position = _index("position", position)
+        """Make the next call without ``start=``/``ids=`` begin at sample ``position`` (default
+        0); in a copy, this also gives the copy a counter of its own."""
+        self._position = index("position", position)
+        self._owner = os.getpid()
 
     def _reserve(self, n: int) -> int:
         """Samples position..position+n-1 for one call, taken atomically."""
+        owner = getattr(self, "_owner", None)
+        if owner != os.getpid():
+            where = ("was pickled or copied" if owner is None else
+                     f"was forked from process {owner} into process {os.getpid()}")
+            raise ReplayError(
+                f"this Augmenter {where} (e.g. into a DataLoader or PyDataset worker): called "
+                f"without ids= it would take samples {self._position}.. of its counter, the "
+                "same ones its sibling copies take, and repeat their transforms. Name the "
+                "samples instead: aug(batch, ids=sample_ids), e.g. epoch * len(dataset) + "
+                "index, or feed through dlsets.batches, dlsets.torch.AugmentedDataset or "
+                "dlsets.keras.AugmentedPyDataset, which do that for you (aug.reset(k) gives a "
+                "copy a counter of its own that starts at sample k)")
         with _POSITION_LOCK:
             first = self._position
             self._position = first + n
         return first
 
-    def __call__(self, images: np.ndarray, masks: np.ndarray | None = None, *,
-                 start: int | None = None, channels: str | None = None):
-        """Augment a batch; see the class docstring for shapes, dtypes, ``start`` and
+    def image(self, image, mask=None, *, id: int | None = None, channels: str | None = None):
+        """Augment one image: (H, W) or (H, W, C), or (C, H, W) with ``channels="first"``.
+
+        ``id`` names its sample (as ``ids=`` does for a batch); without it the image takes the
+        next sample of the counter. Returns the image (same shape, dtype and kind of array),
+        or ``(image, mask)`` with a mask of shape (H, W[, C]).
+        """
+        a, back = to_numpy(image)
+        if a.ndim not in (2, 3) or 0 in a.shape:
+            raise OptionError(f"image has shape {a.shape}: expected one image (H, W), (H, W, C) "
+                              "or, with channels='first', (C, H, W); batches go to aug(batch)")
+        if channels is not None and channels not in CHANNELS:
+            channels_last("image", a[None], channels)  # raises, with the allowed values
+        if (a.ndim == 3 and channels is None and a.shape[0] in _CHANNEL_COUNTS
+                and a.shape[2] not in _CHANNEL_COUNTS):
+            raise OptionError(f"image has shape {a.shape}, which looks channels-first "
+                              "(C, H, W): pass channels='first' (or channels='last' if it "
+                              f"really is (H, W, C) with {a.shape[2]} channels)")
+        layout = channels or "last"
+        kw = {"channels": layout} if id is None else {"channels": layout,
+                                                       "start": index("id", id)}
+        if mask is None:
+            return back(self(a[None], **kw)[0])
+        m, mask_back = to_numpy(mask)
+        out, mask_out = self(a[None], m[None], **kw)
+        return back(out[0]), mask_back(mask_out[0])
+
+    def __call__(self, images, masks=None, *, start: int | None = None, ids=None,
+                 channels: str | None = None):
+        """Augment a batch; see the class docstring for shapes, dtypes, ``start``, ``ids`` and
         ``channels``."""
-        given = [np.asarray(images), None if masks is None else np.asarray(masks)]
+        if start is not None and ids is not None:
+            raise OptionError("give start= or ids=, not both (ids=range(k, k + N) is start=k)")
+        images, back = to_numpy(images)
+        mask_back = None
+        if masks is not None:
+            masks, mask_back = to_numpy(masks)
+        given = [images, masks]
+        if images.ndim == 3:
+            seen = self.__dict__.setdefault("_greyscale_sizes", set())
+            if channels is None:
+                _refuse_single_image(images, seen)
+            seen.add(images.shape[1:])
         images = _check_batch("images", channels_last("images", given[0], channels),
                               F.IMAGE_DTYPES)
         if masks is not None:
@@ -441,7 +515,14 @@ class Augmenter:
                 raise OptionError(f"masks shape {given[1].shape} does not match images shape "
                                   f"{given[0].shape} in (N, H, W)")
         if start is not None:
-            start = _index("start", start)
+            start = index("start", start)
+        if ids is not None:
+            ids = index_array("ids", ids, len(images))
+            if len(ids) and ids[-1] - ids[0] == len(ids) - 1 and (
+                    len(ids) == 1 or bool(np.all(np.diff(ids) == 1))):
+                start, ids = int(ids[0]), None  # a contiguous run: the same samples as start=
+            elif not len(ids):
+                start, ids = 0, None
         _check_fill("fill", self.fill, images.dtype)
         copy_only = self.identity or len(images) == 0
         mask_in, mask_dtype = masks, None
@@ -449,55 +530,64 @@ class Augmenter:
             _check_fill("mask_fill", self.mask_fill, masks.dtype)
             mask_in, mask_dtype = _remappable(masks, self.mask_fill)
         # every check passed: only now take samples from the counter
-        first = self._reserve(len(images)) if start is None else start
+        first = start
+        if start is None and ids is None:
+            first = self._reserve(len(images))
         if copy_only:
             # C order in the caller's layout
-            return given[0].copy() if masks is None else (given[0].copy(), given[1].copy())
+            if masks is None:
+                return back(given[0].copy())
+            return back(given[0].copy()), mask_back(given[1].copy())
         # C order whatever the input's: the remap writes straight into row blocks of these
         out = np.empty(images.shape, images.dtype)
         mask_out = None if masks is None else np.empty(mask_in.shape, mask_in.dtype)
         n, height, width = images.shape[:3]
-        # pieces of ~PIECE_PIXELS pixels (one remap each) are aligned on absolute sample
-        # indices, so a sample always sits at the same tile of the same-sized mosaic: its
-        # result is bit-identical whatever the batch, chunk or thread it comes in.
         piece = piece_size(height, width)
-        cuts = [first, *range((first // piece + 1) * piece, first + n, piece), first + n]
-        bounds = [(a - first, b - first) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+        # pieces of ~PIECE_PIXELS pixels, one remap each (aligned on sample indices for
+        # start=); a sample's result is bit-identical whatever the batch, chunk, tile or
+        # thread it comes in (see functional.warp), so shuffled ids go in batch order
+        if ids is None:
+            cuts = [first, *range((first // piece + 1) * piece, first + n, piece), first + n]
+            cuts = [c - first for c in cuts]
+        else:
+            cuts = [*range(0, n, piece), n]
+        units = [(a, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+        # (N, C, H, W) results are transposed piece by piece
+        back_first = None
+        if channels == "first" and out.ndim == 4 and out.shape[3] > 1:
+            back_first = np.empty(given[0].shape, out.dtype)
 
         def run(se: tuple[int, int]) -> None:
             s, e = se
-            inverse, field = self._geometry(first + s, e - s, height, width)
+            inverse, field = (self._geometry(first + s, e - s, height, width) if ids is None
+                              else self._geometry(0, e - s, height, width, ids=ids[s:e]))
             F.warp(images[s:e], inverse, field=field, border=self.border, fill=self.fill,
                    masks=None if masks is None else mask_in[s:e], mask_fill=self.mask_fill,
-                   slot=(first + s) % piece, out=out[s:e],
-                   mask_out=None if masks is None else mask_out[s:e])
-            if back is not None:  # while the piece is still in cache, in the worker threads
-                back[s:e] = out[s:e].transpose(0, 3, 1, 2)
+                   out=out[s:e], mask_out=None if masks is None else mask_out[s:e])
+            if back_first is not None:  # while the piece is in cache, in the worker threads
+                back_first[s:e] = out[s:e].transpose(0, 3, 1, 2)
 
-        # (N, C, H, W) results are transposed piece by piece
-        back = None
-        if channels == "first" and out.ndim == 4 and out.shape[3] > 1:
-            back = np.empty(given[0].shape, out.dtype)
         workers = self.workers or min(4, os.cpu_count() or 1)
-        if workers == 1 or len(bounds) == 1:
-            for se in bounds:
-                run(se)
+        if workers == 1 or len(units) == 1:
+            for unit in units:
+                run(unit)
         else:
             # cv2 and numpy release the GIL in the heavy parts
-            list(_pool(workers).map(run, bounds))
-        out = channels_back(out, channels) if back is None else back
+            list(_pool(workers).map(run, units))
+        out = channels_back(out, channels) if back_first is None else back_first
         if masks is None:
-            return out
+            return back(out)
         mask_out = mask_out if mask_dtype is None else mask_out.astype(mask_dtype)
-        return out, channels_back(mask_out, channels)
+        return back(out), mask_back(channels_back(mask_out, channels))
 
-    def _geometry(self, start: int, n: int, height: int, width: int):
+    def _geometry(self, start: int, n: int, height: int, width: int,
+                  ids: np.ndarray | None = None):
         inverse, field = None, None
         for stream, t in enumerate(self.transforms):
             if isinstance(t, Elastic):
-                field = t.field(self.seed, stream, start, n, height, width)
+                field = t.field(self.seed, stream, start, n, height, width, ids=ids)
                 continue
-            m = t.matrices(self.seed, stream, start, n, height, width)
+            m = t.matrices(self.seed, stream, start, n, height, width, ids=ids)
             # output -> source: the first transform's inverse is applied last
             inverse = m if inverse is None else np.matmul(inverse, m)
         if inverse is None:
@@ -505,10 +595,22 @@ class Augmenter:
         return inverse, field
 
 
-def _index(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise OptionError(f"{name}={value!r} is not allowed: give a sample index >= 0")
-    return int(value)
+def _refuse_single_image(a: np.ndarray, seen: set[tuple[int, int]]) -> None:
+    """A 3-D batch that looks like one image raises: it would come back garbled. A (3, H, W)
+    or (4, H, W) batch is taken as greyscale images when greyscale H x W batches came before
+    (``seen``: the last batch of a loop)."""
+    if min(a.shape) == 0:
+        return
+    n, h, w = a.shape
+    if w in _CHANNEL_COUNTS and n > 4 and h > 4:
+        raise OptionError(f"images has shape {a.shape}, which looks like one (H, W, C) image, "
+                          f"not a batch of {n} images of {h} x {w} pixels: use aug.image(img) "
+                          "for one image (or img[None], a batch of one), or pass "
+                          "channels='last' if it really is a batch (N, H, W)")
+    if n in (3, 4) and h > 4 and w > 4 and (h, w) not in seen:
+        raise OptionError(f"images has shape {a.shape}: one (C, H, W) image or a batch of {n} "
+                          "greyscale (H, W) images? Use aug.image(img, channels='first') for "
+                          f"one image, or pass channels='last' to augment {n} (H, W) images")
 
 
 _POSITION_LOCK = threading.Lock()  # held for a few instructions per call: one for all

@@ -1,0 +1,250 @@
+"""Benchmark: augmented images per second delivered to a training loop (no model).
+
+    python tests/bench/bench_feed.py              # torch rows, then keras on both backends
+    python tests/bench/bench_feed.py --quick      # small sizes, a smoke test
+    python tests/bench/bench_feed.py --only torch # or keras
+
+Needs torch, torchvision, keras and tensorflow (a venv apart: torchvision does not import
+beside the CPU wheel the tests use). Synthetic uint8 arrays of the real shapes (MNIST 60,000 x
+28x28, CIFAR-10 50,000 x 32x32x3), random affine rotate 15 + shift 0.1, 2 workers for every
+loader, batches of 256, the same run. Rows:
+
+- bare augmenter: ``Augmenter(...)(x)`` on the whole array in the main process (2 threads);
+- dlsets: ``dlsets.torch.AugmentedDataset`` in ``DataLoader(batch_size=256, shuffle=True,
+  num_workers=2, persistent_workers=True)``, uint8 and float32 batches;
+- torchvision: ``transforms.v2.RandomAffine(degrees=15, translate=(0.1, 0.1))`` per sample on
+  uint8 (C, H, W) tensors in a map-style dataset, in the same DataLoader set-up;
+- keras (in a process per backend): ``dlsets.keras.AugmentedPyDataset`` (float32 batches)
+  through Keras' own PyDataset adapter (what ``fit`` iterates), in one process (Keras'
+  default; the augmenter's own 2 threads), with ``workers=2`` threads and with 2 worker
+  processes, against ``RandomRotation(15 / 360) + RandomTranslation(0.1, 0.1)`` called on each
+  batch of a plain PyDataset with 2 worker processes, as a model's first layers run.
+
+Each loader runs one warm-up pass (workers start, imports), then the best of ``--repeats``
+timed passes over ``n`` images counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import numpy as np  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+SHAPES = {"mnist": (60_000, (28, 28)), "cifar10": (50_000, (32, 32, 3))}
+TARGETS = {"mnist": 15.0, "cifar10": 8.0}
+BATCH = 256
+WORKERS = 2
+
+
+def _data(name: str, n: int | None = None) -> np.ndarray:
+    total, shape = SHAPES[name]
+    return np.random.default_rng(0).integers(0, 256, (n or total, *shape), dtype=np.uint8)
+
+
+def _best(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _loader_rate(loader, n: int, repeats: int) -> float:
+    def one_pass():
+        count = 0
+        for batch in loader:
+            count += len(batch[0])
+        assert count == n, (count, n)
+
+    one_pass()  # warm-up: start the workers
+    return n / _best(one_pass, repeats)
+
+
+def torch_rows(quick: bool, repeats: int) -> list[dict]:
+    import torch
+    import torchvision
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision.transforms import v2
+
+    import dlsets
+    from dlsets.torch import AugmentedDataset
+
+    class PerSample(Dataset):
+        """What torchvision users write: one transform call per image."""
+
+        def __init__(self, x, y, transform):
+            self.x = torch.from_numpy(x if x.ndim == 4 else x[..., None]).permute(0, 3, 1, 2)
+            self.y = torch.from_numpy(y)
+            self.transform = transform
+
+        def __len__(self):
+            return len(self.x)
+
+        def __getitem__(self, i):
+            return self.transform(self.x[i]), self.y[i]
+
+    rows = []
+    for name in ("mnist", "cifar10"):
+        x = _data(name, 6_000 if quick else None)
+        y = (np.arange(len(x)) % 10).astype(np.int64)
+        aug = dlsets.Augmenter(rotate=15, shift=0.1, seed=0)
+        bare = len(x) / _best(lambda a=aug, d=x: a(d, start=0), repeats)
+        row = {"data": name, "n": len(x), "bare": bare}
+        for dtype in ("uint8", "float32"):
+            ds = AugmentedDataset(x, y, aug, dtype=dtype)
+            loader = DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=WORKERS,
+                                persistent_workers=True)
+            row[f"dlsets_{dtype}"] = _loader_rate(loader, len(x), repeats)
+            del loader
+        k = min(len(x), 2_000 if quick else 20_000)
+        tv = PerSample(x[:k], y[:k], v2.RandomAffine(degrees=15, translate=(0.1, 0.1)))
+        loader = DataLoader(tv, batch_size=BATCH, shuffle=True, num_workers=WORKERS,
+                            persistent_workers=True)
+        row["torchvision"] = _loader_rate(loader, k, 1)
+        row["torchvision_n"] = k
+        del loader
+        row["versions"] = f"torch {torch.__version__}, torchvision {torchvision.__version__}"
+        rows.append(row)
+    return rows
+
+
+def keras_row(quick: bool, repeats: int) -> dict:
+    """Runs in a process whose KERAS_BACKEND is set."""
+    import keras
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    import dlsets
+    from dlsets.keras import AugmentedPyDataset
+
+    x = _data("mnist", 6_000 if quick else None)
+    y = (np.arange(len(x)) % 10).astype(np.int64)
+    aug = dlsets.Augmenter(rotate=15, shift=0.1, seed=0)
+
+    def rate(ds, n, times):
+        adapter = PyDatasetAdapter(ds, shuffle=False)
+
+        def one_pass():
+            adapter.on_epoch_begin()
+            count = 0
+            for batch in adapter.get_numpy_iterator():
+                count += len(batch[0])
+            adapter.on_epoch_end()
+            assert count == n, (count, n)
+
+        one_pass()
+        return n / _best(one_pass, times)
+
+    ours = {name: rate(AugmentedPyDataset(x, y, aug, batch_size=BATCH, **kw), len(x), repeats)
+            for name, kw in (("1", {}), ("threads", {"workers": WORKERS}),
+                             ("processes", {"workers": WORKERS, "use_multiprocessing": True}))}
+    layers = keras.Sequential([keras.layers.RandomRotation(15 / 360),
+                               keras.layers.RandomTranslation(0.1, 0.1)])
+
+    class Plain(keras.utils.PyDataset):
+        def __init__(self, x, y, **kw):
+            super().__init__(**kw)
+            self.x, self.y = x, y
+
+        def __len__(self):
+            return -(-len(self.x) // BATCH)
+
+        def __getitem__(self, i):
+            s = slice(i * BATCH, (i + 1) * BATCH)
+            return self.x[s, ..., None].astype("float32") / 255.0, self.y[s]
+
+    k = min(len(x), 3_000 if quick else 20_000)
+    plain = Plain(x[:k], y[:k], workers=WORKERS, use_multiprocessing=True)
+
+    # the layers run where a model's first layers would: on each batch, in the loop
+    adapter = PyDatasetAdapter(plain, shuffle=False)
+
+    def layer_pass():
+        adapter.on_epoch_begin()
+        count = 0
+        for bx, _ in adapter.get_numpy_iterator():
+            out = layers(bx, training=True)
+            count += len(keras.ops.convert_to_numpy(out))
+        adapter.on_epoch_end()
+        assert count == k
+
+    layer_pass()
+    theirs = k / _best(layer_pass, repeats)
+    return {"backend": keras.backend.backend(), "n": len(x), "dlsets": ours, "layers": theirs,
+            "layers_n": k, "keras": keras.__version__}
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--only", choices=["torch", "keras"])
+    p.add_argument("--keras-row", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.keras_row:
+        print("ROW " + json.dumps(keras_row(args.quick, args.repeats)))
+        return 0
+    import cv2
+
+    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, numpy "
+          f"{np.__version__}, opencv {cv2.__version__}; {WORKERS} workers, batches of {BATCH}")
+    if args.only in (None, "torch"):
+        rows = torch_rows(args.quick, args.repeats)
+        print(rows[0]["versions"])
+        header = ("data", "bare augmenter", "dlsets uint8", "dlsets float32", "torchvision (n)",
+                  "vs torchvision", "target", "vs bare", "target")
+        table = []
+        for r in rows:
+            speedup = r["dlsets_uint8"] / r["torchvision"]
+            table.append((f"{r['n']:,} {r['data']}", f"{r['bare']:,.0f}",
+                          f"{r['dlsets_uint8']:,.0f}", f"{r['dlsets_float32']:,.0f}",
+                          f"{r['torchvision']:,.0f} ({r['torchvision_n']:,})",
+                          f"{speedup:.1f}x", f">= {TARGETS[r['data']]:g}x",
+                          f"{r['dlsets_uint8'] / r['bare']:.2f}x",
+                          ">= 0.6x" if r["data"] == "mnist" else ""))
+        _print(header, table)
+    if args.only in (None, "keras"):
+        table = []
+        for backend in ("torch", "tensorflow"):
+            env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
+                   "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
+            cmd = [sys.executable, os.path.abspath(__file__), "--keras-row",
+                   f"--repeats={args.repeats}", *(["--quick"] if args.quick else [])]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
+            if out.returncode or not line:
+                print(out.stdout[-2000:], out.stderr[-4000:], file=sys.stderr)
+                return 1
+            r = json.loads(line[0][4:])
+            d = r["dlsets"]
+            best = max(d.values())
+            table.append((f"{r['n']:,} mnist", r["backend"], f"{d['1']:,.0f}",
+                          f"{d['threads']:,.0f}", f"{d['processes']:,.0f}",
+                          f"{r['layers']:,.0f} ({r['layers_n']:,})",
+                          f"{best / r['layers']:.1f}x", f"{d['processes'] / r['layers']:.1f}x",
+                          ">= 10x", r["keras"]))
+        _print(("data", "backend", "dlsets 1 process", "2 threads", "2 processes",
+                "keras layers (n)", "best vs layers", "processes vs layers", "target",
+                "keras"), table)
+    return 0
+
+
+def _print(header, rows) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, ROOT)
+    sys.exit(main())
