@@ -375,3 +375,31 @@ def test_load_shards_gives_each_rank_an_equal_disjoint_share(tmp_path, format):
     (tmp_path / "index.json").unlink()
     with pytest.raises(FormatError, match="not complete"):
         load_shards(tmp_path)
+
+
+def test_a_ranks_shards_feed_the_batch_stream_and_a_torch_dataloader(tmp_path):
+    """load_shards' lazy Split goes straight into dlsets.batches and dlsets.torch, and reaches
+    DataLoader workers (the shard files reopened there) with the same rows."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    import dlsets
+    from dlsets.torch import AugmentedDataset
+
+    x, y = _data()
+    aug = Augmenter(**AUG)
+    ex, ey = expand(x, y, 160, augmenter=aug)
+    expand_to_shards(x, y, 160, tmp_path, shards=3, augmenter=aug)
+    part = load_shards(tmp_path, rank=1, world_size=2)  # rows 80..159
+    seen = np.concatenate([b for b, _ in dlsets.batches(part, batch_size=32, shuffle=False)])
+    assert np.array_equal(seen, ex[80:])
+    shuffled = np.concatenate([b for b, _ in dlsets.batches(part, batch_size=25, seed=1)])
+    # the same rows (each once), in another order
+    assert sorted(map(bytes, shuffled)) == sorted(map(bytes, ex[80:]))
+    assert not np.array_equal(shuffled, ex[80:])
+    ds = AugmentedDataset(part, dtype="uint8", channels="last")
+    loader = DataLoader(ds, batch_size=16, shuffle=False, num_workers=2,
+                        multiprocessing_context="fork")
+    xs, ys = zip(*loader, strict=True)
+    assert np.array_equal(torch.cat(xs).numpy(), ex[80:, ..., None])  # (B, H, W, 1)
+    assert np.array_equal(torch.cat(ys).numpy(), ey[80:])
