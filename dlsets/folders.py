@@ -996,16 +996,10 @@ def verify_folder(path: PathLike, *, cache_dir: PathLike | None = None,
 
 def verify_slot(slot: Path, *, repair: bool = True) -> list[str]:
     """:func:`verify_folder` for a folder's cache slot (``<cache>/_folders/<name>-<hash>``)."""
-    import shutil
-
     problems = []
     for folder in sorted(p for p in slot.glob("*") if p.is_dir()):
-        manifest = prepared.read_manifest(folder)
-        why = (prepared.verify(folder, manifest) if manifest is not None
-               else prepared.manifest_problem(folder))
+        why = prepared.verify_or_remove(folder, repair=repair)
         if why is not None:
-            if repair:
-                shutil.rmtree(folder, ignore_errors=True)
             problems.append(f"{folder}: {why}; " + ("deleted it; the next load rebuilds it"
                                                     if repair else "not repaired"))
     return problems

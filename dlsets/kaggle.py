@@ -570,12 +570,8 @@ def verify(name: str, *, cache_dir: PathLike | None = None, repair: bool = True)
     copies = [p for p in store.dir.glob("prepared/*") if (p / prepared.MANIFEST).exists()]
     copies += [p for p in store.dir.glob("prepared/*/*") if p.is_dir()]
     for folder in sorted(copies):
-        manifest = prepared.read_manifest(folder)
-        why = (prepared.verify(folder, manifest) if manifest is not None
-               else prepared.manifest_problem(folder))
+        why = prepared.verify_or_remove(folder, repair=repair)
         if why is not None:
-            if repair:
-                shutil.rmtree(folder, ignore_errors=True)
             problems.append(f"{folder}: {why}; " + ("deleted it" if repair else "not repaired"))
     return problems
 

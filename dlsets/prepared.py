@@ -428,3 +428,13 @@ def verify(folder: str | os.PathLike, manifest: dict) -> str | None:
         if sha != fact.get("sha256"):
             return f"{path.name} has sha256 {sha}, the manifest says {fact.get('sha256')}"
     return None
+
+
+def verify_or_remove(folder: str | os.PathLike, *, repair: bool = True) -> str | None:
+    """Why the prepared copy in ``folder`` is damaged (its manifest, or an array hashed in
+    full), after deleting it when ``repair``; None when it verifies."""
+    manifest = read_manifest(folder)
+    why = verify(folder, manifest) if manifest is not None else manifest_problem(folder)
+    if why is not None and repair:
+        shutil.rmtree(folder, ignore_errors=True)
+    return why
