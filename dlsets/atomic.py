@@ -227,16 +227,17 @@ def replacing_dir(path: str | os.PathLike, *, kind: str) -> Iterator[Path]:
     import json
     import shutil
 
-    from .errors import DlsetsError
-
     final = Path(path)
     _check_replaceable(final, kind)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    clean(final.parent)  # temporary folders of dead writers too
     tmp = temp_path(final)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     old = temp_path(final.with_name(final.name + ".old"))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        clean(final.parent)  # temporary folders of dead writers too
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    except OSError as exc:  # a read-only or full place: said before any work
+        raise _write_error(exc, final) from None
     try:
         yield tmp
         names = sorted(p.name for p in tmp.iterdir())
@@ -247,12 +248,23 @@ def replacing_dir(path: str | os.PathLike, *, kind: str) -> Iterator[Path]:
             os.replace(final, old)
         os.replace(tmp, final)
     except OSError as exc:  # a full disk, missing rights: said in one line, no traceback
-        raise DlsetsError(f"writing {final} failed ({exc.strerror or exc}"
-                          f"{': ' + str(exc.filename) if exc.filename else ''}); nothing was left "
-                          "under that name: check the free space and permissions there") from exc
+        raise _write_error(exc, final) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_error(exc: OSError, final: Path) -> Exception:
+    """The one-line DlsetsError for a failed write of the folder ``final``."""
+    from . import space
+    from .errors import DlsetsError
+
+    err = space.write_error(exc, final, None, f"writing {final}")
+    if err is not exc:
+        return err
+    return DlsetsError(f"writing {final} failed ({exc.strerror or exc}"
+                       f"{': ' + str(exc.filename) if exc.filename else ''}); nothing was left "
+                       "under that name: check the free space and permissions there")
 
 
 def _check_replaceable(final: Path, kind: str) -> None:

@@ -30,6 +30,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DlsetsError as exc:
         print(f"dlsets: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        # A disk that is full or cannot be written, met where no writer said it better (inside
+        # a library such as tensorboardX, say): one line, like every other expected failure.
+        from . import space
+
+        where = Path(exc.filename) if exc.filename else Path(getattr(args, "out", None) or ".")
+        err = space.write_error(exc, where, None, f"dlsets {args.command}")
+        if err is exc:
+            raise
+        print(f"dlsets: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"dlsets: {_interrupted(args)}", file=sys.stderr)
         return 130

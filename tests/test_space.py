@@ -225,3 +225,29 @@ def test_writes_that_fail_half_way_are_clean_errors_without_a_crash(digits, tmp_
         assert "nothing was left behind" in msg or "DLSETS_CACHE" in msg, msg
     left = [p for p in out["left"] if not p.endswith((".lock", "verified.json", "prepared"))]
     assert left == [], left
+
+
+@needs_mounts
+def test_folder_outputs_onto_a_read_only_folder_fail_with_one_message(digits, tmp_path):
+    """Caffe and ConvNetJS exports, shards and TensorBoard logs gave OSError tracebacks."""
+    ro = tmp_path / "ro"
+    out = _run(f"""
+        cache = ["--cache-dir", {str(digits)!r}]
+        for name, argv in {{
+            "caffe": ["export", "digits", "--format", "caffe", "--out", "cf/"],
+            "convnetjs": ["export", "digits", "--format", "convnetjs", "--out", "js/"],
+            "augment-caffe": ["augment", "digits", "--target", "600", "--rotate", "5",
+                              "--format", "caffe", "--out", "acf/"],
+            "shards": ["augment", "digits", "--target", "600", "--rotate", "5", "--shards", "2",
+                       "--out", "sh/"],
+            "tensorboard": ["preview", "digits", "--rotate", "5", "--tensorboard", "tb"],
+        }}.items():
+            argv[-1] = {str(ro)!r} + "/" + argv[-1]
+            out[name] = cli(*argv, *cache)
+        out["left"] = listing({str(ro)!r})
+    """, {ro: "ro,size=1m"})
+    for name in ("caffe", "convnetjs", "augment-caffe", "shards", "tensorboard"):
+        code, err = out[name]
+        assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, (name, err)
+        assert "read-only" in err.lower() and str(ro) in err, (name, err)
+    assert out["left"] == []
