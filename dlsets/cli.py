@@ -148,8 +148,18 @@ def _interrupted(args) -> str:
     if args.command in ("fetch", "verify"):
         return ("interrupted; nothing half-written was left under a final name. Run the command "
                 "again (an interrupted download continues where it stopped).")
-    if getattr(args, "out", None):
-        return (f"interrupted; {args.out} was not written (nothing half-written is left). Run "
+    out = getattr(args, "out", None)
+    if args.command == "augment" and out and (
+            getattr(args, "shards", None) is not None or str(out).endswith(("/", os.sep))
+            or Path(out).is_dir()) and getattr(args, "format", None) != "caffe":
+        from .shards import _SHARD
+
+        done = ([p for p in Path(out).iterdir() if _SHARD.fullmatch(p.name)]
+                if Path(out).is_dir() else [])
+        return (f"interrupted; {len(done)} complete shard(s) in {out} are kept (the one being "
+                "written was not). Run the same command again to write the rest.")
+    if out:
+        return (f"interrupted; {out} was not written (nothing half-written is left). Run "
                 "the command again to write it.")
     return "interrupted; nothing half-written was left under a final name."
 
