@@ -695,6 +695,8 @@ def load_folder(
     workers: int | None = None,
     progress: bool | None = None,
     download: bool = True,
+    val: float | int | None = None,
+    val_seed: int = 0,
 ) -> Dataset:
     """Load a folder of images (or a Kaggle dataset, ``"kaggle:OWNER/DATASET[/versions/N]"``)
     as a :class:`Dataset`, the same as the built-ins return.
@@ -716,8 +718,15 @@ def load_folder(
     mode, too large, no mask, ...). ``subdir`` points inside the folder (or Kaggle dataset).
     The first load decodes on ``workers`` processes (default: all cores) with a progress bar;
     later loads memory-map the prepared copy (milliseconds) until the folder changes.
+    ``val``/``val_seed`` carve a validation split from train as :func:`dlsets.load` does
+    (a folder with its own ``val/`` has one already).
     """
     from .loaders import CHANNELS, DTYPES, _check
+
+    if val is not None:
+        from .splits import check_val
+
+        check_val(val)
 
     _check("dtype", dtype, DTYPES)
     _check("channels", channels, CHANNELS)
@@ -752,9 +761,14 @@ def load_folder(
         root = inner
     if slot is None:
         slot = folder_slot(root, cache_dir)
-    return _load(name, root, slot, size=size, color=color, resize=resize, test=test,
-                 seed=seed, names=names, dtype=dtype, channels=channels, workers=workers,
-                 progress=progress, cache_dir=cache_dir)
+    ds = _load(name, root, slot, size=size, color=color, resize=resize, test=test,
+               seed=seed, names=names, dtype=dtype, channels=channels, workers=workers,
+               progress=progress, cache_dir=cache_dir)
+    if val is None:
+        return ds
+    from .splits import with_validation
+
+    return with_validation(ds, val, seed=params.check_seed(val_seed))
 
 
 def _load(name, root, slot: Path, *, size, color, resize, test, seed, names, dtype, channels,

@@ -63,7 +63,8 @@ def load(
     val: float | int | None = None,
     val_seed: int = 0,
 ) -> Dataset:
-    """Load dataset ``name`` (built-in or user registry entry) into a :class:`Dataset`.
+    """Load dataset ``name`` (built-in or user registry entry) into a :class:`Dataset`; a path
+    to a folder of images is loaded by :func:`dlsets.load_folder` (its defaults; ``val=`` too).
 
     Images: uint8 (N, H, W) greyscale or (N, H, W, 3) colour by default; ``dtype="float32"``
     scales them to [0, 1]; ``channels="last"`` always gives NHWC ((N, 28, 28, 1) for greyscale),
@@ -94,6 +95,15 @@ def load(
 
         check_val(val)
         check_seed(val_seed)
+    if _is_folder(name):
+        from .folders import load_folder  # a folder of images, as on the command line
+
+        if format != "numpy" or label_mode != "fine" or variant is not None or extra:
+            raise OptionError(f"{name} is a folder of images: format=, label_mode=, variant= "
+                              "and extra= apply to registry datasets; see dlsets.load_folder "
+                              "for a folder's options (size=, color=, resize=, test=, ...)")
+        return load_folder(name, dtype=dtype, channels=channels, cache_dir=cache_dir,
+                           progress=progress, download=download, val=val, val_seed=val_seed)
     if name.startswith("kaggle:") or registry.get(name).format == "kaggle":
         from . import kaggle  # Kaggle datasets: see dlsets.kaggle (image folders or `like`)
 
@@ -139,6 +149,19 @@ def load(
     ds = Dataset(spec.name, splits.pop("train"), splits.pop("test"), tuple(classes), info,
                  extra=splits)
     return ds if val is None else _with_validation(ds, val, val_seed)
+
+
+def _is_folder(name) -> bool:
+    """Whether ``name`` means a folder of images rather than a registry name: a path (a
+    separator, or a leading "." or "~"), or a bare word that is no registry name but a
+    folder."""
+    if isinstance(name, os.PathLike):
+        return True
+    if not isinstance(name, str) or name.startswith("kaggle:"):
+        return False
+    if "/" in name or os.sep in name or name.startswith((".", "~")):
+        return True
+    return name not in registry.names() and Path(name).is_dir()
 
 
 def _with_validation(ds: Dataset, val, seed) -> Dataset:

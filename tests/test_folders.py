@@ -293,3 +293,16 @@ def test_test_count_is_notmnists_rule_for_one_in_ten():
 
     assert all(folders.test_count(n, 0.1) == notmnist_count(n) for n in range(2000))
     assert [folders.test_count(n, 0.25) for n in (1, 2, 3, 6)] == [0, 1, 1, 2]
+
+
+def test_a_validation_split_for_a_folder_and_load_takes_a_folder_path(tmp_path, monkeypatch):
+    root = class_folder(tmp_path / "pets", {"dogs": 20, "cats": 10}, size=(16, 12))
+    ds = dlsets.load_folder(root, val=0.2, val_seed=1)
+    assert len(ds.train) + len(ds.val) == 27 and len(ds.val) == 5  # of 27 train images
+    assert np.bincount(ds.val.labels, minlength=2).tolist() == [2, 3]  # stratified
+    same = dlsets.load(str(root), val=0.2, val_seed=1)  # a path goes to load_folder
+    assert np.array_equal(same.val.images, ds.val.images)
+    monkeypatch.chdir(tmp_path)
+    assert len(dlsets.load("pets").train) == 27  # a bare word that is a folder, not a dataset
+    with pytest.raises(dlsets.OptionError, match="folder of images"):
+        dlsets.load(str(root), format="hdf5")
