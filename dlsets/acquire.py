@@ -714,12 +714,38 @@ def _import_failure(c: _Cache, sets, source_dir, imported) -> str:
         missing = [f for f in s if not c.path(f).is_file()]
         options.append("\n".join(_describe_file(c.spec.files[f]) for f in missing))
     need = "\n or\n".join(options)
+    need += _namesakes(c, sets, Path(source_dir).expanduser())
     return (
         f"{c.name}: {source_dir} does not hold a complete set of its files ({found}files are "
         f"recognised by size and checksum, not by name). Still needed:\n{need}\n"
         f"Add them to the folder and run `dlsets fetch {c.name} --from DIR` again, or fetch "
         "without --from to download them."
     )
+
+
+def _namesakes(c: _Cache, sets, folder: Path) -> str:
+    """What is wrong with the files in ``folder`` that have a needed file's name (a truncated
+    or re-compressed copy is the usual story), as lines to add to the failure."""
+    lines = []
+    for f in sorted({f for s in sets for f in s if not c.path(f).is_file()}):
+        fs = c.spec.files[f]
+        for p in sorted(folder.rglob(f))[:3]:
+            try:
+                size = p.stat().st_size
+                if fs.size is not None and size != fs.size:
+                    why = f"{size:,} bytes, expected {fs.size:,}"
+                elif fs.sha256:
+                    got = _download_module().hash_file(p, md5=False).sha256
+                    why = f"sha256 {got}, expected {fs.sha256}"
+                else:
+                    continue
+            except OSError as exc:
+                why = f"cannot be read ({exc.strerror or exc})"
+            lines.append(f"  {p}: has the name but not the content: {why}")
+    if not lines:
+        return ""
+    return "\nFiles with those names that are not them (damaged, truncated or another " \
+        "version):\n" + "\n".join(lines)
 
 
 @_cache_io

@@ -411,3 +411,18 @@ def test_ctrl_c_during_a_sharded_augment_says_which_shards_are_kept(capsys, tiny
     assert code == 130 and "1 complete shard(s)" in err and "write the rest" in err, err
     assert "was not written" not in err
     assert len(list(out.glob("*-of-00003.h5"))) == 1
+
+
+def test_fetch_from_a_folder_of_namesakes_says_what_is_wrong_with_each(capsys, tiny, tmp_path):
+    """Files with the right names but other bytes were only 'no matching file'."""
+    src, _ = tiny
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "train-images-idx3-ubyte.gz").write_bytes(b"truncated")
+    same_size = (src / "t10k-labels-idx1-ubyte.gz").read_bytes()
+    (other / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(len(same_size)))
+    code, _, err = run(capsys, "fetch", "tiny-digits", "--from", str(other))
+    assert code == 1
+    assert f"{other / 'train-images-idx3-ubyte.gz'}: has the name but not the content: " \
+           "9 bytes, expected" in err
+    assert "t10k-labels-idx1-ubyte.gz: has the name but not the content: sha256 " in err
