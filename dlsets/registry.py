@@ -7,6 +7,7 @@ Nothing is read at import time; the built-in file is parsed on first use and use
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -110,6 +111,8 @@ class DatasetSpec:
         return {f for s in self.extra_splits.values() for f in s.files}
 
 
+log = logging.getLogger("dlsets")
+
 _user_files: list[Path] = []
 
 
@@ -126,13 +129,15 @@ def register_file(path: str | os.PathLike) -> list[str]:
 
 
 def names() -> list[str]:
-    """All dataset names, built-in first, then user entries."""
-    return list(_all())
+    """All dataset names, built-in first, then user entries (a broken user registry file
+    leaves the built-ins listed, and says so at warning level)."""
+    return list(_all_or_builtin())
 
 
 def get(name: str) -> DatasetSpec:
-    """The spec of dataset ``name``; unknown names fail with the list of known ones."""
-    datasets = _all()
+    """The spec of dataset ``name``; unknown names fail with the list of known ones. A broken
+    user registry file fails the lookup of user entries only: built-ins still work."""
+    datasets = _all_or_builtin() if name in _builtin() else _all()
     if name not in datasets:
         import difflib
 
@@ -145,6 +150,21 @@ def get(name: str) -> DatasetSpec:
             "Add your own with a JSON registry file (DLSETS_REGISTRY or dlsets.register_file)."
         )
     return datasets[name]
+
+
+_warned: set[str] = set()
+
+
+def _all_or_builtin() -> dict[str, DatasetSpec]:
+    """:func:`_all`, or the built-ins alone when a user registry file is broken."""
+    try:
+        return _all()
+    except RegistryError as exc:
+        if str(exc) not in _warned:  # once per process and problem, not on every lookup
+            _warned.add(str(exc))
+            log.warning("%s (built-in datasets still work; user entries do not until that is "
+                        "fixed)", exc)
+        return dict(_builtin())
 
 
 def _all() -> dict[str, DatasetSpec]:

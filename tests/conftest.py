@@ -25,6 +25,7 @@ def _isolated_dlsets(tmp_path, monkeypatch):
     from dlsets import registry
 
     saved = list(registry._user_files)
+    registry._warned.clear()
     yield
     registry._user_files[:] = saved
 

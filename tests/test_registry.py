@@ -140,7 +140,7 @@ def test_bad_entries_name_file_and_entry(tmp_path, monkeypatch, mutate, message)
     assert str(path) in str(err.value) and "'my-digits'" in str(err.value)
     monkeypatch.setenv("DLSETS_REGISTRY", str(path))
     with pytest.raises(RegistryError, match=message):
-        registry.names()
+        registry.get("my-digits")  # its own entries fail; built-ins do not (see below)
 
 
 def test_user_entry_may_not_replace_a_builtin(tmp_path):
@@ -230,9 +230,14 @@ def test_hostile_registry_files_fail_with_one_registry_error(tmp_path, monkeypat
         with pytest.raises(RegistryError, match=message):
             dlsets.register_file(path)
         monkeypatch.setenv("DLSETS_REGISTRY", str(path))
-        assert main(["list"]) == 1
+        # list still works (built-ins) and says once, in one line, what is wrong with the file
+        assert main(["list"]) == 0
+        err = capsys.readouterr().err
+        assert err.startswith("dlsets: ") and str(path) in err and "Traceback" not in err
+        assert main(["info", "my-digits"]) == 1
         err = capsys.readouterr().err
         assert err.startswith("dlsets: error:") and str(path) in err and "Traceback" not in err
+        registry._warned.clear()
     big = tmp_path / "big.json"
     with open(big, "wb") as f:
         f.truncate(registry.MAX_REGISTRY_BYTES + 1)  # sparse: nothing is written
@@ -240,3 +245,21 @@ def test_hostile_registry_files_fail_with_one_registry_error(tmp_path, monkeypat
         dlsets.register_file(big)
     with pytest.raises(RegistryError, match="contains a NUL character"):
         dlsets.register_file(str(tmp_path / "reg\0.json"))
+
+
+def test_a_broken_user_registry_fails_its_own_entries_only(tmp_path, monkeypatch, caplog):
+    import json
+
+    from dlsets import registry
+    from dlsets.cli import main
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"mine": {"like": "mnist", "files": {
+        "train-images-idx3-ubyte.gz": {"sha256": "ab", "urls": ["http://127.0.0.1:9/x"]}}}}))
+    monkeypatch.setenv("DLSETS_REGISTRY", str(bad))
+    assert registry.get("cifar10").name == "cifar10"  # built-ins still work
+    assert "cifar10" in registry.names() and "mine" not in registry.names()
+    assert "bad.json" in caplog.text and "built-in datasets still work" in caplog.text
+    with pytest.raises(RegistryError, match="bad.json"):
+        registry.get("mine")
+    assert main(["list"]) == 0
