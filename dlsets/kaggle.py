@@ -221,7 +221,13 @@ def _post(session, creds: Credentials, ref: Ref, service: str, method: str, body
         try:
             resp = session.post(url, json=body, timeout=timeout, allow_redirects=False)
         except requests.RequestException as exc:
-            failures.append(f"{type(exc).__name__}: {str(exc)[:200]}")
+            host = download._unresolved_host(exc)
+            if host is not None:  # as for downloads: DNS does not heal in seconds
+                raise DownloadError(
+                    f"{ref}: cannot resolve {host or 'the host'} of Kaggle's API ({url}); "
+                    "check the connection (HTTPS_PROXY for a proxy); a version fetched before "
+                    "is used offline with DLSETS_OFFLINE=1.") from None
+            failures.append(download._reason(exc))
         else:
             if resp.status_code == 429 or resp.status_code >= 500:
                 failures.append(f"HTTP {resp.status_code} {resp.reason}")
@@ -232,8 +238,9 @@ def _post(session, creds: Credentials, ref: Ref, service: str, method: str, body
             # the downloads' backoff: DLSETS_RETRY_BASE doubling per try, with jitter, capped
             delay = download.retry_base() * 2 ** attempt * random.uniform(0.5, 1.5)
             time.sleep(min(delay, download.RETRY_AFTER_CAP))
+    said = "; ".join(dict.fromkeys(failures))  # the same reason once, not once per try
     raise DownloadError(f"{ref}: Kaggle's API at {url} failed {len(failures)} times: "
-                        f"{'; '.join(failures)}. Check the connection (HTTPS_PROXY for a proxy) "
+                        f"{said}. Check the connection (HTTPS_PROXY for a proxy) "
                         "and try again; a version fetched before is used offline with "
                         "DLSETS_OFFLINE=1.")
 

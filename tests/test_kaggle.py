@@ -266,3 +266,26 @@ def test_api_failures_are_retried_and_a_dead_api_falls_back_to_the_cache(kg, cre
     assert "using version 1 from the cache" in caplog.text
     with pytest.raises(DownloadError, match="failed 4 times"):
         kaggle.fetch("kaggle:alice/other")
+
+
+def test_an_unresolvable_api_host_is_one_lookup_and_one_clear_line(kg, creds, monkeypatch):
+    import socket
+
+    real = socket.getaddrinfo
+    lookups = []
+
+    def getaddrinfo(host, *args, **kwargs):
+        if host == "kaggle-test.invalid":
+            lookups.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DLSETS_KAGGLE_API", "http://kaggle-test.invalid")
+    with pytest.raises(DownloadError) as err:
+        dlsets.load_kaggle("kaggle:owner/flowers")
+    assert lookups == ["kaggle-test.invalid"]  # not retried
+    assert "cannot resolve kaggle-test.invalid" in str(err.value)
+    assert "ConnectionError(" not in str(err.value)
