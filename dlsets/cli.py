@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +29,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args) or 0
     except DlsetsError as exc:
-        print(f"dlsets: error: {exc}", file=sys.stderr)
+        text = str(exc)
+        if isinstance(exc, OptionError):
+            text = _as_flags(text)
+        print(f"dlsets: error: {text}", file=sys.stderr)
         return 1
     except OSError as exc:
         # A disk that is full or cannot be written, met where no writer said it better (inside
@@ -48,6 +52,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.removeHandler(handler)
         log.setLevel(saved[0])
         log.propagate = saved[1]
+
+
+# Python keywords that the API's messages name, and the options that set them here
+_FLAGS = {"rotate": "--rotate", "shift": "--shift", "shear": "--shear", "zoom": "--zoom",
+          "perspective": "--perspective", "fill": "--fill", "seed": "--seed",
+          "label_mode": "--label-mode", "variant": "--variant", "target": "--target",
+          "subset": "--subset", "compression": "--compression", "dtype": "--dtype",
+          "channels": "--channels", "size": "--size", "color": "--color", "resize": "--resize",
+          "test": "--test", "mask_classes": "--mask-classes"}
+_KEYWORD = re.compile(r"\b(" + "|".join(_FLAGS) + r")=('[^']*'|\([^)]*\)|[^\s;,:)]+)")
+
+
+def _as_flags(text: str) -> str:
+    """An OptionError's ``rotate=400.0`` / ``label_mode='fine'`` as the options a CLI user
+    types (``--rotate 400.0``, ``--label-mode fine``)."""
+    def flag(m: re.Match) -> str:
+        value = m.group(2).strip("'")
+        if value.startswith("(") and value.endswith(")"):
+            value = " ".join(v.strip() for v in value[1:-1].split(","))
+        return f"{_FLAGS[m.group(1)]} {value}"
+
+    return _KEYWORD.sub(flag, text).replace(" (wait=0)", "")
 
 
 def _progress(args) -> bool | None:
@@ -807,7 +833,10 @@ def _wait_seconds(text: str) -> float:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
     return value
@@ -840,7 +869,11 @@ def _positive_float(text: str) -> float:
 
 
 def _seed(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**64 - 1, got {text}"
+                                         ) from None
     if not 0 <= value < 2**64:
         raise argparse.ArgumentTypeError(f"expected an integer from 0 to 2**64 - 1, got {text}")
     return value

@@ -426,3 +426,18 @@ def test_fetch_from_a_folder_of_namesakes_says_what_is_wrong_with_each(capsys, t
     assert f"{other / 'train-images-idx3-ubyte.gz'}: has the name but not the content: " \
            "9 bytes, expected" in err
     assert "t10k-labels-idx1-ubyte.gz: has the name but not the content: sha256 " in err
+
+
+def test_option_errors_name_the_flags_not_python_keywords(capsys, tiny, tmp_path):
+    src, _ = tiny
+    assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
+    code, _, err = run(capsys, "augment", "tiny-digits", "--target", "100", "--rotate", "400",
+                       "--out", str(tmp_path / "a.h5"))
+    assert code == 1 and "--rotate 400.0 is not allowed" in err and "rotate=" not in err
+    code, _, err = run(capsys, "export", "tiny-digits", "--label-mode", "coarse", "--out",
+                       str(tmp_path / "x.npz"))
+    assert code == 1 and "--label-mode fine" in err and "label_mode=" not in err
+    with pytest.raises(SystemExit):
+        main(["augment", "tiny-digits", "--target", "1e5", "--out", str(tmp_path / "b.h5")])
+    err = capsys.readouterr().err
+    assert "expected a positive integer, got 1e5" in err and "_positive_int" not in err
