@@ -119,8 +119,9 @@ class FileOutcome:
 
     def describe(self) -> str:
         if self.action == "downloaded":
-            rate = (f", {self.received / self.seconds / 1e6:.1f} MB/s"
-                    if self.seconds >= 0.01 else "")
+            per_s = self.received / self.seconds if self.seconds >= 0.01 else 0
+            rate = (f", {per_s / 1e6:.1f} MB/s" if per_s >= 1e5
+                    else f", {per_s / 1e3:.1f} kB/s" if per_s else "")
             what = (f"downloaded {self.received:,} bytes in {self.seconds:.2f} s{rate} from "
                     f"{self.source}")
         elif self.action == "imported":

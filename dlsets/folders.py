@@ -349,8 +349,10 @@ def scan(path: PathLike) -> Scan:
             raise OptionError(f"{folder}: an archive, not a folder; unpack it and give the "
                               "folder (for a Kaggle dataset, kaggle:OWNER/DATASET downloads and "
                               "unpacks it for you)")
-        raise OptionError(f"{folder}: " + ("not a folder" if folder.exists() else
-                                           "no such folder"))
+        shown = f"{path} ({folder.absolute()})" if str(path) != str(folder.absolute()) \
+            else str(folder)
+        raise OptionError(f"{shown}: " + ("not a folder" if folder.exists() else
+                                          "no such folder"))
     folder = folder.resolve()
     w = _Walker(folder)
     w.mark(str(folder))

@@ -67,8 +67,10 @@ def _count(val: object, n: int | None) -> int:
         raise OptionError(f"val={val!r} is not allowed: {allowed}")
     if isinstance(val, (int, np.integer)):
         k = int(val)
-        if n is None and k >= 1:
-            return k
+        if n is None:
+            if k >= 1:
+                return k
+            raise OptionError(f"val={val!r} is not allowed: {allowed}")
     elif isinstance(val, (float, np.floating)) and 0.0 < float(val) < 1.0:
         if n is None:
             return 1

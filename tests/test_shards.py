@@ -403,3 +403,11 @@ def test_a_ranks_shards_feed_the_batch_stream_and_a_torch_dataloader(tmp_path):
     xs, ys = zip(*loader, strict=True)
     assert np.array_equal(torch.cat(xs).numpy(), ex[80:, ..., None])  # (B, H, W, 1)
     assert np.array_equal(torch.cat(ys).numpy(), ey[80:])
+
+
+def test_load_shards_of_a_missing_folder_or_a_file_says_so(tmp_path):
+    with pytest.raises(OptionError, match="no such folder"):
+        load_shards(tmp_path / "nope")
+    (tmp_path / "one.h5").write_bytes(b"")
+    with pytest.raises(OptionError, match="not a folder of shards"):
+        load_shards(tmp_path / "one.h5")
