@@ -218,7 +218,7 @@ def _plan(im, target: Target):
     if target.size is None:
         eh, ew = target.exact
         if (w, h) != (ew, eh):
-            return Skip("size", f"is {w}x{h} (width x height), the others {ew}x{eh}")
+            return Skip("size", f"is {w}x{h} (width x height), the first one {ew}x{eh}")
         th, tw = eh, ew
     else:
         th, tw = target.size
@@ -292,7 +292,7 @@ def _fast_png(data: bytes, target: Target):
     if target.size is None:
         eh, ew = target.exact
         if (w, h) != (ew, eh):
-            return Skip("size", f"is {w}x{h} (width x height), the others {ew}x{eh}")
+            return Skip("size", f"is {w}x{h} (width x height), the first one {ew}x{eh}")
     flag = (cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
     a = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
     if a is None or a.shape[:2] != (h, w):
