@@ -254,9 +254,10 @@ def test_warp_matches_opencv_per_image(border, cv_border):
         want = np.stack([cv2.warpPerspective(x[i], m[i], (24, 20), flags=cv2.INTER_LINEAR
                                              | cv2.WARP_INVERSE_MAP, borderMode=bm,
                                              borderValue=(11, 11, 11)) for i in range(n)])
-        # same bilinear arithmetic; rare 1-level differences from map rounding are allowed
+        # same bilinear arithmetic; 1-level differences from map rounding are allowed (rows
+        # sit on a 1/512-pixel grid so that a sample's output is the same in any tile)
         diff = np.abs(got.astype(int) - want)
-        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.05
 
 
 def test_perspective_inverse_maps_moved_corners_back():
@@ -485,7 +486,9 @@ def test_rotation_and_zoom_match_opencv(rotate, zoom):
     want = np.stack([cv2.warpAffine(im, m, (25, 21), flags=cv2.INTER_LINEAR,
                                     borderValue=5) for im in x])
     diff = np.abs(y.astype(int) - want)
-    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+    # sampling positions sit on a 1/512-pixel grid (so a sample's output is the same in any
+    # tile of the mosaic): a few percent of pixels round the other way, by one level at most
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.05
 
 
 def test_interpreter_exits_cleanly_after_using_the_pool():
