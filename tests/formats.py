@@ -300,3 +300,34 @@ def stl10_tar(x_train, y_train, x_test, y_test, x_unlabeled, folds, classes, *,
     }
     order = order or list(members)
     return tar_gz_bytes({f"stl10_binary/{n}": members[n] for n in order})
+
+
+def mnist_like(folder, name: str, n_train: int, n_test: int, *, seed: int = 0,
+               url: str = "http://127.0.0.1:9/", size: bool = True):
+    """Random MNIST-like IDX .gz files for a user registry entry ``name`` (like: mnist) in
+    ``folder``/src and the registry file ``folder``/reg.json; returns (src, registry path,
+    arrays by file name). ``url`` is where the entry says the files are (the discard port by
+    default: nothing answers, so tests import them with --from)."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte.gz": (np.arange(n_train) % 10).astype(np.uint8),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte.gz": (np.arange(n_test) % 10).astype(np.uint8),
+    }
+    src = Path(folder) / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for fname, a in arrays.items():
+        data = idx_gz_bytes(a)
+        (src / fname).write_bytes(data)
+        files[fname] = {"sha256": hashlib.sha256(data).hexdigest(), "urls": [url + fname]}
+        if size:
+            files[fname]["size"] = len(data)
+    reg = Path(folder) / "reg.json"
+    reg.write_text(json.dumps({name: {"like": "mnist", "files": files}}))
+    return src, reg, arrays

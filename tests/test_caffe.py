@@ -1,7 +1,6 @@
 """Caffe HDF5Data output, read back with h5py the way the layer reads it (Caffe itself cannot be
 installed here): list file -> .h5 files -> data (N, C, H, W) float32 and label (N,) float32."""
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from dlsets.augment import Augmenter, expand
 from dlsets.cli import main
 from dlsets.dataset import Dataset, Split
 from dlsets.errors import DlsetsError, OptionError
-from tests.formats import idx_gz_bytes
+from tests.formats import mnist_like
 
 RNG = np.random.default_rng(3)
 DEAD = "http://127.0.0.1:9/never/"
@@ -148,21 +147,7 @@ def test_expand_to_caffe_writes_what_expand_returns(tmp_path):
 
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
-    arrays = {
-        "train-images-idx3-ubyte.gz": RNG.integers(0, 256, (40, 28, 28), dtype=np.uint8),
-        "train-labels-idx1-ubyte.gz": (np.arange(40) % 10).astype(np.uint8),
-        "t10k-images-idx3-ubyte.gz": RNG.integers(0, 256, (10, 28, 28), dtype=np.uint8),
-        "t10k-labels-idx1-ubyte.gz": (np.arange(10) % 10).astype(np.uint8),
-    }
-    src = tmp_path / "src"
-    src.mkdir()
-    files = {}
-    for name, a in arrays.items():
-        data = idx_gz_bytes(a)
-        (src / name).write_bytes(data)
-        files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "urls": [DEAD + name]}
-    reg = tmp_path / "reg.json"
-    reg.write_text(json.dumps({"tiny": {"like": "mnist", "files": files}}))
+    src, reg, arrays = mnist_like(tmp_path, "tiny", 40, 10, seed=3, url=DEAD, size=False)
     monkeypatch.setenv("DLSETS_REGISTRY", str(reg))
     assert main(["-q", "fetch", "tiny", "--from", str(src)]) == 0
     return arrays

@@ -1,6 +1,5 @@
 """The CLI end to end, on a small user dataset laid out like MNIST (no network)."""
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dlsets.cli import main
-from tests.formats import idx_gz_bytes
+from tests.formats import mnist_like
 
 DEAD_URL = "http://127.0.0.1:9/never/"  # the discard port: nothing listens there
 
@@ -19,26 +18,7 @@ DEAD_URL = "http://127.0.0.1:9/never/"  # the discard port: nothing listens ther
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
     """A 'tiny-digits' dataset (like mnist): its files in src/, its registry via DLSETS_REGISTRY."""
-    rng = np.random.default_rng(0)
-    arrays = {
-        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
-        "train-labels-idx1-ubyte.gz": (np.arange(60) % 10).astype(np.uint8),
-        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8),
-        "t10k-labels-idx1-ubyte.gz": (np.arange(20) % 10).astype(np.uint8),
-    }
-    src = tmp_path / "src"
-    src.mkdir()
-    files = {}
-    for name, a in arrays.items():
-        data = idx_gz_bytes(a)
-        (src / name).write_bytes(data)
-        files[name] = {
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "size": len(data),
-            "urls": [DEAD_URL + name],
-        }
-    reg = tmp_path / "reg.json"
-    reg.write_text(json.dumps({"tiny-digits": {"like": "mnist", "files": files}}))
+    src, reg, arrays = mnist_like(tmp_path, "tiny-digits", 60, 20, url=DEAD_URL)
     monkeypatch.setenv("DLSETS_REGISTRY", str(reg))
     return src, arrays
 

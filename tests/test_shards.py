@@ -23,7 +23,7 @@ from dlsets.cli import main  # noqa: E402
 from dlsets.errors import FormatError, OptionError  # noqa: E402
 from dlsets.shard_reader import load_shards  # noqa: E402
 from dlsets.shards import expand_shard, expand_to_shards, read_index, verify_shards  # noqa: E402
-from tests.formats import idx_gz_bytes  # noqa: E402
+from tests.formats import mnist_like  # noqa: E402
 
 AUG = dict(rotate=15, shift=0.1, elastic=(8, 2), seed=4)
 
@@ -123,23 +123,7 @@ def test_hdf5_shards_hold_the_single_files_datasets_under_the_same_keys(tmp_path
 
 def make_digits(tmp_path, monkeypatch):
     """A 'digits' dataset like MNIST, imported into this test's cache (no network)."""
-    rng = np.random.default_rng(0)
-    arrays = {
-        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (60, 28, 28), dtype=np.uint8),
-        "train-labels-idx1-ubyte.gz": (np.arange(60) % 10).astype(np.uint8),
-        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (10, 28, 28), dtype=np.uint8),
-        "t10k-labels-idx1-ubyte.gz": (np.arange(10) % 10).astype(np.uint8),
-    }
-    src = tmp_path / "src"
-    src.mkdir()
-    files = {}
-    for name, a in arrays.items():
-        data = idx_gz_bytes(a)
-        (src / name).write_bytes(data)
-        files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
-                       "urls": [f"http://127.0.0.1:9/{name}"]}
-    reg = tmp_path / "reg.json"
-    reg.write_text(json.dumps({"digits": {"like": "mnist", "files": files}}))
+    src, reg, arrays = mnist_like(tmp_path, "digits", 60, 10)
     monkeypatch.setenv("DLSETS_REGISTRY", str(reg))
     assert main(["-q", "fetch", "digits", "--from", str(src)]) == 0
     return arrays

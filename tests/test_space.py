@@ -5,19 +5,17 @@ while dlsets writes does. Every failure must be one DlsetsError naming the path,
 needed and free; nothing may be left behind; and HDF5 must not crash the interpreter."""
 
 import functools
-import hashlib
 import json
 import shutil
 import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 import dlsets
 from dlsets.acquire import fetch
-from tests.formats import idx_gz_bytes
+from tests.formats import mnist_like
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,21 +33,8 @@ needs_mounts = pytest.mark.skipif(not _namespaces(), reason="needs `unshare -rm`
 def digits(tmp_path, monkeypatch):
     """A 'digits' dataset like mnist (400 + 100 images, 392 KB prepared), imported and loaded
     once in tmp_path/cache; returns the cache folder."""
-    rng = np.random.default_rng(0)
-    arrays = {"train-images-idx3-ubyte.gz": rng.integers(0, 256, (400, 28, 28), np.uint8),
-              "train-labels-idx1-ubyte.gz": (np.arange(400) % 10).astype(np.uint8),
-              "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (100, 28, 28), np.uint8),
-              "t10k-labels-idx1-ubyte.gz": (np.arange(100) % 10).astype(np.uint8)}
-    src = tmp_path / "src"
-    src.mkdir()
-    files = {}
-    for name, a in arrays.items():
-        data = idx_gz_bytes(a)
-        (src / name).write_bytes(data)
-        files[name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data),
-                       "urls": ["http://127.0.0.1:9/" + name]}
-    (tmp_path / "reg.json").write_text(json.dumps({"digits": {"like": "mnist", "files": files}}))
-    monkeypatch.setenv("DLSETS_REGISTRY", str(tmp_path / "reg.json"))
+    src, reg, _ = mnist_like(tmp_path, "digits", 400, 100)
+    monkeypatch.setenv("DLSETS_REGISTRY", str(reg))
     cache = tmp_path / "cache"
     fetch("digits", source_dir=src, cache_dir=cache)
     return cache
@@ -60,6 +45,7 @@ import contextlib, io, json, os, sys
 from pathlib import Path
 import dlsets
 from dlsets.cli import main
+from tests.formats import mnist_like
 
 def cli(*argv):
     err = io.StringIO()
