@@ -120,7 +120,7 @@ def _prepare(
     name, classes, compression, chunk_size, shard=None,
 ) -> _Expansion:
     from .augment import params
-    from .augment.expand import _check_xy, _chunk, _count, _resolve, copy_sources
+    from .augment.expand import _check_xy, _chunk, _count, _resolve, class_names, copy_sources
 
     dataset = None
     if isinstance(x, str):
@@ -155,10 +155,7 @@ def _prepare(
     if format == "hdf5" and len(y) and int(y.max()) > 255:
         raise OptionError(f"labels go up to {int(y.max())}, which does not fit the HDF5 "
                           "layout's uint8 labels (0..255): use format='webdataset'")
-    n_classes = int(y.max()) + 1 if len(y) else 0
-    names = [str(k) for k in range(n_classes)] if classes is None else [str(c) for c in classes]
-    if len(names) < n_classes:
-        raise OptionError(f"classes has {len(names)} names but labels go up to {n_classes - 1}")
+    names = class_names(y, classes)
     src = copy_sources(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
     aug = _resolve(augmenter, seed, len(src))
     settings = {

@@ -365,10 +365,7 @@ def expand_to_hdf5(
     if len(y) and (int(y.min()) < 0 or int(y.max()) > 255):
         raise OptionError(f"labels range {int(y.min())}..{int(y.max())} does not fit the "
                           "layout's uint8 labels (0..255)")
-    n_classes = int(y.max()) + 1 if len(y) else 0
-    names = [str(k) for k in range(n_classes)] if classes is None else [str(c) for c in classes]
-    if len(names) < n_classes:
-        raise OptionError(f"classes has {len(names)} names but labels go up to {n_classes - 1}")
+    names = class_names(y, classes)
     src = copy_sources(y, target, balance=balance, keep_originals=keep_originals,
                        seed=seed)
     aug = _resolve(augmenter, seed, len(src))
@@ -393,6 +390,16 @@ def expand_to_hdf5(
         write_attrs(f, names, originals=len(x) if keep_originals else 0, seed=np.uint64(seed),
                     augmenter=repr(aug), channels=channels or "last")
     return path
+
+
+def class_names(y: np.ndarray, classes: Sequence[str] | None) -> list[str]:
+    """The names of labels ``y`` (N,): ``classes`` as strings, or "0", "1", ... by default;
+    OptionError when they name fewer classes than the labels reach."""
+    n_classes = int(y.max()) + 1 if len(y) else 0
+    names = [str(k) for k in range(n_classes)] if classes is None else [str(c) for c in classes]
+    if len(names) < n_classes:
+        raise OptionError(f"classes has {len(names)} names but labels go up to {n_classes - 1}")
+    return names
 
 
 def take_subset(x: np.ndarray, y: np.ndarray, k: int, *, seed: int = 0,
