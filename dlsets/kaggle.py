@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cache, config, download
+from . import cache, config, download, locks
 from .dataset import Dataset
 from .errors import (
     AuthError,
@@ -44,6 +44,7 @@ from .errors import (
     OfflineError,
     OptionError,
 )
+from .names import check_component, confined
 
 log = logging.getLogger("dlsets")
 
@@ -53,7 +54,9 @@ WEB = "https://www.kaggle.com"
 KAGGLE_DIR = "_kaggle"
 TOKEN_URL = "https://www.kaggle.com/settings"
 _REF = re.compile(r"^(?:kaggle:)?(?:(competitions)/([\w.-]+)|([\w.-]+)/([\w.-]+)"
-                  r"(?:/versions/(\d+))?)/?$")
+                  r"(?:/versions/([0-9]+))?)/?$")
+MAX_VERSION = 1_000_000
+"""The highest version number accepted (from a name, a registry entry or Kaggle's answer)."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,26 @@ def parse_ref(name: str) -> Ref:
                           "kaggle:OWNER/DATASET/versions/N or kaggle:competitions/NAME (as in "
                           "the dataset's URL, https://www.kaggle.com/datasets/OWNER/DATASET)")
     if m.group(1):
-        return Ref("competitions", m.group(2))
-    return Ref(m.group(3), m.group(4), int(m.group(5)) if m.group(5) else None)
+        return Ref("competitions", check_component(m.group(2), "Kaggle competition"))
+    check_component(m.group(3), "Kaggle owner")
+    check_component(m.group(4), "Kaggle dataset")
+    version = None
+    if m.group(5):
+        version = check_version(m.group(5), f"the version in {name!r}")
+    return Ref(m.group(3), m.group(4), version)
+
+
+def check_version(value: object, where: str) -> int:
+    """``value`` as a version number: an integer from 1 to MAX_VERSION (a string of digits
+    for a name), else an OptionError quoting it."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 7:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
+        shown = repr(value) if not isinstance(value, str) or len(value) <= 40 else \
+            f"{value[:20]!r}... ({len(value)} characters)"
+        raise OptionError(f"{where}: {shown} is not a version number (an integer from 1 to "
+                          f"{MAX_VERSION:,})")
+    return value
 
 
 def _resolve(name: str) -> tuple[Ref, dict]:
@@ -108,7 +129,7 @@ def _resolve(name: str) -> tuple[Ref, dict]:
 def dataset_dir(name: str, cache_dir: PathLike | None = None) -> Path:
     """``<cache>/_kaggle/<owner>/<dataset>``: the downloads, pins and prepared copies."""
     ref, _ = _resolve(name)
-    return config.cache_root(cache_dir) / KAGGLE_DIR / ref.owner / ref.slug
+    return _Store.folder(ref, cache_dir)
 
 
 # --- credentials ---------------------------------------------------------------------------
@@ -284,10 +305,16 @@ def current_version(ref: Ref, creds: Credentials | None = None) -> int:
         resp = _post(s, creds, ref, "datasets.DatasetApiService", "GetDataset",
                      {"ownerSlug": ref.owner, "datasetSlug": ref.slug})
     try:
-        version = int(resp.json()["currentVersionNumber"])
+        value = resp.json()["currentVersionNumber"]
     except (ValueError, KeyError, TypeError):
         raise FormatError(f"{ref}: Kaggle's answer to GetDataset has no currentVersionNumber; "
                           "give a version: kaggle:OWNER/DATASET/versions/N") from None
+    try:  # 1e999, 2.5, true and -3 are not version numbers ("3" is: protobuf's JSON for int64)
+        version = check_version(value, "Kaggle's currentVersionNumber")
+    except OptionError:
+        raise FormatError(f"{ref}: Kaggle's answer to GetDataset gives currentVersionNumber "
+                          f"{str(value)[:40]!r}, not an integer from 1 to {MAX_VERSION:,}; give "
+                          "a version: kaggle:OWNER/DATASET/versions/N") from None
     return version
 
 
@@ -325,8 +352,13 @@ class _Store:
 
     def __init__(self, ref: Ref, cache_dir: PathLike | None):
         self.ref = ref
-        self.dir = config.cache_root(cache_dir) / KAGGLE_DIR / ref.owner / ref.slug
+        self.dir = self.folder(ref, cache_dir)
         self.files = self.dir / "files"
+
+    @staticmethod
+    def folder(ref: Ref, cache_dir: PathLike | None) -> Path:
+        return confined(config.cache_root(cache_dir), KAGGLE_DIR, ref.owner, ref.slug,
+                        what=f"{ref}: the Kaggle name")
 
     def file(self, version: int | None) -> str:
         return "data.zip" if version is None else f"v{version}.zip"
@@ -359,9 +391,7 @@ class _Store:
                                   part_exists=cache.part_path(path).exists(), network=network)
 
     def _update(self, name: str, fname: str, value) -> None:
-        from filelock import FileLock
-
-        with FileLock(self.dir / "state.lock"):
+        with locks.holding(self.dir / "state.lock", str(self.ref)):
             path = self.dir / name
             data = cache.read_json(path)
             if value is None:
@@ -455,8 +485,6 @@ def _ensure(store: _Store, version: int | None, creds_fn, progress, offline: boo
 
 def _unpack(store: _Store, fname: str, progress) -> tuple[Path, dict]:
     """``extracted/<version>/`` with the archive's files (and a record of their hashes)."""
-    from filelock import FileLock
-
     from .archive import extract_zip, is_zip
 
     stem = fname.removesuffix(".zip")
@@ -466,11 +494,12 @@ def _unpack(store: _Store, fname: str, progress) -> tuple[Path, dict]:
     done = cache.read_json(marker)
     if dest.is_dir() and done.get("archive_sha256") == pin.get("sha256"):
         return dest, done
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest) + ".lock"):
+    with locks.holding(str(dest) + ".lock", str(store.ref), doing="unpacking it"):
         done = cache.read_json(marker)
         if dest.is_dir() and done.get("archive_sha256") == pin.get("sha256"):
             return dest, done
+        if not (store.files / fname).is_file():
+            raise _Vanished(f"{store.ref}: {fname} was removed by another process meanwhile")
         # under the lock, unpacking folders of this version are leftovers of killed processes
         for leftover in dest.parent.glob(f".{stem}.*.unpacking"):
             shutil.rmtree(leftover, ignore_errors=True)
@@ -531,14 +560,29 @@ def _fetch(name: str, cache_dir, progress, network: bool = True
                 version = cached[-1]
                 log.warning("%s: cannot ask Kaggle for the current version (%s); using version "
                             "%d from the cache", ref, exc, version)
-    try:
-        path = _ensure(store, version, creds, progress, offline)
-    except OSError as exc:
-        raise DlsetsError(f"{ref}: the cache at {store.dir} cannot be used: "
-                          f"{exc.strerror or exc}; point --cache-dir or DLSETS_CACHE at a "
-                          "folder you can write to") from exc
-    extracted, record = _unpack(store, path.name, progress)
-    return store, path.name, extracted, record
+    for _ in range(_ROUNDS):
+        try:
+            path = _ensure(store, version, creds, progress, offline)
+            extracted, record = _unpack(store, path.name, progress)
+        except _Vanished as exc:
+            # `dlsets remove` waited for our download, then took it: get it again
+            log.warning("%s; fetching it again", exc)
+            continue
+        except OSError as exc:
+            raise DlsetsError(f"{ref}: the cache at {store.dir} cannot be used: "
+                              f"{exc.strerror or exc}; point --cache-dir or DLSETS_CACHE at a "
+                              "folder you can write to") from exc
+        return store, path.name, extracted, record
+    raise DlsetsError(f"{ref}: its files keep vanishing while they are fetched (removed "
+                      f"{_ROUNDS} times by another process); try again when that has stopped")
+
+
+_ROUNDS = 3
+"""Times a fetch starts over when its archive vanishes meanwhile (a concurrent remove)."""
+
+
+class _Vanished(DlsetsError):
+    """A file this fetch had was removed by another process (``dlsets remove``)."""
 
 
 def fetch(name: str, *, cache_dir: PathLike | None = None, progress: bool | None = None) -> Path:
@@ -670,8 +714,6 @@ def _under(rel: str, base: Path) -> bool:
 
 def _load_like(name, like, subdir, classes, label_mode, dtype, channels, cache_dir, progress,
                download):
-    from filelock import FileLock
-
     from . import loaders, prepared, registry
     from .dataset import Split
     from .registry import DatasetSpec, FileSpec
@@ -708,8 +750,7 @@ def _load_like(name, like, subdir, classes, label_mode, dtype, channels, cache_d
 
     got = usable()
     if got is None:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(folder) + ".lock"):
+        with locks.holding(str(folder) + ".lock", name, doing="preparing it"):
             got = usable()
             if got is None:
                 arrays, manifest = loaders._parse(spec, files, progress)
