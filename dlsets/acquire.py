@@ -632,7 +632,7 @@ def fetch(
     if name.startswith("kaggle:") or registry.get(name).format == "kaggle":
         from . import kaggle
 
-        store, fname, _, _ = kaggle._fetch(name, cache_dir, progress)
+        store, fname, _, _ = kaggle._fetch(name, cache_dir, progress, deadline=deadline)
         return {fname: store.files / fname}
     spec = registry.get(name)
     sets = _select(spec, files)

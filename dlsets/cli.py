@@ -308,10 +308,12 @@ def _cmd_fetch(args) -> int:
     end = None if args.deadline is None else time.monotonic() + args.deadline
     for name in args.names:
         kind = _source_kind(name)
+        left = None if end is None else max(end - time.monotonic(), 1e-3)
         if kind in ("kaggle", "kaggle-entry"):
             from . import kaggle
 
-            where = kaggle.fetch(name, cache_dir=args.cache_dir, progress=_progress(args))
+            where = kaggle.fetch(name, cache_dir=args.cache_dir, progress=_progress(args),
+                                 deadline=left)
             if not args.quiet:
                 print(f"{name}: {where}")
             continue
@@ -321,7 +323,6 @@ def _cmd_fetch(args) -> int:
                 print(f"{name}: {len(ds.train)} train + {len(ds.test)} test images prepared in "
                       f"{ds.info['prepared_dir']}")
             continue
-        left = None if end is None else max(end - time.monotonic(), 1e-3)
         paths = acquire.fetch(
             name,
             files=args.file or None,
