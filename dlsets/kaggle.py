@@ -84,18 +84,20 @@ class Ref:
 def parse_ref(name: str) -> Ref:
     """``kaggle:OWNER/DATASET``, ``kaggle:OWNER/DATASET/versions/N`` or
     ``kaggle:competitions/NAME`` (also without the ``kaggle:`` prefix) -> :class:`Ref`."""
-    m = _REF.match(name.strip())
+    m = _REF.match(name.strip()) if isinstance(name, str) else None
     if not m:
-        raise OptionError(f"{name!r} is not a Kaggle dataset name: give kaggle:OWNER/DATASET, "
-                          "kaggle:OWNER/DATASET/versions/N or kaggle:competitions/NAME (as in "
+        raise OptionError(f"{str(name)[:120]!r} is not a Kaggle dataset name: give "
+                          "kaggle:OWNER/DATASET, kaggle:OWNER/DATASET/versions/N or "
+                          "kaggle:competitions/NAME (as in "
                           "the dataset's URL, https://www.kaggle.com/datasets/OWNER/DATASET)")
-    if m.group(1):
-        return Ref("competitions", check_component(m.group(2), "Kaggle competition"))
-    check_component(m.group(3), "Kaggle owner")
-    check_component(m.group(4), "Kaggle dataset")
-    version = None
-    if m.group(5):
-        version = check_version(m.group(5), f"the version in {name!r}")
+    try:  # each part becomes a folder of the cache
+        if m.group(1):
+            return Ref("competitions", check_component(m.group(2), "competition"))
+        check_component(m.group(3), "owner")
+        check_component(m.group(4), "dataset")
+        version = check_version(m.group(5), "version") if m.group(5) else None
+    except OptionError as exc:
+        raise OptionError(f"Kaggle name {name[:120]!r}: {exc}") from None
     return Ref(m.group(3), m.group(4), version)
 
 
@@ -538,29 +540,11 @@ def fetch_folder(name: str, *, cache_dir: PathLike | None = None, progress: bool
 
 
 def verify(name: str, *, cache_dir: PathLike | None = None, repair: bool = True) -> list[str]:
-    """Re-hash the cached archives of a Kaggle dataset against their pins and its prepared
-    copies in full; returns what is wrong (damaged archives are deleted when ``repair``)."""
-    from . import prepared
+    """What is wrong with a Kaggle dataset's cache (archives, unpacked files, prepared copies),
+    repaired when ``repair``: see :func:`dlsets.kaggle_verify.verify`."""
+    from .kaggle_verify import verify as _verify
 
-    ref, _ = _resolve(name)
-    store = _Store(ref, cache_dir)
-    problems = []
-    for p in sorted(store.files.glob("*.zip")):
-        why = store.check(p.name)
-        if why is not None:
-            if repair:
-                p.unlink(missing_ok=True)
-                store._update("verified.json", p.name, None)
-            problems.append(f"{p.name}: {why}; " + ("deleted it; the next fetch downloads it "
-                                                    "again" if repair else "not repaired"))
-    # prepared/v<N>-like-<name>/ holds arrays; prepared/v<N>/ holds a folder's variants
-    copies = [p for p in store.dir.glob("prepared/*") if (p / prepared.MANIFEST).exists()]
-    copies += [p for p in store.dir.glob("prepared/*/*") if p.is_dir()]
-    for folder in sorted(copies):
-        why = prepared.verify_or_remove(folder, repair=repair)
-        if why is not None:
-            problems.append(f"{folder}: {why}; " + ("deleted it" if repair else "not repaired"))
-    return problems
+    return _verify(name, cache_dir=cache_dir, repair=repair)
 
 
 # --- loading -------------------------------------------------------------------------------

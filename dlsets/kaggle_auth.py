@@ -65,17 +65,18 @@ def read_small(path: Path, what: str) -> str | None:
     except OSError as exc:
         raise AuthError(f"{what} {path} cannot be read ({exc.strerror or exc}); fix its "
                         "permissions (chmod 600) or remove it") from None
-    with os.fdopen(fd, "rb") as f:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO"
                     if stat.S_ISFIFO(st.st_mode) else "a device or other special file")
             raise AuthError(f"{what} {path} is {kind}, not a regular file; put the "
                             "credentials in a plain file there")
-        try:
-            data = f.read(MAX_SECRET_FILE + 1)
-        except OSError as exc:
-            raise AuthError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
+        data = os.read(fd, MAX_SECRET_FILE + 1)
+    except OSError as exc:
+        raise AuthError(f"{what} {path} cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
     if len(data) > MAX_SECRET_FILE:
         raise AuthError(f"{what} {path} is larger than {MAX_SECRET_FILE:,} bytes: not a "
                         "credentials file; put only the credentials there")
