@@ -20,6 +20,7 @@ from dlsets.errors import (
     OptionError,
     SpaceError,
 )
+from dlsets.removal import remove_tree
 from tests.kaggle_standin import TOKEN
 from tests.test_kaggle import creds, flowers_zip, kg  # noqa: F401  (fixtures)
 
@@ -282,3 +283,33 @@ def test_remove_of_a_folders_copies_waits_for_its_locks(tmp_path, capsys):
     _remove_while_held(slot / f"{variant.name}.lock", variant / "late.txt",
                        ["remove", str(src)], capsys)
     assert not slot.exists() and src.is_dir()
+
+
+def test_a_load_waiting_through_a_remove_builds_its_copy_afresh(tmp_path):
+    import threading
+
+    from dlsets.folders import folder_slot
+    from tests.imagefolders import class_folder
+
+    src = tmp_path / "imgs"
+    class_folder(src, {"a": 3, "b": 3})
+    first = dlsets.load_folder(src, workers=1)
+    slot = folder_slot(src)
+    lock = slot / f"{Path(first.info['prepared_dir']).name}.lock"
+    remove_tree(slot, "imgs")
+    ctx = multiprocessing.get_context("spawn")
+    ready, go = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_hold_then_write, args=(str(lock), str(tmp_path / "w"), ready, go))
+    p.start()
+    got = {}
+    try:
+        assert ready.wait(30)
+        t = threading.Thread(target=lambda: got.update(ds=dlsets.load_folder(src, workers=1)))
+        t.start()  # waits for the holder's lock
+        threading.Timer(0.3, go.set).start()
+        remove_tree(slot, "imgs")  # waits too; whichever comes second sees the other's state
+        t.join(60)
+    finally:
+        go.set()
+        p.join(30)
+    assert len(got["ds"].train) + len(got["ds"].test) == 6
