@@ -12,7 +12,6 @@ import functools
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,11 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
-from . import atomic, cache, config, locks, registry
+from . import atomic, cache, config, locks, registry, removal
 from .deadline import Deadline
 from .errors import DlsetsError, OfflineError, OptionError, RegistryError
+from .names import check_component
 from .registry import DatasetSpec, FileSpec
 
 if TYPE_CHECKING:
@@ -632,7 +632,7 @@ def fetch(
     if name.startswith("kaggle:") or registry.get(name).format == "kaggle":
         from . import kaggle
 
-        store, fname, _, _ = kaggle._fetch(name, cache_dir, progress)
+        store, fname, _, _ = kaggle._fetch(name, cache_dir, progress, deadline=deadline)
         return {fname: store.files / fname}
     spec = registry.get(name)
     sets = _select(spec, files)
@@ -897,30 +897,35 @@ def _verify_one(c: _Cache, file: str, net: _Net, session, progress, repair) -> V
         lock.release()
 
 
-REMOVE_WAIT = 60.0
-"""Seconds ``remove`` waits for a fetch, load or verify of the dataset to finish."""
+REMOVE_WAIT = removal.REMOVE_WAIT
 
 
 @_cache_io
 def remove(name: str, *, cache_dir: PathLike | None = None,
            wait: float = REMOVE_WAIT) -> Path | None:
-    """Delete ``<cache>/<name>`` and everything in it; returns the folder, or None if absent.
+    """Delete ``<cache>/<name>`` and everything in it; returns the folder, or None if absent
+    (a Kaggle dataset: its folder under ``<cache>/_kaggle``).
 
     Every lock of the dataset is taken first: a fetch, load or verify of it in progress is
     waited for, up to ``wait`` seconds (0: refuse at once); then the folder is renamed away in
     one step and deleted, so the dataset is in the cache whole or not at all.
     """
-    if (not name or name in (".", "..") or "/" in name or os.sep in name
-            or name.startswith(".") or "\0" in name):
-        raise OptionError(f"{name!r} is not a dataset name")
     if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not (
             math.isfinite(wait) and 0 <= wait <= config.MAX_SECONDS):
         raise OptionError(f"wait={wait!r}: give a number of seconds from 0 to "
                           f"{config.MAX_SECONDS:g}")
+    if isinstance(name, str) and (name.startswith("kaggle:") or (
+            name in registry.names() and registry.get(name).format == "kaggle")):
+        from . import kaggle
+
+        return removal.remove_tree(kaggle.dataset_dir(name, cache_dir), name, wait)
+    check_component(name, "dataset name")
+    if name.startswith("."):  # the cache's own temporaries and removals in progress
+        raise OptionError(f"dataset name {name!r}: names starting with '.' are not datasets")
     root = config.cache_root(cache_dir)
     for x in atomic.clean(root):  # folders of removes that were killed half-way
         log.info("deleted %s (%s)", x.path, x.describe())
-    d = root / name
+    d = cache.dataset_dir(name, cache_dir)
     if not d.exists():
         return None
     try:
@@ -929,26 +934,7 @@ def remove(name: str, *, cache_dir: PathLike | None = None,
         if not d.exists():
             return None
         raise
-    away = atomic.temp_path(d, "removing")
-    try:
-        os.rename(d, away)
-        # Waiters polling these locks must not take them once released: unlinked, they retry
-        # and find the folder gone (and start afresh).
-        for lock in held:
-            (away / Path(lock.lock_file).relative_to(d)).unlink(missing_ok=True)
-    finally:
-        for lock in reversed(held):
-            lock.release()
-    try:
-        shutil.rmtree(away)
-    except OSError as exc:
-        raise DlsetsError(
-            f"{name} is no longer in the cache, but deleting its files in {away} failed: "
-            f"{exc.strerror or exc} ({exc.filename}). Delete that folder by hand to free the "
-            "space (`dlsets verify` deletes it too, when it can)."
-        ) from None
-    log.info("removed %s", d)
-    return d
+    return removal.remove_held(d, held, name)
 
 
 def _hold_dataset(d: Path, name: str, wait: float) -> list[FileLock]:
@@ -963,39 +949,4 @@ def _hold_dataset(d: Path, name: str, wait: float) -> list[FileLock]:
     if spec_files:
         files.mkdir(exist_ok=True)
         paths |= {cache.lock_path(files / f) for f in spec_files}
-    order = [d / "prepared.lock", *sorted(paths), d / "state.lock"]
-    end = time.monotonic() + wait
-    held: list[FileLock] = []
-    said = False
-    try:
-        for p in order:
-            lock = FileLock(str(p))
-            try:
-                lock.acquire(timeout=0)
-            except Timeout:
-                if wait <= 0:
-                    raise DlsetsError(
-                        f"{name} is in use by another process ({p} is held: a fetch, load or "
-                        "verify of it is running); nothing was removed. Remove it when that "
-                        f"has finished, or without --no-wait (wait=0) to wait for it up to "
-                        f"{REMOVE_WAIT:g} s."
-                    ) from None
-                if not said:
-                    log.warning("%s: in use by another process (%s is held); waiting up to "
-                                "%g s for it to finish before removing it", name, p, wait)
-                    said = True
-                try:
-                    lock.acquire(timeout=max(0.0, end - time.monotonic()))
-                except Timeout:
-                    raise DlsetsError(
-                        f"{name}: another process still holds {p} after {wait:g} s (a fetch, "
-                        "load or verify of it still running, or a stopped process); nothing "
-                        "was removed. Try again when it has finished, or wait longer with "
-                        "--wait SECONDS."
-                    ) from None
-            held.append(lock)
-    except BaseException:
-        for lock in reversed(held):
-            lock.release()
-        raise
-    return held
+    return removal.hold([d / "prepared.lock", *sorted(paths), d / "state.lock"], name, wait)

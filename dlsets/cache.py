@@ -6,13 +6,14 @@ import json
 import os
 from pathlib import Path
 
-from . import config
+from . import config, names
 from .atomic import replacing
 
 
 def dataset_dir(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
-    """``<cache>/<name>``: everything dlsets keeps for one dataset."""
-    return config.cache_root(cache_dir) / name
+    """``<cache>/<name>``: everything dlsets keeps for one dataset; a name that is no single
+    safe path component (``..``, a separator, NUL, ...) is an OptionError."""
+    return names.confined(config.cache_root(cache_dir), name, what="dataset name")
 
 
 def files_dir(name: str, cache_dir: str | os.PathLike | None = None) -> Path:

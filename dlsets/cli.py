@@ -308,10 +308,12 @@ def _cmd_fetch(args) -> int:
     end = None if args.deadline is None else time.monotonic() + args.deadline
     for name in args.names:
         kind = _source_kind(name)
+        left = None if end is None else max(end - time.monotonic(), 1e-3)
         if kind in ("kaggle", "kaggle-entry"):
             from . import kaggle
 
-            where = kaggle.fetch(name, cache_dir=args.cache_dir, progress=_progress(args))
+            where = kaggle.fetch(name, cache_dir=args.cache_dir, progress=_progress(args),
+                                 deadline=left)
             if not args.quiet:
                 print(f"{name}: {where}")
             continue
@@ -321,7 +323,6 @@ def _cmd_fetch(args) -> int:
                 print(f"{name}: {len(ds.train)} train + {len(ds.test)} test images prepared in "
                       f"{ds.info['prepared_dir']}")
             continue
-        left = None if end is None else max(end - time.monotonic(), 1e-3)
         paths = acquire.fetch(
             name,
             files=args.file or None,
@@ -490,29 +491,19 @@ def _cmd_remove(args) -> int:
     from . import acquire, registry
 
     kind = _source_kind(args.name)
+    wait = 0.0 if args.no_wait else args.wait
     if kind != "registry":
-        import shutil
+        from .removal import remove_tree
 
+        # every lock in it taken first (waiting up to --wait), then renamed away whole
         place = _cache_place(args, kind)
-        if not place.exists():
+        if remove_tree(place, args.name, wait) is None:
             print(f"{args.name}: nothing cached")
-            return 0
-        from .atomic import temp_path
-
-        # renamed away first: the copy is gone whole or not at all, never half-deleted
-        gone = temp_path(place, "removing")
-        try:
-            os.replace(place, gone)
-        except OSError as exc:
-            raise DlsetsError(f"{args.name}: could not remove {place} ({exc.strerror or exc}); "
-                              "check the permissions there and try again") from exc
-        shutil.rmtree(gone, ignore_errors=True)
-        if not args.quiet:
+        elif not args.quiet:
             extra = " (the folder itself is untouched)" if kind == "folder" else ""
             print(f"removed {place}{extra}")
         return 0
     registry.get(args.name)
-    wait = 0.0 if args.no_wait else args.wait
     removed = acquire.remove(args.name, cache_dir=args.cache_dir, wait=wait)
     if not args.quiet:
         print(f"removed {removed}" if removed else f"{args.name}: nothing cached")

@@ -32,7 +32,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
-from . import config, progress
+from . import config, progress, space
 from .deadline import Deadline
 from .errors import ChecksumError, DeadlineError, DlsetsError, DownloadError
 
@@ -514,6 +514,10 @@ def _answer(resp, url, part, h: Hashes, have: int, size, bar, deadline, meter) -
     if size is None and length is not None and have + length > config.MAX_FILE_SIZE:
         raise _Skip(f"announces {have + length:,} bytes, more than dlsets accepts for one file "
                     f"({config.MAX_FILE_SIZE:,})", mismatch=True)
+    if length is not None:  # refused before a byte is written, the part kept for later
+        space.need_disk(part.parent, length, f"{part.name.removesuffix('.part')}: the server "
+                        f"announces {have + length:,} bytes",
+                        " (or point --cache-dir / DLSETS_CACHE at a disk with room)")
     received = _stream(resp.raw, part, h, have, size, bar, deadline, meter)
     if length is not None and received < length:
         raise _Retry(f"connection closed after {have + received:,} of {have + length:,} bytes")

@@ -780,12 +780,15 @@ def _load(name, root, slot: Path, *, size, color, resize, test, seed, names, dty
     folder = slot / _variant(opts)
     got = _usable(folder, sc, opts)
     if got is None:
-        from filelock import FileLock
+        from . import locks
 
         try:
-            slot.mkdir(parents=True, exist_ok=True)
-            # one process decodes; the others wait here and then find its copy
-            with FileLock(str(slot / f"{folder.name}.lock")):
+            # one process decodes; the others wait here and then find its copy (or, after a
+            # `dlsets remove` of it, nothing: locks.take makes the folder again)
+            with locks.holding(slot / f"{folder.name}.lock", name, doing="preparing it"):
+                if not Path(root).is_dir():
+                    raise DlsetsError(f"{name}: {root} was removed by another process while "
+                                      "this load waited for it; load it again")
                 got = _usable(folder, sc, opts, quiet=True)
                 if got is None:
                     got = _build(name, sc, folder, opts, names, workers, progress)

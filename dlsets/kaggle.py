@@ -10,11 +10,8 @@ Kaggle publishes no checksum, so the first verified download's sha256 (and size)
 the dataset's current version, whose number then names the file, so a new upstream version is a
 new file with a pin of its own, never a silent change.
 
-Credentials, in the order Kaggle's own clients look: an access token (``KAGGLE_API_TOKEN``,
-the token or a file holding it; ``$KAGGLE_CONFIG_DIR/access_token``, ``~/.kaggle/access_token``)
-sent as a Bearer token; else ``KAGGLE_USERNAME`` + ``KAGGLE_KEY``; else ``kaggle.json``
-(``{"username", "key"}``) in ``$KAGGLE_CONFIG_DIR``, ``~/.kaggle`` or ``~/.config/kaggle``, sent
-as HTTP Basic. ``DLSETS_KAGGLE_API`` replaces the API's base URL (a proxy or a test stand-in).
+Credentials: see :mod:`dlsets.kaggle_auth`. ``DLSETS_KAGGLE_API`` replaces the API's base URL
+(a proxy or a test stand-in).
 
 Archives are unpacked by :func:`dlsets.archive.extract_zip` (names, links and bombs checked
 first) into ``extracted/v<N>/``, which is then read as an image folder, or in a built-in
@@ -23,7 +20,6 @@ dataset's layout when asked (``like="mnist"``).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -33,17 +29,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cache, config, download
+from . import cache, config, download, locks
 from .dataset import Dataset
+from .deadline import Deadline
 from .errors import (
     AuthError,
     ChecksumError,
+    DeadlineError,
     DlsetsError,
     DownloadError,
     FormatError,
     OfflineError,
     OptionError,
 )
+from .kaggle_auth import TOKEN_URL, Credentials, credentials, warn_if_plain
+from .names import check_component, confined
 
 log = logging.getLogger("dlsets")
 
@@ -51,9 +51,10 @@ PathLike = str | os.PathLike
 API = "https://api.kaggle.com"
 WEB = "https://www.kaggle.com"
 KAGGLE_DIR = "_kaggle"
-TOKEN_URL = "https://www.kaggle.com/settings"
 _REF = re.compile(r"^(?:kaggle:)?(?:(competitions)/([\w.-]+)|([\w.-]+)/([\w.-]+)"
-                  r"(?:/versions/(\d+))?)/?$")
+                  r"(?:/versions/([0-9]+))?)/?$")
+MAX_VERSION = 1_000_000
+"""The highest version number accepted (from a name, a registry entry or Kaggle's answer)."""
 
 
 @dataclass(frozen=True)
@@ -83,14 +84,34 @@ class Ref:
 def parse_ref(name: str) -> Ref:
     """``kaggle:OWNER/DATASET``, ``kaggle:OWNER/DATASET/versions/N`` or
     ``kaggle:competitions/NAME`` (also without the ``kaggle:`` prefix) -> :class:`Ref`."""
-    m = _REF.match(name.strip())
+    m = _REF.match(name.strip()) if isinstance(name, str) else None
     if not m:
-        raise OptionError(f"{name!r} is not a Kaggle dataset name: give kaggle:OWNER/DATASET, "
-                          "kaggle:OWNER/DATASET/versions/N or kaggle:competitions/NAME (as in "
+        raise OptionError(f"{str(name)[:120]!r} is not a Kaggle dataset name: give "
+                          "kaggle:OWNER/DATASET, kaggle:OWNER/DATASET/versions/N or "
+                          "kaggle:competitions/NAME (as in "
                           "the dataset's URL, https://www.kaggle.com/datasets/OWNER/DATASET)")
-    if m.group(1):
-        return Ref("competitions", m.group(2))
-    return Ref(m.group(3), m.group(4), int(m.group(5)) if m.group(5) else None)
+    try:  # each part becomes a folder of the cache
+        if m.group(1):
+            return Ref("competitions", check_component(m.group(2), "competition"))
+        check_component(m.group(3), "owner")
+        check_component(m.group(4), "dataset")
+        version = check_version(m.group(5), "version") if m.group(5) else None
+    except OptionError as exc:
+        raise OptionError(f"Kaggle name {name[:120]!r}: {exc}") from None
+    return Ref(m.group(3), m.group(4), version)
+
+
+def check_version(value: object, where: str) -> int:
+    """``value`` as a version number: an integer from 1 to MAX_VERSION (a string of digits
+    for a name), else an OptionError quoting it."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 7:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
+        shown = repr(value) if not isinstance(value, str) or len(value) <= 40 else \
+            f"{value[:20]!r}... ({len(value)} characters)"
+        raise OptionError(f"{where}: {shown} is not a version number (an integer from 1 to "
+                          f"{MAX_VERSION:,})")
+    return value
 
 
 def _resolve(name: str) -> tuple[Ref, dict]:
@@ -108,88 +129,7 @@ def _resolve(name: str) -> tuple[Ref, dict]:
 def dataset_dir(name: str, cache_dir: PathLike | None = None) -> Path:
     """``<cache>/_kaggle/<owner>/<dataset>``: the downloads, pins and prepared copies."""
     ref, _ = _resolve(name)
-    return config.cache_root(cache_dir) / KAGGLE_DIR / ref.owner / ref.slug
-
-
-# --- credentials ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """How requests to Kaggle are signed, and where that came from (for messages)."""
-
-    source: str
-    token: str | None = None
-    username: str | None = None
-    key: str | None = None
-
-    def apply(self, session) -> None:
-        if self.token:
-            session.headers["Authorization"] = f"Bearer {self.token}"
-        else:
-            session.auth = (self.username, self.key)
-
-
-def _config_dirs() -> list[Path]:
-    dirs = []
-    if os.environ.get("KAGGLE_CONFIG_DIR"):
-        dirs.append(Path(os.environ["KAGGLE_CONFIG_DIR"]).expanduser())
-    dirs.append(Path.home() / ".kaggle")
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    dirs.append((Path(xdg).expanduser() if xdg else Path.home() / ".config") / "kaggle")
-    return list(dict.fromkeys(dirs))
-
-
-def _read_secret(path: Path) -> str | None:
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return None
-    return text or None
-
-
-def credentials() -> Credentials:
-    """The user's Kaggle credentials (see the module docstring for the order); raises
-    AuthError saying where to put them when there are none."""
-    token = os.environ.get("KAGGLE_API_TOKEN", "").strip()
-    if token:
-        if os.sep in token or token.startswith("~"):
-            held = _read_secret(Path(token).expanduser())
-            if held is None:
-                raise AuthError(f"KAGGLE_API_TOKEN names the file {token}, which cannot be read "
-                                "or is empty; put the token itself or a readable file there")
-            return Credentials(f"the file {token} (KAGGLE_API_TOKEN)", token=held)
-        return Credentials("KAGGLE_API_TOKEN", token=token)
-    for d in _config_dirs():
-        for fname in ("access_token", "access_token.txt"):
-            held = _read_secret(d / fname)
-            if held:
-                return Credentials(str(d / fname), token=held)
-    user, key = os.environ.get("KAGGLE_USERNAME"), os.environ.get("KAGGLE_KEY")
-    if user and key:
-        return Credentials("KAGGLE_USERNAME and KAGGLE_KEY", username=user, key=key)
-    for d in _config_dirs():
-        p = d / "kaggle.json"
-        if not p.is_file():
-            continue
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-            username, key = data["username"], data["key"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise AuthError(f"{p} is not a Kaggle credentials file: it must be JSON like "
-                            '{"username": "...", "key": "..."}; download a new one from '
-                            f"{TOKEN_URL} (API, Create New Token)") from None
-        if not isinstance(username, str) or not isinstance(key, str):
-            raise AuthError(f"{p}: 'username' and 'key' must be strings")
-        return Credentials(str(p), username=username, key=key)
-    looked = ", ".join(str(d / "kaggle.json") for d in _config_dirs())
-    raise AuthError(
-        "Kaggle needs your credentials and none were found. Looked for: KAGGLE_API_TOKEN, "
-        f"{Path.home() / '.kaggle' / 'access_token'}, KAGGLE_USERNAME + KAGGLE_KEY, and "
-        f"kaggle.json in {looked} (KAGGLE_CONFIG_DIR names another folder). Create an API token "
-        f"at {TOKEN_URL} and save it as ~/.kaggle/access_token (or put the kaggle.json it "
-        "offers in ~/.kaggle/ and chmod 600 it)."
-    )
+    return _Store.folder(ref, cache_dir)
 
 
 # --- the API -------------------------------------------------------------------------------
@@ -209,15 +149,19 @@ def _message(resp) -> str:
     return ""
 
 
-def _post(session, creds: Credentials, ref: Ref, service: str, method: str, body: dict):
+def _post(session, creds: Credentials, ref: Ref, service: str, method: str, body: dict,
+          deadline: Deadline | None = None):
     """One API call, retried with backoff on connection errors, 429 and 5xx; the response
     (redirects are not followed: the caller wants the storage URL, without our credentials)."""
     import requests
 
     url = f"{api_base()}/v1/{service}/{method}"
-    timeout = (config.CONNECT_TIMEOUT, config.read_timeout())
+    warn_if_plain(url, creds)
+    deadline = deadline or Deadline()
     failures = []
     for attempt in range(download.MAX_ATTEMPTS):
+        _check_deadline(deadline, ref, f"asking Kaggle's API ({method})")
+        timeout = (deadline.cap(config.CONNECT_TIMEOUT), deadline.cap(config.read_timeout()))
         try:
             resp = session.post(url, json=body, timeout=timeout, allow_redirects=False)
         except requests.RequestException as exc:
@@ -237,7 +181,7 @@ def _post(session, creds: Credentials, ref: Ref, service: str, method: str, body
         if attempt + 1 < download.MAX_ATTEMPTS:
             # the downloads' backoff: DLSETS_RETRY_BASE doubling per try, with jitter, capped
             delay = download.retry_base() * 2 ** attempt * random.uniform(0.5, 1.5)
-            time.sleep(min(delay, download.RETRY_AFTER_CAP))
+            time.sleep(max(0.0, min(delay, download.RETRY_AFTER_CAP, deadline.left())))
     said = "; ".join(dict.fromkeys(failures))  # the same reason once, not once per try
     raise DownloadError(f"{ref}: Kaggle's API at {url} failed {len(failures)} times: "
                         f"{said}. Check the connection (HTTPS_PROXY for a proxy) "
@@ -277,21 +221,29 @@ def _session(creds: Credentials):
     return s
 
 
-def current_version(ref: Ref, creds: Credentials | None = None) -> int:
+def current_version(ref: Ref, creds: Credentials | None = None,
+                    deadline: Deadline | None = None) -> int:
     """The dataset's current version number, asked of Kaggle."""
     creds = creds or credentials()
     with _session(creds) as s:
         resp = _post(s, creds, ref, "datasets.DatasetApiService", "GetDataset",
-                     {"ownerSlug": ref.owner, "datasetSlug": ref.slug})
+                     {"ownerSlug": ref.owner, "datasetSlug": ref.slug}, deadline)
     try:
-        version = int(resp.json()["currentVersionNumber"])
+        value = resp.json()["currentVersionNumber"]
     except (ValueError, KeyError, TypeError):
         raise FormatError(f"{ref}: Kaggle's answer to GetDataset has no currentVersionNumber; "
                           "give a version: kaggle:OWNER/DATASET/versions/N") from None
+    try:  # 1e999, 2.5, true and -3 are not version numbers ("3" is: protobuf's JSON for int64)
+        version = check_version(value, "Kaggle's currentVersionNumber")
+    except OptionError:
+        raise FormatError(f"{ref}: Kaggle's answer to GetDataset gives currentVersionNumber "
+                          f"{str(value)[:40]!r}, not an integer from 1 to {MAX_VERSION:,}; give "
+                          "a version: kaggle:OWNER/DATASET/versions/N") from None
     return version
 
 
-def _download_url(ref: Ref, version: int | None, creds: Credentials) -> str:
+def _download_url(ref: Ref, version: int | None, creds: Credentials,
+                  deadline: Deadline | None = None) -> str:
     if ref.competition:
         service, method = "competitions.CompetitionApiService", "DownloadDataFiles"
         body = {"competitionName": ref.slug}
@@ -301,7 +253,7 @@ def _download_url(ref: Ref, version: int | None, creds: Credentials) -> str:
         if version is not None:
             body["datasetVersionNumber"] = version
     with _session(creds) as s:
-        resp = _post(s, creds, ref, service, method, body)
+        resp = _post(s, creds, ref, service, method, body, deadline)
     location = resp.headers.get("Location")
     if resp.is_redirect and location:
         from urllib.parse import urljoin
@@ -325,8 +277,13 @@ class _Store:
 
     def __init__(self, ref: Ref, cache_dir: PathLike | None):
         self.ref = ref
-        self.dir = config.cache_root(cache_dir) / KAGGLE_DIR / ref.owner / ref.slug
+        self.dir = self.folder(ref, cache_dir)
         self.files = self.dir / "files"
+
+    @staticmethod
+    def folder(ref: Ref, cache_dir: PathLike | None) -> Path:
+        return confined(config.cache_root(cache_dir), KAGGLE_DIR, ref.owner, ref.slug,
+                        what=f"{ref}: the Kaggle name")
 
     def file(self, version: int | None) -> str:
         return "data.zip" if version is None else f"v{version}.zip"
@@ -359,9 +316,7 @@ class _Store:
                                   part_exists=cache.part_path(path).exists(), network=network)
 
     def _update(self, name: str, fname: str, value) -> None:
-        from filelock import FileLock
-
-        with FileLock(self.dir / "state.lock"):
+        with locks.holding(self.dir / "state.lock", str(self.ref)):
             path = self.dir / name
             data = cache.read_json(path)
             if value is None:
@@ -396,7 +351,8 @@ def _hint(ref: Ref) -> str:
             f"command again: the part already downloaded is kept and resumed. {ref.page}")
 
 
-def _ensure(store: _Store, version: int | None, creds_fn, progress, offline: bool) -> Path:
+def _ensure(store: _Store, version: int | None, creds_fn, progress, offline: bool,
+            deadline: Deadline) -> Path:
     """The dataset's archive present and verified (downloaded if needed); holds its lock."""
     from filelock import FileLock
 
@@ -406,7 +362,7 @@ def _ensure(store: _Store, version: int | None, creds_fn, progress, offline: boo
     path = store.files / fname
     store.files.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(cache.lock_path(path)))
-    _acquire(lock, f"{store.ref}")
+    _acquire(lock, f"{store.ref}", deadline)
     try:
         action = store.state(fname, network=not offline)
         if action == cache.USE:
@@ -424,13 +380,14 @@ def _ensure(store: _Store, version: int | None, creds_fn, progress, offline: boo
                                "forbidden (DLSETS_OFFLINE is set, or download=False); allow it "
                                f"to download from {store.ref.page}")
         creds = creds_fn()
-        url = _download_url(store.ref, version, creds)
+        url = _download_url(store.ref, version, creds, deadline)
         pin = store.pins().get(fname) or {}
         log.info("%s: %s", store.ref, "resuming" if action == cache.RESUME else "downloading")
         try:
             h = download.download_file(
                 [url], path, sha256=pin.get("sha256"), size=pin.get("size"),
                 progress_bar=progress, desc=str(store.ref), hint=_hint(store.ref),
+                deadline=deadline,
                 mismatch_hint=(f"What you can do: its sha256 was pinned at the first download; "
                                f"if the data really changed on Kaggle, `dlsets remove "
                                f"{store.ref}` forgets the pin."))
@@ -438,7 +395,8 @@ def _ensure(store: _Store, version: int | None, creds_fn, progress, offline: boo
             raise
         except DownloadError as exc:
             # the signed URL is in the message: it is a credential of sorts, and expires anyway
-            raise DownloadError(str(exc).replace(url, "<Kaggle's signed storage URL>")) from None
+            kind = DeadlineError if isinstance(exc, DeadlineError) else DownloadError
+            raise kind(str(exc).replace(url, "<Kaggle's signed storage URL>")) from None
         from .archive import zip_members
 
         if not pin:
@@ -455,8 +413,6 @@ def _ensure(store: _Store, version: int | None, creds_fn, progress, offline: boo
 
 def _unpack(store: _Store, fname: str, progress) -> tuple[Path, dict]:
     """``extracted/<version>/`` with the archive's files (and a record of their hashes)."""
-    from filelock import FileLock
-
     from .archive import extract_zip, is_zip
 
     stem = fname.removesuffix(".zip")
@@ -466,11 +422,12 @@ def _unpack(store: _Store, fname: str, progress) -> tuple[Path, dict]:
     done = cache.read_json(marker)
     if dest.is_dir() and done.get("archive_sha256") == pin.get("sha256"):
         return dest, done
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest) + ".lock"):
+    with locks.holding(str(dest) + ".lock", str(store.ref), doing="unpacking it"):
         done = cache.read_json(marker)
         if dest.is_dir() and done.get("archive_sha256") == pin.get("sha256"):
             return dest, done
+        if not (store.files / fname).is_file():
+            raise _Vanished(f"{store.ref}: {fname} was removed by another process meanwhile")
         # under the lock, unpacking folders of this version are leftovers of killed processes
         for leftover in dest.parent.glob(f".{stem}.*.unpacking"):
             shutil.rmtree(leftover, ignore_errors=True)
@@ -502,9 +459,10 @@ def _unpack(store: _Store, fname: str, progress) -> tuple[Path, dict]:
     return dest, done
 
 
-def _fetch(name: str, cache_dir, progress, network: bool = True
+def _fetch(name: str, cache_dir, progress, network: bool = True, deadline: float | None = None
            ) -> tuple[_Store, str, Path, dict]:
     ref, _ = _resolve(name)
+    deadline = Deadline(config.deadline(deadline))
     offline = config.offline() or not network
     store = _Store(ref, cache_dir)
     creds_cache: list[Credentials] = []
@@ -524,29 +482,53 @@ def _fetch(name: str, cache_dir, progress, network: bool = True
             version = cached[-1]
         else:
             try:
-                version = current_version(ref, creds())
+                version = current_version(ref, creds(), deadline)
             except (DownloadError, OSError) as exc:
-                if not cached:
+                if not cached or isinstance(exc, DeadlineError):
                     raise
                 version = cached[-1]
                 log.warning("%s: cannot ask Kaggle for the current version (%s); using version "
                             "%d from the cache", ref, exc, version)
-    try:
-        path = _ensure(store, version, creds, progress, offline)
-    except OSError as exc:
-        raise DlsetsError(f"{ref}: the cache at {store.dir} cannot be used: "
-                          f"{exc.strerror or exc}; point --cache-dir or DLSETS_CACHE at a "
-                          "folder you can write to") from exc
-    extracted, record = _unpack(store, path.name, progress)
-    return store, path.name, extracted, record
+    for _ in range(_ROUNDS):
+        try:
+            path = _ensure(store, version, creds, progress, offline, deadline)
+            extracted, record = _unpack(store, path.name, progress)
+        except _Vanished as exc:
+            # `dlsets remove` waited for our download, then took it: get it again
+            log.warning("%s; fetching it again", exc)
+            continue
+        except OSError as exc:
+            raise DlsetsError(f"{ref}: the cache at {store.dir} cannot be used: "
+                              f"{exc.strerror or exc}; point --cache-dir or DLSETS_CACHE at a "
+                              "folder you can write to") from exc
+        return store, path.name, extracted, record
+    raise DlsetsError(f"{ref}: its files keep vanishing while they are fetched (removed "
+                      f"{_ROUNDS} times by another process); try again when that has stopped")
 
 
-def fetch(name: str, *, cache_dir: PathLike | None = None, progress: bool | None = None) -> Path:
+_ROUNDS = 3
+"""Times a fetch starts over when its archive vanishes meanwhile (a concurrent remove)."""
+
+
+def _check_deadline(deadline: Deadline, ref: Ref, doing: str) -> None:
+    if deadline.passed():
+        raise DeadlineError(f"{ref}: {deadline.describe()} passed while {doing}; what was "
+                            "downloaded is kept for the next fetch. Give it more time.")
+
+
+class _Vanished(DlsetsError):
+    """A file this fetch had was removed by another process (``dlsets remove``)."""
+
+
+def fetch(name: str, *, cache_dir: PathLike | None = None, progress: bool | None = None,
+          deadline: float | None = None) -> Path:
     """Download (once, verified) and unpack a Kaggle dataset; returns the unpacked folder.
 
     ``name`` is ``kaggle:OWNER/DATASET[/versions/N]``, ``kaggle:competitions/NAME`` or a
-    registry entry with a ``kaggle`` key."""
-    return _fetch(name, cache_dir, progress)[2]
+    registry entry with a ``kaggle`` key. ``deadline`` (else ``$DLSETS_DEADLINE``): seconds
+    the whole call may take, API calls and waits included; past it, DeadlineError, and the
+    part downloaded is kept for the next call."""
+    return _fetch(name, cache_dir, progress, deadline=deadline)[2]
 
 
 def fetch_folder(name: str, *, cache_dir: PathLike | None = None, progress: bool | None = None,
@@ -558,29 +540,11 @@ def fetch_folder(name: str, *, cache_dir: PathLike | None = None, progress: bool
 
 
 def verify(name: str, *, cache_dir: PathLike | None = None, repair: bool = True) -> list[str]:
-    """Re-hash the cached archives of a Kaggle dataset against their pins and its prepared
-    copies in full; returns what is wrong (damaged archives are deleted when ``repair``)."""
-    from . import prepared
+    """What is wrong with a Kaggle dataset's cache (archives, unpacked files, prepared copies),
+    repaired when ``repair``: see :func:`dlsets.kaggle_verify.verify`."""
+    from .kaggle_verify import verify as _verify
 
-    ref, _ = _resolve(name)
-    store = _Store(ref, cache_dir)
-    problems = []
-    for p in sorted(store.files.glob("*.zip")):
-        why = store.check(p.name)
-        if why is not None:
-            if repair:
-                p.unlink(missing_ok=True)
-                store._update("verified.json", p.name, None)
-            problems.append(f"{p.name}: {why}; " + ("deleted it; the next fetch downloads it "
-                                                    "again" if repair else "not repaired"))
-    # prepared/v<N>-like-<name>/ holds arrays; prepared/v<N>/ holds a folder's variants
-    copies = [p for p in store.dir.glob("prepared/*") if (p / prepared.MANIFEST).exists()]
-    copies += [p for p in store.dir.glob("prepared/*/*") if p.is_dir()]
-    for folder in sorted(copies):
-        why = prepared.verify_or_remove(folder, repair=repair)
-        if why is not None:
-            problems.append(f"{folder}: {why}; " + ("deleted it" if repair else "not repaired"))
-    return problems
+    return _verify(name, cache_dir=cache_dir, repair=repair)
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -670,8 +634,6 @@ def _under(rel: str, base: Path) -> bool:
 
 def _load_like(name, like, subdir, classes, label_mode, dtype, channels, cache_dir, progress,
                download):
-    from filelock import FileLock
-
     from . import loaders, prepared, registry
     from .dataset import Split
     from .registry import DatasetSpec, FileSpec
@@ -708,8 +670,7 @@ def _load_like(name, like, subdir, classes, label_mode, dtype, channels, cache_d
 
     got = usable()
     if got is None:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(folder) + ".lock"):
+        with locks.holding(str(folder) + ".lock", name, doing="preparing it"):
             got = usable()
             if got is None:
                 arrays, manifest = loaders._parse(spec, files, progress)

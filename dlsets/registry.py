@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config
-from .errors import RegistryError
+from .errors import OptionError, RegistryError
 from .limits import DEFAULT_MAX_IMAGES
 
 USER_ENTRY_KEYS = {"like", "files", "classes", "description", "license", "homepage", "citation",
@@ -358,6 +358,12 @@ def _kaggle_entry(path: Path, name: str, e: dict, fail) -> DatasetSpec:
             r"(competitions/[\w.-]+|[\w.-]+/[\w.-]+(/versions/\d+)?)", ref):
         raise fail(f"'kaggle' is {ref!r}: give 'OWNER/DATASET', 'OWNER/DATASET/versions/N' or "
                    "'competitions/NAME'")
+    from .kaggle import parse_ref
+
+    try:  # its parts become folders of the cache: '..' and over-long parts are refused
+        parse_ref(ref)
+    except OptionError as exc:
+        raise fail(f"'kaggle': {exc}") from None
     builtin = _builtin()
     like = e.get("like")
     if like is not None and like not in builtin:

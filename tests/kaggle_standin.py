@@ -60,7 +60,8 @@ class _Handler(BaseHTTPRequestHandler):
             ds = kg.datasets.get(f"{body.get('ownerSlug')}/{body.get('datasetSlug')}")
             if ds is None:
                 return self._json(404, {"code": 404, "message": "Dataset not found"})
-            return self._json(200, {"ref": ds["ref"], "currentVersionNumber": max(ds["versions"]),
+            current = ds["current"] if "current" in ds else max(ds["versions"])
+            return self._json(200, {"ref": ds["ref"], "currentVersionNumber": current,
                                     "licenseName": "CC0: Public Domain"})
         if method == "DownloadDataset":
             ref = f"{body.get('ownerSlug')}/{body.get('datasetSlug')}"
