@@ -355,8 +355,8 @@ def _verify_shards(folders: Sequence[str], args) -> int:
     bad = 0
     for f in folders:
         report = verify_shards(f, repair=not args.no_repair, progress=_progress(args))
-        problems = bool(report.problem or report.damaged or report.missing)
-        bad += problems or report.index == "missing"
+        problems = not report.complete
+        bad += problems
         if problems or not args.quiet:
             print("\n".join(report.describe()))
     return 1 if bad else 0

@@ -7,7 +7,6 @@ out), contiguous, so each rank opens only the shards its rows lie in.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from .dataset import Split
 from .errors import FormatError, OptionError
+from .shard_index import check_file_name, check_labels, verify_file
 
 log = logging.getLogger("dlsets")
 
@@ -37,6 +37,8 @@ class ShardedImages:
         self.image_shape = tuple(doc["image_shape"])
         self.shape = (hi - lo, *self.image_shape)
         self._lo = lo
+        self._doc = {k: doc[k] for k in ("count", "shards", "image_shape", "dtype", "mask_shape",
+                                         "mask_dtype") if k in doc}
         self._pieces = []  # (first position here, file, first row in file, rows, entry)
         for e in doc["shards"]:
             a, b = max(lo, e["rows"][0]), min(hi, e["rows"][1])
@@ -80,10 +82,12 @@ class ShardedImages:
         if arr is None:
             path = self.folder / file
             if self.format == "hdf5":
-                import h5py
 
-                f = h5py.File(path, "r")
+                from .shard_index import check_hdf5_shard
+
+                f = _open_h5(path)
                 self._files.append(f)
+                check_hdf5_shard(f, path, entry, self._doc)
                 arr = f["train/images"]
             else:
                 from .tarshards import open_images
@@ -162,9 +166,10 @@ def _labels(folder: Path, doc: dict, lo: int, hi: int) -> np.ndarray:
             continue
         path = folder / e["file"]
         if doc["format"] == "hdf5":
-            import h5py
+            from .shard_index import check_hdf5_shard
 
-            with h5py.File(path, "r") as f:
+            with _open_h5(path) as f:
+                check_hdf5_shard(f, path, e, doc)
                 parts.append(np.asarray(f["train/labels"][a - e["rows"][0]:b - e["rows"][0]]))
         else:
             from .tarshards import open_images
@@ -172,17 +177,31 @@ def _labels(folder: Path, doc: dict, lo: int, hi: int) -> np.ndarray:
             _, lab = open_images(path, e["count"], e["rows"][0], tuple(doc["image_shape"]),
                                  np.dtype(doc["dtype"]))
             parts.append(lab[a - e["rows"][0]:b - e["rows"][0]])
+        check_labels(parts[-1], path, len(doc["classes"]))
     y = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
     return y.astype(np.uint8) if not len(y) or int(y.max()) <= 255 else y.astype(np.int64)
 
 
-def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1) -> Split:
+def _open_h5(path: Path):
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise FormatError(f"{path} cannot be opened as HDF5 ({exc}): run `dlsets verify "
+                          f"{path.parent}/`") from None
+
+
+def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1,
+                verify: bool = False) -> Split:
     """Rank ``rank``'s share of a complete folder of shards as a :class:`~dlsets.Split`:
     ``images`` a lazy :class:`ShardedImages` (N, ...) and ``labels`` (N,) uint8 in memory.
 
     Shares are disjoint and all of ``count // world_size`` rows (the last ``count %
-    world_size`` are in none). Needs ``index.json`` (FormatError otherwise) and checks each
-    file's size against it; ``dlsets verify DIR/`` hashes them.
+    world_size`` are in none). Needs ``index.json`` (FormatError otherwise), checked field by
+    field (:mod:`dlsets.shard_index`); each file's size is checked against it and each shard's
+    own rows on opening (swapped or foreign files are refused). ``verify=True`` also hashes
+    this rank's shards against their sha256 (``dlsets verify DIR/`` hashes them all).
     """
     from .shards import read_index
 
@@ -203,7 +222,7 @@ def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1
         raise OptionError(f"{folder} holds {total} samples, fewer than world_size="
                           f"{world_size}: every rank needs at least one")
     for e in doc["shards"]:
-        path = folder / e["file"]
+        path = check_file_name(folder, e["file"], doc["format"])
         if not path.is_file() or path.stat().st_size != e["size"]:
             raise FormatError(f"{path} is missing or not the size its index records: run "
                               f"`dlsets verify {folder}/`, then the expansion again")
@@ -211,7 +230,8 @@ def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1
         log.info("%d of %d samples are left out so that %d ranks get %d each",
                  total % world_size, total, world_size, share)
     lo = int(rank) * share
-    starts = [e["rows"][0] for e in doc["shards"]]
-    if starts != sorted(starts) or bisect.bisect(starts, lo) == 0:
-        raise FormatError(f"{folder / 'index.json'} lists its shards out of order")
+    if verify:
+        for e in doc["shards"]:
+            if e["rows"][0] < lo + share and e["rows"][1] > lo:
+                verify_file(folder / e["file"], e)
     return Split(ShardedImages(folder, doc, lo, lo + share), _labels(folder, doc, lo, lo + share))

@@ -45,6 +45,7 @@ _SHARD = re.compile(r"(?P<name>.+)-(?P<i>\d{5,})-of-(?P<n>\d{5,})\.(?:h5|tar)")
 _SIDECAR = re.compile(r"\.(?P<file>.+-\d{5,}-of-\d{5,}\.(?:h5|tar))\.json")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 _HASH_BLOCK = 1 << 26
+_MAX_INDEX = 256 << 20  # shard_index.MAX_INDEX_BYTES
 
 
 # ---------------------------------------------------------------------------- naming
@@ -186,16 +187,28 @@ def _prepare(
 
 
 # ---------------------------------------------------------------------------- the folder
-def _read_json(path: Path) -> dict | None:
+def _read_json(path: Path, cap: int | None = None) -> dict | None:
+    """A small JSON object the writers read (index, entries); None if missing or unreadable
+    (they rewrite what they cannot read). Bounded: see :mod:`dlsets.shard_index`."""
+    from .shard_index import MAX_ENTRY_BYTES, read_small_json
+
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, UnicodeDecodeError):
-        log.info("%s cannot be read as JSON: treated as missing", path)
+        data = read_small_json(path, cap or MAX_ENTRY_BYTES)
+    except FormatError as exc:
+        log.info("%s: treated as missing", exc)
         return None
     return data if isinstance(data, dict) else None
+
+
+def _entry(path: Path, format: str | None = None) -> dict | None:
+    """A shard's checked entry file; None if missing or damaged (its shard is rewritten)."""
+    from .shard_index import read_entry
+
+    try:
+        return read_entry(path, format)
+    except FormatError as exc:
+        log.info("%s: treated as missing", exc)
+        return None
 
 
 def _differences(theirs: dict, ours: dict) -> str:
@@ -214,8 +227,8 @@ def _conflict(exp: _Expansion, shown: str, theirs: dict | None) -> OptionError:
             else "other shard names or counts")
     return OptionError(
         f"{exp.folder} holds the shards of another expansion ({shown}: {what or 'other'}); "
-        "nothing was written. Give another output folder, or delete those files first to "
-        "replace them.")
+        "nothing was written. Give another output folder, or empty this one (its hidden "
+        ".*.json files too) to replace them.")
 
 
 def _check_folder(exp: _Expansion, shard: int | None = None) -> None:
@@ -225,12 +238,20 @@ def _check_folder(exp: _Expansion, shard: int | None = None) -> None:
     index, its own entry and two others, so that each task of a large array costs O(1) reads
     (one listing aside): one expansion's entries all carry the same key.
     """
+    from .shard_claim import claim
+
     folder = exp.folder
     if folder.exists() and not folder.is_dir():
         raise OptionError(f"{folder} is a file, not a folder: give a folder for the shards")
-    if not folder.is_dir():
-        return
-    doc = _read_json(folder / INDEX)
+    if folder.is_dir():
+        _check_files(exp, shard)
+    # writers of other settings that passed the checks above at the same moment: one wins
+    claim(folder, exp.key, exp.settings, lambda shown, theirs: _conflict(exp, shown, theirs))
+
+
+def _check_files(exp: _Expansion, shard: int | None) -> None:
+    folder = exp.folder
+    doc = _read_json(folder / INDEX, _MAX_INDEX)
     if doc is not None and doc.get("key") != exp.key:
         raise _conflict(exp, INDEX, doc.get("settings"))
     ours = set(exp.files)
@@ -255,10 +276,10 @@ def _present(exp: _Expansion, shard: int) -> dict | None:
     """The entry of shard ``shard`` if its file is there, complete and as recorded."""
     file = exp.files[shard]
     path = exp.folder / file
-    meta = _read_json(_sidecar(exp.folder, file))
+    meta = _entry(_sidecar(exp.folder, file), exp.settings["format"])
     if meta is None or meta.get("key") != exp.key or not path.is_file():
         return None
-    entry = meta.get("entry") or {}
+    entry = meta["entry"]
     rows = list(shard_rows(exp.target, exp.shards, shard))
     if entry.get("rows") != rows or entry.get("size") != path.stat().st_size:
         log.info("%s does not match its entry: rewriting it", path)
@@ -361,13 +382,14 @@ class _HashingWriter:
 
 def _write_json(path: Path, doc: dict) -> None:
     text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return  # idempotent: the same document is not rewritten
-    except (OSError, UnicodeDecodeError):
+    data = text.encode("utf-8")
+    try:  # idempotent: the same document is not rewritten (and only a regular file is read)
+        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+            return
+    except OSError:
         pass
     with replacing(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_bytes(data)
 
 
 def _run(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> tuple[dict, bool]:
@@ -415,10 +437,10 @@ def _complete_entries(folder: Path, settings: dict, key: str) -> list[dict] | No
         return None
     entries = []
     for f in files:
-        meta = _read_json(_sidecar(folder, f))
+        meta = _entry(_sidecar(folder, f), settings["format"])
         if meta is None or meta.get("key") != key:
             return None
-        entry = meta.get("entry") or {}
+        entry = meta["entry"]
         if entry.get("size") != (folder / f).stat().st_size:
             return None
         entries.append(entry)
@@ -436,19 +458,20 @@ def _write_index(folder: Path, settings: dict, key: str,
 
 
 def read_index(folder: str | os.PathLike) -> dict:
-    """The parsed ``index.json`` of a folder of shards; FormatError if there is none yet."""
+    """The parsed and checked ``index.json`` of a folder of shards (see
+    :mod:`dlsets.shard_index`); FormatError if there is none yet or it is damaged."""
+    from .shard_index import MAX_INDEX_BYTES, check_index, read_small_json
+
     folder = Path(folder)
-    doc = _read_json(folder / INDEX)
+    doc = read_small_json(folder / INDEX, MAX_INDEX_BYTES, "shard index")
     if doc is None:
         present = sorted(p.name for p in folder.glob("*") if _SHARD.fullmatch(p.name)) \
             if folder.is_dir() else []
         raise FormatError(
-            f"{folder / INDEX} does not exist or cannot be read: the expansion is not complete "
+            f"{folder / INDEX} does not exist: the expansion is not complete "
             f"({len(present)} shard file(s) there). Run the remaining shards (or `dlsets "
             f"verify {folder}/` to see which are missing).")
-    if doc.get("kind") != KIND or not isinstance(doc.get("shards"), list):
-        raise FormatError(f"{folder / INDEX} is not a dlsets shard index")
-    return doc
+    return check_index(doc, folder / INDEX)
 
 
 # ---------------------------------------------------------------------------- public API
@@ -560,12 +583,15 @@ class ShardReport:
     ok: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
-    index: str = "missing"  # "present", "written" or "missing"
+    index: str = "missing"  # "present", "written", "missing", "damaged" or "rewritten"
     problem: str | None = None  # the folder is not a (single) expansion's
+    index_problem: str | None = None  # why index.json was not believed
+    bad_entries: list[str] = field(default_factory=list)  # shards whose own entry is damaged
 
     @property
     def complete(self) -> bool:
-        return self.problem is None and len(self.ok) == self.shards and self.index != "missing"
+        return self.problem is None and len(self.ok) == self.shards and self.index in (
+            "present", "written", "rewritten")
 
     def describe(self) -> list[str]:
         where = f"{self.folder}/"
@@ -573,9 +599,13 @@ class ShardReport:
             return [f"{where}: {self.problem}"]
         lines = [f"{where}{f}: damaged (its bytes do not hash to its entry)"
                  for f in self.damaged]
-        lines += [f"{where}{f}: missing" for f in self.missing]
+        lines += [f"{where}{f}: missing" + (" (its entry is damaged)" if f in self.bad_entries
+                                            else "") for f in self.missing]
         state = {"present": "index.json: ok", "written": "wrote index.json",
-                 "missing": "no index.json yet"}[self.index]
+                 "missing": "no index.json yet",
+                 "damaged": f"index.json is damaged ({self.index_problem})",
+                 "rewritten": f"index.json was damaged ({self.index_problem}): rewrote it "
+                              "from the shards' entries"}[self.index]
         lines.append(f"{where}: {len(self.ok)} of {self.shards} shards verified; {state}")
         if self.damaged or self.missing:
             lines.append(f"{where}: run the same augment command again: it writes only the "
@@ -586,45 +616,74 @@ class ShardReport:
 def verify_shards(folder: str | os.PathLike, *, repair: bool = True,
                   progress: bool | None = None) -> ShardReport:
     """Hash every shard in ``folder`` against its entry (index.json, else the shards' own
-    entries); with ``repair``, write index.json when every shard verifies and it is missing.
-    Nothing is deleted: a damaged or missing shard is rewritten by running its expansion
-    again."""
+    entries); with ``repair``, write index.json when every shard verifies and it is missing
+    or damaged. Nothing is deleted: a damaged or missing shard is rewritten by running its
+    expansion again."""
     from .progress import bar
 
     folder = Path(folder)
-    doc = _read_json(folder / INDEX)
-    if doc is not None and doc.get("kind") == KIND:
-        settings, key = doc.get("settings") or {}, doc.get("key")
-        entries = {e.get("file"): e for e in doc.get("shards", []) if isinstance(e, dict)}
+    doc, index_problem = None, None
+    try:
+        doc = read_index(folder)
+    except FormatError as exc:
+        if (folder / INDEX).exists() or (folder / INDEX).is_symlink():
+            why = str(exc).removeprefix(f"{folder / INDEX}: ")
+            index_problem = why.split(": the index is damaged")[0]
+    bad_entries: list[str] = []
+    if doc is not None:
+        settings, key = doc["settings"], doc["key"]
+        entries = {e["file"]: e for e in doc["shards"]}
+        files = list(doc["files"])
     else:
-        metas = [m for p in sorted(folder.glob(".*.json")) if _SIDECAR.fullmatch(p.name)
-                 and (m := _read_json(p)) is not None]
-        keys = {m.get("key") for m in metas}
-        if not folder.is_dir() or not metas:
+        if not folder.is_dir():
             return ShardReport(folder, 0, problem="no dlsets shards or index.json here")
+        metas = []
+        for p in sorted(folder.glob(".*.json")):
+            if _SIDECAR.fullmatch(p.name):
+                if (m := _entry(p)) is not None:
+                    metas.append(m)
+                elif p.exists():
+                    bad_entries.append(p.name[1:-5])
+        keys = {m["key"] for m in metas}
+        if not metas:
+            return ShardReport(folder, 0, problem="no dlsets shards or index.json here"
+                               + (f" that can be read ({index_problem})" if index_problem
+                                  else ""))
         if len(keys) > 1:
             return ShardReport(folder, 0, problem="holds the shards of more than one expansion")
-        settings, key = metas[0].get("settings") or {}, metas[0]["key"]
-        entries = {m["entry"]["file"]: m["entry"] for m in metas if "entry" in m}
-    try:
-        files = [shard_file(settings["name"], i, settings["shards"], settings["format"])
-                 for i in range(settings["shards"])]
-    except (KeyError, TypeError, ValueError):
-        return ShardReport(folder, 0, problem="index.json or a shard entry is malformed")
-    report = ShardReport(folder, len(files), index="present" if doc else "missing")
-    with bar(sum(e.get("size", 0) for e in entries.values()), "verify", progress=progress,
+        settings, key = metas[0]["settings"], metas[0]["key"]
+        entries = {m["entry"]["file"]: m["entry"] for m in metas}
+        try:
+            files = _files_of(settings)
+        except (KeyError, TypeError, ValueError):
+            return ShardReport(folder, 0, problem="the shards' entries are malformed")
+    report = ShardReport(folder, len(files), index="present" if doc else "missing",
+                         index_problem=index_problem, bad_entries=bad_entries)
+    if index_problem:
+        report.index = "damaged"
+    with bar(sum(e["size"] for e in entries.values()), "verify", progress=progress,
              unit="B") as pbar:
         for f in files:
             path, entry = folder / f, entries.get(f)
             if entry is None or not path.is_file():
                 report.missing.append(f)
-            elif path.stat().st_size == entry.get("size") and _sha256_file(path) == entry.get(
-                    "sha256"):
+            elif path.stat().st_size == entry["size"] and _sha256_file(path) == entry["sha256"]:
                 report.ok.append(f)
             else:
                 report.damaged.append(f)
-            pbar.update(entry.get("size", 0) if entry else 0)
-    if repair and report.index == "missing" and len(report.ok) == len(files):
+            pbar.update(entry["size"] if entry else 0)
+    if repair and report.index in ("missing", "damaged") and len(report.ok) == len(files):
         _write_index(folder, settings, key, [entries[f] for f in files])
-        report.index = "written"
+        report.index = "written" if report.index == "missing" else "rewritten"
     return report
+
+
+def _files_of(settings: dict) -> list[str]:
+    """The shard files the settings of an entry name, their number bounded."""
+    from .shard_index import MAX_SHARDS
+
+    n, name, fmt = settings["shards"], settings["name"], settings["format"]
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SHARDS or \
+            not isinstance(name, str) or not _NAME.fullmatch(name) or fmt not in FORMATS:
+        raise ValueError("malformed settings")
+    return [shard_file(name, i, n, fmt) for i in range(n)]
