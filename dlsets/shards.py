@@ -84,6 +84,7 @@ class _Expansion:
     chunk_size: int
     channels: str | None
     files: list[str] = field(default_factory=list)
+    masks: np.ndarray | None = None
 
     @property
     def target(self) -> int:
@@ -118,10 +119,18 @@ def _labels64(y: np.ndarray) -> np.ndarray:
 
 def _prepare(
     x, y, target, out, *, shards, augmenter, balance, keep_originals, seed, channels, format,
-    name, classes, compression, chunk_size, shard=None,
+    name, classes, compression, chunk_size, shard=None, masks=None,
 ) -> _Expansion:
     from .augment import params
-    from .augment.expand import _check_xy, _chunk, _count, _resolve, class_names, copy_sources
+    from .augment.expand import (
+        _check_masks,
+        _check_xy,
+        _chunk,
+        _count,
+        _resolve,
+        class_names,
+        copy_sources,
+    )
 
     dataset = None
     if isinstance(x, str):
@@ -132,8 +141,10 @@ def _prepare(
         dataset = x
         ds = load(x)
         x, y = ds.train.images, ds.train.labels
+        masks = ds.train.masks if masks is None else masks
         classes = ds.classes if classes is None else classes
     x, y = _check_xy(x, y, channels)
+    masks = _check_masks(masks, x, channels)
     target = _count("target", target, 1)
     seed = params.check_seed(seed)
     if format not in FORMATS:
@@ -179,9 +190,12 @@ def _prepare(
         "compression": compression,
         "classes": names,
     }
+    if masks is not None:  # only then: the keys of mask-less expansions stay as they were
+        settings["source"].update(masks_sha256=_sha256_array(masks),
+                                  mask_shape=list(masks.shape[1:]), mask_dtype=masks.dtype.str)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     exp = _Expansion(x, y, src, aug, Path(out), settings, key, _chunk(x, chunk_size), channels,
-                     [shard_file(name, i, shards, format) for i in range(shards)])
+                     [shard_file(name, i, shards, format) for i in range(shards)], masks)
     _check_folder(exp, shard)
     return exp
 
@@ -309,30 +323,38 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
     s = exp.settings
     kept = s["source"]["count"] if s["keep_originals"] else 0
     originals = max(0, min(hi, kept) - lo)
-    hashes = hashlib.sha256(), hashlib.sha256()
+    hashes = hashlib.sha256(), hashlib.sha256(), hashlib.sha256()
     counts = np.zeros(len(s["classes"]), np.int64)
+    m = exp.masks
 
-    def account(images: np.ndarray, labels: np.ndarray) -> None:
+    def account(images: np.ndarray, labels: np.ndarray, masks=None) -> None:
         hashes[0].update(np.ascontiguousarray(images))
         hashes[1].update(_labels64(labels))
+        if masks is not None:
+            hashes[2].update(np.ascontiguousarray(masks))
         counts[:] += np.bincount(labels, minlength=len(counts))[:len(counts)]
 
     log.info("writing shard %d of %d (rows %d..%d) to %s", shard, exp.shards, lo, hi - 1, path)
     produce = dict(x=exp.x, y=exp.y, src=exp.src, keep_originals=s["keep_originals"],
                    augmenter=exp.augmenter, chunk_size=exp.chunk_size, advance=advance,
-                   channels=exp.channels, rows=(lo, hi))
+                   channels=exp.channels, rows=(lo, hi), masks=m)
     file_sha256 = None
     if s["format"] == "hdf5":
-        from .h5 import atomic_hdf5, create_split, write_attrs
+        from .h5 import atomic_hdf5, create_masks, create_split, write_attrs
 
         with atomic_hdf5(path) as f:
             images, labels = create_split(f, "train", hi - lo, exp.x.shape[1:],
                                           dtype=exp.x.dtype, compression=s["compression"])
+            mset = None if m is None else create_masks(f, "train", hi - lo, m.shape[1:],
+                                                       dtype=m.dtype,
+                                                       compression=s["compression"])
 
-            def write(pos: int, chunk: np.ndarray, lab: np.ndarray) -> None:
+            def write(pos: int, chunk: np.ndarray, lab: np.ndarray, mk=None) -> None:
                 images[pos - lo:pos - lo + len(chunk)] = chunk
                 labels[pos - lo:pos - lo + len(lab)] = lab
-                account(chunk, lab)
+                if mk is not None:
+                    mset[pos - lo:pos - lo + len(mk)] = mk
+                account(chunk, lab, mk)
 
             _produce(write=write, **produce)
             # the single-file layout's attributes, plus where this shard sits
@@ -344,11 +366,12 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
 
         with replacing(path) as tmp, open(tmp, "wb") as raw:
             fh = _HashingWriter(raw)  # the file's hash as it is written: no second read
-            writer = TarShardWriter(fh, exp.x.shape[1:], exp.x.dtype)
+            writer = TarShardWriter(fh, exp.x.shape[1:], exp.x.dtype,
+                                    *((None, None) if m is None else (m.shape[1:], m.dtype)))
 
-            def write(pos: int, chunk: np.ndarray, lab: np.ndarray) -> None:
-                writer.write(pos, chunk, lab)
-                account(chunk, lab)
+            def write(pos: int, chunk: np.ndarray, lab: np.ndarray, mk=None) -> None:
+                writer.write(pos, chunk, lab, mk)
+                account(chunk, lab, mk)
 
             _produce(write=write, **produce)
             writer.close()
@@ -365,6 +388,8 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
         "images_sha256": hashes[0].hexdigest(),
         "labels_sha256": hashes[1].hexdigest(),
     }
+    if m is not None:
+        entry["masks_sha256"] = hashes[2].hexdigest()
     _write_json(_sidecar(folder, file), {"key": exp.key, "entry": entry, "settings": s})
     return entry
 
@@ -407,7 +432,10 @@ def _index_doc(settings: dict, key: str, entries: list[dict]) -> dict:
     from . import __version__
 
     counts = np.sum([e["class_counts"] for e in entries], axis=0).astype(int).tolist()
-    return {
+    source = settings["source"]
+    masks = {"mask_shape": source["mask_shape"], "mask_dtype": source["mask_dtype"]} \
+        if "mask_shape" in source else {}
+    return masks | {
         "kind": KIND,
         "version": 1,
         "created_by": f"dlsets {__version__}",
@@ -495,6 +523,7 @@ def expand_shard(
     chunk_size: int | None = None,
     progress: bool | None = None,
     index: bool = True,
+    masks: np.ndarray | None = None,
 ) -> dict:
     """Write shard ``shard`` of ``shards`` of ``expand(x, y, target, ...)`` into folder ``out``;
     return its manifest entry (dict: shard, file, rows [lo, hi), count, originals, class_counts,
@@ -506,6 +535,8 @@ def expand_shard(
     (``format="webdataset"``); ``name`` defaults to the dataset's name, else "augmented".
     Idempotent: a shard already there that verifies is kept, anything else under its name is
     replaced. ``index=True`` writes ``out/index.json`` when this shard completes the set.
+    ``masks`` (N, H, W) travel with their images as in ``expand(..., masks=)``: ``/train/masks``
+    in HDF5, ``{key}.mask.npy`` in tar shards (a dataset name brings its own masks).
     OptionError if ``out`` holds shards of other settings (nothing is written then).
     """
     from .augment.expand import _count
@@ -519,7 +550,7 @@ def expand_shard(
     exp = _prepare(x, y, target, out, shards=shards, augmenter=augmenter, balance=balance,
                    keep_originals=keep_originals, seed=seed, channels=channels, format=format,
                    name=name, classes=classes, compression=compression, chunk_size=chunk_size,
-                   shard=int(shard))
+                   shard=int(shard), masks=masks)
     lo, hi = shard_rows(exp.target, exp.shards, int(shard))
     with bar(hi - lo, f"shard {shard}", progress=progress, unit="img") as pbar:
         entry, _ = _run(exp, int(shard), pbar.update)
@@ -546,6 +577,7 @@ def expand_to_shards(
     compression: str | None = None,
     chunk_size: int | None = None,
     progress: bool | None = None,
+    masks: np.ndarray | None = None,
 ) -> Path:
     """Write every shard of an expansion (as :func:`expand_shard`, one after the other, in
     this process) and ``out/index.json``; return the index's path. Shards already present
@@ -557,7 +589,8 @@ def expand_to_shards(
         shards = default_shards(int(target), shape, dtype)
     exp = _prepare(x, y, target, out, shards=shards, augmenter=augmenter, balance=balance,
                    keep_originals=keep_originals, seed=seed, channels=channels, format=format,
-                   name=name, classes=classes, compression=compression, chunk_size=chunk_size)
+                   name=name, classes=classes, compression=compression, chunk_size=chunk_size,
+                   masks=masks)
     entries = []
     with bar(exp.target, "augment", progress=progress, unit="img") as pbar:
         for i in range(exp.shards):
@@ -574,116 +607,6 @@ def _shape_dtype(x, channels) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(x.shape[1:]), np.dtype(x.dtype)
 
 
-@dataclass
-class ShardReport:
-    """What :func:`verify_shards` found in a folder of shards."""
 
-    folder: Path
-    shards: int
-    ok: list[str] = field(default_factory=list)
-    damaged: list[str] = field(default_factory=list)
-    missing: list[str] = field(default_factory=list)
-    index: str = "missing"  # "present", "written", "missing", "damaged" or "rewritten"
-    problem: str | None = None  # the folder is not a (single) expansion's
-    index_problem: str | None = None  # why index.json was not believed
-    bad_entries: list[str] = field(default_factory=list)  # shards whose own entry is damaged
-
-    @property
-    def complete(self) -> bool:
-        return self.problem is None and len(self.ok) == self.shards and self.index in (
-            "present", "written", "rewritten")
-
-    def describe(self) -> list[str]:
-        where = f"{self.folder}/"
-        if self.problem:
-            return [f"{where}: {self.problem}"]
-        lines = [f"{where}{f}: damaged (its bytes do not hash to its entry)"
-                 for f in self.damaged]
-        lines += [f"{where}{f}: missing" + (" (its entry is damaged)" if f in self.bad_entries
-                                            else "") for f in self.missing]
-        state = {"present": "index.json: ok", "written": "wrote index.json",
-                 "missing": "no index.json yet",
-                 "damaged": f"index.json is damaged ({self.index_problem})",
-                 "rewritten": f"index.json was damaged ({self.index_problem}): rewrote it "
-                              "from the shards' entries"}[self.index]
-        lines.append(f"{where}: {len(self.ok)} of {self.shards} shards verified; {state}")
-        if self.damaged or self.missing:
-            lines.append(f"{where}: run the same augment command again: it writes only the "
-                         "shards that are missing or damaged")
-        return lines
-
-
-def verify_shards(folder: str | os.PathLike, *, repair: bool = True,
-                  progress: bool | None = None) -> ShardReport:
-    """Hash every shard in ``folder`` against its entry (index.json, else the shards' own
-    entries); with ``repair``, write index.json when every shard verifies and it is missing
-    or damaged. Nothing is deleted: a damaged or missing shard is rewritten by running its
-    expansion again."""
-    from .progress import bar
-
-    folder = Path(folder)
-    doc, index_problem = None, None
-    try:
-        doc = read_index(folder)
-    except FormatError as exc:
-        if (folder / INDEX).exists() or (folder / INDEX).is_symlink():
-            why = str(exc).removeprefix(f"{folder / INDEX}: ")
-            index_problem = why.split(": the index is damaged")[0]
-    bad_entries: list[str] = []
-    if doc is not None:
-        settings, key = doc["settings"], doc["key"]
-        entries = {e["file"]: e for e in doc["shards"]}
-        files = list(doc["files"])
-    else:
-        if not folder.is_dir():
-            return ShardReport(folder, 0, problem="no dlsets shards or index.json here")
-        metas = []
-        for p in sorted(folder.glob(".*.json")):
-            if _SIDECAR.fullmatch(p.name):
-                if (m := _entry(p)) is not None:
-                    metas.append(m)
-                elif p.exists():
-                    bad_entries.append(p.name[1:-5])
-        keys = {m["key"] for m in metas}
-        if not metas:
-            return ShardReport(folder, 0, problem="no dlsets shards or index.json here"
-                               + (f" that can be read ({index_problem})" if index_problem
-                                  else ""))
-        if len(keys) > 1:
-            return ShardReport(folder, 0, problem="holds the shards of more than one expansion")
-        settings, key = metas[0]["settings"], metas[0]["key"]
-        entries = {m["entry"]["file"]: m["entry"] for m in metas}
-        try:
-            files = _files_of(settings)
-        except (KeyError, TypeError, ValueError):
-            return ShardReport(folder, 0, problem="the shards' entries are malformed")
-    report = ShardReport(folder, len(files), index="present" if doc else "missing",
-                         index_problem=index_problem, bad_entries=bad_entries)
-    if index_problem:
-        report.index = "damaged"
-    with bar(sum(e["size"] for e in entries.values()), "verify", progress=progress,
-             unit="B") as pbar:
-        for f in files:
-            path, entry = folder / f, entries.get(f)
-            if entry is None or not path.is_file():
-                report.missing.append(f)
-            elif path.stat().st_size == entry["size"] and _sha256_file(path) == entry["sha256"]:
-                report.ok.append(f)
-            else:
-                report.damaged.append(f)
-            pbar.update(entry["size"] if entry else 0)
-    if repair and report.index in ("missing", "damaged") and len(report.ok) == len(files):
-        _write_index(folder, settings, key, [entries[f] for f in files])
-        report.index = "written" if report.index == "missing" else "rewritten"
-    return report
-
-
-def _files_of(settings: dict) -> list[str]:
-    """The shard files the settings of an entry name, their number bounded."""
-    from .shard_index import MAX_SHARDS
-
-    n, name, fmt = settings["shards"], settings["name"], settings["format"]
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SHARDS or \
-            not isinstance(name, str) or not _NAME.fullmatch(name) or fmt not in FORMATS:
-        raise ValueError("malformed settings")
-    return [shard_file(name, i, n, fmt) for i in range(n)]
+# verify lives in its own module; its names stay importable from here
+from .shard_verify import ShardReport, verify_shards  # noqa: E402, F401
