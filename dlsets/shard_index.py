@@ -242,7 +242,8 @@ def check_hdf5_shard(f, path: Path, entry: dict, doc: dict) -> None:
     (so swapped files of one size are refused), and datasets of the recorded shape and dtype."""
     count = entry["count"]
     want = {"shard": entry["shard"], "first_row": entry["rows"][0],
-            "shards": len(doc["shards"]), "target": doc["count"]}
+            "shards": doc["nshards"] if "nshards" in doc else len(doc["shards"]),
+            "target": doc["count"]}
     for k, v in want.items():
         got = f.attrs.get(k)
         if got is None or np.ndim(got) != 0 or int(got) != v:

@@ -30,15 +30,18 @@ class ShardedImages:
     pickle), so it can be pickled into DataLoader workers or Ray tasks.
     """
 
-    def __init__(self, folder: Path, doc: dict, lo: int, hi: int) -> None:
+    def __init__(self, folder: Path, doc: dict, lo: int, hi: int, field: str = "images") -> None:
         self.folder = Path(folder)
         self.format = doc["format"]
-        self.dtype = np.dtype(doc["dtype"])
-        self.image_shape = tuple(doc["image_shape"])
+        self.field = field  # "masks": the same rows' masks
+        masks = field == "masks"
+        self.dtype = np.dtype(doc["mask_dtype" if masks else "dtype"])
+        self.image_shape = tuple(doc["mask_shape" if masks else "image_shape"])
         self.shape = (hi - lo, *self.image_shape)
         self._lo = lo
-        self._doc = {k: doc[k] for k in ("count", "shards", "image_shape", "dtype", "mask_shape",
+        self._doc = {k: doc[k] for k in ("count", "image_shape", "dtype", "mask_shape",
                                          "mask_dtype") if k in doc}
+        self._doc["nshards"] = len(doc["shards"])
         self._pieces = []  # (first position here, file, first row in file, rows, entry)
         for e in doc["shards"]:
             a, b = max(lo, e["rows"][0]), min(hi, e["rows"][1])
@@ -88,12 +91,15 @@ class ShardedImages:
                 f = _open_h5(path)
                 self._files.append(f)
                 check_hdf5_shard(f, path, entry, self._doc)
-                arr = f["train/images"]
+                arr = f[f"train/{self.field}"]
             else:
-                from .tarshards import open_images
+                from .tarshards import open_images, open_masks
 
-                arr, _ = open_images(path, entry["count"], entry["rows"][0], self.image_shape,
-                                     self.dtype)
+                d = self._doc
+                mask = (d["mask_shape"], d["mask_dtype"]) if "mask_shape" in d else (None, None)
+                args = (path, entry["count"], entry["rows"][0], d["image_shape"], d["dtype"])
+                arr = open_masks(*args, *mask) if self.field == "masks" else \
+                    open_images(*args, *mask)[0]
             if arr.shape != (entry["count"], *self.image_shape) or arr.dtype != self.dtype:
                 raise FormatError(f"{path} holds {arr.dtype} {arr.shape}, not the "
                                   f"{self.dtype} {(entry['count'], *self.image_shape)} its "
@@ -175,7 +181,8 @@ def _labels(folder: Path, doc: dict, lo: int, hi: int) -> np.ndarray:
             from .tarshards import open_images
 
             _, lab = open_images(path, e["count"], e["rows"][0], tuple(doc["image_shape"]),
-                                 np.dtype(doc["dtype"]))
+                                 np.dtype(doc["dtype"]), doc.get("mask_shape"),
+                                 doc.get("mask_dtype"))
             parts.append(lab[a - e["rows"][0]:b - e["rows"][0]])
         check_labels(parts[-1], path, len(doc["classes"]))
     y = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
@@ -195,7 +202,8 @@ def _open_h5(path: Path):
 def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1,
                 verify: bool = False) -> Split:
     """Rank ``rank``'s share of a complete folder of shards as a :class:`~dlsets.Split`:
-    ``images`` a lazy :class:`ShardedImages` (N, ...) and ``labels`` (N,) uint8 in memory.
+    ``images`` a lazy :class:`ShardedImages` (N, ...), ``labels`` (N,) uint8 in memory, and
+    ``masks`` lazy like the images for a set expanded with masks (else None).
 
     Shares are disjoint and all of ``count // world_size`` rows (the last ``count %
     world_size`` are in none). Needs ``index.json`` (FormatError otherwise), checked field by
@@ -234,4 +242,6 @@ def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1
         for e in doc["shards"]:
             if e["rows"][0] < lo + share and e["rows"][1] > lo:
                 verify_file(folder / e["file"], e)
-    return Split(ShardedImages(folder, doc, lo, lo + share), _labels(folder, doc, lo, lo + share))
+    masks = ShardedImages(folder, doc, lo, lo + share, "masks") if "mask_shape" in doc else None
+    return Split(ShardedImages(folder, doc, lo, lo + share),
+                 _labels(folder, doc, lo, lo + share), masks)
