@@ -229,15 +229,17 @@ def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1
     if share == 0:
         raise OptionError(f"{folder} holds {total} samples, fewer than world_size="
                           f"{world_size}: every rank needs at least one")
+    lo = int(rank) * share
     for e in doc["shards"]:
-        path = check_file_name(folder, e["file"], doc["format"])
+        mine = e["rows"][0] < lo + share and e["rows"][1] > lo
+        # the names are single components (checked); the rank's own files are also confined
+        path = check_file_name(folder, e["file"], doc["format"]) if mine else folder / e["file"]
         if not path.is_file() or path.stat().st_size != e["size"]:
             raise FormatError(f"{path} is missing or not the size its index records: run "
                               f"`dlsets verify {folder}/`, then the expansion again")
     if total % world_size:
         log.info("%d of %d samples are left out so that %d ranks get %d each",
                  total % world_size, total, world_size, share)
-    lo = int(rank) * share
     if verify:
         for e in doc["shards"]:
             if e["rows"][0] < lo + share and e["rows"][1] > lo:
