@@ -356,8 +356,8 @@ def _verify_shards(folders: Sequence[str], args) -> int:
     bad = 0
     for f in folders:
         report = verify_shards(f, repair=not args.no_repair, progress=_progress(args))
-        problems = bool(report.problem or report.damaged or report.missing)
-        bad += problems or report.index == "missing"
+        problems = not report.complete
+        bad += problems
         if problems or not args.quiet:
             print("\n".join(report.describe()))
     return 1 if bad else 0
@@ -624,12 +624,12 @@ def _cmd_augment(args) -> int:
         _at_most("--subset", args.subset, len(x), args.name)
         got = take_subset(x, y, args.subset, seed=args.seed, masks=masks)
         x, y, masks = got if masks is not None else (*got, None)
-    if masks is not None and (sharded or fmt == "caffe"):
-        what = "shards" if sharded else "Caffe files"
-        raise OptionError(f"{args.name} has segmentation masks, which {what} do not carry: "
-                          "write one HDF5 file (--out FILE.h5), which holds /train/masks")
+    if masks is not None and fmt == "caffe":
+        raise OptionError(f"{args.name} has segmentation masks, which Caffe files do not "
+                          "carry: write one HDF5 file (--out FILE.h5), which holds "
+                          "/train/masks, or shards (--out DIR/)")
     if sharded:
-        return _augment_shards(args, ds, x, y)
+        return _augment_shards(args, ds, x, y, masks)
     if args.target < len(x):
         raise OptionError(
             f"--target {args.target} is smaller than the {len(x)} training images it starts "
@@ -691,7 +691,7 @@ def _shard_options(args) -> bool:
     return True
 
 
-def _augment_shards(args, ds, x, y) -> int:
+def _augment_shards(args, ds, x, y, masks=None) -> int:
     from . import shards
 
     if args.target < len(x):
@@ -701,7 +701,7 @@ def _augment_shards(args, ds, x, y) -> int:
             f"K <= {args.target}")
     kw = dict(augmenter=_augmenter(args), seed=args.seed, balance=args.balance,
               classes=ds.classes, format=args.format or "hdf5",
-              name=_shard_name(args.name), progress=_progress(args))
+              name=_shard_name(args.name), progress=_progress(args), masks=masks)
     out = Path(args.out)
     if args.shard is not None:
         entry = shards.expand_shard(x, y, args.target, out, shard=args.shard,

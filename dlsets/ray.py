@@ -50,10 +50,10 @@ def _limit_threads(augmenter, threads: int | None):
     return augmenter
 
 
-def _shard_task(x, y, target, out, shard, shards, augmenter, threads, kw):
+def _shard_task(x, y, target, out, shard, shards, augmenter, threads, kw, masks=None):
     from .shards import expand_shard
 
-    return expand_shard(x, y, target, out, shard=shard, shards=shards,
+    return expand_shard(x, y, target, out, shard=shard, shards=shards, masks=masks,
                         augmenter=_limit_threads(augmenter, threads), progress=False,
                         index=False, **kw)
 
@@ -87,13 +87,15 @@ def expand_on_ray(
     chunk_size: int | None = None,
     cpus_per_shard: int = 1,
     progress: bool | None = None,
+    masks: np.ndarray | None = None,
 ) -> Path:
     """:func:`~dlsets.shards.expand_to_shards` with one Ray task per shard (``cpus_per_shard``
     CPUs and augmenter threads each); returns the path of ``out/index.json``.
 
     ``out`` must be a folder every worker sees (the same path on a shared file system). Shards
     already there and verified are kept; the result is the same, bit for bit, as
-    ``expand(...)`` and as the local and job-array runs.
+    ``expand(...)`` and as the local and job-array runs; ``masks`` travel with their images
+    as in ``expand(..., masks=)``.
     """
     from .augment.expand import _count
     from .progress import bar
@@ -107,15 +109,16 @@ def expand_on_ray(
               format=format, name=name, classes=classes, compression=compression,
               chunk_size=chunk_size)
     # validate and check the folder here, before any task starts
-    exp = _prepare(x, y, target, out, shards=shards, augmenter=augmenter, **kw)
+    exp = _prepare(x, y, target, out, shards=shards, augmenter=augmenter, masks=masks, **kw)
     kw["name"], kw["classes"] = exp.settings["name"], exp.settings["classes"]
     folder = exp.folder.resolve()
     ray = _ray()
     remote = _REMOTE.get("shard") or _REMOTE.setdefault("shard", ray.remote(_shard_task))
     xr, yr = ray.put(np.ascontiguousarray(exp.x)), ray.put(np.asarray(exp.y))
+    mr = None if exp.masks is None else ray.put(np.ascontiguousarray(exp.masks))
     pending = {
         remote.options(num_cpus=cpus).remote(xr, yr, exp.target, str(folder), i, exp.shards,
-                                             augmenter, cpus, kw): i
+                                             augmenter, cpus, kw, mr): i
         for i in range(exp.shards)
     }
     entries: dict[int, dict] = {}
@@ -138,14 +141,15 @@ def expand_on_ray(
 _PLANS: dict[str, tuple] = {}
 
 
-def _expand_batch(batch: dict, x, y, spec: dict) -> dict:
-    """Rows ``batch["id"]`` of the expansion ``spec`` describes (x and y: object refs)."""
+def _expand_batch(batch: dict, x, y, spec: dict, masks=None) -> dict:
+    """Rows ``batch["id"]`` of the expansion ``spec`` describes (x, y, masks: object refs)."""
     import ray
 
     from .augment.expand import _produce, _resolve, copy_sources
 
     cached = _PLANS.get(spec["token"])
     x, y = ray.get([x, y])  # zero-copy views of the object store
+    masks = None if masks is None else ray.get(masks)
     if cached is None:
         src = copy_sources(y, spec["target"], balance=spec["balance"],
                            keep_originals=spec["keep_originals"], seed=spec["seed"])
@@ -158,6 +162,7 @@ def _expand_batch(batch: dict, x, y, spec: dict) -> dict:
     ids = np.asarray(batch["id"], np.int64)
     images = np.empty((len(ids), *x.shape[1:]), x.dtype)
     labels = np.empty(len(ids), y.dtype)
+    out_m = None if masks is None else np.empty((len(ids), *masks.shape[1:]), masks.dtype)
     order = np.argsort(ids, kind="stable")
     sorted_ids = ids[order]
     # contiguous runs of ids, each produced as one range of rows
@@ -168,13 +173,16 @@ def _expand_batch(batch: dict, x, y, spec: dict) -> dict:
         lo, hi = int(sorted_ids[run[0]]), int(sorted_ids[run[-1]]) + 1
         at = order[run]
 
-        def write(pos: int, chunk: np.ndarray, lab: np.ndarray, at=at, lo=lo) -> None:
+        def write(pos: int, chunk: np.ndarray, lab: np.ndarray, mk=None, at=at, lo=lo) -> None:
             images[at[pos - lo:pos - lo + len(chunk)]] = chunk
             labels[at[pos - lo:pos - lo + len(lab)]] = lab
+            if mk is not None:
+                out_m[at[pos - lo:pos - lo + len(mk)]] = mk
 
         _produce(x, y, src, spec["keep_originals"], aug, max(1, hi - lo), write,
-                 channels=spec["channels"], rows=(lo, hi))
-    return {"id": ids, "image": images, "label": labels}
+                 channels=spec["channels"], rows=(lo, hi), masks=masks)
+    out = {"id": ids, "image": images, "label": labels}
+    return out if out_m is None else out | {"mask": out_m}
 
 
 def expand_ray_dataset(
@@ -189,14 +197,17 @@ def expand_ray_dataset(
     channels: str | None = None,
     batch_size: int | None = None,
     threads: int = 1,
+    masks: np.ndarray | None = None,
 ):
     """A lazy ``ray.data.Dataset`` of the ``target`` samples ``expand(...)`` returns, as rows
     ``{"id": int64, "image": (H, W[, C]) array, "label": int}``; row ``id`` is ``expand``'s row
     ``id``. Nothing is computed until the dataset is consumed (by Ray Train, ``iter_batches``,
     a ``write_*``); each Ray Data task augments ``batch_size`` samples on ``threads`` threads.
+    With ``masks`` (a dataset name brings its own), rows have a ``"mask"`` too, moved with
+    their image as in ``expand(..., masks=)``.
     Rows come in no particular order unless the ``DataContext`` preserves order.
     """
-    from .augment.expand import _check_xy, _chunk, _count, _resolve, copy_sources
+    from .augment.expand import _check_masks, _check_xy, _chunk, _count, _resolve, copy_sources
     from .augment.params import check_seed
 
     if isinstance(x, str):
@@ -204,7 +215,9 @@ def expand_ray_dataset(
 
         ds = load(x)
         x, y = ds.train.images, ds.train.labels
+        masks = ds.train.masks if masks is None else masks
     x, y = _check_xy(x, y, channels)
+    masks = _check_masks(masks, x, channels)
     seed = check_seed(seed)
     src = copy_sources(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
     _resolve(augmenter, seed, len(src))  # the same errors as expand, now rather than in a task
@@ -218,4 +231,5 @@ def expand_ray_dataset(
     blocks = max(1, min(-(-int(target) // batch_size), 4096))
     return ray.data.range(int(target), override_num_blocks=blocks).map_batches(
         _expand_batch, batch_format="numpy", batch_size=batch_size, num_cpus=threads,
-        fn_kwargs={"x": xr, "y": yr, "spec": spec})
+        fn_kwargs={"x": xr, "y": yr, "spec": spec,
+                   "masks": None if masks is None else ray.put(np.ascontiguousarray(masks))})

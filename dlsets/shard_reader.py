@@ -7,7 +7,6 @@ out), contiguous, so each rank opens only the shards its rows lie in.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import os
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from .dataset import Split
 from .errors import FormatError, OptionError
+from .shard_index import check_file_name, check_labels, verify_file
 
 log = logging.getLogger("dlsets")
 
@@ -30,13 +30,18 @@ class ShardedImages:
     pickle), so it can be pickled into DataLoader workers or Ray tasks.
     """
 
-    def __init__(self, folder: Path, doc: dict, lo: int, hi: int) -> None:
+    def __init__(self, folder: Path, doc: dict, lo: int, hi: int, field: str = "images") -> None:
         self.folder = Path(folder)
         self.format = doc["format"]
-        self.dtype = np.dtype(doc["dtype"])
-        self.image_shape = tuple(doc["image_shape"])
+        self.field = field  # "masks": the same rows' masks
+        masks = field == "masks"
+        self.dtype = np.dtype(doc["mask_dtype" if masks else "dtype"])
+        self.image_shape = tuple(doc["mask_shape" if masks else "image_shape"])
         self.shape = (hi - lo, *self.image_shape)
         self._lo = lo
+        self._doc = {k: doc[k] for k in ("count", "image_shape", "dtype", "mask_shape",
+                                         "mask_dtype") if k in doc}
+        self._doc["nshards"] = len(doc["shards"])
         self._pieces = []  # (first position here, file, first row in file, rows, entry)
         for e in doc["shards"]:
             a, b = max(lo, e["rows"][0]), min(hi, e["rows"][1])
@@ -80,16 +85,21 @@ class ShardedImages:
         if arr is None:
             path = self.folder / file
             if self.format == "hdf5":
-                import h5py
 
-                f = h5py.File(path, "r")
+                from .shard_index import check_hdf5_shard
+
+                f = _open_h5(path)
                 self._files.append(f)
-                arr = f["train/images"]
+                check_hdf5_shard(f, path, entry, self._doc)
+                arr = f[f"train/{self.field}"]
             else:
-                from .tarshards import open_images
+                from .tarshards import open_images, open_masks
 
-                arr, _ = open_images(path, entry["count"], entry["rows"][0], self.image_shape,
-                                     self.dtype)
+                d = self._doc
+                mask = (d["mask_shape"], d["mask_dtype"]) if "mask_shape" in d else (None, None)
+                args = (path, entry["count"], entry["rows"][0], d["image_shape"], d["dtype"])
+                arr = open_masks(*args, *mask) if self.field == "masks" else \
+                    open_images(*args, *mask)[0]
             if arr.shape != (entry["count"], *self.image_shape) or arr.dtype != self.dtype:
                 raise FormatError(f"{path} holds {arr.dtype} {arr.shape}, not the "
                                   f"{self.dtype} {(entry['count'], *self.image_shape)} its "
@@ -162,27 +172,44 @@ def _labels(folder: Path, doc: dict, lo: int, hi: int) -> np.ndarray:
             continue
         path = folder / e["file"]
         if doc["format"] == "hdf5":
-            import h5py
+            from .shard_index import check_hdf5_shard
 
-            with h5py.File(path, "r") as f:
+            with _open_h5(path) as f:
+                check_hdf5_shard(f, path, e, doc)
                 parts.append(np.asarray(f["train/labels"][a - e["rows"][0]:b - e["rows"][0]]))
         else:
             from .tarshards import open_images
 
             _, lab = open_images(path, e["count"], e["rows"][0], tuple(doc["image_shape"]),
-                                 np.dtype(doc["dtype"]))
+                                 np.dtype(doc["dtype"]), doc.get("mask_shape"),
+                                 doc.get("mask_dtype"))
             parts.append(lab[a - e["rows"][0]:b - e["rows"][0]])
+        check_labels(parts[-1], path, len(doc["classes"]))
     y = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
     return y.astype(np.uint8) if not len(y) or int(y.max()) <= 255 else y.astype(np.int64)
 
 
-def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1) -> Split:
+def _open_h5(path: Path):
+    import h5py
+
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise FormatError(f"{path} cannot be opened as HDF5 ({exc}): run `dlsets verify "
+                          f"{path.parent}/`") from None
+
+
+def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1,
+                verify: bool = False) -> Split:
     """Rank ``rank``'s share of a complete folder of shards as a :class:`~dlsets.Split`:
-    ``images`` a lazy :class:`ShardedImages` (N, ...) and ``labels`` (N,) uint8 in memory.
+    ``images`` a lazy :class:`ShardedImages` (N, ...), ``labels`` (N,) uint8 in memory, and
+    ``masks`` lazy like the images for a set expanded with masks (else None).
 
     Shares are disjoint and all of ``count // world_size`` rows (the last ``count %
-    world_size`` are in none). Needs ``index.json`` (FormatError otherwise) and checks each
-    file's size against it; ``dlsets verify DIR/`` hashes them.
+    world_size`` are in none). Needs ``index.json`` (FormatError otherwise), checked field by
+    field (:mod:`dlsets.shard_index`); each file's size is checked against it and each shard's
+    own rows on opening (swapped or foreign files are refused). ``verify=True`` also hashes
+    this rank's shards against their sha256 (``dlsets verify DIR/`` hashes them all).
     """
     from .shards import read_index
 
@@ -202,16 +229,21 @@ def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1
     if share == 0:
         raise OptionError(f"{folder} holds {total} samples, fewer than world_size="
                           f"{world_size}: every rank needs at least one")
+    lo = int(rank) * share
     for e in doc["shards"]:
-        path = folder / e["file"]
+        mine = e["rows"][0] < lo + share and e["rows"][1] > lo
+        # the names are single components (checked); the rank's own files are also confined
+        path = check_file_name(folder, e["file"], doc["format"]) if mine else folder / e["file"]
         if not path.is_file() or path.stat().st_size != e["size"]:
             raise FormatError(f"{path} is missing or not the size its index records: run "
                               f"`dlsets verify {folder}/`, then the expansion again")
     if total % world_size:
         log.info("%d of %d samples are left out so that %d ranks get %d each",
                  total % world_size, total, world_size, share)
-    lo = int(rank) * share
-    starts = [e["rows"][0] for e in doc["shards"]]
-    if starts != sorted(starts) or bisect.bisect(starts, lo) == 0:
-        raise FormatError(f"{folder / 'index.json'} lists its shards out of order")
-    return Split(ShardedImages(folder, doc, lo, lo + share), _labels(folder, doc, lo, lo + share))
+    if verify:
+        for e in doc["shards"]:
+            if e["rows"][0] < lo + share and e["rows"][1] > lo:
+                verify_file(folder / e["file"], e)
+    masks = ShardedImages(folder, doc, lo, lo + share, "masks") if "mask_shape" in doc else None
+    return Split(ShardedImages(folder, doc, lo, lo + share),
+                 _labels(folder, doc, lo, lo + share), masks)

@@ -86,3 +86,24 @@ def test_ray_dataset_rows_are_expands_rows(cluster):
     # a shuffled dataset: rows stay whole
     row = ds.random_shuffle(seed=0).take(1)[0]
     assert np.array_equal(row["image"], ex[row["id"]]) and row["label"] == ey[row["id"]]
+
+
+@pytest.mark.parametrize("format", ["hdf5", "webdataset"])
+def test_ray_shards_and_rows_carry_masks_like_expand(cluster, tmp_path, format):
+    from dlsets.ray import expand_on_ray, expand_ray_dataset
+    from tests.test_expand_masks import _seg
+
+    x, y, m = _seg()
+    aug = Augmenter(rotate=20, hflip=True, seed=3)
+    ex, ey, em = expand(x, y, 90, augmenter=aug, masks=m)
+    expand_on_ray(x, y, 90, tmp_path, shards=3, augmenter=aug, masks=m, format=format)
+    split = load_shards(tmp_path)
+    assert np.array_equal(np.asarray(split.images), ex)
+    assert np.array_equal(np.asarray(split.masks), em) and np.array_equal(split.labels, ey)
+    if format == "hdf5":
+        return
+    batches = list(expand_ray_dataset(x, y, 90, augmenter=aug, masks=m, batch_size=25)
+                   .iter_batches(batch_size=None, batch_format="numpy"))
+    order = np.argsort(np.concatenate([b["id"] for b in batches]))
+    assert np.array_equal(np.concatenate([b["mask"] for b in batches])[order], em)
+    assert np.array_equal(np.concatenate([b["image"] for b in batches])[order], ex)

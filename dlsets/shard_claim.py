@@ -1,0 +1,122 @@
+"""One expansion per folder of shards, even when writers of other settings start together.
+
+The first writer creates ``DIR/.dlsets-shards.json`` (the settings' key, the settings, who
+claimed it) in one step that only one process can win (a complete temporary file hard-linked
+to the name; on NFS too). Every later writer, on any machine, reads it: the same key goes on
+(job arrays, Ray tasks, reruns), another is refused with an OptionError naming what differs,
+before anything is written. A claim whose writer died on this machine before leaving any
+shard, entry or index behind is stale and taken over; anything else stays until the folder
+is emptied.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from . import atomic
+from .errors import FormatError, OptionError
+
+CLAIM = ".dlsets-shards.json"
+_OWNER = re.compile(r"(?P<host>[A-Za-z0-9-]+)@(?P<pid>\d+)")
+_TRIES = 5
+
+
+def claim(folder: Path, key: str, settings: dict, conflict) -> None:
+    """Make ``folder`` (created if needed) the one of expansion ``key``; ``conflict(shown,
+    settings)`` builds the OptionError raised when it belongs to another."""
+    from .shard_index import MAX_ENTRY_BYTES, read_small_json
+
+    _mkdir(folder)
+    path = folder / CLAIM
+    for _ in range(_TRIES):
+        try:
+            meta = read_small_json(path, MAX_ENTRY_BYTES, "claim of the folder")
+        except FormatError as exc:
+            raise OptionError(f"{exc}; it should name the expansion this folder holds. Empty "
+                              "the folder (hidden files included) or give another") from None
+        if meta is not None:
+            if isinstance(meta, dict) and meta.get("key") == key:
+                return
+            theirs = meta.get("settings") if isinstance(meta, dict) else None
+            if _stale(folder, path, meta):
+                _take_over(path, meta)
+                continue
+            raise conflict(f"claimed by {_who(meta)}", theirs)
+        tmp = atomic.temp_path(path)
+        try:
+            tmp.write_text(json.dumps({"key": key, "settings": settings, "owner": atomic.owner(),
+                                       "time": time.time()}, sort_keys=True), encoding="utf-8")
+            os.link(tmp, path)  # fails if another writer got there first
+            return
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            from . import space
+
+            raise space.write_error(exc, folder, None, f"writing shards into {folder}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise OptionError(f"{path} keeps changing under this writer: another process is claiming "
+                      f"{folder} for other settings; give another output folder")
+
+
+def _mkdir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from . import space
+
+        err = space.write_error(exc, folder, None, f"writing shards into {folder}")
+        if err is exc:
+            raise
+        raise err from None
+
+
+def _who(meta) -> str:
+    owner = meta.get("owner") if isinstance(meta, dict) else None
+    return f"{owner}" if isinstance(owner, str) else "another writer"
+
+
+def _stale(folder: Path, path: Path, meta) -> bool:
+    """A claim whose owner died on this host, leaving nothing in the folder."""
+    from .shards import _SHARD, _SIDECAR, INDEX
+
+    m = _OWNER.fullmatch(str(meta.get("owner", ""))) if isinstance(meta, dict) else None
+    if m is None or m["host"] != atomic.HOST:
+        return False
+    try:
+        written = path.stat().st_mtime
+    except FileNotFoundError:
+        return True
+    if atomic._alive(int(m["pid"]), written):
+        return False
+    atomic.clean(folder)  # temporaries of dead writers; live ones (any host) stay
+    for name in os.listdir(folder):
+        if name != CLAIM and (name == INDEX or _SHARD.fullmatch(name) or _SIDECAR.fullmatch(name)
+                              or (name.startswith(".") and "@" in name)):
+            return False
+    return True
+
+
+def _take_over(path: Path, meta: dict) -> None:
+    # a rename only one taker can win; a taker that finds it moved a newer, live claim (won
+    # by another taker meanwhile) puts it back
+    gone = path.with_name(f"{path.name}.stale-{atomic.owner()}")
+    try:
+        os.rename(path, gone)
+    except FileNotFoundError:
+        return
+    try:
+        moved = json.loads(gone.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        moved = None
+    if moved != meta:
+        try:
+            os.link(gone, path)
+        except OSError:
+            pass
+    gone.unlink(missing_ok=True)
