@@ -25,5 +25,5 @@ def test_reference_covers_every_public_name():
 
 def test_every_site_page_is_in_the_nav():
     nav = (DOCS.parent / "mkdocs.yml").read_text(encoding="utf-8")
-    pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
+    pages = {p.relative_to(DOCS).as_posix() for pat in ("*.md", "*.ipynb") for p in DOCS.rglob(pat)}
     assert pages and all(p in nav for p in pages), sorted(p for p in pages if p not in nav)
