@@ -746,7 +746,7 @@ def _on_ray(x, y, args, out: Path, kw: dict) -> Path:
 def _cmd_preview(args) -> int:
     from . import registry
     from .augment import preview_grid, save_png, take_subset
-    from .augment.preview import check_grid
+    from .augment.preview import check_grid, default_scale
 
     if args.out is None and args.tensorboard is None:
         raise OptionError("preview writes a PNG (--out FILE.png), TensorBoard summaries "
@@ -756,7 +756,7 @@ def _cmd_preview(args) -> int:
     if _source_kind(args.name) == "registry":
         # Before loading anything: the grid's size follows from the layout and the options.
         check_grid(args.rows, args.copies, registry.get(args.name).image_shape,
-                   scale=args.scale)
+                   scale=args.scale or 1)
     ds = _load(args, args.name, variant=args.variant)
     _at_most("--rows", args.rows, len(ds.train.images), args.name)
     got = take_subset(ds.train.images, ds.train.labels, args.rows, seed=args.seed,
@@ -767,7 +767,8 @@ def _cmd_preview(args) -> int:
     if args.out is not None:
         grid = preview_grid(x, aug, n=args.rows, copies=args.copies, seed=args.seed,
                             masks=masks)
-        save_png(grid, args.out, scale=args.scale)
+        scale = args.scale if args.scale is not None else default_scale(grid.shape[1])
+        save_png(grid, args.out, scale=scale)
         if not args.quiet:
             print(f"wrote {args.out}")
     if args.tensorboard is not None:
@@ -1046,8 +1047,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="original images, one per row (default 8)")
     sp.add_argument("--copies", type=_positive_int, default=7,
                     help="augmented copies beside each original (default 7)")
-    sp.add_argument("--scale", type=_positive_int, default=4,
-                    help="enlarge the grid by pixel repetition (default 4)")
+    sp.add_argument("--scale", type=_positive_int, default=None,
+                    help="enlarge the grid by pixel repetition (default: up to 4, keeping "
+                    "the grid at most 2,000 pixels wide)")
     return p
 
 

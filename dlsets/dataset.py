@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import OptionError
 
 SPLITS = ("train", "test")
@@ -32,6 +34,13 @@ class Split:
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.images, self.labels))
+
+    def _repr_html_(self) -> str:
+        from .display import split_html
+
+        classes = () if self.labels is None else tuple(
+            str(c) for c in range(int(np.max(self.labels[:20_000]) + 1) if len(self) else 0))
+        return split_html(self, classes)
 
 
 @dataclass(eq=False)
@@ -142,6 +151,11 @@ class Dataset:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _repr_html_(self) -> str:
+        from .display import dataset_html
+
+        return dataset_html(self)
 
     def __repr__(self) -> str:
         def desc(s: Split) -> str:

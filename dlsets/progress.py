@@ -1,5 +1,5 @@
-"""Progress: a tqdm bar on a terminal; off a terminal (logs, notebooks, CI), short notices for
-work that takes a while; nothing when asked to be quiet."""
+"""Progress: a tqdm bar on a terminal and a tqdm widget in a Jupyter kernel; elsewhere (logs,
+CI), short notices for work that takes a while; nothing when asked to be quiet."""
 
 from __future__ import annotations
 
@@ -15,10 +15,20 @@ NOTICE_EVERY = 60.0  # seconds between notices after that
 
 
 def enabled(progress: bool | None) -> bool:
-    """Resolve a ``progress`` argument: None means 'only on a terminal'."""
+    """Resolve a ``progress`` argument: None means 'on a terminal or in a Jupyter kernel'."""
     if progress is None:
-        return bool(getattr(sys.stderr, "isatty", lambda: False)())
+        return bool(getattr(sys.stderr, "isatty", lambda: False)()) or in_notebook()
     return bool(progress)
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (where tqdm.auto draws a widget)."""
+    ipython = sys.modules.get("IPython")  # never imported here: only if the kernel has it
+    try:
+        shell = ipython.get_ipython() if ipython is not None else None
+    except Exception:  # an IPython too broken to ask is no notebook to draw in
+        return False
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def bar(total: int | None, desc: str, *, progress: bool | None = None, unit: str = "it", **kw: Any):

@@ -110,6 +110,17 @@ class DatasetSpec:
         """Files only the extra splits need (never part of a file set)."""
         return {f for s in self.extra_splits.values() for f in s.files}
 
+    # readable in a REPL and a notebook (what dlsets.describe(name) shows), not a raw dataclass
+    def __repr__(self) -> str:
+        from .display import spec_text
+
+        return spec_text(self)
+
+    def _repr_html_(self) -> str:
+        from .display import spec_html
+
+        return spec_html(self)
+
 
 log = logging.getLogger("dlsets")
 

@@ -39,12 +39,13 @@ def tiny_mnist(tmp_path, monkeypatch, n_train=64, n_test=16, name="tiny-mnist", 
     return x_tr, y_tr
 
 
-def readme_snippet(name: str, dataset: str = "tiny-mnist") -> str:
-    """The README's code block after ``<!-- test: NAME -->``, loading ``dataset`` instead of
-    mnist (a test cannot download the real one)."""
+def readme_snippet(name: str, dataset: str = "tiny-mnist", page: str = "README.md") -> str:
+    """The code block after ``<!-- test: NAME -->`` in the README (or another ``page`` of the
+    repository, e.g. docs/getting-started.md), loading ``dataset`` instead of mnist (a test
+    cannot download the real one)."""
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parent.parent / page).read_text(encoding="utf-8")
     marker = f"<!-- test: {name} -->\n```python\n"
     start = text.index(marker) + len(marker)
     code = text[start:text.index("\n```", start)]

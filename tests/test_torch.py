@@ -226,3 +226,13 @@ def test_missing_frameworks_name_the_extra_to_install():
     assert "keras | dlsets.keras needs Keras 3: pip install 'dlsets[keras]'" in out
     assert "tfdata | dlsets.tfdata needs TensorFlow: pip install 'dlsets[tensorflow]'" in out
     assert dlsets.Augmenter  # the core itself never needs them
+
+
+def test_getting_started_page_runs(tmp_path, monkeypatch):
+    tiny_mnist(tmp_path, monkeypatch)
+    scope = {}
+    code = readme_snippet("getting-started", page="docs/getting-started.md")
+    exec(compile(code, "docs/getting-started.md", "exec"), scope)
+    assert len(scope["x_big"]) == 2 * len(scope["ds"].train) == len(scope["y_big"])
+    assert len(scope["losses"]) == -(-len(scope["train"]) // 64)
+    assert all(np.isfinite(scope["losses"]))

@@ -25,6 +25,16 @@ def grid_size(n: int, copies: int, image_shape, gap: int = 1, scale: int = 1
     return rows * scale, cols * scale, rows * cols * channels * scale * scale
 
 
+DEFAULT_WIDTH = 2000  # pixels a preview is at most wide unless a scale is asked for
+DEFAULT_SCALE = 4  # tiny images (MNIST, CIFAR) are enlarged up to this
+
+
+def default_scale(width: int) -> int:
+    """The scale for a grid ``width`` pixels wide when none is asked for: at most
+    DEFAULT_SCALE, and the result at most DEFAULT_WIDTH pixels wide where scale 1 is."""
+    return max(1, min(DEFAULT_SCALE, DEFAULT_WIDTH // max(1, int(width))))
+
+
 def check_grid(n: int, copies: int, image_shape, gap: int = 1, scale: int = 1) -> None:
     """OptionError when the grid cannot be a PNG; SpaceError when it cannot fit in memory."""
     height, width, nbytes = grid_size(n, copies, image_shape, gap, scale)

@@ -423,6 +423,11 @@ class Augmenter:
         return (f"Augmenter({list(self.transforms)!r}, border={self.border!r}, "
                 f"fill={self.fill!r}, seed={self.seed})")
 
+    def _repr_html_(self) -> str:
+        from ..display import augmenter_html
+
+        return augmenter_html(self)
+
     def __getstate__(self) -> dict:
         # a copy keeps the position but not the counter: see the class docstring
         return {**self.__dict__, "_owner": None}
