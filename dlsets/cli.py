@@ -736,6 +736,12 @@ def _on_ray(x, y, args, out: Path, kw: dict) -> Path:
     except ImportError as exc:
         raise OptionError(f"--engine ray needs Ray ({exc}): pip install 'dlsets[ray]'") from None
     started = not ray.is_initialized()
+    if started:
+        # Ray's own notices (token authentication, "Started a local Ray instance", its
+        # workers' output) are for -v; errors still show
+        quiet = logging.WARNING if args.verbose else logging.ERROR
+        logging.getLogger("ray").setLevel(quiet)
+        ray.init(logging_level=quiet, log_to_driver=bool(args.verbose))
     try:
         return expand_on_ray(x, y, args.target, out, shards=args.shards, **kw)
     finally:

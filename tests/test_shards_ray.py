@@ -107,3 +107,17 @@ def test_ray_shards_and_rows_carry_masks_like_expand(cluster, tmp_path, format):
     order = np.argsort(np.concatenate([b["id"] for b in batches]))
     assert np.array_equal(np.concatenate([b["mask"] for b in batches])[order], em)
     assert np.array_equal(np.concatenate([b["image"] for b in batches])[order], ex)
+
+
+def test_cli_keeps_rays_own_notices_for_verbose(tmp_path, digits):
+    """Ray's token-authentication warning and "Started a local Ray instance" reached stderr."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    r = subprocess.run([sys.executable, "-m", "dlsets", "augment", "digits", *ARGS, "--shards",
+                        "2", "--engine", "ray", "--out", f"{tmp_path / 'out'}/"],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "holds 500 samples in 2 shards" in r.stdout
+    assert r.stderr == "", r.stderr
