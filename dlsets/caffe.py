@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import OptionError
+from .h5 import names_attr
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -72,6 +73,16 @@ def _per_file(sample: tuple[int, int, int], max_file_bytes: int) -> int:
     return n
 
 
+def _check_out(out: str | os.PathLike) -> Path:
+    """``out`` as a Path; OptionError when its absolute path could not be one line of a list
+    file (a line break in it would split the line Caffe reads)."""
+    out = Path(out)
+    if any(c in str(out.resolve()) for c in "\n\r"):
+        raise OptionError(f"out={str(out)!r}: Caffe's list files name one .h5 file a line, and "
+                          "this path holds a line break; give a folder whose path has none")
+    return out
+
+
 class CaffeSplitWriter:
     """Writes one split's samples, in order, into ``<split>_<k>.h5`` files under ``folder``.
 
@@ -110,7 +121,7 @@ class CaffeSplitWriter:
         if self.labelled:
             f.create_dataset("label", shape=(n,), dtype="<f4")
         for key, value in self.attrs.items():
-            f.attrs[key] = value
+            f.attrs[key] = names_attr([value])[0] if isinstance(value, str) else value
         self._file = f
 
     def _close_file(self) -> None:
@@ -159,8 +170,9 @@ class CaffeSplitWriter:
             self._open_next()  # an empty split is one empty file
         self._close_file()
         paths = [self.final.resolve() / name for name in self.names]
-        (self.folder / f"{self.split}.txt").write_text("".join(f"{p}\n" for p in paths),
-                                                       encoding="utf-8")
+        # The path's own bytes: a folder named in Latin-1 is found by Caffe as it is.
+        (self.folder / f"{self.split}.txt").write_bytes(b"".join(os.fsencode(p) + b"\n"
+                                                                 for p in paths))
         return paths
 
 
@@ -183,7 +195,7 @@ def write_caffe(
     from .progress import bar
 
     lo_hi = _check_range(value_range)
-    out = Path(out)
+    out = _check_out(out)
     attrs = {"classes": ",".join(map(str, classes)), "value_range": list(lo_hi)}
     total = sum(len(x) for x, _ in splits.values())
     with replacing_dir(out, kind=KIND) as tmp, bar(total, "caffe", progress=progress,
@@ -204,11 +216,23 @@ def write_caffe(
 def to_caffe(ds: Dataset, out: str | os.PathLike, *, value_range=(0.0, 1.0),
              max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, progress: bool | None = None) -> Path:
     """Every split of ``ds`` (train, test and any extra) for Caffe's HDF5Data layer in the
-    folder ``out``: ``<split>.txt`` list files and ``<split>_<k>.h5`` files; see the module."""
+    folder ``out``: ``<split>.txt`` list files and ``<split>_<k>.h5`` files; see the module.
+    Segmentation data is refused: these files carry one label per image, not masks."""
+    refuse_masks(ds, "Caffe HDF5Data files")
     channels = ds.info.get("channels")
     return write_caffe(out, {s: (ds[s].images, ds[s].labels) for s in ds.split_names},
                        classes=ds.classes, value_range=value_range,
                        max_file_bytes=max_file_bytes, channels=channels, progress=progress)
+
+
+def refuse_masks(ds: Dataset, what: str) -> None:
+    """OptionError when ``ds`` has segmentation masks, which ``what`` cannot carry."""
+    if any(ds[s].masks is not None for s in ds.split_names):
+        raise OptionError(
+            f"{ds.name} has segmentation masks, which {what} do not carry (its images would go "
+            "out without them, with meaningless labels); nothing was written. Write HDF5 or "
+            "npz instead (Dataset.to_hdf5 or to_npz), which keep the masks as /<split>/masks "
+            "and m_<split>")
 
 
 def expand_to_caffe(
@@ -237,11 +261,11 @@ def expand_to_caffe(
 
     x, y = _check_xy(x, y, channels)
     lo_hi = _check_range(value_range)
+    out = _check_out(out)
     chunk_size = _chunk(x, chunk_size)
     src = plan(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
     aug = _resolve(augmenter, seed, len(src))
     names = [str(c) for c in classes] if classes is not None else []
-    out = Path(out)
     attrs = {"classes": ",".join(names), "value_range": list(lo_hi), "seed": seed,
              "originals": len(x) if keep_originals else 0, "augmenter": repr(aug)}
     with replacing_dir(out, kind=KIND) as tmp:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .cli_text import shown, shown_message
 from .errors import DlsetsError, OptionError
 
 
@@ -22,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = logging.getLogger("dlsets")
     saved = log.level, log.propagate
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("dlsets: %(message)s"))
+    handler.setFormatter(_Shown("dlsets: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     log.propagate = False
@@ -32,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = str(exc)
         if isinstance(exc, OptionError):
             text = _as_flags(text)
-        print(f"dlsets: error: {text}", file=sys.stderr)
+        print(f"dlsets: error: {shown_message(text)}", file=sys.stderr)
         return 1
     except OSError as exc:
         # A disk that is full or cannot be written, met where no writer said it better (inside
@@ -43,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err = space.write_error(exc, where, None, f"dlsets {args.command}")
         if err is exc:
             raise
-        print(f"dlsets: error: {err}", file=sys.stderr)
+        print(f"dlsets: error: {shown_message(str(err))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"dlsets: {_interrupted(args)}", file=sys.stderr)
@@ -54,13 +55,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.propagate = saved[1]
 
 
+class _Shown(logging.Formatter):
+    """Log lines with the names put into them (the record's arguments) shown escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.args, tuple):
+            record.args = tuple(shown(a) if isinstance(a, (str, os.PathLike)) else a
+                                for a in record.args)
+        return super().format(record)
+
+
 # Python keywords that the API's messages name, and the options that set them here
 _FLAGS = {"rotate": "--rotate", "shift": "--shift", "shear": "--shear", "zoom": "--zoom",
           "perspective": "--perspective", "fill": "--fill", "seed": "--seed",
           "label_mode": "--label-mode", "variant": "--variant", "target": "--target",
           "subset": "--subset", "compression": "--compression", "dtype": "--dtype",
           "channels": "--channels", "size": "--size", "color": "--color", "resize": "--resize",
-          "test": "--test", "mask_classes": "--mask-classes"}
+          "test": "--test", "mask_classes": "--mask-classes", "overwrite": "--overwrite",
+          "out": "--out", "logdir": "--tensorboard"}
 _KEYWORD = re.compile(r"\b(" + "|".join(_FLAGS) + r")=('[^']*'|\([^)]*\)|[^\s;,:)]+)")
 
 
@@ -69,6 +81,8 @@ def _as_flags(text: str) -> str:
     types (``--rotate 400.0``, ``--label-mode fine``)."""
     def flag(m: re.Match) -> str:
         value = m.group(2).strip("'")
+        if value == "True":  # a switch: the flag alone
+            return _FLAGS[m.group(1)]
         if value.startswith("(") and value.endswith(")"):
             value = " ".join(v.strip() for v in value[1:-1].split(","))
         return f"{_FLAGS[m.group(1)]} {value}"
@@ -143,30 +157,38 @@ def _load(args, name: str, **kw):
 def _folder_lines(ds) -> list[str]:
     """What `dlsets info` says about a folder (or Kaggle) dataset."""
     info = ds.info
-    lines = [f"{ds.name}: {info.get('layout')} folder {info.get('path')}"]
+    lines = [f"{shown(ds.name)}: {info.get('layout')} folder {shown(info.get('path'))}"]
     if info.get("root"):
-        lines.append(f"  data in {info['root']}/")
+        lines.append(f"  data in {shown(info['root'])}/")
     what = "mask classes" if info.get("layout") == "segmentation" else "classes"
-    lines.append(f"  {len(ds.classes)} {what}: " + ", ".join(ds.classes))
+    lines.append(f"  {len(ds.classes)} {what}: " + ", ".join(map(shown, ds.classes)))
     lines.append(f"  split: {info.get('split_rule')}")
     for note in info.get("notes", []):
-        lines.append(f"  note: {note}")
+        lines.append(f"  note: {shown(note)}")
     for split in ds.split_names:
         s = info["splits"].get(split, {})
         masks = f", masks {tuple(s['masks_shape'])}" if "masks_shape" in s else ""
         counts = s.get("class_counts")
-        tail = f"; per class: {counts}" if counts and info.get("layout") == "classes" else ""
+        tail = (f"; per class: {_counts(counts)}" if counts and info.get("layout") == "classes"
+                else "")
         lines.append(f"  {split}: images {tuple(s.get('images_shape', ()))}{masks}{tail}")
     reasons = info.get("skip_reasons", {})
     if reasons:
         lines.append(f"  skipped {len(reasons)} file(s):")
         for rel, why in list(reasons.items())[:10]:
-            lines.append(f"    {rel}: {why}")
+            lines.append(f"    {shown(rel)}: {shown(why)}")
         if len(reasons) > 10:
             lines.append("    ... (all of them: dlsets.load_folder(...).info['skip_reasons'])")
-    lines.append(f"  prepared in {info.get('prepared_dir')}")
+    lines.append(f"  prepared in {shown(info.get('prepared_dir'))}")
     lines.append(f"  content key {info.get('content_key')}")
     return lines
+
+
+def _counts(counts) -> str:
+    """Per-class counts, each class name shown as every other print shows it."""
+    if isinstance(counts, dict):
+        return "{" + ", ".join(f"{shown(k)}: {v}" for k, v in counts.items()) + "}"
+    return str(counts)
 
 
 def _interrupted(args) -> str:
@@ -191,13 +213,16 @@ def _interrupted(args) -> str:
 
 
 def _output(args, suffixes: tuple[str, ...], what: str) -> Path:
-    """--out checked before any work: its extension, and that a file can be written there."""
-    from . import space
+    """--out checked before any work: its extension, that a file can be written there, and
+    that a file already there is a dlsets output (or --overwrite was given)."""
+    from . import space, stamps
 
     out = Path(args.out)
     if suffixes and out.suffix.lower() not in suffixes:
         raise OptionError(f"--out {args.out}: {what}")
     space.check_output(out, f"--out {args.out}")
+    if getattr(args, "overwrite", None) is not None:
+        stamps.check_replace(out, args.overwrite, "--out")
     return out
 
 
@@ -286,7 +311,7 @@ def _prepared_lines(info: dict, name: str) -> list[str]:
     lines = ["prepared:"]
     for split, s in info.get("splits", {}).items():
         counts = s.get("class_counts")
-        tail = f"; per class: {counts}" if counts else ""
+        tail = f"; per class: {_counts(counts)}" if counts else ""
         labels = (f"labels {tuple(s['labels_shape'])}" if s.get("labels_shape") is not None
                   else "no labels")
         lines.append(f"  {split}: images {tuple(s['images_shape'])}, {labels}{tail}")
@@ -313,13 +338,13 @@ def _cmd_fetch(args) -> int:
 
             where = kaggle.fetch(name, cache_dir=args.cache_dir, progress=_progress(args))
             if not args.quiet:
-                print(f"{name}: {where}")
+                print(f"{shown(name)}: {shown(where)}")
             continue
         if kind == "folder":  # fetching a folder = preparing it in the cache
             ds = _load(args, name)
             if not args.quiet:
-                print(f"{name}: {len(ds.train)} train + {len(ds.test)} test images prepared in "
-                      f"{ds.info['prepared_dir']}")
+                print(f"{shown(name)}: {len(ds.train)} train + {len(ds.test)} test images "
+                      f"prepared in {shown(ds.info['prepared_dir'])}")
             continue
         left = None if end is None else max(end - time.monotonic(), 1e-3)
         paths = acquire.fetch(
@@ -333,7 +358,7 @@ def _cmd_fetch(args) -> int:
         )
         if not args.quiet:  # downloaded (bytes, time), imported or cached: said per file
             for outcome in paths.details.values():
-                print(f"{name}: {outcome.describe()}")
+                print(f"{shown(name)}: {outcome.describe()}")
     return 0
 
 
@@ -358,7 +383,7 @@ def _verify_shards(folders: Sequence[str], args) -> int:
         problems = bool(report.problem or report.damaged or report.missing)
         bad += problems or report.index == "missing"
         if problems or not args.quiet:
-            print("\n".join(report.describe()))
+            print("\n".join(map(shown, report.describe())))
     return 1 if bad else 0
 
 
@@ -403,7 +428,7 @@ def _cmd_verify(args) -> int:
         elif not args.quiet and any(
                 loaders.prepared_info(name, cache_dir=args.cache_dir, variant=v)
                 for v in (list(registry.get(name).variants) or [None])):
-            print(f"{name}: prepared arrays: ok")
+            print(f"{shown(name)}: prepared arrays: ok")
     checked = 0
     if not args.names:  # and what the cache holds of folders and Kaggle datasets
         checked, bad = _verify_cached_sources(args)
@@ -433,9 +458,9 @@ def _verify_cached_sources(args) -> tuple[int, int]:
         checked += 1
         bad += bool(problems)
         for line in problems:
-            print(f"{name}: {line}")
+            print(f"{shown(name)}: {shown(line)}")
         if not problems and not args.quiet:
-            print(f"{name}: ok")
+            print(f"{shown(name)}: ok")
     return checked, bad
 
 
@@ -454,9 +479,9 @@ def _verify_others(args, others: list[str], names: list[str]) -> int:
             problems = kaggle.verify(name, cache_dir=args.cache_dir, repair=not args.no_repair)
         bad += bool(problems)
         for line in problems:
-            print(f"{name}: {line}")
+            print(f"{shown(name)}: {shown(line)}")
         if not problems and not args.quiet:
-            print(f"{name}: ok")
+            print(f"{shown(name)}: ok")
     if names:
         args.names = names
         return max(_cmd_verify(args), 1 if bad and args.no_repair else 0)
@@ -495,7 +520,7 @@ def _cmd_remove(args) -> int:
 
         place = _cache_place(args, kind)
         if not place.exists():
-            print(f"{args.name}: nothing cached")
+            print(f"{shown(args.name)}: nothing cached")
             return 0
         from .atomic import temp_path
 
@@ -509,13 +534,13 @@ def _cmd_remove(args) -> int:
         shutil.rmtree(gone, ignore_errors=True)
         if not args.quiet:
             extra = " (the folder itself is untouched)" if kind == "folder" else ""
-            print(f"removed {place}{extra}")
+            print(f"removed {shown(place)}{extra}")
         return 0
     registry.get(args.name)
     wait = 0.0 if args.no_wait else args.wait
     removed = acquire.remove(args.name, cache_dir=args.cache_dir, wait=wait)
     if not args.quiet:
-        print(f"removed {removed}" if removed else f"{args.name}: nothing cached")
+        print(f"removed {shown(removed)}" if removed else f"{shown(args.name)}: nothing cached")
     return 0
 
 
@@ -535,8 +560,12 @@ def _cmd_export(args) -> int:
         _output(args, (), "")
     ds = _load(args, args.name, dtype=args.dtype, channels=args.channels,
                label_mode=args.label_mode, variant=args.variant, extra=args.extra or False)
+    if fmt in ("caffe", "convnetjs") and any(ds[s].masks is not None for s in ds.split_names):
+        raise OptionError(f"{shown(args.name)} has segmentation masks, which --format {fmt} "
+                          "does not carry; nothing was written. Give --format hdf5 (--out "
+                          "FILE.h5) or npz (--out FILE.npz): both keep the masks")
     if fmt == "hdf5":
-        ds.to_hdf5(out, compression=args.compression)
+        ds.to_hdf5(out, compression=args.compression, overwrite=args.overwrite)
     elif fmt == "caffe":
         from .caffe import to_caffe
 
@@ -545,9 +574,9 @@ def _cmd_export(args) -> int:
     elif fmt == "convnetjs":
         ds.to_convnetjs(out, batch_size=args.batch_size)
     else:
-        ds.to_npz(out)
+        ds.to_npz(out, overwrite=args.overwrite)
     if not args.quiet:
-        print(f"wrote {out}" + ("/" if fmt in ("caffe", "convnetjs") else ""))
+        print(f"wrote {shown(out)}" + ("/" if fmt in ("caffe", "convnetjs") else ""))
     return 0
 
 
@@ -664,9 +693,10 @@ def _cmd_augment(args) -> int:
             classes=ds.classes,
             progress=_progress(args),
             masks=masks,
+            overwrite=args.overwrite,
         )
     if not args.quiet:
-        print(f"wrote {args.target} samples to {args.out}"
+        print(f"wrote {args.target} samples to {shown(args.out)}"
               + (" (images, labels and masks)" if masks is not None else ""))
     return 0
 
@@ -778,7 +808,7 @@ def _cmd_preview(args) -> int:
                             masks=masks)
         save_png(grid, args.out, scale=args.scale)
         if not args.quiet:
-            print(f"wrote {args.out}")
+            print(f"wrote {shown(args.out)}")
     if args.tensorboard is not None:
         from .tensorboard import write_tensorboard
 
@@ -786,7 +816,7 @@ def _cmd_preview(args) -> int:
                                  seed=args.seed, classes=ds.classes,
                                  labels={"train": ds.train.labels, "test": ds.test.labels})
         if not args.quiet:
-            print(f"wrote {path} (tensorboard --logdir {args.tensorboard})")
+            print(f"wrote {shown(path)} (tensorboard --logdir {shown(args.tensorboard)})")
     return 0
 
 
@@ -843,6 +873,12 @@ def _positive_int(text: str) -> int:
 
 
 AUGMENT_FORMATS = ("hdf5", "webdataset", "caffe")
+
+
+def _overwrite_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --out file that dlsets did not write (one it "
+                    "wrote is replaced anyway; a folder never is)")
 
 
 def _variant_option(sp: argparse.ArgumentParser) -> None:
@@ -985,6 +1021,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="CIFAR-100: the 100 fine or the 20 coarse classes (default fine)")
     sp.add_argument("--extra", action="append", default=[], metavar="SPLIT",
                     help="also an optional split (svhn: extra; stl10: unlabeled); repeatable")
+    _overwrite_option(sp)
     sp.add_argument("--batch-size", type=_positive_int, metavar="N",
                     help="convnetjs: images per PNG (default 3000 greyscale, 1000 colour)")
     _variant_option(sp)
@@ -1022,6 +1059,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="number of samples to write, originals included")
     sp.add_argument("--out", required=True, metavar="FILE",
                     help="HDF5 file to write, or a folder (DIR/) for shards")
+    _overwrite_option(sp)
     sp.add_argument("--no-balance", dest="balance", action="store_false",
                     help="copy originals uniformly instead of evening out the classes")
     sp.add_argument("--subset", type=_positive_int, metavar="K",

@@ -104,7 +104,11 @@ def to_convnetjs(ds: Dataset, out: str | os.PathLike, *, prefix: str | None = No
                  batch_size: int | None = None) -> Path:
     """``ds``'s train and test splits as ConvNetJS sprite sheets in the folder ``out``; file
     names start with ``prefix`` (default the dataset name, ``mnist_batch_0.png``, and its
-    variant if it has one, ``emnist-letters_batch_0.png``)."""
+    variant if it has one, ``emnist-letters_batch_0.png``). Segmentation data is refused:
+    sprite sheets carry no masks."""
+    from .caffe import refuse_masks
+
+    refuse_masks(ds, "ConvNetJS sprite sheets")
     if ds.info.get("channels") == "first":
         raise OptionError("ConvNetJS rows are channels-last: load the dataset with "
                           "channels=None or 'last'")
