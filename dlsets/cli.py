@@ -11,14 +11,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .cli_text import shown, shown_message
+from .cli_text import bare_switches, shown, shown_message, unrecognized
 from .errors import DlsetsError, OptionError
+
+# Options with an optional probability (`--hflip` or `--hflip 0.3`) and what they mean alone.
+_FLIPS = {"--hflip": "0.5", "--vflip": "0.5"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns 0 on success, 1 on an expected failure, 2 on a usage error."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    argv = bare_switches(sys.argv[1:] if argv is None else list(argv), _FLIPS)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser (its usage), with the nearest option
+        sub = parser.subcommands[args.command]
+        sub.error(unrecognized(unknown, [o for a in sub._actions for o in a.option_strings]))
     # Only dlsets' own log, and only for this run: at DEBUG, filelock and urllib3 would bury it.
     log = logging.getLogger("dlsets")
     saved = log.level, log.propagate
@@ -33,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = str(exc)
         if isinstance(exc, OptionError):
             text = _as_flags(text)
+        text += _no_such_folder(text)
         print(f"dlsets: error: {shown_message(text)}", file=sys.stderr)
         return 1
     except OSError as exc:
@@ -72,14 +80,18 @@ _FLAGS = {"rotate": "--rotate", "shift": "--shift", "shear": "--shear", "zoom": 
           "subset": "--subset", "compression": "--compression", "dtype": "--dtype",
           "channels": "--channels", "size": "--size", "color": "--color", "resize": "--resize",
           "test": "--test", "mask_classes": "--mask-classes", "overwrite": "--overwrite",
-          "out": "--out", "logdir": "--tensorboard"}
+          "out": "--out", "logdir": "--tensorboard", "hflip": "--hflip", "vflip": "--vflip"}
 _KEYWORD = re.compile(r"\b(" + "|".join(_FLAGS) + r")=('[^']*'|\([^)]*\)|[^\s;,:)]+)")
 
 
 def _as_flags(text: str) -> str:
     """An OptionError's ``rotate=400.0`` / ``label_mode='fine'`` as the options a CLI user
-    types (``--rotate 400.0``, ``--label-mode fine``)."""
+    types (``--rotate 400.0``, ``--label-mode fine``). Keywords inside a call's repr
+    (``RandomAffine(rotate=(-15.0, 15.0))``) stay as they are: they describe an object, not
+    an option; a ``(CLI: ...)`` remark for API users goes, since the text now says it."""
     def flag(m: re.Match) -> str:
+        if any(lo <= m.start() < hi for lo, hi in calls):
+            return m.group(0)
         value = m.group(2).strip("'")
         if value == "True":  # a switch: the flag alone
             return _FLAGS[m.group(1)]
@@ -87,7 +99,38 @@ def _as_flags(text: str) -> str:
             value = " ".join(v.strip() for v in value[1:-1].split(","))
         return f"{_FLAGS[m.group(1)]} {value}"
 
+    text = re.sub(r" ?\(CLI: [^()]*\)", "", text)
+    calls = _call_spans(text)
     return _KEYWORD.sub(flag, text).replace(" (wait=0)", "")
+
+
+def _call_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each ``Name(...)`` in ``text``, parentheses balanced."""
+    spans = []
+    for m in re.finditer(r"[A-Za-z_][\w.]*\(", text):
+        if spans and m.start() < spans[-1][1]:
+            continue  # inside the previous call
+        depth, i = 0, m.end() - 1
+        while i < len(text):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            if depth == 0:
+                break
+            i += 1
+        spans.append((m.start(), i + 1))
+    return spans
+
+
+def _no_such_folder(text: str) -> str:
+    """For "unknown dataset 'X'": that no folder X is here either (a typo of a folder name)."""
+    m = re.match(r"unknown dataset ('[^']*'|\"[^\"]*\")", text)
+    if m is None:
+        return ""
+    name = m.group(1)[1:-1]
+    here = Path.cwd()
+    if Path(name).is_file():
+        return f"\n{shown(name)} in {shown(here)} is a file, not a folder of images."
+    return (f"\nNor is there a folder {shown(name)} in {shown(here)}: a folder of images is "
+            f"given by its path (./{shown(name)}, or an absolute one).")
 
 
 def _progress(args) -> bool | None:
@@ -1037,9 +1080,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="elastic deformation strength and smoothness")
     g.add_argument("--perspective", type=float, metavar="S",
                    help="largest corner move, as a fraction of the image size (at most 0.25)")
-    g.add_argument("--hflip", action="store_true", help="mirror left-right half of the time "
-                   "(off by default: digits and letters must not mirror)")
-    g.add_argument("--vflip", action="store_true", help="mirror top-bottom half of the time")
+    g.add_argument("--hflip", type=float, nargs="?", const=float(_FLIPS["--hflip"]),
+                   default=False, metavar="P",
+                   help="mirror left-right with probability P (default 0.5 when given without "
+                   "P; off unless given: digits and letters must not mirror)")
+    g.add_argument("--vflip", type=float, nargs="?", const=float(_FLIPS["--vflip"]),
+                   default=False, metavar="P",
+                   help="mirror top-bottom with probability P (default 0.5 when given)")
     g.add_argument("--border", choices=("constant", "reflect", "edge"), default="constant",
                    help="how pixels from outside the image are filled (default constant)")
     g.add_argument("--fill", type=float, default=0, help="fill value for --border constant")
@@ -1095,6 +1142,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="augmented copies beside each original (default 7)")
     sp.add_argument("--scale", type=_positive_int, default=4,
                     help="enlarge the grid by pixel repetition (default 4)")
+    p.subcommands = sub.choices
     return p
 
 
