@@ -849,7 +849,7 @@ def _cmd_preview(args) -> int:
     if args.out is not None:
         grid = preview_grid(x, aug, n=args.rows, copies=args.copies, seed=args.seed,
                             masks=masks)
-        save_png(grid, args.out, scale=args.scale)
+        save_png(grid, args.out, scale=args.scale, overwrite=args.overwrite)
         if not args.quiet:
             print(f"wrote {shown(args.out)}")
     if args.tensorboard is not None:
@@ -1132,6 +1132,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.set_defaults(run=_cmd_preview)
     sp.add_argument("name", metavar="NAME", help=_NAME_HELP)
     sp.add_argument("--out", metavar="PNG", help="PNG file to write")
+    _overwrite_option(sp)
     sp.add_argument("--tensorboard", metavar="LOGDIR",
                     help="also (or instead) write TensorBoard image summaries and class "
                     "histograms into LOGDIR (needs dlsets[tensorboard])")

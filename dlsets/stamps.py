@@ -1,11 +1,12 @@
 """Which existing files an output may replace: only what dlsets wrote, unless told otherwise.
 
-Every HDF5 file dlsets writes carries the root attribute ``dlsets`` (the version that wrote it)
-and every npz the member ``_dlsets``. An existing file at an output path is replaced when it
-carries that stamp, or is an HDF5 file in the dlsets layout written before the stamp existed
-(root ``classes`` with ``sources``, ``originals`` or ``augmenter``); anything else (a user's
-own HDF5 or npz file, a photo, a text file) is refused unless ``overwrite=True`` /
-``--overwrite``. A folder is never replaced here (see :func:`dlsets.atomic.replacing_dir`).
+Every HDF5 file dlsets writes carries the root attribute ``dlsets`` (the version that wrote
+it), every npz the member ``_dlsets`` and every PNG the text chunk ``Software: dlsets <version>``.
+An existing file at an output path is replaced when it carries that stamp, or is an HDF5 file
+in the dlsets layout written before the stamp existed (root ``classes`` with ``sources``,
+``originals`` or ``augmenter``); anything else (a user's own HDF5 or npz file, a photo, a text
+file) is refused unless ``overwrite=True`` / ``--overwrite``. A folder is never replaced here
+(see :func:`dlsets.atomic.replacing_dir`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from .errors import OptionError
 
 ATTR = "dlsets"  # HDF5 root attribute: the dlsets version that wrote the file
 NPZ_MEMBER = "_dlsets"  # npz member (a 0-d string array): the same
+PNG_KEY = "Software"  # PNG text chunk: "dlsets <version>"
 _LEGACY_WITH = ("sources", "originals", "augmenter")
 
 
@@ -39,6 +41,15 @@ def npz_stamp() -> dict:
     return {NPZ_MEMBER: np.array(version())}
 
 
+def png_stamp():
+    """PNG text chunk (``Software: dlsets <version>``, written before the pixels) for Pillow."""
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text(PNG_KEY, f"dlsets {version()}")
+    return info
+
+
 def written_by_dlsets(path: str | os.PathLike) -> bool:
     """Whether the file at ``path`` is a dlsets output (stamped, or legacy dlsets HDF5)."""
     path = Path(path)
@@ -52,6 +63,14 @@ def written_by_dlsets(path: str | os.PathLike) -> bool:
             with zipfile.ZipFile(path) as z:
                 return f"{NPZ_MEMBER}.npy" in z.namelist()
         except (OSError, zipfile.BadZipFile, ValueError):
+            return False
+    if head == b"\x89PNG\r\n\x1a\n":  # the chunks before the pixels are read, no pixel
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                return str(im.info.get(PNG_KEY, "")).startswith("dlsets ")
+        except Exception:  # noqa: BLE001 - a PNG Pillow cannot open: not ours
             return False
     if head != b"\x89HDF\r\n\x1a\n":
         return False

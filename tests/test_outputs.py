@@ -105,6 +105,25 @@ def test_expand_and_the_cli_refuse_before_any_work(tmp_path, capsys):
     assert code == 0, err
 
 
+def test_a_png_that_dlsets_did_not_write_is_refused(tmp_path, capsys):
+    from PIL import Image
+
+    photo = tmp_path / "holiday.png"
+    Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save(photo)
+    before = photo.read_bytes()
+    grid = np.zeros((6, 6), np.uint8)
+    with pytest.raises(OptionError, match="not written by dlsets"):
+        dlsets.save_png(grid, photo)
+    photos = class_folder(tmp_path / "photos", {"a": 2, "b": 2}, size=(8, 8))
+    argv = ("preview", photos, "--rows", 2, "--copies", 1, "--rotate", 5, "--out", photo)
+    code, _, err = run(capsys, *argv)
+    assert code == 1 and "--overwrite" in err and photo.read_bytes() == before, err
+    for extra in (("--overwrite",), ()):  # then its own grid is replaced without it
+        code, _, err = run(capsys, *argv, *extra)
+        assert code == 0, err
+    assert Image.open(photo).info[stamps.PNG_KEY] == f"dlsets {dlsets.__version__}"
+
+
 # --- masks ------------------------------------------------------------------------------
 
 
