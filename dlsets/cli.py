@@ -247,10 +247,10 @@ def _interrupted(args) -> str:
 
         done = ([p for p in Path(out).iterdir() if _SHARD.fullmatch(p.name)]
                 if Path(out).is_dir() else [])
-        return (f"interrupted; {len(done)} complete shard(s) in {out} are kept (the one being "
-                "written was not). Run the same command again to write the rest.")
+        return (f"interrupted; {len(done)} complete shard(s) in {shown(out)} are kept (the one "
+                "being written was not). Run the same command again to write the rest.")
     if out:
-        return (f"interrupted; {out} was not written (nothing half-written is left). Run "
+        return (f"interrupted; {shown(out)} was not written (nothing half-written is left). Run "
                 "the command again to write it.")
     return "interrupted; nothing half-written was left under a final name."
 
@@ -270,9 +270,9 @@ def _output(args, suffixes: tuple[str, ...], what: str) -> Path:
 
 
 def _cmd_list(args) -> int:
-    from . import acquire, loaders, registry
+    from . import acquire, elsewhere, loaders, registry
 
-    rows = []
+    rows, nearby = [], False
     for name in registry.names():
         spec = registry.get(name)
         if spec.format == "kaggle":
@@ -289,8 +289,14 @@ def _cmd_list(args) -> int:
                for v in (list(spec.variants) or [None])):
             state = "prepared" if state == "-" else "cached, prepared"
         origin = "" if spec.builtin else f"  (user: like {spec.like})"
+        if state == "-" and elsewhere.hint(name, args.cache_dir):
+            state = "- (in ./cache)"
+            nearby = True
         rows.append((name, _size(size) if size else "?", state, spec.title + origin))
     _table(("name", "download", "state", "title"), rows)
+    if nearby:
+        print(f"(in ./cache): cached in {Path(elsewhere.NEARBY).resolve()}, not in the cache in "
+              f"use; use it with --cache-dir {elsewhere.NEARBY} or DLSETS_CACHE")
     return 0
 
 

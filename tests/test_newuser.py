@@ -56,6 +56,8 @@ def test_a_dataset_only_in_dot_cache_is_named_in_the_not_cached_errors(in_dot_ca
         dlsets.load("tiny", download=False)
     code, _, err = run(capsys, "-q", "export", "tiny", "--out", "t.h5")
     assert code == 1 and f"--cache-dir {in_dot_cache}" in err, err
+    code, out, err = run(capsys, "list")
+    assert code == 0 and re.search(r"^tiny +\S+ +- \(in \./cache\)", out, re.M), out
     monkeypatch.setenv("DLSETS_OFFLINE", "1")
     with pytest.raises(OfflineError, match="README's set-up"):
         dlsets.fetch("tiny")
