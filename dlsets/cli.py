@@ -609,10 +609,10 @@ def _cmd_export(args) -> int:
         _output(args, (), "")
     ds = _load(args, args.name, dtype=args.dtype, channels=args.channels,
                label_mode=args.label_mode, variant=args.variant, extra=args.extra or False)
-    if fmt in ("caffe", "convnetjs") and any(ds[s].masks is not None for s in ds.split_names):
-        raise OptionError(f"{shown(args.name)} has segmentation masks, which --format {fmt} "
+    if fmt == "convnetjs" and any(ds[s].masks is not None for s in ds.split_names):
+        raise OptionError(f"{shown(args.name)} has segmentation masks, which --format convnetjs "
                           "does not carry; nothing was written. Give --format hdf5 (--out "
-                          "FILE.h5) or npz (--out FILE.npz): both keep the masks")
+                          "FILE.h5), npz (--out FILE.npz) or caffe: they keep the masks")
     if fmt == "hdf5":
         ds.to_hdf5(out, compression=args.compression, overwrite=args.overwrite)
     elif fmt == "caffe":
@@ -711,7 +711,7 @@ def _cmd_augment(args) -> int:
         _at_most("--subset", args.subset, len(x), args.name)
         got = take_subset(x, y, args.subset, seed=args.seed, masks=masks)
         x, y, masks = got if masks is not None else (*got, None)
-    if masks is not None and (sharded or fmt == "caffe"):
+    if masks is not None and sharded:  # Caffe files carry them (each file's "mask")
         what = "shards" if sharded else "Caffe files"
         raise OptionError(f"{args.name} has segmentation masks, which {what} do not carry: "
                           "write one HDF5 file (--out FILE.h5), which holds /train/masks")
@@ -729,7 +729,7 @@ def _cmd_augment(args) -> int:
         expand_to_caffe(x, y, args.target, args.out, augmenter=_augmenter(args), seed=args.seed,
                         balance=args.balance, classes=ds.classes, progress=_progress(args),
                         value_range=tuple(args.range or (0.0, 1.0)),
-                        max_file_bytes=_file_bytes(args))
+                        max_file_bytes=_file_bytes(args), masks=masks)
     else:
         expand_to_hdf5(
             x,

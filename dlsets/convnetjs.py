@@ -106,9 +106,11 @@ def to_convnetjs(ds: Dataset, out: str | os.PathLike, *, prefix: str | None = No
     names start with ``prefix`` (default the dataset name, ``mnist_batch_0.png``, and its
     variant if it has one, ``emnist-letters_batch_0.png``). Segmentation data is refused:
     sprite sheets carry no masks."""
-    from .caffe import refuse_masks
-
-    refuse_masks(ds, "ConvNetJS sprite sheets")
+    if any(ds[s].masks is not None for s in ds.split_names):
+        raise OptionError(
+            f"{ds.name} has segmentation masks, which ConvNetJS sprite sheets do not carry (its "
+            "images would go out without them); nothing was written. Write HDF5, npz or Caffe "
+            "files instead (Dataset.to_hdf5, to_npz or to_caffe), which keep the masks")
     if ds.info.get("channels") == "first":
         raise OptionError("ConvNetJS rows are channels-last: load the dataset with "
                           "channels=None or 'last'")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import dlsets
-from dlsets import stamps
+from dlsets import caffe, stamps
 from dlsets.cli import main
 from dlsets.dataset import Dataset, Split
 from dlsets.errors import OptionError
@@ -127,18 +127,40 @@ def test_a_png_that_dlsets_did_not_write_is_refused(tmp_path, capsys):
 # --- masks ------------------------------------------------------------------------------
 
 
-def test_masks_are_refused_by_formats_that_cannot_carry_them(tmp_path, capsys):
+def test_masks_go_to_caffe_as_a_second_top_and_are_refused_by_convnetjs(tmp_path, capsys):
     ds = _ds(masks=True)
-    with pytest.raises(OptionError, match="segmentation masks.*to_hdf5 or to_npz"):
-        ds.to_caffe(tmp_path / "caffe")
-    with pytest.raises(OptionError, match="segmentation masks"):
+    # 3 samples a file (6x6 data and mask, float32, and a label: 292 bytes): several a split
+    out = ds.to_caffe(tmp_path / "caffe", max_file_bytes=caffe.HDF5_OVERHEAD + 3 * 292)
+    for split in ("train", "test"):
+        paths = (out / f"{split}.txt").read_text().splitlines()
+        assert len(paths) > 1
+        masks = []
+        for p in paths:
+            with h5py.File(p) as f:
+                assert f["mask"].dtype == np.float32 and f["mask"].shape[1:] == (1, 6, 6)
+                assert len(f["mask"]) == len(f["data"]) == len(f["label"])
+                masks.append(f["mask"][:, 0])
+        np.testing.assert_array_equal(np.concatenate(masks), ds[split].masks)
+    aug = dlsets.Augmenter(rotate=20, seed=1)
+    want_x, _, want_m = dlsets.expand(ds.train.images, ds.train.labels, 20, augmenter=aug,
+                                      masks=ds.train.masks)
+    dlsets.expand_to_caffe(ds.train.images, ds.train.labels, 20, tmp_path / "aug",
+                           augmenter=aug, masks=ds.train.masks, value_range=(0, 255))
+    with h5py.File((tmp_path / "aug" / "train.txt").read_text().split()[0]) as f:
+        np.testing.assert_array_equal(f["mask"][:, 0], want_m)
+        np.testing.assert_array_equal(f["data"][:, 0], want_x)
+    with pytest.raises(OptionError, match="segmentation masks.*to_caffe"):
         ds.to_convnetjs(tmp_path / "cnj")
-    assert not (tmp_path / "caffe").exists() and not (tmp_path / "cnj").exists()
+    assert not (tmp_path / "cnj").exists()
     seg = seg_folder(tmp_path / "seg", 6, size=(8, 8))
-    for fmt in ("caffe", "convnetjs"):
-        code, _, err = run(capsys, "export", seg, "--format", fmt, "--out", tmp_path / fmt)
-        assert code == 1 and "masks" in err and "--format hdf5" in err, err
-        assert not (tmp_path / fmt).exists()
+    code, _, err = run(capsys, "export", seg, "--format", "convnetjs", "--out", tmp_path / "c")
+    assert code == 1 and "masks" in err and "--format hdf5" in err, err
+    assert not (tmp_path / "c").exists()
+    code, _, err = run(capsys, "augment", seg, "--format", "caffe", "--target", 8, "--rotate", 5,
+                       "--out", tmp_path / "segcaffe")
+    assert code == 0, err
+    with h5py.File((tmp_path / "segcaffe" / "train.txt").read_text().split()[0]) as f:
+        assert f["mask"].shape == (8, 1, 8, 8) and f["mask"][:].max() >= 1
 
 
 # --- names --------------------------------------------------------------------------------
