@@ -100,8 +100,8 @@ def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None
 def to_npz(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """An npz with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (keras' mnist.npz keys),
     and ``x_<split>`` (``y_<split>`` when labelled) for each extra split (``val``, ...), plus
-    ``m_<split>`` masks for segmentation data, and the dlsets stamp ``_dlsets``. An existing
-    ``path`` that dlsets did not write is refused unless ``overwrite``."""
+    ``m_<split>`` masks for segmentation data; the zip's comment is the dlsets stamp. An
+    existing ``path`` that dlsets did not write is refused unless ``overwrite``."""
     path = Path(path)
     stamps.check_replace(path, overwrite, f"writing {path.name}")
     arrays = {}
@@ -116,6 +116,8 @@ def to_npz(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> 
     if not all(isinstance(a, np.ndarray) for a in arrays.values()):  # h5py: read into memory
         space.need_memory(needed, f"writing {path.name}", "export from a NumPy load instead")
     # A file object, so numpy does not append ".npz" to the temporary name.
-    with space.output(path, needed + 4096, f"writing {path.name}") as tmp, open(tmp, "wb") as f:
-        np.savez(f, **{k: np.asarray(a[:]) for k, a in arrays.items()}, **stamps.npz_stamp())
+    with space.output(path, needed + 4096, f"writing {path.name}") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{k: np.asarray(a[:]) for k, a in arrays.items()})
+        stamps.stamp_npz(tmp)
     return path

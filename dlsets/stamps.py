@@ -1,12 +1,12 @@
 """Which existing files an output may replace: only what dlsets wrote, unless told otherwise.
 
 Every HDF5 file dlsets writes carries the root attribute ``dlsets`` (the version that wrote
-it), every npz the member ``_dlsets`` and every PNG the text chunk ``Software: dlsets <version>``.
-An existing file at an output path is replaced when it carries that stamp, or is an HDF5 file
-in the dlsets layout written before the stamp existed (root ``classes`` with ``sources``,
-``originals`` or ``augmenter``); anything else (a user's own HDF5 or npz file, a photo, a text
-file) is refused unless ``overwrite=True`` / ``--overwrite``. A folder is never replaced here
-(see :func:`dlsets.atomic.replacing_dir`).
+it), every npz the zip comment ``dlsets <version>`` and every PNG the text chunk ``Software:
+dlsets <version>``. An existing file at an output path is replaced when it carries that stamp,
+or is an HDF5 file in the dlsets layout written before the stamp existed (root ``classes`` with
+``sources``, ``originals`` or ``augmenter``); anything else (a user's own HDF5 or npz file, a
+photo, a text file) is refused unless ``overwrite=True`` / ``--overwrite``. A folder is never
+replaced here (see :func:`dlsets.atomic.replacing_dir`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from .errors import OptionError
 
 ATTR = "dlsets"  # HDF5 root attribute: the dlsets version that wrote the file
-NPZ_MEMBER = "_dlsets"  # npz member (a 0-d string array): the same
+NPZ_COMMENT = b"dlsets "  # npz: the zip's comment, "dlsets <version>"
 PNG_KEY = "Software"  # PNG text chunk: "dlsets <version>"
 _LEGACY_WITH = ("sources", "originals", "augmenter")
 
@@ -34,11 +34,10 @@ def stamp_hdf5(f) -> None:
     f.attrs[ATTR] = version()
 
 
-def npz_stamp() -> dict:
-    """The member to add to an npz's arrays to mark it as written by dlsets."""
-    import numpy as np
-
-    return {NPZ_MEMBER: np.array(version())}
+def stamp_npz(path: str | os.PathLike) -> None:
+    """Mark a written npz as dlsets': its zip comment (numpy ignores it; no extra array)."""
+    with zipfile.ZipFile(path, "a") as z:
+        z.comment = NPZ_COMMENT + version().encode("ascii")
 
 
 def png_stamp():
@@ -61,7 +60,7 @@ def written_by_dlsets(path: str | os.PathLike) -> bool:
     if head.startswith(b"PK"):  # npz: a zip; its directory is read, no member is
         try:
             with zipfile.ZipFile(path) as z:
-                return f"{NPZ_MEMBER}.npy" in z.namelist()
+                return z.comment.startswith(NPZ_COMMENT)
         except (OSError, zipfile.BadZipFile, ValueError):
             return False
     if head == b"\x89PNG\r\n\x1a\n":  # the chunks before the pixels are read, no pixel
