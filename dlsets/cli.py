@@ -11,7 +11,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .cli_text import bare_switches, shown, shown_message, unrecognized
+from .cli_text import (
+    ShownFormatter,
+    bare_switches,
+    call_spans,
+    no_such_folder,
+    shown,
+    shown_counts,
+    shown_message,
+    unrecognized,
+)
 from .errors import DlsetsError, OptionError
 
 # Options with an optional probability (`--hflip` or `--hflip 0.3`) and what they mean alone.
@@ -30,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = logging.getLogger("dlsets")
     saved = log.level, log.propagate
     handler = logging.StreamHandler()
-    handler.setFormatter(_Shown("dlsets: %(message)s"))
+    handler.setFormatter(ShownFormatter("dlsets: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     log.propagate = False
@@ -40,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = str(exc)
         if isinstance(exc, OptionError):
             text = _as_flags(text)
-        text += _no_such_folder(text)
+        text += no_such_folder(text)
         print(f"dlsets: error: {shown_message(text)}", file=sys.stderr)
         return 1
     except OSError as exc:
@@ -61,16 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.removeHandler(handler)
         log.setLevel(saved[0])
         log.propagate = saved[1]
-
-
-class _Shown(logging.Formatter):
-    """Log lines with the names put into them (the record's arguments) shown escaped."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        if isinstance(record.args, tuple):
-            record.args = tuple(shown(a) if isinstance(a, (str, os.PathLike)) else a
-                                for a in record.args)
-        return super().format(record)
 
 
 # Python keywords that the API's messages name, and the options that set them here
@@ -100,37 +99,8 @@ def _as_flags(text: str) -> str:
         return f"{_FLAGS[m.group(1)]} {value}"
 
     text = re.sub(r" ?\(CLI: [^()]*\)", "", text)
-    calls = _call_spans(text)
+    calls = call_spans(text)
     return _KEYWORD.sub(flag, text).replace(" (wait=0)", "")
-
-
-def _call_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each ``Name(...)`` in ``text``, parentheses balanced."""
-    spans = []
-    for m in re.finditer(r"[A-Za-z_][\w.]*\(", text):
-        if spans and m.start() < spans[-1][1]:
-            continue  # inside the previous call
-        depth, i = 0, m.end() - 1
-        while i < len(text):
-            depth += {"(": 1, ")": -1}.get(text[i], 0)
-            if depth == 0:
-                break
-            i += 1
-        spans.append((m.start(), i + 1))
-    return spans
-
-
-def _no_such_folder(text: str) -> str:
-    """For "unknown dataset 'X'": that no folder X is here either (a typo of a folder name)."""
-    m = re.match(r"unknown dataset ('[^']*'|\"[^\"]*\")", text)
-    if m is None:
-        return ""
-    name = m.group(1)[1:-1]
-    here = Path.cwd()
-    if Path(name).is_file():
-        return f"\n{shown(name)} in {shown(here)} is a file, not a folder of images."
-    return (f"\nNor is there a folder {shown(name)} in {shown(here)}: a folder of images is "
-            f"given by its path (./{shown(name)}, or an absolute one).")
 
 
 def _progress(args) -> bool | None:
@@ -212,7 +182,7 @@ def _folder_lines(ds) -> list[str]:
         s = info["splits"].get(split, {})
         masks = f", masks {tuple(s['masks_shape'])}" if "masks_shape" in s else ""
         counts = s.get("class_counts")
-        tail = (f"; per class: {_counts(counts)}" if counts and info.get("layout") == "classes"
+        tail = (f"; per class: {shown_counts(counts)}" if counts and info.get("layout") == "classes"
                 else "")
         lines.append(f"  {split}: images {tuple(s.get('images_shape', ()))}{masks}{tail}")
     reasons = info.get("skip_reasons", {})
@@ -225,13 +195,6 @@ def _folder_lines(ds) -> list[str]:
     lines.append(f"  prepared in {shown(info.get('prepared_dir'))}")
     lines.append(f"  content key {info.get('content_key')}")
     return lines
-
-
-def _counts(counts) -> str:
-    """Per-class counts, each class name shown as every other print shows it."""
-    if isinstance(counts, dict):
-        return "{" + ", ".join(f"{shown(k)}: {v}" for k, v in counts.items()) + "}"
-    return str(counts)
 
 
 def _interrupted(args) -> str:
@@ -360,7 +323,7 @@ def _prepared_lines(info: dict, name: str) -> list[str]:
     lines = ["prepared:"]
     for split, s in info.get("splits", {}).items():
         counts = s.get("class_counts")
-        tail = f"; per class: {_counts(counts)}" if counts else ""
+        tail = f"; per class: {shown_counts(counts)}" if counts else ""
         labels = (f"labels {tuple(s['labels_shape'])}" if s.get("labels_shape") is not None
                   else "no labels")
         lines.append(f"  {split}: images {tuple(s['images_shape'])}, {labels}{tail}")

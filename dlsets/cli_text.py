@@ -1,10 +1,14 @@
-"""Text the command line prints: user-given names shown safely, and near-miss flag suggestions."""
+"""Text the command line prints: user-given names shown safely, near-miss flag suggestions,
+and the parsing of its messages (reprs left alone)."""
 
 from __future__ import annotations
 
 import difflib
+import logging
 import os
+import re
 from collections.abc import Iterable
+from pathlib import Path
 
 _CONTROL = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -71,3 +75,49 @@ def _number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+class ShownFormatter(logging.Formatter):
+    """Log lines with the names put into them (the record's arguments) shown escaped."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if isinstance(record.args, tuple):
+            record.args = tuple(shown(a) if isinstance(a, (str, os.PathLike)) else a
+                                for a in record.args)
+        return super().format(record)
+
+
+def shown_counts(counts) -> str:
+    """Per-class counts, each class name shown as every other print shows it."""
+    if isinstance(counts, dict):
+        return "{" + ", ".join(f"{shown(k)}: {v}" for k, v in counts.items()) + "}"
+    return str(counts)
+
+
+def no_such_folder(text: str) -> str:
+    """For "unknown dataset 'X'": that no folder X is here either (a typo of a folder name)."""
+    m = re.match(r"unknown dataset ('[^']*'|\"[^\"]*\")", text)
+    if m is None:
+        return ""
+    name = m.group(1)[1:-1]
+    here = Path.cwd()
+    if Path(name).is_file():
+        return f"\n{shown(name)} in {shown(here)} is a file, not a folder of images."
+    return (f"\nNor is there a folder {shown(name)} in {shown(here)}: a folder of images is "
+            f"given by its path (./{shown(name)}, or an absolute one).")
+
+
+def call_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each ``Name(...)`` in ``text``, parentheses balanced."""
+    spans = []
+    for m in re.finditer(r"[A-Za-z_][\w.]*\(", text):
+        if spans and m.start() < spans[-1][1]:
+            continue  # inside the previous call
+        depth, i = 0, m.end() - 1
+        while i < len(text):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            if depth == 0:
+                break
+            i += 1
+        spans.append((m.start(), i + 1))
+    return spans
