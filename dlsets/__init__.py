@@ -92,7 +92,16 @@ __all__ = [
 ]
 
 
+# The framework adapters, imported as submodules on first use (``dlsets.torch.AugmentedDataset``)
+# and never at ``import dlsets``: each imports its framework, which takes seconds.
+_SUBMODULES = ("torch", "keras", "tfdata", "ray")
+
+
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        module = _importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
     target = _LAZY.get(name)
     if target is None:
         raise AttributeError(f"module 'dlsets' has no attribute {name!r}")
@@ -103,4 +112,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted([*__all__, "__version__"])
+    return sorted([*__all__, *_SUBMODULES, "__version__"])

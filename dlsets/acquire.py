@@ -21,9 +21,9 @@ from urllib.parse import quote
 
 from filelock import FileLock
 
-from . import atomic, cache, config, locks, registry, removal
+from . import atomic, cache, config, elsewhere, locks, registry, removal
 from .deadline import Deadline
-from .errors import DlsetsError, OfflineError, OptionError, RegistryError
+from .errors import DlsetsError, DownloadError, OfflineError, OptionError, RegistryError
 from .names import check_component
 from .registry import DatasetSpec, FileSpec
 
@@ -668,13 +668,19 @@ def fetch(
                 missing = [f for f in done if not c.usable(f)]
                 if missing:
                     others = [[f for f in s if not c.usable(f)] for s in sets[1:]]
-                    raise OfflineError(_offline_failure(c, missing, mirrors, others))
+                    raise elsewhere.with_hint(
+                        OfflineError(_offline_failure(c, missing, mirrors, others)), name,
+                        cache_dir)
             # Files not verified yet are re-checked under their lock: another process may be
             # finishing them right now.
             records, pins = c.records(), c.pins()
             todo = [f for f in done
                     if c.action(f, network=True, records=records, pins=pins) != cache.USE]
-            outcomes.update(_download(c, todo, net, progress))
+            try:
+                outcomes.update(_download(c, todo, net, progress))
+            except DownloadError as exc:  # a copy in ./cache may be what the user meant
+                elsewhere.with_hint(exc, name, cache_dir)
+                raise
         gone = [f for f in done if not c.path(f).is_file()]
         if not gone:
             break

@@ -228,6 +228,14 @@ def replacing_dir(path: str | os.PathLike, *, kind: str) -> Iterator[Path]:
     import shutil
 
     final = Path(path)
+    if final.is_symlink():
+        # A link to a folder: the folder it names is written, and the link is kept.
+        if not final.exists():
+            from .errors import OptionError
+
+            raise OptionError(f"out={str(final)!r} is a link to {os.readlink(final)}, which "
+                              "does not exist: create that folder, or write somewhere else")
+        final = Path(os.path.realpath(final))
     _check_replaceable(final, kind)
     tmp = temp_path(final)
     old = temp_path(final.with_name(final.name + ".old"))
@@ -250,8 +258,11 @@ def replacing_dir(path: str | os.PathLike, *, kind: str) -> Iterator[Path]:
     except OSError as exc:  # a full disk, missing rights: said in one line, no traceback
         raise _write_error(exc, final) from exc
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+        for left in (tmp, old):
+            if left.is_symlink():  # rmtree refuses links; such a leftover is only unlinked
+                left.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(left, ignore_errors=True)
 
 
 def _write_error(exc: OSError, final: Path) -> Exception:
@@ -275,7 +286,7 @@ def _check_replaceable(final: Path, kind: str) -> None:
     if not final.exists():
         return
     if not final.is_dir():
-        raise OptionError(f"--out {final} is a file; a {kind} export writes a folder: give a "
+        raise OptionError(f"out={str(final)!r} is a file; a {kind} export writes a folder: give a "
                           "folder that does not exist yet, or an empty one")
     names = sorted(p.name for p in final.iterdir())
     if not names:
@@ -288,7 +299,7 @@ def _check_replaceable(final: Path, kind: str) -> None:
     if not mine:
         shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise OptionError(
-            f"--out {final} already exists and holds other files ({shown}); a {kind} export "
+            f"out={str(final)!r} already exists and holds other files ({shown}); a {kind} export "
             "goes to a folder that does not exist yet, an empty one, or one an earlier "
             f"{kind} export wrote: give another folder, or remove this one"
         )

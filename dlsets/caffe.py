@@ -1,11 +1,12 @@
 """Input for Caffe's ``HDF5Data`` layer: ``.h5`` files plus a list file per split.
 
-Each ``<split>_<k>.h5`` holds ``data`` (n, C, H, W) float32, scaled into ``value_range``, and
-``label`` (n,) float32 (absent for an unlabelled split); ``<split>.txt`` lists the files' absolute
-paths, one a line, for the layer's ``source:``. Caffe reads a whole file into memory and fails on
-a dataset of more than 2^31-1 elements, so a split is spread over files of at most
-``max_file_bytes`` (default 512 MiB, a sixteenth of that limit). Files are contiguous and
-uncompressed, which every HDF5 build Caffe links against reads.
+Each ``<split>_<k>.h5`` holds ``data`` (n, C, H, W) float32, scaled into ``value_range``,
+``label`` (n,) float32 (absent for an unlabelled split) and, for segmentation data, ``mask``
+(n, 1, H, W) float32 class numbers (a second top, as pixel-wise losses want); ``<split>.txt``
+lists the files' absolute paths, one a line, for the layer's ``source:``. Caffe reads a whole
+file into memory and fails on a dataset of more than 2^31-1 elements, so a split is spread over
+files of at most ``max_file_bytes`` (default 512 MiB, a sixteenth of that limit). Files are
+contiguous and uncompressed, which every HDF5 build Caffe links against reads.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import OptionError
+from .h5 import names_attr
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -56,14 +58,14 @@ def _nchw_shape(shape: Sequence[int], channels: str | None) -> tuple[int, int, i
                       "(N, C, H, W)")
 
 
-def _per_file(sample: tuple[int, int, int], max_file_bytes: int) -> int:
-    """Samples per file: the file (data, labels and HDF5's headers) within ``max_file_bytes``,
-    ``data`` within Caffe's element limit."""
+def _per_file(sample: tuple[int, int, int], max_file_bytes: int, extra: int = 0) -> int:
+    """Samples per file: the file (data, labels, ``extra`` mask elements a sample, HDF5's
+    headers) within ``max_file_bytes``, ``data`` within Caffe's element limit."""
     if isinstance(max_file_bytes, bool) or not isinstance(max_file_bytes, (int, np.integer)):
         raise OptionError(f"max_file_bytes={max_file_bytes!r} is not valid: give a number of "
                           "bytes")
     elements = int(np.prod(sample))
-    per_sample = 4 * elements + 4  # float32 pixels and label
+    per_sample = 4 * (elements + extra) + 4  # float32 pixels, mask and label
     n = min((int(max_file_bytes) - HDF5_OVERHEAD) // per_sample, MAX_ELEMENTS // elements)
     if n < 1:
         need = HDF5_OVERHEAD + per_sample
@@ -72,23 +74,47 @@ def _per_file(sample: tuple[int, int, int], max_file_bytes: int) -> int:
     return n
 
 
+def _check_out(out: str | os.PathLike) -> Path:
+    """``out`` as a Path; OptionError when its absolute path could not be one line of a list
+    file (a line break in it would split the line Caffe reads)."""
+    out = Path(out)
+    if any(c in str(out.resolve()) for c in "\n\r"):
+        raise OptionError(f"out={str(out)!r}: Caffe's list files name one .h5 file a line, and "
+                          "this path holds a line break; give a folder whose path has none")
+    return out
+
+
+def _mask_shape(shape: Sequence[int], sample: tuple[int, int, int]) -> tuple[int, int, int]:
+    """(1, H, W) for masks of per-sample ``shape`` (H, W) that go with images ``sample``."""
+    shape = tuple(shape)
+    if len(shape) != 2 or shape != sample[1:]:
+        raise OptionError(f"masks of shape (N, {', '.join(map(str, shape))}) cannot go with "
+                          f"images (N, {', '.join(map(str, sample))}) for Caffe: give (N, H, W) "
+                          "class maps of the images' height and width")
+    return (1, *shape)
+
+
 class CaffeSplitWriter:
     """Writes one split's samples, in order, into ``<split>_<k>.h5`` files under ``folder``.
 
-    ``write(images, labels)`` takes the next chunk (uint8 scaled from [0, 255], floats from
-    [0, 1]); ``close()`` writes ``<split>.txt`` naming the files as they will be found under
-    ``final`` (the folder the caller renames ``folder`` to) and returns the file paths.
+    ``write(images, labels, masks)`` takes the next chunk (uint8 scaled from [0, 255], floats
+    from [0, 1]; masks, with ``mask_shape`` (H, W), as they are); ``close()`` writes
+    ``<split>.txt`` naming the files as they will be found under ``final`` (the folder the
+    caller renames ``folder`` to) and returns the file paths.
     """
 
     def __init__(self, folder: Path, final: Path, split: str, total: int,
                  image_shape: Sequence[int], *, labelled: bool = True,
                  channels: str | None = None, value_range=(0.0, 1.0),
-                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, attrs: Mapping[str, Any] = ()):
+                 max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, attrs: Mapping[str, Any] = (),
+                 mask_shape: Sequence[int] | None = None):
         self.folder, self.final, self.split = Path(folder), Path(final), split
         self.sample = _nchw_shape(image_shape, channels)
         self.channels, self.labelled = channels, labelled
         self.lo, self.hi = _check_range(value_range)
-        per = _per_file(self.sample, max_file_bytes)
+        self.mask = None if mask_shape is None else _mask_shape(mask_shape, self.sample)
+        per = _per_file(self.sample, max_file_bytes,
+                        0 if self.mask is None else int(np.prod(self.mask)))
         self.counts = [min(per, total - s) for s in range(0, total, per)] or [0]
         width = max(3, len(str(len(self.counts) - 1)))
         self.names = [f"{split}_{k:0{width}d}.h5" for k in range(len(self.counts))]
@@ -109,8 +135,10 @@ class CaffeSplitWriter:
         f.create_dataset("data", shape=(n, *self.sample), dtype="<f4")
         if self.labelled:
             f.create_dataset("label", shape=(n,), dtype="<f4")
+        if self.mask is not None:
+            f.create_dataset("mask", shape=(n, *self.mask), dtype="<f4")
         for key, value in self.attrs.items():
-            f.attrs[key] = value
+            f.attrs[key] = names_attr([value])[0] if isinstance(value, str) else value
         self._file = f
 
     def _close_file(self) -> None:
@@ -130,10 +158,14 @@ class CaffeSplitWriter:
         out += np.float32(self.lo)
         return out
 
-    def write(self, images, labels=None) -> None:
+    def write(self, images, labels=None, masks=None) -> None:
         n = len(images)
         if self.labelled and (labels is None or len(labels) != n):
             raise OptionError(f"{self.split}: {n} images need {n} labels")
+        if (self.mask is not None) != (masks is not None) or (masks is not None
+                                                              and len(masks) != n):
+            raise OptionError(f"{self.split}: {n} images need "
+                              + (f"{n} masks" if self.mask is not None else "no masks"))
         if self.written + n > sum(self.counts):
             raise OptionError(f"{self.split}: more samples than the {sum(self.counts)} announced")
         step = max(1, _BLOCK_BYTES // (4 * int(np.prod(self.sample))))
@@ -146,6 +178,9 @@ class CaffeSplitWriter:
             if self.labelled:
                 self._file["label"][self._pos:self._pos + take] = np.asarray(
                     labels[s:s + take], dtype=np.float32)
+            if self.mask is not None:
+                self._file["mask"][self._pos:self._pos + take] = np.asarray(
+                    masks[s:s + take], dtype=np.float32)[:, None]
             self._pos += take
             s += take
         self.written += n
@@ -159,14 +194,15 @@ class CaffeSplitWriter:
             self._open_next()  # an empty split is one empty file
         self._close_file()
         paths = [self.final.resolve() / name for name in self.names]
-        (self.folder / f"{self.split}.txt").write_text("".join(f"{p}\n" for p in paths),
-                                                       encoding="utf-8")
+        # The path's own bytes: a folder named in Latin-1 is found by Caffe as it is.
+        (self.folder / f"{self.split}.txt").write_bytes(b"".join(os.fsencode(p) + b"\n"
+                                                                 for p in paths))
         return paths
 
 
 def write_caffe(
     out: str | os.PathLike,
-    splits: Mapping[str, tuple[Any, Any]],
+    splits: Mapping[str, tuple[Any, ...]],
     *,
     classes: Sequence[str] = (),
     value_range=(0.0, 1.0),
@@ -174,7 +210,8 @@ def write_caffe(
     channels: str | None = None,
     progress: bool | None = None,
 ) -> Path:
-    """Write ``{split: (images, labels or None)}`` for Caffe into the folder ``out``; returns it.
+    """Write ``{split: (images, labels or None)}`` (or ``(images, labels, masks)``, masks
+    (N, H, W) class maps) for Caffe into the folder ``out``; returns it.
 
     ``out`` must be new, empty, or an earlier Caffe export (it is replaced whole, atomically);
     images are (N, H, W[, C]) or, with ``channels="first"``, (N, C, H, W).
@@ -183,18 +220,21 @@ def write_caffe(
     from .progress import bar
 
     lo_hi = _check_range(value_range)
-    out = Path(out)
+    out = _check_out(out)
     attrs = {"classes": ",".join(map(str, classes)), "value_range": list(lo_hi)}
-    total = sum(len(x) for x, _ in splits.values())
+    total = sum(len(x) for x, *_ in splits.values())
     with replacing_dir(out, kind=KIND) as tmp, bar(total, "caffe", progress=progress,
                                                    unit="img") as pbar:
-        for split, (images, labels) in splits.items():
+        for split, (images, labels, *more) in splits.items():
+            masks = more[0] if more else None
             w = CaffeSplitWriter(tmp, out, split, len(images), images.shape[1:],
                                  labelled=labels is not None, channels=channels,
-                                 value_range=lo_hi, max_file_bytes=max_file_bytes, attrs=attrs)
+                                 value_range=lo_hi, max_file_bytes=max_file_bytes, attrs=attrs,
+                                 mask_shape=None if masks is None else masks.shape[1:])
             step = max(1, _BLOCK_BYTES // max(1, int(np.prod(images.shape[1:]))))
             for s in range(0, len(images), step):
-                w.write(images[s:s + step], None if labels is None else labels[s:s + step])
+                w.write(images[s:s + step], None if labels is None else labels[s:s + step],
+                        None if masks is None else masks[s:s + step])
                 pbar.update(min(step, len(images) - s))
             files = w.close()
             log.info("caffe: %s in %d file(s)", split, len(files))
@@ -204,9 +244,11 @@ def write_caffe(
 def to_caffe(ds: Dataset, out: str | os.PathLike, *, value_range=(0.0, 1.0),
              max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, progress: bool | None = None) -> Path:
     """Every split of ``ds`` (train, test and any extra) for Caffe's HDF5Data layer in the
-    folder ``out``: ``<split>.txt`` list files and ``<split>_<k>.h5`` files; see the module."""
+    folder ``out``: ``<split>.txt`` list files and ``<split>_<k>.h5`` files; see the module.
+    Segmentation masks go into each file's ``mask``."""
     channels = ds.info.get("channels")
-    return write_caffe(out, {s: (ds[s].images, ds[s].labels) for s in ds.split_names},
+    return write_caffe(out, {s: (ds[s].images, ds[s].labels, ds[s].masks)
+                             for s in ds.split_names},
                        classes=ds.classes, value_range=value_range,
                        max_file_bytes=max_file_bytes, channels=channels, progress=progress)
 
@@ -227,29 +269,33 @@ def expand_to_caffe(
     channels: str | None = None,
     value_range=(0.0, 1.0),
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    masks: np.ndarray | None = None,
 ) -> Path:
     """The samples :func:`dlsets.expand` returns, streamed chunk by chunk into a Caffe export
     in the folder ``out`` (``train.txt`` and ``train_<k>.h5``), in bounded memory; the same
-    samples as :func:`dlsets.expand_to_hdf5` writes, whatever the chunk and file sizes."""
+    samples as :func:`dlsets.expand_to_hdf5` writes, whatever the chunk and file sizes.
+    ``masks`` (N, H, W) move with their images into each file's ``mask``."""
     from .atomic import replacing_dir
-    from .augment.expand import _check_xy, _chunk, _produce, _resolve, plan
+    from .augment.expand import _check_masks, _check_xy, _chunk, _produce, _resolve, plan
     from .progress import bar
 
     x, y = _check_xy(x, y, channels)
+    m = _check_masks(masks, x, channels)
     lo_hi = _check_range(value_range)
+    out = _check_out(out)
     chunk_size = _chunk(x, chunk_size)
     src = plan(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
     aug = _resolve(augmenter, seed, len(src))
     names = [str(c) for c in classes] if classes is not None else []
-    out = Path(out)
     attrs = {"classes": ",".join(names), "value_range": list(lo_hi), "seed": seed,
              "originals": len(x) if keep_originals else 0, "augmenter": repr(aug)}
     with replacing_dir(out, kind=KIND) as tmp:
         w = CaffeSplitWriter(tmp, out, "train", target, x.shape[1:], channels=channels,
-                             value_range=lo_hi, max_file_bytes=max_file_bytes, attrs=attrs)
+                             value_range=lo_hi, max_file_bytes=max_file_bytes, attrs=attrs,
+                             mask_shape=None if m is None else m.shape[1:])
         with bar(target, "augment", progress=progress, unit="img") as pbar:
             _produce(x, y, src, keep_originals, aug, chunk_size,
-                     lambda pos, chunk, lab: w.write(chunk, lab), pbar.update,
-                     channels=channels)
+                     lambda pos, chunk, lab, mk=None: w.write(chunk, lab, mk), pbar.update,
+                     channels=channels, masks=m)
         w.close()
     return out

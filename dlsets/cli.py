@@ -11,18 +11,35 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .cli_text import (
+    ShownFormatter,
+    bare_switches,
+    call_spans,
+    no_such_folder,
+    shown,
+    shown_counts,
+    shown_message,
+    unrecognized,
+)
 from .errors import DlsetsError, OptionError
+
+# Options with an optional probability (`--hflip` or `--hflip 0.3`) and what they mean alone.
+_FLIPS = {"--hflip": "0.5", "--vflip": "0.5"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns 0 on success, 1 on an expected failure, 2 on a usage error."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    argv = bare_switches(sys.argv[1:] if argv is None else list(argv), _FLIPS)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the command's own parser (its usage), with the nearest option
+        sub = parser.subcommands[args.command]
+        sub.error(unrecognized(unknown, [o for a in sub._actions for o in a.option_strings]))
     # Only dlsets' own log, and only for this run: at DEBUG, filelock and urllib3 would bury it.
     log = logging.getLogger("dlsets")
     saved = log.level, log.propagate
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("dlsets: %(message)s"))
+    handler.setFormatter(ShownFormatter("dlsets: %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     log.propagate = False
@@ -32,7 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = str(exc)
         if isinstance(exc, OptionError):
             text = _as_flags(text)
-        print(f"dlsets: error: {text}", file=sys.stderr)
+        text += no_such_folder(text)
+        print(f"dlsets: error: {shown_message(text)}", file=sys.stderr)
         return 1
     except OSError as exc:
         # A disk that is full or cannot be written, met where no writer said it better (inside
@@ -43,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         err = space.write_error(exc, where, None, f"dlsets {args.command}")
         if err is exc:
             raise
-        print(f"dlsets: error: {err}", file=sys.stderr)
+        print(f"dlsets: error: {shown_message(str(err))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"dlsets: {_interrupted(args)}", file=sys.stderr)
@@ -60,19 +78,28 @@ _FLAGS = {"rotate": "--rotate", "shift": "--shift", "shear": "--shear", "zoom": 
           "label_mode": "--label-mode", "variant": "--variant", "target": "--target",
           "subset": "--subset", "compression": "--compression", "dtype": "--dtype",
           "channels": "--channels", "size": "--size", "color": "--color", "resize": "--resize",
-          "test": "--test", "mask_classes": "--mask-classes"}
+          "test": "--test", "mask_classes": "--mask-classes", "overwrite": "--overwrite",
+          "out": "--out", "logdir": "--tensorboard", "hflip": "--hflip", "vflip": "--vflip"}
 _KEYWORD = re.compile(r"\b(" + "|".join(_FLAGS) + r")=('[^']*'|\([^)]*\)|[^\s;,:)]+)")
 
 
 def _as_flags(text: str) -> str:
     """An OptionError's ``rotate=400.0`` / ``label_mode='fine'`` as the options a CLI user
-    types (``--rotate 400.0``, ``--label-mode fine``)."""
+    types (``--rotate 400.0``, ``--label-mode fine``). Keywords inside a call's repr
+    (``RandomAffine(rotate=(-15.0, 15.0))``) stay as they are: they describe an object, not
+    an option; a ``(CLI: ...)`` remark for API users goes, since the text now says it."""
     def flag(m: re.Match) -> str:
+        if any(lo <= m.start() < hi for lo, hi in calls):
+            return m.group(0)
         value = m.group(2).strip("'")
+        if value == "True":  # a switch: the flag alone
+            return _FLAGS[m.group(1)]
         if value.startswith("(") and value.endswith(")"):
             value = " ".join(v.strip() for v in value[1:-1].split(","))
         return f"{_FLAGS[m.group(1)]} {value}"
 
+    text = re.sub(r" ?\(CLI: [^()]*\)", "", text)
+    calls = call_spans(text)
     return _KEYWORD.sub(flag, text).replace(" (wait=0)", "")
 
 
@@ -143,28 +170,29 @@ def _load(args, name: str, **kw):
 def _folder_lines(ds) -> list[str]:
     """What `dlsets info` says about a folder (or Kaggle) dataset."""
     info = ds.info
-    lines = [f"{ds.name}: {info.get('layout')} folder {info.get('path')}"]
+    lines = [f"{shown(ds.name)}: {info.get('layout')} folder {shown(info.get('path'))}"]
     if info.get("root"):
-        lines.append(f"  data in {info['root']}/")
+        lines.append(f"  data in {shown(info['root'])}/")
     what = "mask classes" if info.get("layout") == "segmentation" else "classes"
-    lines.append(f"  {len(ds.classes)} {what}: " + ", ".join(ds.classes))
+    lines.append(f"  {len(ds.classes)} {what}: " + ", ".join(map(shown, ds.classes)))
     lines.append(f"  split: {info.get('split_rule')}")
     for note in info.get("notes", []):
-        lines.append(f"  note: {note}")
+        lines.append(f"  note: {shown(note)}")
     for split in ds.split_names:
         s = info["splits"].get(split, {})
         masks = f", masks {tuple(s['masks_shape'])}" if "masks_shape" in s else ""
         counts = s.get("class_counts")
-        tail = f"; per class: {counts}" if counts and info.get("layout") == "classes" else ""
+        tail = (f"; per class: {shown_counts(counts)}" if counts and info.get("layout") == "classes"
+                else "")
         lines.append(f"  {split}: images {tuple(s.get('images_shape', ()))}{masks}{tail}")
     reasons = info.get("skip_reasons", {})
     if reasons:
         lines.append(f"  skipped {len(reasons)} file(s):")
         for rel, why in list(reasons.items())[:10]:
-            lines.append(f"    {rel}: {why}")
+            lines.append(f"    {shown(rel)}: {shown(why)}")
         if len(reasons) > 10:
             lines.append("    ... (all of them: dlsets.load_folder(...).info['skip_reasons'])")
-    lines.append(f"  prepared in {info.get('prepared_dir')}")
+    lines.append(f"  prepared in {shown(info.get('prepared_dir'))}")
     lines.append(f"  content key {info.get('content_key')}")
     return lines
 
@@ -182,29 +210,32 @@ def _interrupted(args) -> str:
 
         done = ([p for p in Path(out).iterdir() if _SHARD.fullmatch(p.name)]
                 if Path(out).is_dir() else [])
-        return (f"interrupted; {len(done)} complete shard(s) in {out} are kept (the one being "
-                "written was not). Run the same command again to write the rest.")
+        return (f"interrupted; {len(done)} complete shard(s) in {shown(out)} are kept (the one "
+                "being written was not). Run the same command again to write the rest.")
     if out:
-        return (f"interrupted; {out} was not written (nothing half-written is left). Run "
+        return (f"interrupted; {shown(out)} was not written (nothing half-written is left). Run "
                 "the command again to write it.")
     return "interrupted; nothing half-written was left under a final name."
 
 
 def _output(args, suffixes: tuple[str, ...], what: str) -> Path:
-    """--out checked before any work: its extension, and that a file can be written there."""
-    from . import space
+    """--out checked before any work: its extension, that a file can be written there, and
+    that a file already there is a dlsets output (or --overwrite was given)."""
+    from . import space, stamps
 
     out = Path(args.out)
     if suffixes and out.suffix.lower() not in suffixes:
         raise OptionError(f"--out {args.out}: {what}")
     space.check_output(out, f"--out {args.out}")
+    if getattr(args, "overwrite", None) is not None:
+        stamps.check_replace(out, args.overwrite, "--out")
     return out
 
 
 def _cmd_list(args) -> int:
-    from . import acquire, loaders, registry
+    from . import acquire, elsewhere, loaders, registry
 
-    rows = []
+    rows, nearby = [], False
     for name in registry.names():
         spec = registry.get(name)
         if spec.format == "kaggle":
@@ -221,8 +252,14 @@ def _cmd_list(args) -> int:
                for v in (list(spec.variants) or [None])):
             state = "prepared" if state == "-" else "cached, prepared"
         origin = "" if spec.builtin else f"  (user: like {spec.like})"
+        if state == "-" and elsewhere.hint(name, args.cache_dir):
+            state = "- (in ./cache)"
+            nearby = True
         rows.append((name, _size(size) if size else "?", state, spec.title + origin))
     _table(("name", "download", "state", "title"), rows)
+    if nearby:
+        print(f"(in ./cache): cached in {Path(elsewhere.NEARBY).resolve()}, not in the cache in "
+              f"use; use it with --cache-dir {elsewhere.NEARBY} or DLSETS_CACHE")
     return 0
 
 
@@ -286,7 +323,7 @@ def _prepared_lines(info: dict, name: str) -> list[str]:
     lines = ["prepared:"]
     for split, s in info.get("splits", {}).items():
         counts = s.get("class_counts")
-        tail = f"; per class: {counts}" if counts else ""
+        tail = f"; per class: {shown_counts(counts)}" if counts else ""
         labels = (f"labels {tuple(s['labels_shape'])}" if s.get("labels_shape") is not None
                   else "no labels")
         lines.append(f"  {split}: images {tuple(s['images_shape'])}, {labels}{tail}")
@@ -315,13 +352,13 @@ def _cmd_fetch(args) -> int:
             where = kaggle.fetch(name, cache_dir=args.cache_dir, progress=_progress(args),
                                  deadline=left)
             if not args.quiet:
-                print(f"{name}: {where}")
+                print(f"{shown(name)}: {shown(where)}")
             continue
         if kind == "folder":  # fetching a folder = preparing it in the cache
             ds = _load(args, name)
             if not args.quiet:
-                print(f"{name}: {len(ds.train)} train + {len(ds.test)} test images prepared in "
-                      f"{ds.info['prepared_dir']}")
+                print(f"{shown(name)}: {len(ds.train)} train + {len(ds.test)} test images "
+                      f"prepared in {shown(ds.info['prepared_dir'])}")
             continue
         paths = acquire.fetch(
             name,
@@ -334,7 +371,7 @@ def _cmd_fetch(args) -> int:
         )
         if not args.quiet:  # downloaded (bytes, time), imported or cached: said per file
             for outcome in paths.details.values():
-                print(f"{name}: {outcome.describe()}")
+                print(f"{shown(name)}: {outcome.describe()}")
     return 0
 
 
@@ -359,7 +396,7 @@ def _verify_shards(folders: Sequence[str], args) -> int:
         problems = not report.complete
         bad += problems
         if problems or not args.quiet:
-            print("\n".join(report.describe()))
+            print("\n".join(map(shown, report.describe())))
     return 1 if bad else 0
 
 
@@ -404,7 +441,7 @@ def _cmd_verify(args) -> int:
         elif not args.quiet and any(
                 loaders.prepared_info(name, cache_dir=args.cache_dir, variant=v)
                 for v in (list(registry.get(name).variants) or [None])):
-            print(f"{name}: prepared arrays: ok")
+            print(f"{shown(name)}: prepared arrays: ok")
     checked = 0
     if not args.names:  # and what the cache holds of folders and Kaggle datasets
         checked, bad = _verify_cached_sources(args)
@@ -434,9 +471,9 @@ def _verify_cached_sources(args) -> tuple[int, int]:
         checked += 1
         bad += bool(problems)
         for line in problems:
-            print(f"{name}: {line}")
+            print(f"{shown(name)}: {shown(line)}")
         if not problems and not args.quiet:
-            print(f"{name}: ok")
+            print(f"{shown(name)}: ok")
     return checked, bad
 
 
@@ -455,9 +492,9 @@ def _verify_others(args, others: list[str], names: list[str]) -> int:
             problems = kaggle.verify(name, cache_dir=args.cache_dir, repair=not args.no_repair)
         bad += bool(problems)
         for line in problems:
-            print(f"{name}: {line}")
+            print(f"{shown(name)}: {shown(line)}")
         if not problems and not args.quiet:
-            print(f"{name}: ok")
+            print(f"{shown(name)}: ok")
     if names:
         args.names = names
         return max(_cmd_verify(args), 1 if bad and args.no_repair else 0)
@@ -498,15 +535,15 @@ def _cmd_remove(args) -> int:
         # every lock in it taken first (waiting up to --wait), then renamed away whole
         place = _cache_place(args, kind)
         if remove_tree(place, args.name, wait) is None:
-            print(f"{args.name}: nothing cached")
+            print(f"{shown(args.name)}: nothing cached")
         elif not args.quiet:
             extra = " (the folder itself is untouched)" if kind == "folder" else ""
-            print(f"removed {place}{extra}")
+            print(f"removed {shown(place)}{extra}")
         return 0
     registry.get(args.name)
     removed = acquire.remove(args.name, cache_dir=args.cache_dir, wait=wait)
     if not args.quiet:
-        print(f"removed {removed}" if removed else f"{args.name}: nothing cached")
+        print(f"removed {shown(removed)}" if removed else f"{shown(args.name)}: nothing cached")
     return 0
 
 
@@ -526,8 +563,12 @@ def _cmd_export(args) -> int:
         _output(args, (), "")
     ds = _load(args, args.name, dtype=args.dtype, channels=args.channels,
                label_mode=args.label_mode, variant=args.variant, extra=args.extra or False)
+    if fmt == "convnetjs" and any(ds[s].masks is not None for s in ds.split_names):
+        raise OptionError(f"{shown(args.name)} has segmentation masks, which --format convnetjs "
+                          "does not carry; nothing was written. Give --format hdf5 (--out "
+                          "FILE.h5), npz (--out FILE.npz) or caffe: they keep the masks")
     if fmt == "hdf5":
-        ds.to_hdf5(out, compression=args.compression)
+        ds.to_hdf5(out, compression=args.compression, overwrite=args.overwrite)
     elif fmt == "caffe":
         from .caffe import to_caffe
 
@@ -536,9 +577,9 @@ def _cmd_export(args) -> int:
     elif fmt == "convnetjs":
         ds.to_convnetjs(out, batch_size=args.batch_size)
     else:
-        ds.to_npz(out)
+        ds.to_npz(out, overwrite=args.overwrite)
     if not args.quiet:
-        print(f"wrote {out}" + ("/" if fmt in ("caffe", "convnetjs") else ""))
+        print(f"wrote {shown(out)}" + ("/" if fmt in ("caffe", "convnetjs") else ""))
     return 0
 
 
@@ -624,10 +665,6 @@ def _cmd_augment(args) -> int:
         _at_most("--subset", args.subset, len(x), args.name)
         got = take_subset(x, y, args.subset, seed=args.seed, masks=masks)
         x, y, masks = got if masks is not None else (*got, None)
-    if masks is not None and fmt == "caffe":
-        raise OptionError(f"{args.name} has segmentation masks, which Caffe files do not "
-                          "carry: write one HDF5 file (--out FILE.h5), which holds "
-                          "/train/masks, or shards (--out DIR/)")
     if sharded:
         return _augment_shards(args, ds, x, y, masks)
     if args.target < len(x):
@@ -642,7 +679,7 @@ def _cmd_augment(args) -> int:
         expand_to_caffe(x, y, args.target, args.out, augmenter=_augmenter(args), seed=args.seed,
                         balance=args.balance, classes=ds.classes, progress=_progress(args),
                         value_range=tuple(args.range or (0.0, 1.0)),
-                        max_file_bytes=_file_bytes(args))
+                        max_file_bytes=_file_bytes(args), masks=masks)
     else:
         expand_to_hdf5(
             x,
@@ -655,9 +692,10 @@ def _cmd_augment(args) -> int:
             classes=ds.classes,
             progress=_progress(args),
             masks=masks,
+            overwrite=args.overwrite,
         )
     if not args.quiet:
-        print(f"wrote {args.target} samples to {args.out}"
+        print(f"wrote {args.target} samples to {shown(args.out)}"
               + (" (images, labels and masks)" if masks is not None else ""))
     return 0
 
@@ -774,9 +812,9 @@ def _cmd_preview(args) -> int:
         grid = preview_grid(x, aug, n=args.rows, copies=args.copies, seed=args.seed,
                             masks=masks)
         scale = args.scale if args.scale is not None else default_scale(grid.shape[1])
-        save_png(grid, args.out, scale=scale)
+        save_png(grid, args.out, scale=scale, overwrite=args.overwrite)
         if not args.quiet:
-            print(f"wrote {args.out}")
+            print(f"wrote {shown(args.out)}")
     if args.tensorboard is not None:
         from .tensorboard import write_tensorboard
 
@@ -784,7 +822,7 @@ def _cmd_preview(args) -> int:
                                  seed=args.seed, classes=ds.classes,
                                  labels={"train": ds.train.labels, "test": ds.test.labels})
         if not args.quiet:
-            print(f"wrote {path} (tensorboard --logdir {args.tensorboard})")
+            print(f"wrote {shown(path)} (tensorboard --logdir {shown(args.tensorboard)})")
     return 0
 
 
@@ -841,6 +879,12 @@ def _positive_int(text: str) -> int:
 
 
 AUGMENT_FORMATS = ("hdf5", "webdataset", "caffe")
+
+
+def _overwrite_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--overwrite", action="store_true",
+                    help="replace an existing --out file that dlsets did not write (one it "
+                    "wrote is replaced anyway; a folder never is)")
 
 
 def _variant_option(sp: argparse.ArgumentParser) -> None:
@@ -983,6 +1027,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="CIFAR-100: the 100 fine or the 20 coarse classes (default fine)")
     sp.add_argument("--extra", action="append", default=[], metavar="SPLIT",
                     help="also an optional split (svhn: extra; stl10: unlabeled); repeatable")
+    _overwrite_option(sp)
     sp.add_argument("--batch-size", type=_positive_int, metavar="N",
                     help="convnetjs: images per PNG (default 3000 greyscale, 1000 colour)")
     _variant_option(sp)
@@ -998,9 +1043,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="elastic deformation strength and smoothness")
     g.add_argument("--perspective", type=float, metavar="S",
                    help="largest corner move, as a fraction of the image size (at most 0.25)")
-    g.add_argument("--hflip", action="store_true", help="mirror left-right half of the time "
-                   "(off by default: digits and letters must not mirror)")
-    g.add_argument("--vflip", action="store_true", help="mirror top-bottom half of the time")
+    g.add_argument("--hflip", type=float, nargs="?", const=float(_FLIPS["--hflip"]),
+                   default=False, metavar="P",
+                   help="mirror left-right with probability P (default 0.5 when given without "
+                   "P; off unless given: digits and letters must not mirror)")
+    g.add_argument("--vflip", type=float, nargs="?", const=float(_FLIPS["--vflip"]),
+                   default=False, metavar="P",
+                   help="mirror top-bottom with probability P (default 0.5 when given)")
     g.add_argument("--border", choices=("constant", "reflect", "edge"), default="constant",
                    help="how pixels from outside the image are filled (default constant)")
     g.add_argument("--fill", type=float, default=0, help="fill value for --border constant")
@@ -1020,6 +1069,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="number of samples to write, originals included")
     sp.add_argument("--out", required=True, metavar="FILE",
                     help="HDF5 file to write, or a folder (DIR/) for shards")
+    _overwrite_option(sp)
     sp.add_argument("--no-balance", dest="balance", action="store_false",
                     help="copy originals uniformly instead of evening out the classes")
     sp.add_argument("--subset", type=_positive_int, metavar="K",
@@ -1045,6 +1095,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.set_defaults(run=_cmd_preview)
     sp.add_argument("name", metavar="NAME", help=_NAME_HELP)
     sp.add_argument("--out", metavar="PNG", help="PNG file to write")
+    _overwrite_option(sp)
     sp.add_argument("--tensorboard", metavar="LOGDIR",
                     help="also (or instead) write TensorBoard image summaries and class "
                     "histograms into LOGDIR (needs dlsets[tensorboard])")
@@ -1056,6 +1107,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--scale", type=_positive_int, default=None,
                     help="enlarge the grid by pixel repetition (default: up to 4, keeping "
                     "the grid at most 2,000 pixels wide)")
+    p.subcommands = sub.choices
     return p
 
 

@@ -104,7 +104,13 @@ def to_convnetjs(ds: Dataset, out: str | os.PathLike, *, prefix: str | None = No
                  batch_size: int | None = None) -> Path:
     """``ds``'s train and test splits as ConvNetJS sprite sheets in the folder ``out``; file
     names start with ``prefix`` (default the dataset name, ``mnist_batch_0.png``, and its
-    variant if it has one, ``emnist-letters_batch_0.png``)."""
+    variant if it has one, ``emnist-letters_batch_0.png``). Segmentation data is refused:
+    sprite sheets carry no masks."""
+    if any(ds[s].masks is not None for s in ds.split_names):
+        raise OptionError(
+            f"{ds.name} has segmentation masks, which ConvNetJS sprite sheets do not carry (its "
+            "images would go out without them); nothing was written. Write HDF5, npz or Caffe "
+            "files instead (Dataset.to_hdf5, to_npz or to_caffe), which keep the masks")
     if ds.info.get("channels") == "first":
         raise OptionError("ConvNetJS rows are channels-last: load the dataset with "
                           "channels=None or 'last'")

@@ -106,18 +106,21 @@ class Dataset:
         """``((x_train, y_train), (x_test, y_test))``, as ``keras.datasets.X.load_data()``."""
         return (self.train.images, self.train.labels), (self.test.images, self.test.labels)
 
-    def to_hdf5(self, path: str | os.PathLike, compression: str | None = None) -> Path:
+    def to_hdf5(self, path: str | os.PathLike, compression: str | None = None, *,
+                overwrite: bool = False) -> Path:
         """Write ``/train/images`` ... ``/test/labels`` with ``classes`` and ``sources``
-        attributes, chunked by sample; ``compression`` is None, "gzip" or "lzf"."""
+        attributes, chunked by sample; ``compression`` is None, "gzip" or "lzf". An existing
+        file that dlsets did not write is refused unless ``overwrite``."""
         from .export import to_hdf5
 
-        return to_hdf5(self, path, compression=compression)
+        return to_hdf5(self, path, compression=compression, overwrite=overwrite)
 
-    def to_npz(self, path: str | os.PathLike) -> Path:
-        """Write an npz with ``x_train``, ``y_train``, ``x_test``, ``y_test``."""
+    def to_npz(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+        """Write an npz with ``x_train``, ``y_train``, ``x_test``, ``y_test``; an existing
+        file that dlsets did not write is refused unless ``overwrite``."""
         from .export import to_npz
 
-        return to_npz(self, path)
+        return to_npz(self, path, overwrite=overwrite)
 
     def to_caffe(self, folder: str | os.PathLike, *, value_range=(0.0, 1.0),
                  max_file_bytes: int | None = None) -> Path:

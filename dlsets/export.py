@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import h5, space
+from . import h5, space, stamps
 from .errors import OptionError
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def write_hdf5(
     sources: Mapping[str, str] | None = None,
     *,
     compression: str | None = None,
+    overwrite: bool = False,
     **attrs: Any,
 ) -> Path:
     """Write ``{split: (images, labels)}`` (or ``(images, labels, masks)``) to ``path``
@@ -41,7 +42,8 @@ def write_hdf5(
     Images keep their dtype and per-sample shape; labels are stored as (N,) uint8 (None: an
     unlabelled split, written without labels); masks, when given and not None, as
     ``/<split>/masks``. The file carries ``classes``, ``sources``
-    (file -> sha256) and any extra ``attrs``.
+    (file -> sha256) and any extra ``attrs``. An existing ``path`` that dlsets did not write is
+    refused unless ``overwrite`` (see :mod:`dlsets.stamps`).
     """
     check_compression(compression)
     path = Path(path)
@@ -52,7 +54,7 @@ def write_hdf5(
         if more and more[0] is not None:
             needed += h5.hdf5_bytes(len(more[0]), more[0].shape[1:],
                                     np.dtype(more[0].dtype).itemsize)
-    with h5.atomic_hdf5(path, needed, f"writing {path.name}") as f:
+    with h5.atomic_hdf5(path, needed, f"writing {path.name}", overwrite=overwrite) as f:
         for split, (images, labels, *more) in splits.items():
             n = len(images)
             dset, lset = h5.create_split(
@@ -77,7 +79,8 @@ def write_hdf5(
     return path
 
 
-def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None) -> Path:
+def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None, *,
+            overwrite: bool = False) -> Path:
     """``/train/images``, ``/train/labels``, ``/test/images``, ``/test/labels`` (and the same
     for each extra split: ``/extra/...``, ``/val/...``, ``/unlabeled/images``) plus the
     ``classes`` and ``sources`` attributes; ``compression`` is None, "gzip" or "lzf".
@@ -88,16 +91,19 @@ def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None
         ds.classes,
         ds.info.get("sources", {}),
         compression=compression,
+        overwrite=overwrite,
         dataset=ds.name,
         **({"variant": ds.info["variant"]} if ds.info.get("variant") else {}),
     )
 
 
-def to_npz(ds: Dataset, path: str | os.PathLike) -> Path:
+def to_npz(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """An npz with ``x_train``, ``y_train``, ``x_test``, ``y_test`` (keras' mnist.npz keys),
     and ``x_<split>`` (``y_<split>`` when labelled) for each extra split (``val``, ...), plus
-    ``m_<split>`` masks for segmentation data."""
+    ``m_<split>`` masks for segmentation data; the zip's comment is the dlsets stamp. An
+    existing ``path`` that dlsets did not write is refused unless ``overwrite``."""
     path = Path(path)
+    stamps.check_replace(path, overwrite, f"writing {path.name}")
     arrays = {}
     for s in ds.split_names:
         arrays[f"x_{s}"] = ds[s].images
@@ -110,6 +116,8 @@ def to_npz(ds: Dataset, path: str | os.PathLike) -> Path:
     if not all(isinstance(a, np.ndarray) for a in arrays.values()):  # h5py: read into memory
         space.need_memory(needed, f"writing {path.name}", "export from a NumPy load instead")
     # A file object, so numpy does not append ".npz" to the temporary name.
-    with space.output(path, needed + 4096, f"writing {path.name}") as tmp, open(tmp, "wb") as f:
-        np.savez(f, **{k: np.asarray(a[:]) for k, a in arrays.items()})
+    with space.output(path, needed + 4096, f"writing {path.name}") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{k: np.asarray(a[:]) for k, a in arrays.items()})
+        stamps.stamp_npz(tmp)
     return path

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import space
+from . import space, stamps
 
 CHUNK_BYTES = 1 << 16  # small chunks keep random access by sample cheap
 
@@ -62,18 +62,21 @@ def hdf5_bytes(count: int, image_shape: Sequence[int], itemsize: int = 1) -> int
 
 @contextmanager
 def atomic_hdf5(path: str | os.PathLike, needed: int | None = None,
-                what: str = "HDF5 output") -> Iterator:
+                what: str = "HDF5 output", *, overwrite: bool = False) -> Iterator:
     """Write to a temporary HDF5 file beside ``path``; it becomes ``path`` on success only.
 
-    ``needed`` (bytes, the data to be written) is checked against the free disk space first;
-    a write that fails anyway raises SpaceError / WriteError (see :func:`dlsets.space.output`)
-    without crashing HDF5."""
+    An existing ``path`` that dlsets did not write is refused unless ``overwrite`` (see
+    :mod:`dlsets.stamps`); the new file carries the dlsets stamp. ``needed`` (bytes, the data
+    to be written) is checked against the free disk space first; a write that fails anyway
+    raises SpaceError / WriteError (see :func:`dlsets.space.output`) without crashing HDF5."""
     import h5py
 
+    stamps.check_replace(path, overwrite, what)
     with space.output(path, needed, what) as tmp:
         raw = _GuardedFile(tmp, "w+")
         try:
             with h5py.File(raw, "w") as f:
+                stamps.stamp_hdf5(f)
                 _guards[id(f)] = raw
                 try:
                     yield f
@@ -146,13 +149,29 @@ def create_masks(
     )
 
 
+def names_attr(names: Sequence[str]) -> np.ndarray:
+    """Names as an HDF5 string attribute, losslessly: UTF-8 strings, or, when a name is not
+    UTF-8 (a folder named in Latin-1, which Python holds surrogate-escaped), every name's
+    exact bytes as a byte-string attribute, which h5py reads back as the same ``str``."""
+    import h5py
+
+    names = [str(n) for n in names]
+    if any(_escaped(n) for n in names):
+        raw = [n.encode("utf-8", "surrogateescape") for n in names]
+        return np.array(raw, dtype=h5py.string_dtype("ascii"))
+    return np.array(names, dtype=h5py.string_dtype())
+
+
+def _escaped(text: str) -> bool:
+    """Whether ``text`` holds bytes that were not UTF-8 (surrogate-escaped by Python)."""
+    return any("\udc80" <= c <= "\udcff" for c in text)
+
+
 def write_attrs(
     f, classes: Sequence[str], sources: Mapping[str, str] | None = None, **extra
 ) -> None:
     """Store class names, source checksums and any extra scalar attributes on the file."""
-    import h5py
-
-    f.attrs["classes"] = np.array(list(classes), dtype=h5py.string_dtype())
+    f.attrs["classes"] = names_attr(classes)
     f.attrs["sources"] = json.dumps(dict(sources or {}), sort_keys=True)
     for key, value in extra.items():
-        f.attrs[key] = value
+        f.attrs[key] = names_attr([value])[0] if isinstance(value, str) else value

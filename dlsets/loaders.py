@@ -593,6 +593,7 @@ def _stale(spec: DatasetSpec, manifest: dict, cache_dir, variant: str | None = N
 def _source_files(spec: DatasetSpec, cache_dir, download: bool, progress,
                   wanted: tuple[str, ...] = ()) -> dict[str, Path]:
     """A complete file set, plus the files of the extra splits in ``wanted``."""
+    from . import elsewhere
     from .acquire import cached, fetch
 
     more = tuple(f for s in wanted for f in spec.extra_splits[s].files)
@@ -613,6 +614,7 @@ def _source_files(spec: DatasetSpec, cache_dir, download: bool, progress,
         f"download=False forbids fetching them. Needed: {options} (missing: "
         f"{', '.join(missing)}). Run `dlsets fetch {spec.name}` (or `dlsets fetch {spec.name} "
         "--from DIR` with the files already downloaded), or call load with download=True."
+        + elsewhere.hint(spec.name, cache_dir)
     )
 
 

@@ -342,7 +342,9 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
     if s["format"] == "hdf5":
         from .h5 import atomic_hdf5, create_masks, create_split, write_attrs
 
-        with atomic_hdf5(path) as f:
+        # The folder was checked as this expansion's (_check_folder): a damaged shard of it,
+        # unreadable, is rewritten like any other.
+        with atomic_hdf5(path, overwrite=True) as f:
             images, labels = create_split(f, "train", hi - lo, exp.x.shape[1:],
                                           dtype=exp.x.dtype, compression=s["compression"])
             mset = None if m is None else create_masks(f, "train", hi - lo, m.shape[1:],

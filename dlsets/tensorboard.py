@@ -75,6 +75,7 @@ def write_tensorboard(
     from .augment.transforms import channels_last
 
     writer_class = _summary_writer()
+    _check_logdir(Path(logdir))
     for name, value, low in (("n", n, 1), ("copies", copies, 1), ("step", step, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise OptionError(f"{name}={value!r} is not allowed: give an integer >= {low}")
@@ -106,6 +107,16 @@ def write_tensorboard(
     finally:
         writer.close()
     return path
+
+
+def _check_logdir(logdir: Path) -> None:
+    """OptionError for a logdir that cannot become a folder: a file, or a dangling link."""
+    if logdir.is_symlink() and not logdir.exists():
+        raise OptionError(f"logdir={str(logdir)!r} is a link to {os.readlink(logdir)}, which "
+                          "does not exist: create that folder, or give another logdir")
+    if os.path.lexists(logdir) and not logdir.is_dir():
+        raise OptionError(f"logdir={str(logdir)!r} is a file, not a folder: give a folder for "
+                          "the event files")
 
 
 def _class_counts(y, n_classes: int | None) -> np.ndarray:

@@ -145,11 +145,12 @@ def test_interrupted_write_leaves_no_file(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         expand_to_hdf5(x, y, 500, target, augmenter=_Breaks(rotate=10), chunk_size=50)
     assert list(tmp_path.iterdir()) == []
-    # an existing file stays as it was
+    # an existing file stays as it was (one dlsets did not write needs overwrite=True)
     target.write_bytes(b"old")
     _Breaks.calls = 0
     with pytest.raises(KeyboardInterrupt):
-        expand_to_hdf5(x, y, 500, target, augmenter=_Breaks(rotate=10), chunk_size=50)
+        expand_to_hdf5(x, y, 500, target, augmenter=_Breaks(rotate=10), chunk_size=50,
+                       overwrite=True)
     assert target.read_bytes() == b"old" and len(list(tmp_path.iterdir())) == 1
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import space
+from .. import space, stamps
 from ..errors import OptionError
 from . import params
 from .transforms import channels_last
@@ -330,6 +330,7 @@ def expand_to_hdf5(
     compression: str | None = None,
     channels: str | None = None,
     masks: np.ndarray | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write the samples :func:`expand` returns to ``out`` as ``/train/images``, ``/train/labels``
     (and ``/train/masks`` when ``masks`` are given: they move with their images).
@@ -341,6 +342,7 @@ def expand_to_hdf5(
     memory stays bounded whatever ``target``; the chunk size never changes the samples. Shows a
     progress bar, and writes to a temporary file that replaces ``out`` only when complete.
     Labels are stored as uint8 (the dlsets layout); ``classes`` names them (default "0", "1"...).
+    An existing ``out`` that dlsets did not write is refused unless ``overwrite``.
     Returns the path written.
     """
     from ..h5 import atomic_hdf5, check_writes, create_masks, create_split, hdf5_bytes, write_attrs
@@ -361,6 +363,7 @@ def expand_to_hdf5(
         needed += hdf5_bytes(target, m.shape[1:], m.dtype.itemsize)
     # Before any work: the file's folder and its room (the size is known now).
     space.check_output(path, what)
+    stamps.check_replace(path, overwrite, what)
     space.need_disk(path.absolute().parent, needed, what)
     if len(y) and (int(y.min()) < 0 or int(y.max()) > 255):
         raise OptionError(f"labels range {int(y.min())}..{int(y.max())} does not fit the "
@@ -370,7 +373,7 @@ def expand_to_hdf5(
                        seed=seed)
     aug = _resolve(augmenter, seed, len(src))
     log.info("expanding %d samples to %d in %s", len(x), target, path)
-    with atomic_hdf5(path, needed, what) as f:
+    with atomic_hdf5(path, needed, what, overwrite=overwrite) as f:
         images, labels = create_split(f, "train", target, x.shape[1:], dtype=x.dtype,
                                       compression=compression)
         mset = None if m is None else create_masks(f, "train", target, m.shape[1:],

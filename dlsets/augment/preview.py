@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import space
+from .. import space, stamps
 from ..errors import OptionError
 
 SEPARATOR = 128  # mid grey stands out on both black-background digits and photos
@@ -161,9 +161,11 @@ def preview_cells(images: np.ndarray, augmenter: object, *, n: int, copies: int,
     return cells
 
 
-def save_png(grid: np.ndarray, path: str | os.PathLike, *, scale: int = 1) -> Path:
+def save_png(grid: np.ndarray, path: str | os.PathLike, *, scale: int = 1,
+             overwrite: bool = False) -> Path:
     """Write a uint8 image (H, W), (H, W, 3) or (H, W, 4) as PNG, atomically; ``scale`` enlarges
-    it by pixel repetition. Returns the path."""
+    it by pixel repetition. An existing PNG that dlsets did not write is refused unless
+    ``overwrite`` (see :mod:`dlsets.stamps`). Returns the path."""
     from PIL import Image
 
     grid = np.asarray(grid)
@@ -182,8 +184,9 @@ def save_png(grid: np.ndarray, path: str | os.PathLike, *, scale: int = 1) -> Pa
     if scale > 1:
         space.need_memory(2 * nbytes, f"a {width:,} x {height:,} pixel PNG", "use a smaller scale")
     path = Path(path)
+    stamps.check_replace(path, overwrite, f"writing {path.name}")
     with space.output(path, nbytes + 4096, f"writing {path.name}") as tmp:
         if scale > 1:
             grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)
-        Image.fromarray(grid).save(tmp, format="PNG")
+        Image.fromarray(grid).save(tmp, format="PNG", pnginfo=stamps.png_stamp())
     return path

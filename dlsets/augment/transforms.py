@@ -237,6 +237,9 @@ TRANSFORMS = (RandomAffine, Rotate, Shift, Shear, Zoom, Perspective, HFlip, VFli
 # ---------------------------------------------------------------------------- the augmenter
 def _check_batch(name: str, a: object, dtypes: tuple | None) -> np.ndarray:
     a = np.asarray(a)
+    if a.ndim == 2 and name == "images" and min(a.shape) > 0:
+        raise OptionError(f"images has shape {a.shape}, one (H, W) image, not a batch: use "
+                          "aug.image(img) for one image (or img[None], a batch of one)")
     if a.ndim not in (3, 4) or 0 in a.shape[1:]:
         raise OptionError(f"{name} has shape {a.shape}: expected (N, H, W) or (N, H, W, C)")
     if max(a.shape[1:3]) > F.MAX_SIDE:
