@@ -64,15 +64,19 @@ class Layout:
             self.dirs.add(d)
 
     def add_file(self, rel: str) -> list[str]:
-        parts = parts_of(rel, self.label)
+        folder, _, name = rel.rpartition("/")
+        if folder and folder in self.dirs:  # the common case: a folder seen before
+            parts = [*folder.split("/"), *parts_of(name, self.label)]
+        else:
+            parts = parts_of(rel, self.label)
         if rel in self.files:
             raise FormatError(f"{self.label}: member {rel!r} appears twice; which one is meant "
                               "is ambiguous, refusing the archive (nothing was unpacked)")
         if rel in self.dirs:  # the error path only: finding who needs the folder may scan
             inner = sorted(f for f in self.files | self.dirs if f.startswith(rel + "/"))
             raise self._conflict(rel, inner[0] if inner else rel + "/")
-        if len(parts) > 1:
-            self.add_dir("/".join(parts[:-1]), rel)
+        if folder and folder not in self.dirs:
+            self.add_dir(folder, rel)
         self.files.add(rel)
         return parts
 
