@@ -335,40 +335,46 @@ def zip_members(path: str | os.PathLike):
     """The regular-file members of a zip as (relative path, ZipInfo), every one checked first:
     an unsafe or unwritable name, a link, an encrypted member, a path given twice, a file and
     a folder of one name, or a zip bomb (one member, or all together) fails the whole archive."""
+    with _open_zip(path) as zf:
+        return _checked(zf, os.fspath(path), os.path.getsize(path))
+
+
+def _open_zip(path: str | os.PathLike):
     import zipfile
 
-    label = os.fspath(path)
     try:
-        zf = zipfile.ZipFile(path)
-        size = os.path.getsize(path)
+        return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise FormatError(f"{label}: not a readable zip archive ({exc}); it is damaged or "
-                          "truncated, delete it and fetch again") from None
+        raise FormatError(f"{os.fspath(path)}: not a readable zip archive ({exc}); it is "
+                          "damaged or truncated, delete it and fetch again") from None
+
+
+def _checked(zf, label: str, size: int) -> list:
+    """:func:`zip_members` of the open zip ``zf`` (``size`` bytes long)."""
     members = []
     layout = Layout(label)
     inflated = packed = 0
-    with zf:
-        for info in zf.infolist():
-            if info.is_dir():
-                layout.add_dir(member_path(info.filename, label))  # checked even so
-                continue
-            rel = member_path(info.filename, label)
-            if (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
-                raise UnsafeArchiveError(f"{label}: member {info.filename!r} is a symbolic link; "
-                                         "dataset archives hold plain files only, refusing it")
-            if info.flag_bits & 0x1:
-                raise FormatError(f"{label}: member {info.filename!r} is encrypted; dlsets "
-                                  "reads unencrypted archives only")
-            if (info.file_size > ZIP_RATIO_FLOOR
-                    and info.file_size > ZIP_MAX_RATIO * max(1, info.compress_size)):
-                raise UnsafeArchiveError(
-                    f"{label}: member {info.filename!r} would inflate {info.compress_size:,} "
-                    f"bytes to {info.file_size:,} (more than {ZIP_MAX_RATIO}x): refusing what "
-                    "looks like a zip bomb")
-            layout.add_file(rel)
-            inflated += info.file_size
-            packed += info.compress_size
-            members.append((rel, info))
+    for info in zf.infolist():
+        if info.is_dir():
+            layout.add_dir(member_path(info.filename, label))  # checked even so
+            continue
+        rel = member_path(info.filename, label)
+        if (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
+            raise UnsafeArchiveError(f"{label}: member {info.filename!r} is a symbolic link; "
+                                     "dataset archives hold plain files only, refusing it")
+        if info.flag_bits & 0x1:
+            raise FormatError(f"{label}: member {info.filename!r} is encrypted; dlsets "
+                              "reads unencrypted archives only")
+        if (info.file_size > ZIP_RATIO_FLOOR
+                and info.file_size > ZIP_MAX_RATIO * max(1, info.compress_size)):
+            raise UnsafeArchiveError(
+                f"{label}: member {info.filename!r} would inflate {info.compress_size:,} "
+                f"bytes to {info.file_size:,} (more than {ZIP_MAX_RATIO}x): refusing what "
+                "looks like a zip bomb")
+        layout.add_file(rel)
+        inflated += info.file_size
+        packed += info.compress_size
+        members.append((rel, info))
     if packed > size:  # members sharing their compressed bytes: an overlapping zip bomb
         raise UnsafeArchiveError(f"{label}: its members claim {packed:,} compressed bytes in a "
                                  f"{size:,}-byte file, so they overlap: refusing what looks "
@@ -387,27 +393,31 @@ def extract_zip(source: str | os.PathLike, dest: str | os.PathLike,
     are bounded by each member's declared size and its CRC is checked (zipfile does both);
     ``on_file(rel)`` is called per file. Files stream into one staging folder that becomes
     ``dest`` at the end (see :mod:`dlsets.unpack`): linear in the members."""
+    label = os.fspath(source)
+    with _open_zip(source) as zf:  # opened once: its directory is parsed once
+        members = _checked(zf, label, os.path.getsize(source))
+        need = sum(info.file_size for _, info in members)
+        space.need_disk(Path(dest).absolute().parent, need, f"unpacking {label}",
+                        " or point the cache at a larger disk")
+        return _write_zip(zf, members, dest, label, on_file)
+
+
+def _write_zip(zf, members: list, dest, label: str, on_file) -> dict[str, tuple[int, str]]:
     import hashlib
     import zipfile
 
-    label = os.fspath(source)
-    members = zip_members(source)
-    need = sum(info.file_size for _, info in members)
-    space.need_disk(Path(dest).absolute().parent, need, f"unpacking {label}",
-                    " or point the cache at a larger disk")
     stage = Staging(dest, label)
     out: dict[str, tuple[int, str]] = {}
     try:
-        with zipfile.ZipFile(source) as zf:
-            for rel, info in members:
-                h = hashlib.sha256()
-                with zf.open(info) as src, stage.open(rel.split("/")) as f:
-                    while block := src.read(_CHUNK):
-                        h.update(block)
-                        f.write(block)
-                out[rel] = (info.file_size, h.hexdigest())
-                if on_file:
-                    on_file(rel)
+        for rel, info in members:
+            h = hashlib.sha256()
+            with zf.open(info) as src, stage.open(rel.split("/")) as f:
+                while block := src.read(_CHUNK):
+                    h.update(block)
+                    f.write(block)
+            out[rel] = (info.file_size, h.hexdigest())
+            if on_file:
+                on_file(rel)
         stage.commit()
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise FormatError(f"{label}: damaged zip archive ({exc}); delete it and fetch "
