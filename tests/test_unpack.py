@@ -142,3 +142,18 @@ def test_a_zip_whose_members_overlap_is_refused(tmp_path):
     with pytest.raises(UnsafeArchiveError, match="overlap"):
         archive.extract_zip(tmp_path / "a.zip", tmp_path / "out")
     _nothing_left(tmp_path)
+
+
+def test_a_killed_unpacking_leaves_a_staging_folder_the_next_one_removes(tmp_path):
+    import subprocess
+    import sys
+
+    from dlsets.atomic import HOST
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".out.{HOST}@{dead.pid}-1.tmp"
+    (stale / "d").mkdir(parents=True)
+    (stale / "d" / "half.bin").write_bytes(b"x" * 100)
+    _unpack("zip", [("d/a.txt", b"a")], tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip", "out"]
