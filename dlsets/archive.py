@@ -302,14 +302,15 @@ def extract(source: Source, dest: str | os.PathLike, *, max_member: MemberLimit 
                                  "Free some space or point the cache at a larger disk.")
             with stage.open(parts) as f:
                 for piece in m.chunks():
-                    f.write(piece)
+                    try:
+                        f.write(piece)
+                    except OSError as exc:  # only writes: reading the source is its own error
+                        raise stage._error(exc, stage.root.joinpath(*parts)) from None
                     inflater = m._stream
                     bomb_check(label, inflater.produced, inflater.consumed, ZIP_RATIO_FLOOR,
                                ZIP_MAX_RATIO)
             out.append(stage.path(parts))
         stage.commit()
-    except OSError as exc:
-        raise stage._error(exc, stage.root) from None
     finally:
         stage.close()
     return out

@@ -89,7 +89,7 @@ class Staging:
         self.label = label
         self.dest = Path(dest).absolute()
         if self.dest.is_symlink() or (self.dest.exists() and (
-                not self.dest.is_dir() or any(os.scandir(self.dest)))):
+                not self.dest.is_dir() or _holds_anything(self.dest))):
             raise OptionError(f"unpacking {label}: {self.dest} already exists and is not an "
                               "empty folder; an archive is unpacked into a new folder, whole: "
                               "give one that does not exist yet, or remove it")
@@ -149,6 +149,11 @@ class Staging:
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _holds_anything(folder: Path) -> bool:
+    with os.scandir(folder) as entries:
+        return any(True for _ in entries)
 
 
 def bomb_check(label: str, inflated: int, packed: int, floor: int, ratio: int) -> None:
