@@ -87,7 +87,10 @@ class Staging:
 
     def __init__(self, dest: str | os.PathLike, label: str) -> None:
         self.label = label
-        self.dest = Path(dest).absolute()
+        dest = Path(dest)
+        # the parent resolved (returned paths compare with resolved ones), the name itself not:
+        # a link there is refused below rather than followed
+        self.dest = dest.absolute().parent.resolve() / dest.name
         if self.dest.is_symlink() or (self.dest.exists() and (
                 not self.dest.is_dir() or _holds_anything(self.dest))):
             raise OptionError(f"unpacking {label}: {self.dest} already exists and is not an "

@@ -157,3 +157,13 @@ def test_a_killed_unpacking_leaves_a_staging_folder_the_next_one_removes(tmp_pat
     (stale / "d" / "half.bin").write_bytes(b"x" * 100)
     _unpack("zip", [("d/a.txt", b"a")], tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.zip", "out"]
+
+
+def test_paths_returned_are_under_the_resolved_destination(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "via").symlink_to(real)
+    src = tmp_path / "a.tar"
+    src.write_bytes(_tar([("d/a.txt", b"a")]))
+    [p] = archive.extract(src, tmp_path / "via" / "out")
+    assert p == real.resolve() / "out" / "d" / "a.txt" and p.read_bytes() == b"a"
