@@ -14,9 +14,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .atomic import replacing
-from .errors import FormatError, UnsafeArchiveError
+from . import space
+from .errors import FormatError, SpaceError, UnsafeArchiveError
 from .inflate import Inflater
+from .unpack import Layout, Staging, bomb_check
 
 Source = str | os.PathLike | BinaryIO
 
@@ -275,32 +276,52 @@ def _guarded(f, label: str, max_member: MemberLimit, max_total: int | None
 
 def extract(source: Source, dest: str | os.PathLike, *, max_member: MemberLimit = None,
             max_total: int | None = None) -> list[Path]:
-    """Extract the regular files of an archive under ``dest``; returns their paths.
+    """Extract the regular files of an archive into the new folder ``dest`` (absent or empty);
+    returns their paths.
 
-    Every member is checked before anything is written; each file is streamed to a temporary
-    name and renamed into place, so a failure never leaves a half-written file behind. The
-    bounds are those of :func:`iter_members`.
+    Members stream into one staging folder that becomes ``dest`` when the last is written (see
+    :mod:`dlsets.unpack`), so a failure leaves nothing behind. The bounds are those of
+    :func:`iter_members`, plus the free disk (SpaceError before a member that would not fit)
+    and the inflation ratio of the whole (:data:`ZIP_MAX_RATIO` past :data:`ZIP_RATIO_FLOOR`);
+    a path given twice, or a file and a folder of one name, is a FormatError.
     """
-    root = Path(dest).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    written = []
-    for m in iter_members(source, max_member=max_member, max_total=max_total):
-        target = root.joinpath(*m.path.split("/"))
-        # Belt and braces: after resolving, the target must still be inside root.
-        if root not in target.resolve().parents:
-            raise UnsafeArchiveError(f"member {str(m.path)!r} would be written outside {root}")
-        with replacing(target) as tmp, open(tmp, "wb") as f:
-            for piece in m.chunks():
-                f.write(piece)
-        written.append(target)
-    return written
+    label = os.fspath(source) if isinstance(source, str | os.PathLike) else str(
+        getattr(source, "name", "archive"))
+    stage = Staging(dest, label)
+    layout = Layout(label)
+    free = space.free_disk(stage.root)
+    written, out = 0, []
+    try:
+        for m in iter_members(source, name=label, max_member=max_member, max_total=max_total):
+            parts = layout.add_file(m.path)
+            written += m.size
+            if free is not None and space.needed_with_margin(written) > free:
+                raise SpaceError(f"unpacking {label}: {m.path!r} would bring the files to "
+                                 f"{written:,} bytes ({space.human(written)}) but "
+                                 f"{stage.dest.parent} has {free:,} free; nothing was kept. "
+                                 "Free some space or point the cache at a larger disk.")
+            with stage.open(parts) as f:
+                for piece in m.chunks():
+                    try:
+                        f.write(piece)
+                    except OSError as exc:  # only writes: reading the source is its own error
+                        raise stage._error(exc, stage.root.joinpath(*parts)) from None
+                    inflater = m._stream
+                    bomb_check(label, inflater.produced, inflater.consumed, ZIP_RATIO_FLOOR,
+                               ZIP_MAX_RATIO)
+            out.append(stage.path(parts))
+        stage.commit()
+    finally:
+        stage.close()
+    return out
 
 
 # --- zip archives (Kaggle downloads) -------------------------------------------------------
 
 ZIP_MAX_RATIO = 200
-"""A member that inflates to more than this many times its compressed size (and more than
-ZIP_RATIO_FLOOR bytes) is taken for a zip bomb: images and datasets compress far less."""
+"""A member, or a whole archive, that inflates to more than this many times its compressed
+size (and more than ZIP_RATIO_FLOOR bytes) is taken for a bomb: images and datasets compress
+far less. Tar archives unpacked to disk are held to the same bound."""
 ZIP_RATIO_FLOOR = 64 << 20
 _S_IFMT, _S_IFLNK = 0o170000, 0o120000
 
@@ -313,74 +334,97 @@ def is_zip(path: str | os.PathLike) -> bool:
 
 def zip_members(path: str | os.PathLike):
     """The regular-file members of a zip as (relative path, ZipInfo), every one checked first:
-    an unsafe name, a link, an encrypted member or a zip bomb fails the whole archive."""
+    an unsafe or unwritable name, a link, an encrypted member, a path given twice, a file and
+    a folder of one name, or a zip bomb (one member, or all together) fails the whole archive."""
+    with _open_zip(path) as zf:
+        return _checked(zf, os.fspath(path), os.path.getsize(path))
+
+
+def _open_zip(path: str | os.PathLike):
     import zipfile
 
-    label = os.fspath(path)
     try:
-        zf = zipfile.ZipFile(path)
+        return zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise FormatError(f"{label}: not a readable zip archive ({exc}); it is damaged or "
-                          "truncated, delete it and fetch again") from None
+        raise FormatError(f"{os.fspath(path)}: not a readable zip archive ({exc}); it is "
+                          "damaged or truncated, delete it and fetch again") from None
+
+
+def _checked(zf, label: str, size: int) -> list:
+    """:func:`zip_members` of the open zip ``zf`` (``size`` bytes long)."""
     members = []
-    with zf:
-        for info in zf.infolist():
-            if info.is_dir():
-                member_path(info.filename, label)  # a hostile name is refused even so
-                continue
-            rel = member_path(info.filename, label)
-            if (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
-                raise UnsafeArchiveError(f"{label}: member {info.filename!r} is a symbolic link; "
-                                         "dataset archives hold plain files only, refusing it")
-            if info.flag_bits & 0x1:
-                raise FormatError(f"{label}: member {info.filename!r} is encrypted; dlsets "
-                                  "reads unencrypted archives only")
-            if (info.file_size > ZIP_RATIO_FLOOR
-                    and info.file_size > ZIP_MAX_RATIO * max(1, info.compress_size)):
-                raise UnsafeArchiveError(
-                    f"{label}: member {info.filename!r} would inflate {info.compress_size:,} "
-                    f"bytes to {info.file_size:,} (more than {ZIP_MAX_RATIO}x): refusing what "
-                    "looks like a zip bomb")
-            members.append((rel, info))
+    layout = Layout(label)
+    inflated = packed = 0
+    for info in zf.infolist():
+        if info.is_dir():
+            layout.add_dir(member_path(info.filename, label))  # checked even so
+            continue
+        rel = member_path(info.filename, label)
+        if (info.external_attr >> 16) & _S_IFMT == _S_IFLNK:
+            raise UnsafeArchiveError(f"{label}: member {info.filename!r} is a symbolic link; "
+                                     "dataset archives hold plain files only, refusing it")
+        if info.flag_bits & 0x1:
+            raise FormatError(f"{label}: member {info.filename!r} is encrypted; dlsets "
+                              "reads unencrypted archives only")
+        if (info.file_size > ZIP_RATIO_FLOOR
+                and info.file_size > ZIP_MAX_RATIO * max(1, info.compress_size)):
+            raise UnsafeArchiveError(
+                f"{label}: member {info.filename!r} would inflate {info.compress_size:,} "
+                f"bytes to {info.file_size:,} (more than {ZIP_MAX_RATIO}x): refusing what "
+                "looks like a zip bomb")
+        layout.add_file(rel)
+        inflated += info.file_size
+        packed += info.compress_size
+        members.append((rel, info))
+    if packed > size:  # members sharing their compressed bytes: an overlapping zip bomb
+        raise UnsafeArchiveError(f"{label}: its members claim {packed:,} compressed bytes in a "
+                                 f"{size:,}-byte file, so they overlap: refusing what looks "
+                                 "like a zip bomb (nothing was unpacked)")
+    bomb_check(label, inflated, packed, ZIP_RATIO_FLOOR, ZIP_MAX_RATIO)
     return members
 
 
 def extract_zip(source: str | os.PathLike, dest: str | os.PathLike,
                 on_file=None) -> dict[str, tuple[int, str]]:
-    """Extract the regular files of a zip under ``dest`` (every member checked before the
-    first byte is written, see :func:`zip_members`); returns {relative path: (size, sha256)}.
+    """Extract the regular files of a zip into the new folder ``dest`` (absent or empty; every
+    member checked before the first byte is written, see :func:`zip_members`); returns
+    {relative path: (size, sha256)}.
 
-    Reads are bounded by each member's declared size and its CRC is checked (zipfile does
-    both); ``on_file(rel)`` is called per file. Files go to temporary names and are renamed."""
+    The declared sizes must fit the free disk (SpaceError otherwise, before any write). Reads
+    are bounded by each member's declared size and its CRC is checked (zipfile does both);
+    ``on_file(rel)`` is called per file. Files stream into one staging folder that becomes
+    ``dest`` at the end (see :mod:`dlsets.unpack`): linear in the members."""
+    label = os.fspath(source)
+    with _open_zip(source) as zf:  # opened once: its directory is parsed once
+        members = _checked(zf, label, os.path.getsize(source))
+        need = sum(info.file_size for _, info in members)
+        space.need_disk(Path(dest).absolute().parent, need, f"unpacking {label}",
+                        " or point the cache at a larger disk")
+        return _write_zip(zf, members, dest, label, on_file)
+
+
+def _write_zip(zf, members: list, dest, label: str, on_file) -> dict[str, tuple[int, str]]:
     import hashlib
-    import shutil
     import zipfile
 
-    label = os.fspath(source)
-    members = zip_members(source)
-    root = Path(dest).resolve()
-    root.mkdir(parents=True, exist_ok=True)
-    need = sum(info.file_size for _, info in members)
-    free = shutil.disk_usage(root).free
-    if need > free:
-        raise FormatError(f"{label}: unpacking needs {need:,} bytes but {root} has {free:,} "
-                          "free; free some space or point the cache at a larger disk")
+    stage = Staging(dest, label)
     out: dict[str, tuple[int, str]] = {}
     try:
-        with zipfile.ZipFile(source) as zf:
-            for rel, info in members:
-                target = root.joinpath(*rel.split("/"))
-                if root not in target.resolve().parents:
-                    raise UnsafeArchiveError(f"member {rel!r} would be written outside {root}")
-                h = hashlib.sha256()
-                with replacing(target) as tmp, zf.open(info) as src, open(tmp, "wb") as f:
-                    while block := src.read(_CHUNK):
-                        h.update(block)
-                        f.write(block)
-                out[rel] = (info.file_size, h.hexdigest())
-                if on_file:
-                    on_file(rel)
+        for rel, info in members:
+            h = hashlib.sha256()
+            with zf.open(info) as src, stage.open(rel.split("/")) as f:
+                while block := src.read(_CHUNK):
+                    h.update(block)
+                    f.write(block)
+            out[rel] = (info.file_size, h.hexdigest())
+            if on_file:
+                on_file(rel)
+        stage.commit()
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise FormatError(f"{label}: damaged zip archive ({exc}); delete it and fetch "
                           "again") from None
+    except OSError as exc:
+        raise stage._error(exc, stage.root) from None
+    finally:
+        stage.close()
     return out

@@ -8,8 +8,9 @@ checksum failure. A file whose size or hash is wrong is never renamed into place
 
 A source is left for the next one, which continues from the partial file, when it stays below
 :class:`Policy`'s minimum rate (averaged over a window of transfer time: a crawl or repeated
-stalls), breaks off :data:`MAX_TRIES` times, or keeps failing; its host is then tried last for the
-rest of the fetch (``avoid``). A :class:`Deadline` bounds the whole fetch.
+stalls), breaks off :data:`MAX_TRIES` times, or keeps failing (a try that moved less than
+:data:`MIN_PROGRESS` is a failure); its base URL (:func:`source`) is then tried last for the rest
+of the fetch (``avoid``). A :class:`Deadline` bounds the whole fetch.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ MAX_ATTEMPTS = 4
 """Tries per URL for retryable failures; an attempt that made progress does not count."""
 MAX_TRIES = 10
 """Hard cap on tries per URL, progress or not (a server that breaks off every few bytes)."""
+MIN_PROGRESS = 64 << 10
+"""Bytes a failed try must add beyond the most its URL ever gave for it to count as progress
+(which resets that URL's failure count): a stalling server trickles a kilobyte or so per request
+to look alive, while a real transfer cut by a blip has moved far more than this by then."""
 RETRY_AFTER_CAP = 30.0
 """Longest ``Retry-After`` (and backoff) dlsets waits before a retry, in seconds."""
 MAX_REDIRECTS = 10
@@ -234,9 +239,17 @@ class _Deadline(Exception):
 
 
 def origin(url: str) -> str:
-    """``scheme://host[:port]`` of ``url``: what a slow or failing source is remembered by."""
+    """``scheme://host[:port]`` of ``url``."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def source(url: str) -> str:
+    """``url`` up to its last ``/`` (scheme and host lowercased): the mirror a slow or failing
+    URL is remembered by. Per base URL, not per host: two mirrors on one host (a CDN, a
+    university server) are told apart, so leaving one does not demote the other."""
+    path = urlsplit(url).path
+    return origin(url) + path[: path.rfind("/") + 1]
 
 
 def download_file(
@@ -261,8 +274,8 @@ def download_file(
     Bytes go to ``<dest>.part`` (kept between calls, so the next call resumes it), hashed as
     they arrive; only when size, sha256 and md5 (those given) match is it renamed to ``dest``.
     ``policy`` (default: from the environment) says when a source is too slow to stay with;
-    the next URL then continues from the partial file, and the source's host is added to
-    ``avoid``: URLs on a host in ``avoid`` are tried after all others.
+    the next URL then continues from the partial file, and the URL's :func:`source` is added
+    to ``avoid``: URLs whose source is in ``avoid`` are tried after all others.
     Raises :class:`DownloadError` listing every URL and what it said (``hint`` appended); when
     every URL sent bytes of another size or checksum, :class:`ChecksumError` (a DownloadError)
     with ``mismatch_hint`` appended instead; :class:`DeadlineError` when ``deadline`` passes
@@ -275,7 +288,7 @@ def download_file(
     deadline = deadline or Deadline()
     avoid = set() if avoid is None else avoid
     name = desc or dest.name
-    order = [u for u in urls if origin(u) not in avoid] + [u for u in urls if origin(u) in avoid]
+    order = [u for u in urls if source(u) not in avoid] + [u for u in urls if source(u) in avoid]
     own = session is None
     session = session or requests.Session()
     tried: list[str] = []
@@ -297,7 +310,7 @@ def download_file(
                 tried.append(f"  {url}: {exc}")
                 mismatches += exc.mismatch
                 if exc.leave:
-                    avoid.add(origin(url))
+                    avoid.add(source(url))
                 if exc.leave and i + 1 < len(order):
                     # Time was lost on it: say so now, not only with --verbose.
                     have = _size(part)
@@ -355,7 +368,7 @@ def _from_url(session, url, part, dest, sha256, md5, size, bar, carry, policy: P
                          meter)
         except _Retry as exc:
             now = _size(part)
-            failures = 1 if now > high else failures + 1
+            failures = 1 if now >= high + MIN_PROGRESS else failures + 1
             high = max(high, now)
             if failures >= MAX_ATTEMPTS:
                 raise _Skip(f"{exc} ({tries} attempts)", leave=True) from None

@@ -6,7 +6,7 @@ import tarfile
 import pytest
 
 from dlsets import archive
-from dlsets.errors import FormatError, UnsafeArchiveError
+from dlsets.errors import FormatError, OptionError, UnsafeArchiveError
 from tests.formats import tar_gz_bytes
 
 
@@ -80,9 +80,14 @@ def test_extract_refuses_a_symlinked_folder_in_the_destination(tmp_path):
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "top").symlink_to(outside)
-    with pytest.raises(UnsafeArchiveError):
+    # an archive is unpacked into a new folder, whole: one holding anything is refused
+    with pytest.raises(OptionError, match="not an empty folder"):
         archive.extract(io.BytesIO(tar_gz_bytes({"top/x.txt": b"x"})), dest)
     assert not (outside / "x.txt").exists()
+    (tmp_path / "linked").symlink_to(outside)  # a link to an empty folder is no folder of ours
+    with pytest.raises(OptionError):
+        archive.extract(io.BytesIO(tar_gz_bytes({"x.txt": b"x"})), tmp_path / "linked")
+    assert not list(outside.iterdir())
 
 
 def test_damaged_archive_is_a_format_error(tmp_path):

@@ -638,18 +638,43 @@ def test_a_slow_only_source_fails_in_bounded_time_keeping_the_part(server, regis
     assert 0 < part.stat().st_size < len(body)
 
 
-def test_a_source_that_keeps_breaking_off_is_left_after_max_tries(server, second_server,
-                                                                 register, caplog):
-    body = payload(44, n=40)
-    flaky = server.add("/a.gz", body, drop_after=100, drop_times=1000)  # 100 bytes per try
+@pytest.mark.parametrize("drop_after, tries, words", [
+    (100, download.MAX_ATTEMPTS, "({} attempts)"),  # trivial progress: each try a failure
+    (download.MIN_PROGRESS + 1000, download.MAX_TRIES, "broke off {} times"),  # no end
+])
+def test_a_source_that_keeps_breaking_off_is_left(server, second_server, register, caplog,
+                                                  drop_after, tries, words):
+    body = os.urandom(drop_after * (download.MAX_TRIES + 1))
+    flaky = server.add("/a.gz", body, drop_after=drop_after, drop_times=1000)
     good = second_server.add("/a.gz", body)
     name = register({"a.gz": file_entry(body, [flaky, good])})
     with caplog.at_level("WARNING", logger="dlsets"):
         assert acquire.fetch(name, progress=False)["a.gz"].read_bytes() == body
-    assert download.MAX_TRIES <= 10 and len(server.requests("/a.gz")) == download.MAX_TRIES
-    assert second_server.ranges("/a.gz") == [f"bytes={100 * download.MAX_TRIES}-"]
+    assert download.MAX_TRIES <= 10 and len(server.requests("/a.gz")) == tries
+    assert second_server.ranges("/a.gz") == [f"bytes={drop_after * tries}-"]
     [said] = _leaving(caplog)
-    assert f"broke off {download.MAX_TRIES} times" in said and good in said
+    assert words.format(tries) in said and good in said
+
+
+def test_a_stalling_mirror_costs_a_few_timeouts_per_fetch_beside_one_on_its_host(
+        server, register, monkeypatch, caplog):
+    """1 KiB per request, then silence: each try's trivial progress is no progress, and the
+    mirror is demoted by its base URL, so the good mirror on the same host goes first next."""
+    _slow_policy(monkeypatch, window="600")  # the rate rule alone would allow 10 tries a file
+    bodies = {f: payload(50 + i, n=20) for i, f in enumerate(("a.gz", "b.gz", "c.gz"))}
+    for f, b in bodies.items():
+        server.add(f"/slow/{f}", b, stall_after=1024, stall=30)
+        server.add(f"/good/{f}", b)
+    name = register({f: file_entry(b, [server.url(f"/slow/{f}"), server.url(f"/good/{f}")])
+                     for f, b in bodies.items()})
+    with caplog.at_level("WARNING", logger="dlsets"):
+        paths = acquire.fetch(name, progress=False)
+    assert {f: p.read_bytes() for f, p in paths.items()} == bodies
+    slow = [r for r in server.log if r.path.startswith("/slow/")]
+    assert len(slow) == download.MAX_ATTEMPTS and {r.path for r in slow} == {"/slow/a.gz"}
+    assert all(server.count(f"/good/{f}") == 1 for f in bodies)
+    [said] = _leaving(caplog)
+    assert f"{download.MAX_ATTEMPTS} attempts" in said and "timed out" in said
 
 
 def test_a_deadline_stops_the_fetch_and_the_next_one_continues(server, register, monkeypatch,
