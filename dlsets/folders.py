@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from . import config, prepared
+from . import config, decode_pool, prepared
 from .dataset import Dataset, Split
 from .errors import DlsetsError, FormatError, OptionError
 from .readers import image as imgread
@@ -62,7 +62,6 @@ MAX_CLASSES = 256  # labels are uint8 throughout dlsets
 MAX_SIDE = 4096
 MAX_DEPTH = 32  # folders below a class folder; deeper ones are listed as skipped
 INLINE = 48  # fewer files than this are decoded in this process: no pool to start
-STALL = 600.0  # seconds without a decoded chunk before decoding is given up
 FAST_FROM = 500  # from this many files, importing OpenCV (0.1 s) for the PNG fast path pays
 MEMORY_LIMIT = 1 << 30  # bigger results are assembled in a scratch file, not in memory
 
@@ -531,11 +530,12 @@ def _decode_chunk(args) -> tuple[list[int], np.ndarray, np.ndarray | None, list,
     job, chunk = args
     rows, pixels, masks, skips = [], [], [], []
     present = np.zeros(256, np.int64)
+    memory = decode_pool.budget()
     for row, path, mask_path in chunk:
         if mask_path is None:
-            got = imgread.decode_image(path, job.target, fast=job.fast)
+            got = imgread.decode_image(path, job.target, fast=job.fast, memory=memory)
         else:
-            got = imgread.decode_pair(path, mask_path, job.target)
+            got = imgread.decode_pair(path, mask_path, job.target, memory=memory)
         if isinstance(got, imgread.Skip):
             skips.append((row, got.kind, got.reason))
             continue
@@ -567,23 +567,14 @@ def _values(v: np.ndarray) -> str:
     return shown + (", ..." if len(v) > 8 else "")
 
 
-def _worker_init() -> None:
-    import signal
-    import warnings
-
-    from PIL import Image
-
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    # Ctrl-C reaches the whole process group: the parent stops the pool, the workers keep quiet
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def default_workers() -> int:
-    """Decoding processes: the cores this process may run on."""
+    """Decoding processes: the cores this process may run on, as many as the decoding memory
+    budget has room for (see :mod:`dlsets.decode_pool`)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    return decode_pool.cap_workers(cores)
 
 
 def _chunks(tasks: list, workers: int) -> list[list]:
@@ -593,8 +584,8 @@ def _chunks(tasks: list, workers: int) -> list[list]:
 
 def _decode_all(tasks: list, job: _Job, workers: int, on_done):
     """Yield _decode_chunk results for ``tasks`` (row, path, mask path), in any order:
-    in this process for a few files, else on ``workers`` forked processes (threads where
-    fork is not available: Pillow releases the GIL while it decodes)."""
+    in this process for a few files, else on ``workers`` processes (:mod:`dlsets.decode_pool`:
+    workers that die with this process, a memory budget for big images)."""
     if not job.fast and (len(tasks) >= FAST_FROM or "cv2" in sys.modules):
         try:
             import cv2
@@ -606,49 +597,10 @@ def _decode_all(tasks: list, job: _Job, workers: int, on_done):
             del cv2
         except ImportError:
             pass
-    if workers <= 1 or len(tasks) < INLINE:
-        with imgread.quiet_bomb_warnings():
-            for chunk in _chunks(tasks, 1):
-                r = _decode_chunk((job, chunk))
-                on_done(len(chunk))
-                yield r
-        return
-    chunks = _chunks(tasks, workers)
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
-    if sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods():
-        # fork: the workers start in milliseconds and need nothing importable from __main__;
-        # a worker that dies (killed for memory) breaks the pool instead of hanging it
-        pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
-                                      initializer=_worker_init)
-        quiet = None
-    else:
-        pool = cf.ThreadPoolExecutor(workers)
-        quiet = imgread.quiet_bomb_warnings()
-        quiet.__enter__()
-    try:
-        pending = {pool.submit(_decode_chunk, (job, c)): c for c in chunks}
-        while pending:
-            done, _ = cf.wait(pending, timeout=STALL, return_when=cf.FIRST_COMPLETED)
-            if not done:
-                raise DlsetsError(f"decoding made no progress for {STALL:g} s (still busy with "
-                                  f"{_chunk_names(pending.values())}); stopped")
-            for fut in done:
-                chunk = pending.pop(fut)
-                try:
-                    r = fut.result()
-                except cf.process.BrokenProcessPool:
-                    raise DlsetsError(
-                        "a decoding process died (killed for memory?) while reading "
-                        f"{_chunk_names([chunk])}; give workers=1 (or fewer), or a smaller "
-                        "size=, and try again") from None
-                on_done(len(chunk))
-                yield r
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if quiet is not None:
-            quiet.__exit__(None, None, None)
+    if len(tasks) < INLINE:
+        workers = 1
+    yield from decode_pool.run(_decode_chunk, job, _chunks(tasks, workers), workers, on_done,
+                               _chunk_names)
 
 
 def _chunk_names(chunks) -> str:
