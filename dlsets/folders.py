@@ -44,7 +44,8 @@ from typing import Any
 
 import numpy as np
 
-from . import config, decode_pool, prepared
+from . import config, decode_pool, prepared, space
+from . import scratch as scratch_file
 from .dataset import Dataset, Split
 from .errors import DlsetsError, FormatError, OptionError
 from .readers import image as imgread
@@ -783,6 +784,10 @@ def _build(name: str, sc: Scan, folder: Path, opts: dict, names, workers: int, p
     # under the lock, scratch files of this variant are leftovers of killed processes
     for leftover in folder.parent.glob(f"{folder.name}.*.scratch"):
         leftover.unlink(missing_ok=True)
+    # the prepared copy, and the scratch file it is written from when it is big
+    space.need_disk(folder.parent, nbytes * (2 if nbytes > MEMORY_LIMIT else 1),
+                    f"{name}: preparing {n:,} images of {'x'.join(map(str, shape))}",
+                    " or give a smaller size= (--size)")
     try:
         images = _buffer(folder, (n, *shape), nbytes, scratch)
         masks = _buffer(folder, (n, *shape[:2]), nbytes, scratch) if seg else None
@@ -826,7 +831,7 @@ def _buffer(folder: Path, shape: tuple, nbytes: float, scratch: list) -> np.ndar
         return np.empty(shape, np.uint8)  # rows of skipped files are compacted away
     p = folder.with_name(f"{folder.name}.{os.getpid()}-{len(scratch)}.scratch")
     scratch.append(p)
-    return np.lib.format.open_memmap(p, mode="w+", dtype=np.uint8, shape=shape)
+    return scratch_file.array(p, shape, f"{folder.parent.name}: decoding")
 
 
 def _common_size(sc: Scan, items: list[_Item]) -> tuple[int, int]:
