@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,10 @@ MAX_DEPTH = 32  # folders below a class folder; deeper ones are listed as skippe
 INLINE = 48  # fewer files than this are decoded in this process: no pool to start
 FAST_FROM = 500  # from this many files, importing OpenCV (0.1 s) for the PNG fast path pays
 MEMORY_LIMIT = 1 << 30  # bigger results are assembled in a scratch file, not in memory
+
+
+class SizesDiffer(OptionError):
+    """The images of a folder loaded at their own size (size=None) differ in size."""
 
 
 # --- options -------------------------------------------------------------------------------
@@ -718,7 +723,7 @@ def load_folder(
         slot = folder_slot(root, cache_dir)
     ds = _load(name, root, slot, size=size, color=color, resize=resize, test=test,
                seed=seed, names=names, dtype=dtype, channels=channels, workers=workers,
-               progress=progress, cache_dir=cache_dir)
+               progress=progress, cache_dir=cache_dir, shown=str(path))
     if val is None:
         return ds
     from .splits import with_validation
@@ -727,11 +732,16 @@ def load_folder(
 
 
 def _load(name, root, slot: Path, *, size, color, resize, test, seed, names, dtype, channels,
-          workers, progress, cache_dir) -> Dataset:
+          workers, progress, cache_dir, shown: str) -> Dataset:
     sc = scan(root)
     opts = _options(size, color, resize, test, seed, names)
     folder = slot / _variant(opts)
     got = _usable(folder, sc, opts)
+    if got is not None and got[1].get("skipped"):
+        # the cold load listed them; a warm one says they are still missing, and where to look
+        n = len(got[1]["skipped"])
+        log.warning("%s: %d file%s skipped (`dlsets info %s%s` lists them)", name, n,
+                    "s" if n != 1 else "", shlex.quote(shown), _size_flag(opts))
     if got is None:
         from filelock import FileLock
 
@@ -750,6 +760,10 @@ def _load(name, root, slot: Path, *, size, color, resize, test, seed, names, dty
             ) from exc
     arrays, manifest = got
     return _dataset(name, arrays, manifest, folder, dtype, channels)
+
+
+def _size_flag(opts: dict) -> str:
+    return f" --size {opts['size'][0]} {opts['size'][1]}" if opts["size"] else ""
 
 
 def _usable(folder: Path, sc: Scan, opts: dict, quiet: bool = False):
@@ -860,8 +874,9 @@ def _assemble(name, sc: Scan, items, opts, images, masks, ok, skips, present, na
     if size_mismatch:
         shown = "; ".join(f"{rel} {why}" for rel, why in size_mismatch[:5])
         more = f" (and {len(size_mismatch) - 5} more)" if len(size_mismatch) > 5 else ""
-        raise OptionError(f"{sc.folder}: the images differ in size: {shown}{more}. Give "
-                          "size=(H, W) (CLI: --size H W) to resize them all to one size")
+        raise SizesDiffer(f"{sc.folder}: the images differ in size: {shown}{more}. Give "
+                          "size=(H, W) (CLI: --size H W) to resize them all to one size; "
+                          f"`dlsets info {shlex.quote(str(sc.folder))}` lists the sizes found")
     for r, (_, reason) in sorted(skips.items()):
         skipped[items[r].rel] = reason
     skipped = dict(sorted(skipped.items()))
