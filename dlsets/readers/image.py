@@ -81,18 +81,21 @@ def _image_module():
     return Image
 
 
+def _unopened(exc: OSError) -> Skip:
+    if isinstance(exc, NotRegular):
+        return Skip("not an image", "not a regular file (a FIFO, device or socket now stands "
+                    "where the scan found a file); not read")
+    return Skip("corrupt", f"cannot be opened ({type(exc).__name__}: {exc})")
+
+
 @contextmanager
 def _regular(path: str):
     """``(file, size)`` of the regular file at ``path``, or a Skip for anything else (a FIFO
     put in a file's place never blocks the decoder), closed when the block ends."""
     try:
         f, size = open_regular(path)
-    except NotRegular:
-        yield Skip("not an image", "not a regular file (a FIFO, device or socket now stands "
-                   "where the scan found a file); not read"), 0
-        return
     except OSError as exc:
-        yield Skip("corrupt", f"cannot be opened ({type(exc).__name__}: {exc})"), 0
+        yield _unopened(exc), 0
         return
     with f:
         yield f, size
@@ -332,12 +335,13 @@ def _plain_png(data: bytes) -> tuple[int, int, int] | None:
     return None
 
 
-def _fast_png(data: bytes, target: Target):
+def _fast_png(data: bytes, target: Target, info: tuple[int, int, int] | None = None):
     """Pixels of a plain PNG decoded by OpenCV (no Python per row or chunk: twice as fast as
-    Pillow on small images), bit-identical to the Pillow path; None to use that path."""
+    Pillow on small images), bit-identical to the Pillow path; None to use that path.
+    ``info``: :func:`_plain_png` of ``data`` when the caller has it."""
     import cv2
 
-    info = _plain_png(data)
+    info = info or _plain_png(data)
     if info is None:
         return None
     w, h, ctype = info
@@ -406,9 +410,11 @@ def decode_image(path: str, target: Target, *, fast: bool = False,
     and two thirds of the time); everything else, and anything OpenCV declines, through
     Pillow. ``memory``: a decoding budget that images estimated to need much memory (from
     their header) must hold while they decode. Only regular files are opened."""
-    with _regular(path) as (f, size):
-        if isinstance(f, Skip):
-            return f
+    try:
+        f, size = open_regular(path)
+    except OSError as exc:
+        return _unopened(exc)
+    with f:
         return _decode_file(f, size, path, target, fast, memory)
 
 
@@ -426,7 +432,7 @@ def _decode_file(f, size: int, path: str, target: Target, fast: bool, memory):
             big = (info is not None and memory is not None
                    and info[0] * info[1] * _PEAK_PER_PIXEL["L"] >= memory.small)
             if info is not None and not big:  # big ones go through Pillow and the budget
-                got = _fast_png(data, target)
+                got = _fast_png(data, target, info)
                 if got is not None:
                     return got
             source = io.BytesIO(data)
@@ -443,6 +449,9 @@ def _decode_file(f, size: int, path: str, target: Target, fast: bool, memory):
 
     try:
         with im:
+            w, h = im.size
+            if memory is None or w * h * _PEAK_OTHER + FAST_BYTES < memory.small:
+                return decode()  # small at any mode and scale: no estimate needed
             return _within(memory, peak_bytes(im, target, len(data or b"")), decode)
     except _ERRORS as exc:
         return Skip("corrupt", f"cannot be decoded ({type(exc).__name__}: {exc})")
