@@ -872,9 +872,8 @@ def _assemble(name, sc: Scan, items, opts, images, masks, ok, skips, present, na
     size_mismatch = [(items[r].rel, reason) for r, (kind, reason) in skips.items()
                      if kind == "size"]
     if size_mismatch:
-        shown = "; ".join(f"{rel} {why}" for rel, why in size_mismatch[:5])
-        more = f" (and {len(size_mismatch) - 5} more)" if len(size_mismatch) > 5 else ""
-        raise SizesDiffer(f"{sc.folder}: the images differ in size: {shown}{more}. Give "
+        raise SizesDiffer(f"{sc.folder}: the images differ in size: "
+                          f"{_sizes_found(size_mismatch, target, int(ok.sum()))}. Give "
                           "size=(H, W) (CLI: --size H W) to resize them all to one size; "
                           f"`dlsets info {shlex.quote(str(sc.folder))}` lists the sizes found")
     for r, (_, reason) in sorted(skips.items()):
@@ -937,6 +936,19 @@ def _assemble(name, sc: Scan, items, opts, images, masks, ok, skips, present, na
     if skipped:
         log.warning("%s: skipped %d file(s): %s", name, len(skipped), _first(skipped))
     return arrays, manifest
+
+
+def _sizes_found(mismatch: list[tuple[str, str]], target, same: int) -> str:
+    """"7 files 24x20, 1 file 40x10 (width x height; e.g. b/wide.png)" from the size skips
+    (their reasons start "is WxH") and the ``same`` files of the size read first."""
+    from collections import Counter
+
+    found = Counter({f"{target.exact[1]}x{target.exact[0]}": same})
+    found.update(why.split()[1] for _, why in mismatch)
+    shown = ", ".join(f"{n} file{'s' if n != 1 else ''} {wh}"
+                      for wh, n in found.most_common(5) if n)
+    more = f", {len(found) - 5} more sizes" if len(found) > 5 else ""
+    return f"{shown}{more} (width x height; e.g. {mismatch[0][0]})"
 
 
 def _dataset(name, arrays, manifest, folder: Path, dtype, channels) -> Dataset:
