@@ -398,6 +398,8 @@ def _fast_jpeg(data: bytes, im, target: Target):
         return None
     if not gray:
         a = np.ascontiguousarray(a[..., ::-1])  # numpy: cv2.cvtColor is unsafe after a fork
+    if orient == 1 and raw_target == (a.shape[1], a.shape[0]):
+        return a  # the DCT scale gave the size asked for (512 -> 64): nothing to resample
     out = _resample(_image_module().fromarray(a), raw_target, target.resize, nearest=False)
     return np.asarray(_transpose(out, orient))
 
