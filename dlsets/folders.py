@@ -676,8 +676,9 @@ def load_folder(
     described in :mod:`dlsets.folders`. ``ds.info["skipped"]`` lists every file not used
     (relative path), ``ds.info["skip_reasons"]`` says why (not an image, corrupt, unsupported
     mode, too large, no mask, ...). ``subdir`` points inside the folder (or Kaggle dataset).
-    The first load decodes on ``workers`` processes (default: all cores) with a progress bar;
-    later loads memory-map the prepared copy (milliseconds) until the folder changes.
+    The first load decodes on ``workers`` processes (default: all cores; big images share a
+    memory budget, see :mod:`dlsets.decode_pool`) with a progress bar; later loads
+    memory-map the prepared copy (milliseconds) until the folder changes.
     ``val``/``val_seed`` carve a validation split from train as :func:`dlsets.load` does
     (a folder with its own ``val/`` has one already).
     """
