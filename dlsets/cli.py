@@ -267,7 +267,18 @@ def _cmd_info(args) -> int:
     from . import acquire, loaders, registry
 
     if _source_kind(args.name) != "registry":
-        print("\n".join(_folder_lines(_load(args, args.name))))
+        from .folders import SizesDiffer
+
+        try:
+            ds = _load(args, args.name)
+        except SizesDiffer:
+            if _source_kind(args.name) != "folder":
+                raise
+            from . import folder_survey
+
+            print("\n".join(folder_survey.lines(folder_survey.survey(args.name), args.name)))
+            return 0
+        print("\n".join(_folder_lines(ds)))
         return 0
     spec = registry.get(args.name)
     out = [f"{spec.title} ({spec.name})"]

@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,7 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from . import config, prepared
+from . import config, decode_pool, prepared, space
+from . import scratch as scratch_file
 from .dataset import Dataset, Split
 from .errors import DlsetsError, FormatError, OptionError
 from .readers import image as imgread
@@ -62,9 +64,12 @@ MAX_CLASSES = 256  # labels are uint8 throughout dlsets
 MAX_SIDE = 4096
 MAX_DEPTH = 32  # folders below a class folder; deeper ones are listed as skipped
 INLINE = 48  # fewer files than this are decoded in this process: no pool to start
-STALL = 600.0  # seconds without a decoded chunk before decoding is given up
 FAST_FROM = 500  # from this many files, importing OpenCV (0.1 s) for the PNG fast path pays
 MEMORY_LIMIT = 1 << 30  # bigger results are assembled in a scratch file, not in memory
+
+
+class SizesDiffer(OptionError):
+    """The images of a folder loaded at their own size (size=None) differ in size."""
 
 
 # --- options -------------------------------------------------------------------------------
@@ -531,11 +536,12 @@ def _decode_chunk(args) -> tuple[list[int], np.ndarray, np.ndarray | None, list,
     job, chunk = args
     rows, pixels, masks, skips = [], [], [], []
     present = np.zeros(256, np.int64)
+    memory = decode_pool.budget()
     for row, path, mask_path in chunk:
         if mask_path is None:
-            got = imgread.decode_image(path, job.target, fast=job.fast)
+            got = imgread.decode_image(path, job.target, fast=job.fast, memory=memory)
         else:
-            got = imgread.decode_pair(path, mask_path, job.target)
+            got = imgread.decode_pair(path, mask_path, job.target, memory=memory)
         if isinstance(got, imgread.Skip):
             skips.append((row, got.kind, got.reason))
             continue
@@ -567,23 +573,14 @@ def _values(v: np.ndarray) -> str:
     return shown + (", ..." if len(v) > 8 else "")
 
 
-def _worker_init() -> None:
-    import signal
-    import warnings
-
-    from PIL import Image
-
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    # Ctrl-C reaches the whole process group: the parent stops the pool, the workers keep quiet
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def default_workers() -> int:
-    """Decoding processes: the cores this process may run on."""
+    """Decoding processes: the cores this process may run on, as many as the decoding memory
+    budget has room for (see :mod:`dlsets.decode_pool`)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    return decode_pool.cap_workers(cores)
 
 
 def _chunks(tasks: list, workers: int) -> list[list]:
@@ -593,8 +590,8 @@ def _chunks(tasks: list, workers: int) -> list[list]:
 
 def _decode_all(tasks: list, job: _Job, workers: int, on_done):
     """Yield _decode_chunk results for ``tasks`` (row, path, mask path), in any order:
-    in this process for a few files, else on ``workers`` forked processes (threads where
-    fork is not available: Pillow releases the GIL while it decodes)."""
+    in this process for a few files, else on ``workers`` processes (:mod:`dlsets.decode_pool`:
+    workers that die with this process, a memory budget for big images)."""
     if not job.fast and (len(tasks) >= FAST_FROM or "cv2" in sys.modules):
         try:
             import cv2
@@ -606,49 +603,10 @@ def _decode_all(tasks: list, job: _Job, workers: int, on_done):
             del cv2
         except ImportError:
             pass
-    if workers <= 1 or len(tasks) < INLINE:
-        with imgread.quiet_bomb_warnings():
-            for chunk in _chunks(tasks, 1):
-                r = _decode_chunk((job, chunk))
-                on_done(len(chunk))
-                yield r
-        return
-    chunks = _chunks(tasks, workers)
-    import concurrent.futures as cf
-    import multiprocessing as mp
-
-    if sys.platform.startswith("linux") and "fork" in mp.get_all_start_methods():
-        # fork: the workers start in milliseconds and need nothing importable from __main__;
-        # a worker that dies (killed for memory) breaks the pool instead of hanging it
-        pool = cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
-                                      initializer=_worker_init)
-        quiet = None
-    else:
-        pool = cf.ThreadPoolExecutor(workers)
-        quiet = imgread.quiet_bomb_warnings()
-        quiet.__enter__()
-    try:
-        pending = {pool.submit(_decode_chunk, (job, c)): c for c in chunks}
-        while pending:
-            done, _ = cf.wait(pending, timeout=STALL, return_when=cf.FIRST_COMPLETED)
-            if not done:
-                raise DlsetsError(f"decoding made no progress for {STALL:g} s (still busy with "
-                                  f"{_chunk_names(pending.values())}); stopped")
-            for fut in done:
-                chunk = pending.pop(fut)
-                try:
-                    r = fut.result()
-                except cf.process.BrokenProcessPool:
-                    raise DlsetsError(
-                        "a decoding process died (killed for memory?) while reading "
-                        f"{_chunk_names([chunk])}; give workers=1 (or fewer), or a smaller "
-                        "size=, and try again") from None
-                on_done(len(chunk))
-                yield r
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        if quiet is not None:
-            quiet.__exit__(None, None, None)
+    if len(tasks) < INLINE:
+        workers = 1
+    yield from decode_pool.run(_decode_chunk, job, _chunks(tasks, workers), workers, on_done,
+                               _chunk_names)
 
 
 def _chunk_names(chunks) -> str:
@@ -718,8 +676,9 @@ def load_folder(
     described in :mod:`dlsets.folders`. ``ds.info["skipped"]`` lists every file not used
     (relative path), ``ds.info["skip_reasons"]`` says why (not an image, corrupt, unsupported
     mode, too large, no mask, ...). ``subdir`` points inside the folder (or Kaggle dataset).
-    The first load decodes on ``workers`` processes (default: all cores) with a progress bar;
-    later loads memory-map the prepared copy (milliseconds) until the folder changes.
+    The first load decodes on ``workers`` processes (default: all cores; big images share a
+    memory budget, see :mod:`dlsets.decode_pool`) with a progress bar; later loads
+    memory-map the prepared copy (milliseconds) until the folder changes.
     ``val``/``val_seed`` carve a validation split from train as :func:`dlsets.load` does
     (a folder with its own ``val/`` has one already).
     """
@@ -765,7 +724,7 @@ def load_folder(
         slot = folder_slot(root, cache_dir)
     ds = _load(name, root, slot, size=size, color=color, resize=resize, test=test,
                seed=seed, names=names, dtype=dtype, channels=channels, workers=workers,
-               progress=progress, cache_dir=cache_dir)
+               progress=progress, cache_dir=cache_dir, shown=str(path))
     if val is None:
         return ds
     from .splits import with_validation
@@ -774,11 +733,16 @@ def load_folder(
 
 
 def _load(name, root, slot: Path, *, size, color, resize, test, seed, names, dtype, channels,
-          workers, progress, cache_dir) -> Dataset:
+          workers, progress, cache_dir, shown: str) -> Dataset:
     sc = scan(root)
     opts = _options(size, color, resize, test, seed, names)
     folder = slot / _variant(opts)
     got = _usable(folder, sc, opts)
+    if got is not None and got[1].get("skipped"):
+        # the cold load listed them; a warm one says they are still missing, and where to look
+        n = len(got[1]["skipped"])
+        log.warning("%s: %d file%s skipped (`dlsets info %s%s` lists them)", name, n,
+                    "s" if n != 1 else "", shlex.quote(shown), _size_flag(opts))
     if got is None:
         from . import locks
 
@@ -800,6 +764,10 @@ def _load(name, root, slot: Path, *, size, color, resize, test, seed, names, dty
             ) from exc
     arrays, manifest = got
     return _dataset(name, arrays, manifest, folder, dtype, channels)
+
+
+def _size_flag(opts: dict) -> str:
+    return f" --size {opts['size'][0]} {opts['size'][1]}" if opts["size"] else ""
 
 
 def _usable(folder: Path, sc: Scan, opts: dict, quiet: bool = False):
@@ -834,6 +802,10 @@ def _build(name: str, sc: Scan, folder: Path, opts: dict, names, workers: int, p
     # under the lock, scratch files of this variant are leftovers of killed processes
     for leftover in folder.parent.glob(f"{folder.name}.*.scratch"):
         leftover.unlink(missing_ok=True)
+    # the prepared copy, and the scratch file it is written from when it is big
+    space.need_disk(folder.parent, nbytes * (2 if nbytes > MEMORY_LIMIT else 1),
+                    f"{name}: preparing {n:,} images of {'x'.join(map(str, shape))}",
+                    " or give a smaller size= (--size)")
     try:
         images = _buffer(folder, (n, *shape), nbytes, scratch)
         masks = _buffer(folder, (n, *shape[:2]), nbytes, scratch) if seg else None
@@ -877,7 +849,7 @@ def _buffer(folder: Path, shape: tuple, nbytes: float, scratch: list) -> np.ndar
         return np.empty(shape, np.uint8)  # rows of skipped files are compacted away
     p = folder.with_name(f"{folder.name}.{os.getpid()}-{len(scratch)}.scratch")
     scratch.append(p)
-    return np.lib.format.open_memmap(p, mode="w+", dtype=np.uint8, shape=shape)
+    return scratch_file.array(p, shape, f"{folder.parent.name}: decoding")
 
 
 def _common_size(sc: Scan, items: list[_Item]) -> tuple[int, int]:
@@ -904,10 +876,10 @@ def _assemble(name, sc: Scan, items, opts, images, masks, ok, skips, present, na
     size_mismatch = [(items[r].rel, reason) for r, (kind, reason) in skips.items()
                      if kind == "size"]
     if size_mismatch:
-        shown = "; ".join(f"{rel} {why}" for rel, why in size_mismatch[:5])
-        more = f" (and {len(size_mismatch) - 5} more)" if len(size_mismatch) > 5 else ""
-        raise OptionError(f"{sc.folder}: the images differ in size: {shown}{more}. Give "
-                          "size=(H, W) (CLI: --size H W) to resize them all to one size")
+        raise SizesDiffer(f"{sc.folder}: the images differ in size: "
+                          f"{_sizes_found(size_mismatch, target, int(ok.sum()))}. Give "
+                          "size=(H, W) (CLI: --size H W) to resize them all to one size; "
+                          f"`dlsets info {shlex.quote(str(sc.folder))}` lists the sizes found")
     for r, (_, reason) in sorted(skips.items()):
         skipped[items[r].rel] = reason
     skipped = dict(sorted(skipped.items()))
@@ -968,6 +940,19 @@ def _assemble(name, sc: Scan, items, opts, images, masks, ok, skips, present, na
     if skipped:
         log.warning("%s: skipped %d file(s): %s", name, len(skipped), _first(skipped))
     return arrays, manifest
+
+
+def _sizes_found(mismatch: list[tuple[str, str]], target, same: int) -> str:
+    """"7 files 24x20, 1 file 40x10 (width x height; e.g. b/wide.png)" from the size skips
+    (their reasons start "is WxH") and the ``same`` files of the size read first."""
+    from collections import Counter
+
+    found = Counter({f"{target.exact[1]}x{target.exact[0]}": same})
+    found.update(why.split()[1] for _, why in mismatch)
+    shown = ", ".join(f"{n} file{'s' if n != 1 else ''} {wh}"
+                      for wh, n in found.most_common(5) if n)
+    more = f", {len(found) - 5} more sizes" if len(found) > 5 else ""
+    return f"{shown}{more} (width x height; e.g. {mismatch[0][0]})"
 
 
 def _dataset(name, arrays, manifest, folder: Path, dtype, channels) -> Dataset:

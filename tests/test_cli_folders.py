@@ -105,3 +105,24 @@ def test_verify_without_names_checks_prepared_folders_too(capsys, tmp_path):
     victim.write_bytes(bytes(data))
     code, out, _ = run(capsys, "verify", "--no-repair")
     assert code == 1 and "train_images.npy has sha256" in out
+
+
+def test_info_of_a_mixed_size_folder_lists_the_sizes_and_warm_loads_count_the_skipped(
+        capsys, tmp_path):
+    root = class_folder(tmp_path / "mixed", {"a": 4, "b": 3}, size=(20, 24))
+    save(root / "b" / "wide.png", pattern(10, 40))
+    save(root / "b" / "tall.png", pattern(30, 12))
+    (root / "a" / "notes.txt").write_text("x")
+    code, out, err = run(capsys, "info", root)
+    assert code == 0, err
+    assert "sizes found (height x width): 20x24 (7 files), " in out
+    assert "10x40 (1 file)" in out and "30x12 (1 file)" in out
+    assert "2 classes: a (4), b (5)" in out and "a/notes.txt: not an image" in out
+    assert "--size 20 24" in out and "Traceback" not in err
+    # loaded at one size: the cold load names the skipped file, warm loads count it
+    (root / "b" / "broken.png").write_bytes(b"\x89PNG nope")
+    code, out, err = run(capsys, "export", root, "--size", 8, 8, "--out", tmp_path / "m.npz")
+    assert code == 0 and "b/broken.png" in err
+    code, out, err = run(capsys, "export", root, "--size", 8, 8, "--out", tmp_path / "m.npz")
+    assert code == 0
+    assert f"2 files skipped (`dlsets info {root} --size 8 8` lists them)" in err

@@ -171,6 +171,18 @@ def test_the_opencv_jpeg_path_gives_pillows_pixels(tmp_path, target):
         assert fast.shape == target.shape and np.array_equal(fast, slow), p.name
 
 
+@pytest.mark.parametrize("target", [Target((64, 32)), Target((128, 64), "grayscale"),
+                                    Target((64, 32), resize="crop")])
+def test_the_opencv_jpeg_path_at_an_exact_dct_scale_gives_pillows_pixels(tmp_path, target):
+    img = pattern(512, 256)  # 1/8 and 1/4 of it are the targets: no resampling after the DCT
+    files = [save(tmp_path / "rgb.jpg", img, quality=85),
+             save(tmp_path / "gray.jpg", img[..., 0], quality=85)]
+    for p in files:
+        fast = decode_image(str(p), target, fast=True)
+        assert fast.shape == target.shape and fast.flags.c_contiguous, p.name
+        assert np.array_equal(fast, decode_image(str(p), target)), p.name
+
+
 def test_truncated_files_are_corrupt_on_both_paths(tmp_path):
     for name in ("cut.jpg", "cut.png"):
         full = save(tmp_path / f"full{name[-4:]}", pattern(64, 64)).read_bytes()
