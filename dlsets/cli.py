@@ -78,7 +78,8 @@ _FLAGS = {"rotate": "--rotate", "shift": "--shift", "shear": "--shear", "zoom": 
           "label_mode": "--label-mode", "variant": "--variant", "target": "--target",
           "subset": "--subset", "compression": "--compression", "dtype": "--dtype",
           "channels": "--channels", "size": "--size", "color": "--color", "resize": "--resize",
-          "test": "--test", "mask_classes": "--mask-classes", "overwrite": "--overwrite",
+          "test": "--test", "mask_classes": "--mask-classes", "mask_palette": "--mask-palette",
+          "overwrite": "--overwrite",
           "out": "--out", "logdir": "--tensorboard", "hflip": "--hflip", "vflip": "--vflip"}
 _KEYWORD = re.compile(r"\b(" + "|".join(_FLAGS) + r")=('[^']*'|\([^)]*\)|[^\s;,:)]+)")
 
@@ -141,6 +142,10 @@ def _folder_options(args) -> dict:
             out[key] = value
     if getattr(args, "split_seed", None) is not None:
         out["seed"] = args.split_seed
+    if getattr(args, "mask_palette", None) is not None:
+        from .palette import name, read
+
+        out["mask_palette"] = {name(code): k for code, k in read(args.mask_palette)}
     return out
 
 
@@ -980,6 +985,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="seed of the train/test split rule (default 0)")
     g.add_argument("--mask-classes", type=_positive_int, default=None, metavar="K",
                    help="segmentation: mask values must be 0..K-1 (others are skipped)")
+    g.add_argument("--mask-palette", default=None, metavar="FILE",
+                   help="segmentation with colour-coded masks: a JSON object of colours "
+                   '("#rrggbb" or "r,g,b") to class indices')
 
     def add_folder(name: str, func, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, parents=[common, folder], help=help, description=help)

@@ -36,7 +36,7 @@ import math
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
@@ -627,10 +627,13 @@ def folder_slot(path: PathLike, cache_dir: PathLike | None = None) -> Path:
     return config.cache_root(cache_dir) / FOLDERS_DIR / f"{name}-{digest}"
 
 
-def _options(size, color, resize, test, seed, mask_classes) -> dict:
-    return {"size": list(size) if size else None, "color": color, "resize": resize,
+def _options(size, color, resize, test, seed, mask_classes, palette=None) -> dict:
+    opts = {"size": list(size) if size else None, "color": color, "resize": resize,
             "test": test, "seed": seed, "mask_classes": list(mask_classes or []) or None,
             "version": VERSION}
+    if palette:  # only then: copies made without one keep their key
+        opts["mask_palette"] = [list(p) for p in palette]
+    return opts
 
 
 def _variant(opts: dict) -> str:
@@ -648,6 +651,7 @@ def load_folder(
     test: float = 0.1,
     seed: int = 0,
     mask_classes: int | Sequence[str] | None = None,
+    mask_palette: Mapping | None = None,
     subdir: str | None = None,
     dtype: str = "uint8",
     channels: str | None = None,
@@ -671,6 +675,9 @@ def load_folder(
     resized by nearest neighbour; ``mask_classes`` (a count or names) makes values outside
     them a skip; without it the classes are 0..max value, and masks holding only 0 and 255
     are read as binary 0/1. Labels are then all 0 and ``classes`` names the mask values.
+    Colour-coded masks (CamVid, Cityscapes) take ``mask_palette``, a mapping of colours
+    (``(r, g, b)``, ``"#rrggbb"`` or ``"r,g,b"``) to class indices; a mask holding a colour
+    not in it is skipped, the reason naming the colour.
 
     Without train/test folders, ``test`` (a fraction) and ``seed`` drive the split rule
     described in :mod:`dlsets.folders`. ``ds.info["skipped"]`` lists every file not used
@@ -701,6 +708,9 @@ def load_folder(
 
     seed = params.check_seed(seed)
     names = _mask_classes(mask_classes)
+    from . import palette as _palette
+
+    colours = _palette.check(mask_palette)
     if workers is None:
         workers = default_workers()
     elif isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -724,7 +734,7 @@ def load_folder(
         slot = folder_slot(root, cache_dir)
     ds = _load(name, root, slot, size=size, color=color, resize=resize, test=test,
                seed=seed, names=names, dtype=dtype, channels=channels, workers=workers,
-               progress=progress, cache_dir=cache_dir, shown=str(path))
+               progress=progress, cache_dir=cache_dir, shown=str(path), palette=colours)
     if val is None:
         return ds
     from .splits import with_validation
@@ -733,9 +743,9 @@ def load_folder(
 
 
 def _load(name, root, slot: Path, *, size, color, resize, test, seed, names, dtype, channels,
-          workers, progress, cache_dir, shown: str) -> Dataset:
+          workers, progress, cache_dir, shown: str, palette=None) -> Dataset:
     sc = scan(root)
-    opts = _options(size, color, resize, test, seed, names)
+    opts = _options(size, color, resize, test, seed, names, palette)
     folder = slot / _variant(opts)
     got = _usable(folder, sc, opts)
     if got is not None and got[1].get("skipped"):
@@ -791,7 +801,9 @@ def _build(name: str, sc: Scan, folder: Path, opts: dict, names, workers: int, p
     exact = None
     if size is None:
         exact = _common_size(sc, sc.items(opts["seed"], opts["test"]))
-    target = imgread.Target(size, opts["color"], opts["resize"], exact)
+    colours = opts.get("mask_palette")
+    target = imgread.Target(size, opts["color"], opts["resize"], exact,
+                            tuple(map(tuple, colours)) if colours else None)
     seg = sc.layout == "segmentation"
     job = _Job(target, len(names) if names else None)
     items = sc.items(opts["seed"], opts["test"])

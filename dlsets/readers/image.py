@@ -68,6 +68,8 @@ class Target:
     color: str = "rgb"
     resize: str = "stretch"
     exact: tuple[int, int] | None = None
+    # colour-coded masks: (colour code, class index) pairs (see dlsets.palette)
+    palette: tuple[tuple[int, int], ...] | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -459,9 +461,15 @@ def _decode_file(f, size: int, path: str, target: Target, fast: bool, memory):
         return Skip("corrupt", f"cannot be decoded ({type(exc).__name__}: {exc})")
 
 
-def _mask_values(im):
-    """A mask image as a (h, w) integer array, or a Skip for masks that are not class maps."""
+def _mask_values(im, palette=None):
+    """A mask image as a (h, w) integer array, or a Skip for masks that are not class maps
+    (with a ``palette``: colours mapped to classes, a Skip naming a colour not in it)."""
     mode = im.mode
+    if palette is not None:
+        from ..palette import apply
+
+        got = apply(np.asarray(im.convert("RGB")), palette)
+        return Skip("mask", got) if isinstance(got, str) else got
     if mode in ("L", "P"):
         return np.asarray(im)
     if mode == "1":
@@ -479,7 +487,8 @@ def _mask_values(im):
         if np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 0], a[..., 2]):
             return np.ascontiguousarray(a[..., 0])
         return Skip("mask", f"mask is a colour image (mode {mode}); masks must be class "
-                    "indices: save them as single-channel (mode L or P) PNGs")
+                    "indices (single-channel, mode L or P), or give a palette of colours to "
+                    "classes (mask_palette=, --mask-palette FILE)")
     return Skip("mask", f"mask has mode {mode}; masks must be class indices (mode L, P or I;16)")
 
 
@@ -529,7 +538,7 @@ def _pair_pixels(im, mk, target: Target):
     pixels = _decode_opened(im, target)
     if isinstance(pixels, Skip):
         return pixels
-    values = _mask_values(mk)
+    values = _mask_values(mk, target.palette)
     if isinstance(values, Skip):
         return values
     m = Image.fromarray(values, "L")
