@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from numbers import Real
 
 import numpy as np
@@ -19,7 +20,7 @@ import numpy as np
 from ..errors import OptionError, ReplayError
 from ..tensors import index, index_array, to_numpy
 from . import functional as F
-from . import params
+from . import kernels, params
 
 Range = tuple[float, float]
 PIECE_PIXELS = 1 << 20  # pixels per piece of work: big enough to amortise per-call costs
@@ -341,6 +342,9 @@ class Augmenter:
     All geometry of a sample is composed (list order; Elastic last) and resampled once.
     ``border`` is "constant" (``fill``), "reflect" (mirror without repeating the edge pixel) or
     "edge"; ``workers`` threads share a batch (default: up to 4), which never changes results.
+    Images of 48 x 48 pixels or more are warped one OpenCV call each, smaller ones many to a
+    call (chosen by shape only: see :mod:`.kernels`); ``repr`` names the ``algorithm`` version,
+    and ``algorithm=`` (optional) must be this release's.
     """
 
     def __init__(
@@ -360,7 +364,12 @@ class Augmenter:
         mask_fill: float = 0,
         seed: int = 0,
         workers: int | None = None,
+        algorithm: int | None = None,
     ) -> None:
+        if algorithm is not None and algorithm != kernels.ALGORITHM:
+            raise OptionError(f"algorithm={algorithm!r} is not available: this dlsets augments "
+                              f"with algorithm {kernels.ALGORITHM} only (outputs recorded "
+                              "under another number need the dlsets release that made them)")
         keywords = dict(rotate=rotate, shift=shift, shear=shear, zoom=zoom, elastic=elastic,
                         perspective=perspective)
         if transforms is not None:
@@ -420,8 +429,10 @@ class Augmenter:
         self._greyscale_sizes: set[tuple[int, int]] = set()
 
     def __repr__(self) -> str:
+        # the algorithm number goes wherever the repr is recorded (HDF5 attributes, shard keys)
         return (f"Augmenter({list(self.transforms)!r}, border={self.border!r}, "
-                f"fill={self.fill!r}, seed={self.seed})")
+                f"fill={self.fill!r}, mask_fill={self.mask_fill!r}, seed={self.seed}, "
+                f"algorithm={kernels.ALGORITHM})")
 
     def __getstate__(self) -> dict:
         # a copy keeps the position but not the counter: see the class docstring
@@ -557,13 +568,18 @@ class Augmenter:
         if channels == "first" and out.ndim == 4 and out.shape[3] > 1:
             back_first = np.empty(given[0].shape, out.dtype)
 
+        # by shape only (kernels.ALGORITHM): never by timing, threads or machine
+        each = kernels.per_image(images.shape, None if masks is None else mask_in.shape)
+        perspective = any(isinstance(t, Perspective) for t in self.transforms)
+
         def run(se: tuple[int, int]) -> None:
             s, e = se
             inverse, field = (self._geometry(first + s, e - s, height, width) if ids is None
                               else self._geometry(0, e - s, height, width, ids=ids[s:e]))
-            F.warp(images[s:e], inverse, field=field, border=self.border, fill=self.fill,
-                   masks=None if masks is None else mask_in[s:e], mask_fill=self.mask_fill,
-                   out=out[s:e], mask_out=None if masks is None else mask_out[s:e])
+            warp = (partial(kernels.warp_each, perspective=perspective) if each else F.warp)
+            warp(images[s:e], inverse, field=field, border=self.border, fill=self.fill,
+                 masks=None if masks is None else mask_in[s:e], mask_fill=self.mask_fill,
+                 out=out[s:e], mask_out=None if masks is None else mask_out[s:e])
             if back_first is not None:  # while the piece is in cache, in the worker threads
                 back_first[s:e] = out[s:e].transpose(0, 3, 1, 2)
 

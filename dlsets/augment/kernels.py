@@ -1,0 +1,101 @@
+"""Which resampling a batch gets, by image shape and dtype only, and the per-image kernels.
+
+Small images go through :func:`.functional.warp` (one ``cv2.remap`` over a mosaic of many
+images: per-call costs dominate there). From ``PER_IMAGE_PIXELS`` pixels on, each image gets
+its own OpenCV call: ``cv2.warpAffine`` / ``cv2.warpPerspective`` for chains without an elastic
+field (OpenCV computes the sampling positions block by block in cache, which no NumPy map can
+match), ``cv2.remap`` over the image's own map otherwise (the mosaic's map, its field's
+products computed with ``cv2.gemm``). The choice depends on the shape,
+dtype and kinds of transform, never on timing, threads or the machine, so a sample's output
+depends only on (seed, sample id, shape, dtype).
+
+``ALGORITHM`` numbers the arithmetic: it is part of every Augmenter's ``repr``, which HDF5 and
+Caffe outputs record and shard folders compare (a folder begun under another number is refused).
+Bump it whenever any sample's output changes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import functional as F
+
+# 1: every image through the mosaic (sampling rows on a 1/512-pixel grid).
+# 2: images of PER_IMAGE_PIXELS pixels or more warped one OpenCV call each (warpAffine /
+#    warpPerspective for geometry without an elastic field: OpenCV's own sampling positions;
+#    elastic fields' products by cv2.gemm, which rounds differently from OpenBLAS).
+ALGORITHM = 2
+
+# From 48 x 48 pixels on, one call per image beats the mosaic (bench_augment.py --sizes): the
+# per-call cost (~5 us) is then a small part of the warp. Part of ALGORITHM: never tune it
+# without bumping the number, since it decides which arithmetic an image size gets.
+PER_IMAGE_PIXELS = 48 * 48
+_MAX_CHANNELS = 4  # OpenCV's warps take at most 4 channels; more go through the mosaic
+
+
+def per_image(shape: tuple[int, ...], mask_shape: tuple[int, ...] | None = None) -> bool:
+    """True when images of ``shape`` (N, H, W[, C]) (with masks of ``mask_shape``) are warped
+    one OpenCV call each rather than through the mosaic."""
+    h, w = shape[1:3]
+    if h * w < PER_IMAGE_PIXELS:
+        return False
+    return all(s is None or len(s) < 4 or s[3] <= _MAX_CHANNELS for s in (shape, mask_shape))
+
+
+_BORDERS = {"constant": "BORDER_CONSTANT", "reflect": "BORDER_REFLECT_101",
+            "edge": "BORDER_REPLICATE"}
+
+
+def warp_each(
+    images: np.ndarray,
+    inverse: np.ndarray,
+    *,
+    field: F.Field | None = None,
+    perspective: bool = False,
+    border: str = "constant",
+    fill: float = 0,
+    masks: np.ndarray | None = None,
+    mask_fill: float = 0,
+    out: np.ndarray,
+    mask_out: np.ndarray | None = None,
+) -> None:
+    """Resample image i (and mask i) through ``inverse[i]`` (and ``field``) into ``out[i]``
+    (``mask_out[i]``), one OpenCV call per image: bilinear for images, nearest for masks."""
+    import cv2
+
+    n, height, width = images.shape[:3]
+    mode = getattr(cv2, _BORDERS[border])
+    jobs = [(images, out, cv2.INTER_LINEAR, (fill,) * 4)]
+    if masks is not None:
+        jobs.append((masks, mask_out, cv2.INTER_NEAREST, (mask_fill,) * 4))
+    for i in range(n):
+        if field is None:
+            m = inverse[i] if perspective else inverse[i, :2]
+            call = cv2.warpPerspective if perspective else cv2.warpAffine
+            for src, dst, flag, value in jobs:
+                _into(dst[i], call(src[i], m, (width, height), dst=dst[i],
+                                   flags=flag | cv2.WARP_INVERSE_MAP, borderMode=mode,
+                                   borderValue=value))
+            continue
+        u, v = F.sample_maps(inverse[i:i + 1], field.take(slice(i, i + 1)), height, width,
+                             border, product=_gemm_product)
+        for src, dst, flag, value in jobs:
+            _into(dst[i], cv2.remap(src[i], u[0], v[0], flag, dst=dst[i],
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=value))
+
+
+def _into(dst: np.ndarray, got: np.ndarray) -> None:
+    """OpenCV drops a trailing axis of 1 and then writes a new array, not ``dst``."""
+    if not np.shares_memory(dst, got):
+        dst[...] = got.reshape(dst.shape)
+
+
+def _gemm_product(rows: np.ndarray, z: np.ndarray, cols: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = rows @ z[i] @ cols.T with OpenCV's gemm: single-threaded and independent of the
+    batch. NumPy's OpenBLAS would start threads of its own inside each pool thread; with more
+    threads than cores (or other load) its spinning made elastic warps 5-10x slower."""
+    import cv2
+
+    for i in range(len(z)):
+        t = cv2.gemm(z[i], cols, 1.0, None, 0.0, flags=cv2.GEMM_2_T)
+        cv2.gemm(rows, t, 1.0, None, 0.0, dst=out[i])
