@@ -36,7 +36,7 @@ ROWS = [
     ("affine", 512, 3, False), ("affine", 512, 0, False),
     ("elastic", 28, 0, False), ("elastic", 32, 3, False),
     ("elastic", 128, 0, False), ("elastic", 128, 3, False), ("elastic", 256, 0, False),
-    ("elastic", 256, 3, False), ("elastic", 512, 0, False),
+    ("elastic", 256, 3, False), ("elastic", 512, 0, False), ("elastic", 512, 3, False),
 ]
 PIXELS = 12_000_000  # per set: about a tenth of a second of dlsets' work at every size
 
