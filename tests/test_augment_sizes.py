@@ -125,3 +125,14 @@ def test_a_shard_folder_begun_under_another_algorithm_is_refused(tmp_path, monke
     monkeypatch.setattr(kernels, "ALGORITHM", kernels.ALGORITHM + 1)
     with pytest.raises(OptionError, match="another expansion"):
         expand_shard(x, y, 40, tmp_path / "s", shard=1, **kw)
+
+
+def test_large_images_in_any_memory_layout():
+    x = _smooth(3, SIDE, SIDE, 3)
+    aug = Augmenter(rotate=20, shift=0.1, seed=1)
+    want = aug(x, start=0)
+    assert np.array_equal(aug(np.asfortranarray(x), start=0), want)
+    assert np.array_equal(aug(x[:, ::-1], start=0), aug(np.ascontiguousarray(x[:, ::-1]), start=0))
+    nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    got = aug(nchw, channels="first", start=0)
+    assert got.flags.c_contiguous and np.array_equal(got, want.transpose(0, 3, 1, 2))
