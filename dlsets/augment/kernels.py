@@ -5,7 +5,7 @@ images: per-call costs dominate there). From ``PER_IMAGE_PIXELS`` pixels on, eac
 its own OpenCV call: ``cv2.warpAffine`` / ``cv2.warpPerspective`` for chains without an elastic
 field (OpenCV computes the sampling positions block by block in cache, which no NumPy map can
 match), ``cv2.remap`` over the image's own map otherwise (the mosaic's map, its field's
-products computed with ``cv2.gemm``). The choice depends on the shape,
+products computed in blocks small enough for one thread). The choice depends on the shape,
 dtype and kinds of transform, never on timing, threads or the machine, so a sample's output
 depends only on (seed, sample id, shape, dtype).
 
@@ -23,7 +23,7 @@ from . import functional as F
 # 1: every image through the mosaic (sampling rows on a 1/512-pixel grid).
 # 2: images of PER_IMAGE_PIXELS pixels or more warped one OpenCV call each (warpAffine /
 #    warpPerspective for geometry without an elastic field: OpenCV's own sampling positions;
-#    elastic fields' products by cv2.gemm, which rounds differently from OpenBLAS).
+#    elastic fields' products in blocks that OpenBLAS runs on one thread).
 ALGORITHM = 2
 
 # From 48 x 48 pixels on, one call per image beats the mosaic (bench_augment.py --sizes): the
@@ -78,7 +78,7 @@ def warp_each(
                                    borderValue=value))
             continue
         u, v = F.sample_maps(inverse[i:i + 1], field.take(slice(i, i + 1)), height, width,
-                             border, product=_gemm_product)
+                             border, product=_blocked_product)
         for src, dst, flag, value in jobs:
             _into(dst[i], cv2.remap(src[i], u[0], v[0], flag, dst=dst[i],
                                     borderMode=cv2.BORDER_CONSTANT, borderValue=value))
@@ -90,12 +90,26 @@ def _into(dst: np.ndarray, got: np.ndarray) -> None:
         dst[...] = got.reshape(dst.shape)
 
 
-def _gemm_product(rows: np.ndarray, z: np.ndarray, cols: np.ndarray, out: np.ndarray) -> None:
-    """out[i] = rows @ z[i] @ cols.T with OpenCV's gemm: single-threaded and independent of the
-    batch. NumPy's OpenBLAS would start threads of its own inside each pool thread; with more
-    threads than cores (or other load) its spinning made elastic warps 5-10x slower."""
-    import cv2
-
+def _blocked_product(rows: np.ndarray, z: np.ndarray, cols: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = rows @ z[i] @ cols.T in products small enough that OpenBLAS never starts threads
+    (it does above 2**18 multiply-adds): called from the pool threads, its threads spun against
+    each other and against other load, making elastic warps 5-10x slower."""
     for i in range(len(z)):
-        t = cv2.gemm(z[i], cols, 1.0, None, 0.0, flags=cv2.GEMM_2_T)
-        cv2.gemm(rows, t, 1.0, None, 0.0, dst=out[i])
+        _single_threaded(rows, _single_threaded(z[i], cols.T), out[i])
+
+
+_SINGLE_THREAD_MNK = 1 << 18  # OpenBLAS: SMP_THRESHOLD_MIN (65536) x GEMM_MULTITHREAD_THRESHOLD (4)
+
+
+def _single_threaded(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """a @ b in square-ish output blocks, each product under OpenBLAS' threading threshold
+    (blocks of a few rows would re-pack all of b for every call: 18x slower at 512 pixels)."""
+    m, k = a.shape
+    n = b.shape[1]
+    if out is None:
+        out = np.empty((m, n), np.result_type(a, b))
+    side = max(1, int((_SINGLE_THREAD_MNK // max(1, k)) ** 0.5))
+    for s in range(0, m, side):
+        for t in range(0, n, side):
+            out[s:s + side, t:t + side] = np.matmul(a[s:s + side], b[:, t:t + side])
+    return out
