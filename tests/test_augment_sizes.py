@@ -8,7 +8,8 @@ from dlsets.augment import Augmenter, expand_to_hdf5, kernels
 from dlsets.augment import functional as F
 from dlsets.errors import OptionError
 
-SIDE = 48  # the smallest per-image size: the tests stay small and fast
+SIDE = 32  # the smallest per-image sizes: the tests stay small and fast
+ESIDE = 144  # with an elastic field
 
 
 def _smooth(n, h, w, c=None, dtype=np.uint8, seed=0):
@@ -21,9 +22,11 @@ def _smooth(n, h, w, c=None, dtype=np.uint8, seed=0):
 
 def test_the_kernel_is_chosen_by_shape_only():
     assert kernels.PER_IMAGE_PIXELS == SIDE * SIDE
-    assert not kernels.per_image((10, 28, 28)) and not kernels.per_image((10, 32, 32, 3))
-    assert not kernels.per_image((10, 47, 48, 3))
-    assert kernels.per_image((10, 48, 48)) and kernels.per_image((1, 512, 512, 4))
+    assert kernels.ELASTIC_PER_IMAGE_PIXELS == ESIDE * ESIDE
+    assert not kernels.per_image((10, 28, 28)) and not kernels.per_image((10, 31, 32, 3))
+    assert kernels.per_image((10, 32, 32)) and kernels.per_image((1, 512, 512, 4))
+    assert not kernels.per_image((10, 128, 128), elastic=True)
+    assert kernels.per_image((10, 144, 144, 3), elastic=True)
     assert kernels.per_image((10, 64, 64, 3), (10, 64, 64))
     # more than 4 channels (images or masks): OpenCV's warps cannot take them whole
     assert not kernels.per_image((10, 64, 64, 5))
@@ -71,9 +74,9 @@ def test_large_perspective_images_are_opencv_warpperspective():
 def test_large_elastic_images_follow_their_field():
     # the per-image kernel computes the field's products in blocks (one OpenBLAS thread each),
     # which may round a few values differently from the mosaic's whole products
-    x = _smooth(4, SIDE, SIDE, 3)
+    x = _smooth(3, ESIDE, ESIDE, 3)
     aug = Augmenter(rotate=10, elastic=(20, 3), seed=3)
-    inverse, field = aug._geometry(0, 4, SIDE, SIDE)
+    inverse, field = aug._geometry(0, 3, ESIDE, ESIDE)
     mosaic = F.warp(x, inverse, field=field)
     got = aug(x, start=0)
     diff = np.abs(got.astype(int) - mosaic)
@@ -86,7 +89,8 @@ def test_large_elastic_images_follow_their_field():
 def test_large_images_do_not_depend_on_batch_threads_or_opencv_threads(kw):
     import cv2
 
-    x = _smooth(7, SIDE, SIDE, 3)
+    side = ESIDE if "elastic" in kw else SIDE
+    x = _smooth(7, side, side, 3)
     whole = Augmenter(**kw, seed=4, workers=2)(x, start=100)
     ids = np.array([106, 100, 103, 101, 105, 102, 104])
     threads = cv2.getNumThreads()

@@ -1,7 +1,8 @@
 """Which resampling a batch gets, by image shape and dtype only, and the per-image kernels.
 
 Small images go through :func:`.functional.warp` (one ``cv2.remap`` over a mosaic of many
-images: per-call costs dominate there). From ``PER_IMAGE_PIXELS`` pixels on, each image gets
+images: per-call costs dominate there). From ``PER_IMAGE_PIXELS`` pixels on
+(``ELASTIC_PER_IMAGE_PIXELS`` with an elastic field), each image gets
 its own OpenCV call: ``cv2.warpAffine`` / ``cv2.warpPerspective`` for chains without an elastic
 field (OpenCV computes the sampling positions block by block in cache, which no NumPy map can
 match), ``cv2.remap`` over the image's own map otherwise (the mosaic's map, its field's
@@ -21,23 +22,28 @@ import numpy as np
 from . import functional as F
 
 # 1: every image through the mosaic (sampling rows on a 1/512-pixel grid).
-# 2: images of PER_IMAGE_PIXELS pixels or more warped one OpenCV call each (warpAffine /
+# 2: images of PER_IMAGE_PIXELS (elastic: ELASTIC_PER_IMAGE_PIXELS) pixels or more warped one
+#    OpenCV call each (warpAffine /
 #    warpPerspective for geometry without an elastic field: OpenCV's own sampling positions;
 #    elastic fields' products in blocks that OpenBLAS runs on one thread).
 ALGORITHM = 2
 
-# From 48 x 48 pixels on, one call per image beats the mosaic (bench_augment.py --sizes): the
-# per-call cost (~5 us) is then a small part of the warp. Part of ALGORITHM: never tune it
-# without bumping the number, since it decides which arithmetic an image size gets.
-PER_IMAGE_PIXELS = 48 * 48
+# From these sizes on, one call per image beats the mosaic (measured side by side on 2 cores,
+# tests/bench/bench_augment_sizes.py): affine warps from 32 x 32 pixels (28 x 28 ties: MNIST
+# keeps the mosaic), elastic ones from 144 x 144 (per-image maps and field products cost more
+# below; above, the mosaic's whole products make OpenBLAS start threads that fight the pool's).
+# Part of ALGORITHM: changing them changes outputs, so bump the number with them.
+PER_IMAGE_PIXELS = 32 * 32
+ELASTIC_PER_IMAGE_PIXELS = 144 * 144
 _MAX_CHANNELS = 4  # OpenCV's warps take at most 4 channels; more go through the mosaic
 
 
-def per_image(shape: tuple[int, ...], mask_shape: tuple[int, ...] | None = None) -> bool:
+def per_image(shape: tuple[int, ...], mask_shape: tuple[int, ...] | None = None, *,
+              elastic: bool = False) -> bool:
     """True when images of ``shape`` (N, H, W[, C]) (with masks of ``mask_shape``) are warped
-    one OpenCV call each rather than through the mosaic."""
+    one OpenCV call each rather than through the mosaic; ``elastic``: the chain has a field."""
     h, w = shape[1:3]
-    if h * w < PER_IMAGE_PIXELS:
+    if h * w < (ELASTIC_PER_IMAGE_PIXELS if elastic else PER_IMAGE_PIXELS):
         return False
     return all(s is None or len(s) < 4 or s[3] <= _MAX_CHANNELS for s in (shape, mask_shape))
 

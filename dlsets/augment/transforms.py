@@ -342,9 +342,9 @@ class Augmenter:
     All geometry of a sample is composed (list order; Elastic last) and resampled once.
     ``border`` is "constant" (``fill``), "reflect" (mirror without repeating the edge pixel) or
     "edge"; ``workers`` threads share a batch (default: up to 4), which never changes results.
-    Images of 48 x 48 pixels or more are warped one OpenCV call each, smaller ones many to a
-    call (chosen by shape only: see :mod:`.kernels`); ``repr`` names the ``algorithm`` version,
-    and ``algorithm=`` (optional) must be this release's.
+    Images of 32 x 32 pixels or more (144 x 144 with ``elastic``) are warped one OpenCV call
+    each, smaller ones many to a call (chosen by shape only: see :mod:`.kernels`); ``repr``
+    names the ``algorithm`` version, and ``algorithm=`` (optional) must be this release's.
     """
 
     def __init__(
@@ -569,7 +569,8 @@ class Augmenter:
             back_first = np.empty(given[0].shape, out.dtype)
 
         # by shape only (kernels.ALGORITHM): never by timing, threads or machine
-        each = kernels.per_image(images.shape, None if masks is None else mask_in.shape)
+        each = kernels.per_image(images.shape, None if masks is None else mask_in.shape,
+                                 elastic=any(isinstance(t, Elastic) for t in self.transforms))
         perspective = any(isinstance(t, Perspective) for t in self.transforms)
 
         def run(se: tuple[int, int]) -> None:
