@@ -149,3 +149,26 @@ def test_blocked_products_cover_every_entry():
         b = rng.standard_normal((k, n)).astype(np.float32)
         got = kernels._single_threaded(a, b)
         assert got.shape == (m, n) and np.allclose(got, a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_a_users_own_geometric_transform_gets_the_perspective_warp():
+    import cv2
+
+    from dlsets.augment.transforms import Geometric
+
+    class Tilt(Geometric):
+        words = 1
+
+        def inverse(self, u, height, width):
+            m = np.repeat(np.eye(3)[None], len(u), axis=0)
+            m[:, 2, 0] = 1e-3 * u[:, 0]  # projective: not an affine matrix
+            return m
+
+    x = _smooth(2, SIDE, SIDE, 3)
+    aug = Augmenter([Tilt()], seed=0)
+    inverse = aug._geometry(0, 2, SIDE, SIDE)[0]
+    got = aug(x, start=0)
+    for i in range(2):
+        want = cv2.warpPerspective(x[i], inverse[i], (SIDE, SIDE),
+                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        assert np.array_equal(got[i], want)

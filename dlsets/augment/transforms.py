@@ -571,7 +571,9 @@ class Augmenter:
         # by shape only (kernels.ALGORITHM): never by timing, threads or machine
         each = kernels.per_image(images.shape, None if masks is None else mask_in.shape,
                                  elastic=any(isinstance(t, Elastic) for t in self.transforms))
-        perspective = any(isinstance(t, Perspective) for t in self.transforms)
+        # warpAffine only for transforms known to be affine (a user's Geometric may not be)
+        perspective = not all(isinstance(t, (RandomAffine, HFlip, VFlip, Elastic))
+                              for t in self.transforms)
 
         def run(se: tuple[int, int]) -> None:
             s, e = se
