@@ -17,8 +17,11 @@ Bump it whenever any sample's output changes.
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 
+from ..errors import OptionError
 from . import functional as F
 
 # 1: every image through the mosaic (sampling rows on a 1/512-pixel grid).
@@ -46,6 +49,23 @@ def per_image(shape: tuple[int, ...], mask_shape: tuple[int, ...] | None = None,
     if h * w < (ELASTIC_PER_IMAGE_PIXELS if elastic else PER_IMAGE_PIXELS):
         return False
     return all(s is None or len(s) < 4 or s[3] <= _MAX_CHANNELS for s in (shape, mask_shape))
+
+
+def pick(shape: tuple[int, ...], mask_shape: tuple[int, ...] | None, *, elastic: bool,
+         affine: bool):
+    """The warp function for this batch: the mosaic's, or :func:`warp_each` (warpAffine only
+    when every transform is known to be affine)."""
+    if not per_image(shape, mask_shape, elastic=elastic):
+        return F.warp
+    return partial(warp_each, perspective=not affine)
+
+
+def check_algorithm(algorithm: object) -> None:
+    """``algorithm=`` given to an Augmenter must be this release's (or None)."""
+    if algorithm is not None and algorithm != ALGORITHM:
+        raise OptionError(f"algorithm={algorithm!r} is not available: this dlsets augments "
+                          f"with algorithm {ALGORITHM} only (outputs recorded under another "
+                          "number need the dlsets release that made them)")
 
 
 _BORDERS = {"constant": "BORDER_CONSTANT", "reflect": "BORDER_REFLECT_101",

@@ -12,7 +12,6 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from numbers import Real
 
 import numpy as np
@@ -233,6 +232,7 @@ class Elastic(Transform):
 
 
 TRANSFORMS = (RandomAffine, Rotate, Shift, Shear, Zoom, Perspective, HFlip, VFlip, Elastic)
+_AFFINE = (RandomAffine, HFlip, VFlip, Elastic)  # a user's own Geometric may be projective
 
 
 # ---------------------------------------------------------------------------- the augmenter
@@ -366,10 +366,7 @@ class Augmenter:
         workers: int | None = None,
         algorithm: int | None = None,
     ) -> None:
-        if algorithm is not None and algorithm != kernels.ALGORITHM:
-            raise OptionError(f"algorithm={algorithm!r} is not available: this dlsets augments "
-                              f"with algorithm {kernels.ALGORITHM} only (outputs recorded "
-                              "under another number need the dlsets release that made them)")
+        kernels.check_algorithm(algorithm)
         keywords = dict(rotate=rotate, shift=shift, shear=shear, zoom=zoom, elastic=elastic,
                         perspective=perspective)
         if transforms is not None:
@@ -568,18 +565,15 @@ class Augmenter:
         if channels == "first" and out.ndim == 4 and out.shape[3] > 1:
             back_first = np.empty(given[0].shape, out.dtype)
 
-        # by shape only (kernels.ALGORITHM): never by timing, threads or machine
-        each = kernels.per_image(images.shape, None if masks is None else mask_in.shape,
-                                 elastic=any(isinstance(t, Elastic) for t in self.transforms))
-        # warpAffine only for transforms known to be affine (a user's Geometric may not be)
-        perspective = not all(isinstance(t, (RandomAffine, HFlip, VFlip, Elastic))
-                              for t in self.transforms)
+        # by shape and transform kinds only: never by timing, threads or machine
+        warp = kernels.pick(images.shape, None if masks is None else mask_in.shape,
+                            elastic=isinstance(self.transforms[-1], Elastic),
+                            affine=all(isinstance(t, _AFFINE) for t in self.transforms))
 
         def run(se: tuple[int, int]) -> None:
             s, e = se
             inverse, field = (self._geometry(first + s, e - s, height, width) if ids is None
                               else self._geometry(0, e - s, height, width, ids=ids[s:e]))
-            warp = (partial(kernels.warp_each, perspective=perspective) if each else F.warp)
             warp(images[s:e], inverse, field=field, border=self.border, fill=self.fill,
                  masks=None if masks is None else mask_in[s:e], mask_fill=self.mask_fill,
                  out=out[s:e], mask_out=None if masks is None else mask_out[s:e])
