@@ -209,7 +209,14 @@ def _buffer(name: str, shape: tuple, dtype) -> np.ndarray:
     return buf[:size].view(dtype).reshape(shape)
 
 
-def _maps(inverse: np.ndarray, field: Field | None, height: int, width: int):
+def _stacked_product(rows: np.ndarray, z: np.ndarray, cols: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = rows @ z[i] @ cols.T, one small matrix product per sample (numpy loops over the
+    stack): the same call for every sample, so the result cannot depend on the batch."""
+    np.matmul(rows, np.matmul(z, cols.T), out=out)
+
+
+def _maps(inverse: np.ndarray, field: Field | None, height: int, width: int,
+          product=_stacked_product):
     """Source coordinates (u, v) for each output pixel, each (n, H, W) float32 (scratch).
 
     Every value is computed from its own sample's numbers only, so a sample's map does not
@@ -229,11 +236,9 @@ def _maps(inverse: np.ndarray, field: Field | None, height: int, width: int):
         if field is not None:
             # a*dx + b*dy = rows @ (a*zx + b*zy) @ cols.T, low rank: two thin products
             a32, b32 = a.astype(np.float32), b.astype(np.float32)
-            # one small matrix product per sample (numpy loops over the stack): the same call
-            # for every sample, so the result cannot depend on the batch it is in
             z = a32[:, None, None] * field.zx + b32[:, None, None] * field.zy  # (n, r, s)
             d = _buffer("disp", (n, height, width), np.float32)
-            np.matmul(field.rows, np.matmul(z, field.cols.T), out=d)
+            product(field.rows, z, field.cols, d)
             m += d
         out.append(m)
     if perspective:
@@ -243,6 +248,20 @@ def _maps(inverse: np.ndarray, field: Field | None, height: int, width: int):
         np.divide(out[0], den, out=out[0])
         np.divide(out[1], den, out=out[1])
     return out[0], out[1]
+
+
+def sample_maps(inverse: np.ndarray, field: Field | None, height: int, width: int,
+                border: str, product=_stacked_product) -> tuple[np.ndarray, np.ndarray]:
+    """Source coordinates (u, v), each (n, H, W) float32 scratch, folded into the image for
+    ``border`` and with v on the 1/512-pixel grid (so a tile's row offset adds exactly);
+    ``product(rows, z, cols, out)`` evaluates the elastic field's low-rank products."""
+    u, v = _maps(inverse, field, height, width, product)
+    _fold(u, width, border)
+    _fold(v, height, border)
+    v *= np.float32(_V_STEPS)
+    np.rint(v, out=v)
+    v *= np.float32(1.0 / _V_STEPS)
+    return u, v
 
 
 def max_tiles(height: int) -> int:
@@ -295,14 +314,8 @@ def warp(
     while s < n:
         first = (slot + s) % cap
         e = min(n, s + cap - first)
-        u, v = _maps(inverse[s:e], None if field is None else field.take(slice(s, e)), height,
-                     width)
-        _fold(u, width, border)
-        _fold(v, height, border)
-        # 1/512 pixel steps: v + offset (below 2**15) keeps every bit in float32
-        v *= np.float32(_V_STEPS)
-        np.rint(v, out=v)
-        v *= np.float32(1.0 / _V_STEPS)
+        u, v = sample_maps(inverse[s:e], None if field is None else field.take(slice(s, e)),
+                           height, width, border)
         v += (np.arange(first, first + e - s, dtype=np.float32)
               * (height + _FILL_ROWS))[:, None, None]
         u2 = u.reshape(-1, width)

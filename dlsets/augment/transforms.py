@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import OptionError, ReplayError
 from ..tensors import index, index_array, to_numpy
 from . import functional as F
-from . import params
+from . import kernels, params
 
 Range = tuple[float, float]
 PIECE_PIXELS = 1 << 20  # pixels per piece of work: big enough to amortise per-call costs
@@ -232,6 +232,7 @@ class Elastic(Transform):
 
 
 TRANSFORMS = (RandomAffine, Rotate, Shift, Shear, Zoom, Perspective, HFlip, VFlip, Elastic)
+_AFFINE = (RandomAffine, HFlip, VFlip, Elastic)  # a user's own Geometric may be projective
 
 
 # ---------------------------------------------------------------------------- the augmenter
@@ -344,6 +345,9 @@ class Augmenter:
     All geometry of a sample is composed (list order; Elastic last) and resampled once.
     ``border`` is "constant" (``fill``), "reflect" (mirror without repeating the edge pixel) or
     "edge"; ``workers`` threads share a batch (default: up to 4), which never changes results.
+    Images of 32 x 32 pixels or more (144 x 144 with ``elastic``) are warped one OpenCV call
+    each, smaller ones many to a call (chosen by shape only: see :mod:`.kernels`); ``repr``
+    names the ``algorithm`` version, and ``algorithm=`` (optional) must be this release's.
     """
 
     def __init__(
@@ -363,7 +367,9 @@ class Augmenter:
         mask_fill: float = 0,
         seed: int = 0,
         workers: int | None = None,
+        algorithm: int | None = None,
     ) -> None:
+        kernels.check_algorithm(algorithm)
         keywords = dict(rotate=rotate, shift=shift, shear=shear, zoom=zoom, elastic=elastic,
                         perspective=perspective)
         if transforms is not None:
@@ -423,8 +429,10 @@ class Augmenter:
         self._greyscale_sizes: set[tuple[int, int]] = set()
 
     def __repr__(self) -> str:
+        # the algorithm number goes wherever the repr is recorded (HDF5 attributes, shard keys)
         return (f"Augmenter({list(self.transforms)!r}, border={self.border!r}, "
-                f"fill={self.fill!r}, seed={self.seed})")
+                f"fill={self.fill!r}, mask_fill={self.mask_fill!r}, seed={self.seed}, "
+                f"algorithm={kernels.ALGORITHM})")
 
     def _repr_html_(self) -> str:
         from ..display import augmenter_html
@@ -565,13 +573,18 @@ class Augmenter:
         if channels == "first" and out.ndim == 4 and out.shape[3] > 1:
             back_first = np.empty(given[0].shape, out.dtype)
 
+        # by shape and transform kinds only: never by timing, threads or machine
+        warp = kernels.pick(images.shape, None if masks is None else mask_in.shape,
+                            elastic=isinstance(self.transforms[-1], Elastic),
+                            affine=all(isinstance(t, _AFFINE) for t in self.transforms))
+
         def run(se: tuple[int, int]) -> None:
             s, e = se
             inverse, field = (self._geometry(first + s, e - s, height, width) if ids is None
                               else self._geometry(0, e - s, height, width, ids=ids[s:e]))
-            F.warp(images[s:e], inverse, field=field, border=self.border, fill=self.fill,
-                   masks=None if masks is None else mask_in[s:e], mask_fill=self.mask_fill,
-                   out=out[s:e], mask_out=None if masks is None else mask_out[s:e])
+            warp(images[s:e], inverse, field=field, border=self.border, fill=self.fill,
+                 masks=None if masks is None else mask_in[s:e], mask_fill=self.mask_fill,
+                 out=out[s:e], mask_out=None if masks is None else mask_out[s:e])
             if back_first is not None:  # while the piece is in cache, in the worker threads
                 back_first[s:e] = out[s:e].transpose(0, 3, 1, 2)
 
