@@ -456,9 +456,8 @@ class Batches:
         if plan is None or plan[0] != e:
             order = epoch_order(self.n, e, seed=self.seed, shuffle=self.shuffle)
             rows = shard(order, self.rank, self.world_size, pad=self.pad)
-            # position p of the padded order is the (p // n)-th fetch of its row
-            fetch = shard(np.arange(len(order)), self.rank, self.world_size,
-                          pad=self.pad) // self.n
+            # position p of the (padded) order is the (p // n)-th fetch of its row
+            fetch = np.arange(self.rank, len(rows) * self.world_size, self.world_size) // self.n
             plan = self._plan = (e, rows, fetch)
         return plan
 
