@@ -274,7 +274,8 @@ class Feed:
 
     def _augmenter_here(self):
         """The augmenter for this process. In another process (a DataLoader or PyDataset
-        worker: the workers are the parallelism) it runs on one thread of its own. (OpenCV's
+        worker: the workers are the parallelism) it runs on one thread of its own, and the
+        process keeps freed memory for its next batches (:mod:`dlsets.workermem`). (OpenCV's
         thread count is left alone: cv2.setNumThreads in a forked child of a process that had
         used OpenCV's threads hangs.)"""
         if os.getpid() == self._home:
@@ -283,6 +284,9 @@ class Feed:
             import copy
 
             from .augment.transforms import Augmenter
+            from .workermem import keep_freed_memory
+
+            keep_freed_memory()
 
             local = copy.copy(self.augmenter)
             if isinstance(local, Augmenter):
