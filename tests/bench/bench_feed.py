@@ -65,13 +65,29 @@ def _best(fn, repeats: int) -> float:
     return best
 
 
-def _pass_rate(loader, n: int) -> float:
-    t = time.perf_counter()
+def _cpu_seconds(pids) -> float:
+    """CPU time (user + system) the processes ``pids`` have used; NaN without /proc."""
+    try:
+        total = 0
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
+
+
+def _pass_rate(loader, n: int) -> tuple[float, float]:
+    """(images per second, CPU seconds per 1,000 images of the main process and the
+    loader's workers) of one pass. The CPU cost hardly moves with the machine's load."""
+    pids = [os.getpid(), *(w.pid for w in loader._iterator._workers)]
+    cpu, t = _cpu_seconds(pids), time.perf_counter()
     count = 0
     for batch in loader:
         count += len(batch[0])
     assert count == n, (count, n)
-    return n / (time.perf_counter() - t)
+    return n / (time.perf_counter() - t), (_cpu_seconds(pids) - cpu) * 1e6 / n
 
 
 def _warm(loader) -> None:
@@ -136,12 +152,13 @@ def torch_rows(quick: bool, runs: int) -> list[dict]:
         bare_pass(0)
         rounds = []
         for r in range(runs):
-            t = time.perf_counter()
+            cpu, t = _cpu_seconds([os.getpid()]), time.perf_counter()
             bare_pass(r + 1)
-            got = {"bare": n / (time.perf_counter() - t),
+            got = {"bare": (n / (time.perf_counter() - t),
+                            (_cpu_seconds([os.getpid()]) - cpu) * 1e6 / n),
                    "whole": n / _best(lambda a=aug, d=x: a(d, start=0), 1)}
-            got["uint8"] = _pass_rate(loaders["uint8"], n)
-            got["float32"] = _pass_rate(loaders["float32"], n)
+            for dtype in ("uint8", "float32"):
+                got[dtype] = _pass_rate(loaders[dtype], n)
             got["torchvision"] = _pass_rate(loaders["torchvision"], k)
             rounds.append(got)
         del loaders
@@ -235,24 +252,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.only in (None, "torch"):
         rows = torch_rows(args.quick, args.runs)
         print(rows[0]["versions"])
+        print("images/s (CPU ms per 1,000 images: main process + workers)")
         header = ("data", "round", "bare (same batches)", "bare (whole array)", "dlsets uint8",
                   "dlsets float32", "torchvision (n)", "vs bare", "vs torchvision")
         table, summary = [], []
         for r in rows:
-            vs_bare = [g["uint8"] / g["bare"] for g in r["rounds"]]
-            vs_tv = [g["uint8"] / g["torchvision"] for g in r["rounds"]]
+            def ratio(a, b, at, r=r):
+                return [g[a][at] / g[b][at] for g in r["rounds"]]
+
+            vs_bare, vs_tv = ratio("uint8", "bare", 0), ratio("uint8", "torchvision", 0)
+            # CPU: the other's cost per image over dlsets', i.e. the rate ratio on equal cores
+            cpu_bare, cpu_tv = ratio("bare", "uint8", 1), ratio("torchvision", "uint8", 1)
             for i, g in enumerate(r["rounds"]):
-                table.append((f"{r['n']:,} {r['data']}", i + 1, f"{g['bare']:,.0f}",
-                              f"{g['whole']:,.0f}", f"{g['uint8']:,.0f}",
-                              f"{g['float32']:,.0f}",
-                              f"{g['torchvision']:,.0f} ({r['torchvision_n']:,})",
-                              f"{vs_bare[i]:.2f}x", f"{vs_tv[i]:.1f}x"))
+                table.append((f"{r['n']:,} {r['data']}", i + 1, _cell(g["bare"]),
+                              f"{g['whole']:,.0f}", _cell(g["uint8"]), _cell(g["float32"]),
+                              f"{_cell(g['torchvision'])} n={r['torchvision_n']:,}",
+                              f"{vs_bare[i]:.2f}x (CPU {cpu_bare[i]:.2f}x)",
+                              f"{vs_tv[i]:.1f}x (CPU {cpu_tv[i]:.1f}x)"))
             summary.append((f"{r['n']:,} {r['data']}", f"{np.median(vs_bare):.2f}x",
+                            f"{np.median(cpu_bare):.2f}x",
                             ">= 0.8x" if r["data"] == "mnist" else "",
-                            f"{np.median(vs_tv):.1f}x", f">= {TARGETS[r['data']]:g}x"))
+                            f"{np.median(vs_tv):.1f}x", f"{np.median(cpu_tv):.1f}x",
+                            f">= {TARGETS[r['data']]:g}x"))
         _print(header, table)
         print(f"median of {args.runs} rounds (dlsets uint8 through the DataLoader):")
-        _print(("data", "vs bare", "target", "vs torchvision", "target"), summary)
+        _print(("data", "vs bare", "by CPU", "target", "vs torchvision", "by CPU", "target"),
+               summary)
     if args.only in (None, "keras"):
         table = []
         for backend in ("torch", "tensorflow"):
@@ -277,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
                 "keras layers (n)", "best vs layers", "processes vs layers", "target",
                 "keras"), table)
     return 0
+
+
+def _cell(rate_cpu: tuple[float, float]) -> str:
+    return f"{rate_cpu[0]:,.0f} ({rate_cpu[1]:.1f})"
 
 
 def _print(header, rows) -> None:
