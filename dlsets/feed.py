@@ -44,8 +44,6 @@ MAX_WORLD_SIZE = 1 << 20  # ranks of one job: more than any cluster runs
 __all__ = ["Batches", "Feed", "batches", "check_rank", "epoch_order", "sample_ids", "shard"]
 
 
-
-
 # ------------------------------------------------------------------------- option checks
 def _integer(name: str, value: object, low: int) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or (
@@ -510,8 +508,8 @@ def batches(images, labels=None, batch_size: int = 32, *, masks=None, shuffle: b
     is the first pass's epoch (each pass moves it on; ``set_epoch`` sets it). ``augmenter``
     (a dlsets Augmenter, or an albumentations pipeline seeded from ``seed``) augments whole
     batches, sample ``j`` of epoch ``e`` as id ``e * N + j`` (padding's repeats: see
-    :mod:`dlsets.ids`). ``rank`` of ``world_size`` gets a
-    disjoint, equal-sized share of every epoch (``pad=True``: padded with repeats instead of
+    :mod:`dlsets.ids`). ``rank`` of ``world_size`` gets a disjoint, equal-sized share of every
+    epoch (``pad=True``: padded with repeats instead of
     leaving the last ``N % world_size`` out). ``dtype`` None keeps the stored dtype, "float32"
     scales integers to [0, 1]; ``channels`` None keeps the layout, "last" gives (B, H, W, C),
     "first" (B, C, H, W); ``normalize=(mean, std)`` (in [0, 1] units; e.g. ``ds.stats`` or a

@@ -102,7 +102,8 @@ def _tensors(arrays: tuple, feed: Feed) -> tuple:
 
 def distributed_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
     """``(rank, world_size)``: the ones given, else torch.distributed's when it is initialised,
-    else the ``RANK`` and ``WORLD_SIZE`` variables torchrun sets, else (0, 1)."""
+    else the ``RANK`` and ``WORLD_SIZE`` variables torchrun sets (both, integers in range, or
+    OptionError), else (0, 1)."""
     if rank is not None or world_size is not None:
         return check_rank(0 if rank is None else rank, 1 if world_size is None else world_size)
     import torch.distributed as dist
@@ -112,7 +113,7 @@ def distributed_rank(rank: int | None = None, world_size: int | None = None) -> 
     rank, world_size = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
     if rank is None and world_size is None:
         return 0, 1
-    how = ("set both as torchrun does, or pass rank= and world_size=")
+    how = "set both as torchrun does, or pass rank= and world_size="
     if rank is None or world_size is None:
         given, missing = ("RANK", "WORLD_SIZE") if world_size is None else ("WORLD_SIZE", "RANK")
         raise OptionError(f"{given}={os.environ[given]!r} is set in the environment but "
