@@ -28,7 +28,7 @@ import re
 
 import numpy as np
 
-from .errors import OptionError, ReplayError
+from .errors import DlsetsError, OptionError, ReplayError
 from .feed import MAX_WORLD_SIZE, Batches, Feed, check_rank
 from .ids import check_epoch, fetch_ids, max_epoch
 
@@ -142,6 +142,25 @@ def _lock():
 
 
 _EPOCH, _EXPLICIT, _COUNTS = 0, 1, 2  # the layout of AugmentedDataset's shared state
+# The lock is held for microseconds; a wait this long means its holder died holding it (a
+# worker killed while counting), and waiting on would hang the loop.
+LOCK_TIMEOUT = 10.0
+
+
+class _Counting:
+    """``with _Counting(lock):`` holds the fetch-count lock, or raises after LOCK_TIMEOUT."""
+
+    def __init__(self, lock) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(timeout=LOCK_TIMEOUT):
+            raise DlsetsError(f"the fetch counts of an AugmentedDataset stayed locked for "
+                              f"{LOCK_TIMEOUT:g} s: a worker process died while counting. Make "
+                              "the dataset and its DataLoader anew")
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
 
 
 class AugmentedDataset(Dataset):
@@ -210,7 +229,7 @@ class AugmentedDataset(Dataset):
         """Make the next fetches those of epoch ``epoch``, 0 to ``dlsets.ids.max_epoch(len(
         self))`` (call it before iterating the epoch's DataLoader, in the main process)."""
         epoch = check_epoch(epoch, len(self))
-        with self._lock:
+        with _Counting(self._lock):
             self._state[_COUNTS:] = 0
             self._state[_EXPLICIT] = 1
             self._state[_EPOCH] = epoch
@@ -228,7 +247,7 @@ class AugmentedDataset(Dataset):
             rank[order] = pos - np.maximum.accumulate(np.where(first, pos, 0))
         state = self._state.numpy()
         visits = state[_COUNTS:]
-        with self._lock:  # read and count as one step: two workers never get one fetch
+        with _Counting(self._lock):  # read and count as one step: no two fetches get one id
             epoch, explicit = int(state[_EPOCH]), bool(state[_EXPLICIT])
             k = visits[idx] if unique else visits[idx] + rank
             if unique:

@@ -1,14 +1,18 @@
 """The id rule (dlsets.ids) and the fetch counts of dlsets.torch on real DataLoader workers:
 samplers that draw with replacement, padding, concurrent workers, bounds on epochs and ranks."""
 
+import multiprocessing
+import os
+
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 
 import dlsets
+import dlsets.torch
 from dlsets import Augmenter
-from dlsets.errors import OptionError, ReplayError
+from dlsets.errors import DlsetsError, OptionError, ReplayError
 from dlsets.ids import FETCHES, REPEATS, check_epoch, fetch_ids, max_epoch
 from dlsets.keras import AugmentedPyDataset
 from dlsets.tensors import MAX_ID
@@ -166,3 +170,23 @@ def test_rank_arguments_are_bounded(monkeypatch):
     with pytest.raises(OptionError, match="rank=3 .* 0..2"):
         distributed_rank(3, 3)
     assert check_epoch(np.int64(4), 10) == 4
+
+
+def _die_holding(lock):
+    lock.acquire()
+    os._exit(0)  # as a worker killed while counting: the lock is never released
+
+
+def test_a_worker_that_died_holding_the_count_lock_fails_the_next_fetch(monkeypatch):
+    x, y, _ = _same_images()
+    ds = AugmentedDataset(x, y)
+    process = multiprocessing.get_context("spawn").Process(target=_die_holding,
+                                                            args=(ds._lock,))
+    process.start()
+    process.join(60)
+    assert process.exitcode == 0
+    monkeypatch.setattr(dlsets.torch, "LOCK_TIMEOUT", 0.2)
+    with pytest.raises(DlsetsError, match="stayed locked for 0.2 s: a worker process died"):
+        ds.ids([1])
+    with pytest.raises(DlsetsError, match="died while counting"):
+        ds.set_epoch(1)
