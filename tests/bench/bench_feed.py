@@ -4,8 +4,9 @@
     python tests/bench/bench_feed.py --quick      # small sizes, a smoke test
     python tests/bench/bench_feed.py --only torch # or keras
 
-Needs torch, torchvision, keras and tensorflow (a venv apart: torchvision does not import
-beside the CPU wheel the tests use). Synthetic uint8 arrays of the real shapes (MNIST 60,000 x
+Needs torch, torchvision, keras and tensorflow (a venv apart: torchvision's CUDA build does not
+import beside the CPU wheel the tests use; docs/benchmarks.md says how torchvision 0.28 was put
+beside it instead). Synthetic uint8 arrays of the real shapes (MNIST 60,000 x
 28x28, CIFAR-10 50,000 x 32x32x3), random affine rotate 15 + shift 0.1, 2 workers for every
 loader, batches of 256, the same run. Rows:
 
