@@ -2,9 +2,10 @@
 adapters (``dlsets.torch``, ``dlsets.keras``, ``dlsets.tfdata``) are thin layers over it.
 
 **The id rule.** Sample ``j`` of a dataset of ``n`` samples, in epoch ``e``, is augmented as
-sample ``e * n + j`` of the augmenter's stream (:func:`sample_ids`). So every (epoch, sample)
-pair has its own transform, and the same seed gives the same transforms whatever the batch
-size, shuffling, number of workers, their scheduling or the number of ranks.
+sample ``e * n + j`` of the augmenter's stream (:func:`sample_ids`); a further fetch of it in
+the same epoch (padding for equal shares) takes an id of a disjoint range (:mod:`dlsets.ids`).
+So every fetch has its own transform, and the same seed gives the same transforms whatever the
+batch size, shuffling, number of workers, their scheduling or the number of ranks.
 
 **An epoch** of :class:`Batches` is the order of ``range(n)`` sorted by Philox keys of
 ``(seed, epoch)`` (or ``range(n)`` itself without shuffling); with ``world_size`` ranks it is cut
@@ -32,19 +33,15 @@ from .augment.functional import IMAGE_DTYPES
 from .augment.transforms import _CHANNEL_COUNTS, CHANNELS
 from .dataset import Split
 from .errors import OptionError
+from .ids import FETCHES, check_epoch, fetch_ids, sample_ids
 from .splits import Rows, read_rows
 from .stats import Stats, from_registry
 from .tensors import index
 
 DTYPES = (None, "uint8", "float32")
 _ORDER_STREAM = 0x0DE2  # the Philox stream of the seed that orders each epoch
-
-
-def sample_ids(epoch: int, indices, n: int) -> np.ndarray:
-    """Augmenter sample ids (int64) of dataset rows ``indices`` in epoch ``epoch`` of a dataset
-    of ``n``: ``epoch * n + indices``."""
-    idx = np.asarray(indices, dtype=np.int64)
-    return np.int64(epoch) * np.int64(n) + idx
+MAX_WORLD_SIZE = 1 << 20  # ranks of one job: more than any cluster runs
+__all__ = ["Batches", "Feed", "batches", "check_rank", "epoch_order", "sample_ids", "shard"]
 
 
 # ------------------------------------------------------------------------- option checks
@@ -57,6 +54,9 @@ def _integer(name: str, value: object, low: int) -> int:
 
 def check_rank(rank: object, world_size: object) -> tuple[int, int]:
     """``(rank, world_size)`` as ints with 0 <= rank < world_size, or OptionError."""
+    if isinstance(world_size, (int, np.integer)) and world_size > MAX_WORLD_SIZE:
+        raise OptionError(f"world_size={world_size!r} is not allowed: give an integer from 1 to "
+                          f"{MAX_WORLD_SIZE:,}")
     world_size = _integer("world_size", world_size, 1)
     if isinstance(rank, (bool, np.bool_)) or not isinstance(rank, (int, np.integer)) or not (
             0 <= rank < world_size):
@@ -272,7 +272,8 @@ class Feed:
 
     def _augmenter_here(self):
         """The augmenter for this process. In another process (a DataLoader or PyDataset
-        worker: the workers are the parallelism) it runs on one thread of its own. (OpenCV's
+        worker: the workers are the parallelism) it runs on one thread of its own, and the
+        process keeps freed memory for its next batches (:mod:`dlsets.workermem`). (OpenCV's
         thread count is left alone: cv2.setNumThreads in a forked child of a process that had
         used OpenCV's threads hangs.)"""
         if os.getpid() == self._home:
@@ -281,6 +282,9 @@ class Feed:
             import copy
 
             from .augment.transforms import Augmenter
+            from .workermem import keep_freed_memory
+
+            keep_freed_memory()
 
             local = copy.copy(self.augmenter)
             if isinstance(local, Augmenter):
@@ -381,12 +385,12 @@ class Batches:
                          channels=channels, normalize=normalize, seed=seed)
         self.batch_size = _integer("batch_size", batch_size, 1)
         self.seed = params.check_seed(seed)
-        self.epoch = _integer("epoch", epoch, 0)
+        self.epoch = check_epoch(epoch, len(self.feed))
         for name, flag in (("shuffle", shuffle), ("drop_last", drop_last), ("pad", pad)):
             if not isinstance(flag, (bool, np.bool_)):
                 raise OptionError(f"{name}={flag!r} is not allowed: give True or False")
         self.shuffle, self.drop_last, self.pad = bool(shuffle), bool(drop_last), bool(pad)
-        self._plan: tuple[int, np.ndarray] | None = None
+        self._plan: tuple[int, np.ndarray, np.ndarray] | None = None
         self._lock = threading.Lock()
         self.set_rank(rank, world_size)
 
@@ -408,6 +412,9 @@ class Batches:
         if share == 0:
             raise OptionError(f"{n} samples cannot be shared by {world_size} ranks: give "
                               "pad=True (repeating samples) or use fewer ranks")
+        if share * world_size > n * FETCHES:
+            raise OptionError(f"pad=True with {world_size:,} ranks fetches each of the {n} "
+                              f"samples more than {FETCHES:,} times per epoch: use fewer ranks")
         batches = share // self.batch_size if self.drop_last else -(-share // self.batch_size)
         if batches == 0:
             raise OptionError(f"drop_last=True with batch_size={self.batch_size} leaves no "
@@ -430,8 +437,8 @@ class Batches:
                 f"per epoch, epoch={self.epoch}, rank {self.rank} of {self.world_size})")
 
     def set_epoch(self, epoch: int) -> None:
-        """Make the next pass epoch ``epoch``."""
-        self.epoch = _integer("epoch", epoch, 0)
+        """Make the next pass epoch ``epoch`` (0 to :func:`dlsets.ids.max_epoch` of ``n``)."""
+        self.epoch = check_epoch(epoch, self.n)
 
     def next_epoch(self) -> int:
         """The epoch of a new pass, moving ``epoch`` on by one."""
@@ -442,27 +449,37 @@ class Batches:
 
     def indices(self, epoch: int | None = None) -> np.ndarray:
         """This rank's dataset rows of epoch ``epoch`` (default: the next pass's), in order."""
-        e = self.epoch if epoch is None else index("epoch", epoch)
+        return self._plan_of(epoch)[1]
+
+    def _plan_of(self, epoch: int | None) -> tuple[int, np.ndarray, np.ndarray]:
+        """(epoch, this rank's rows, how many times each was fetched before in the epoch)."""
+        e = self.epoch if epoch is None else check_epoch(epoch, self.n)
         plan = self._plan
         if plan is None or plan[0] != e:
             order = epoch_order(self.n, e, seed=self.seed, shuffle=self.shuffle)
-            plan = self._plan = (e, shard(order, self.rank, self.world_size, pad=self.pad))
-        return plan[1]
+            rows = shard(order, self.rank, self.world_size, pad=self.pad)
+            # position p of the (padded) order is the (p // n)-th fetch of its row
+            fetch = np.arange(self.rank, len(rows) * self.world_size, self.world_size) // self.n
+            plan = self._plan = (e, rows, fetch)
+        return plan
 
     def batch_indices(self, i: int, epoch: int | None = None) -> np.ndarray:
         """The dataset rows of batch ``i`` of epoch ``epoch``."""
+        return self._batch_plan(i, epoch)[1]
+
+    def _batch_plan(self, i: int, epoch: int | None) -> tuple[int, np.ndarray, np.ndarray]:
         i = index("batch", i)
         if i >= len(self):
             raise IndexError(f"batch {i} of {len(self)}")
-        b = self.batch_size
-        return self.indices(epoch)[i * b:(i + 1) * b]
+        e, rows, fetch = self._plan_of(epoch)
+        at = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        return e, rows[at], fetch[at]
 
     def batch(self, i: int, epoch: int | None = None, alloc=None) -> tuple:
         """Batch ``i`` of epoch ``epoch`` (default: the next pass's): a tuple of NumPy arrays,
         see :func:`batches`."""
-        e = self.epoch if epoch is None else index("epoch", epoch)
-        idx = self.batch_indices(i, e)
-        return self.feed.take(idx, sample_ids(e, idx, self.n), alloc)
+        e, idx, fetch = self._batch_plan(i, epoch)
+        return self.feed.take(idx, fetch_ids(e, idx, fetch, self.n), alloc)
 
     def __iter__(self):
         e = self.next_epoch()
@@ -490,8 +507,9 @@ def batches(images, labels=None, batch_size: int = 32, *, masks=None, shuffle: b
     ``shuffle`` orders each epoch by ``seed`` (see the module docstring for the rule); ``epoch``
     is the first pass's epoch (each pass moves it on; ``set_epoch`` sets it). ``augmenter``
     (a dlsets Augmenter, or an albumentations pipeline seeded from ``seed``) augments whole
-    batches, sample ``j`` of epoch ``e`` as id ``e * N + j``. ``rank`` of ``world_size`` gets a
-    disjoint, equal-sized share of every epoch (``pad=True``: padded with repeats instead of
+    batches, sample ``j`` of epoch ``e`` as id ``e * N + j`` (padding's repeats: see
+    :mod:`dlsets.ids`). ``rank`` of ``world_size`` gets a disjoint, equal-sized share of every
+    epoch (``pad=True``: padded with repeats instead of
     leaving the last ``N % world_size`` out). ``dtype`` None keeps the stored dtype, "float32"
     scales integers to [0, 1]; ``channels`` None keeps the layout, "last" gives (B, H, W, C),
     "first" (B, C, H, W); ``normalize=(mean, std)`` (in [0, 1] units; e.g. ``ds.stats`` or a

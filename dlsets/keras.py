@@ -18,7 +18,8 @@ if int(keras.__version__.split(".")[0]) < 3:  # pragma: no cover
     raise ImportError(f"dlsets.keras needs Keras 3, found {keras.__version__}: "
                       "pip install 'dlsets[keras]'")
 
-from .feed import Batches, _integer
+from .feed import Batches
+from .ids import check_epoch
 
 __all__ = ["AugmentedPyDataset"]
 
@@ -73,4 +74,4 @@ class AugmentedPyDataset(keras.utils.PyDataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Make the coming batches those of epoch ``epoch``."""
-        self.epoch = _integer("epoch", epoch, 0)
+        self.epoch = check_epoch(epoch, self._batches.n)

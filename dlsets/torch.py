@@ -6,9 +6,10 @@ shuffle=True, num_workers=k)``: the DataLoader hands it whole batches of indices
 the default collate as they are. :class:`AugmentedIterableDataset` makes the batches itself,
 for ``DataLoader(ds, batch_size=None, num_workers=k)``, split across workers and ranks.
 
-Both follow the id rule of :mod:`dlsets.feed` (sample ``j`` of epoch ``e`` is augmented as id
-``e * len(dataset) + j``) and keep the epoch in shared memory, so ``set_epoch`` reaches
-workers that already run (``persistent_workers=True``) and spawned ones.
+Both follow the id rule of :mod:`dlsets.ids` (the first fetch of sample ``j`` in epoch ``e`` is
+augmented as id ``e * len(dataset) + j``, further fetches in the epoch take ids of their own)
+and keep the epoch in shared memory, so ``set_epoch`` reaches workers that already run
+(``persistent_workers=True``) and spawned ones.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
     raise ImportError("dlsets.torch needs PyTorch: pip install 'dlsets[torch]' (or a build for "
                       "your platform from pytorch.org)") from exc
 
+import multiprocessing
 import os
+import re
 
 import numpy as np
 
-from .errors import OptionError
-from .feed import Batches, Feed, check_rank, sample_ids
+from .errors import DlsetsError, OptionError, ReplayError
+from .feed import MAX_WORLD_SIZE, Batches, Feed, check_rank
+from .ids import check_epoch, fetch_ids, max_epoch
 
 MAX_WORKERS = 1024  # DataLoader workers per dataset whose epochs are tracked
 # Batches up to this size leave a worker as NumPy bytes in the pickle: every shared-memory
@@ -98,22 +102,65 @@ def _tensors(arrays: tuple, feed: Feed) -> tuple:
 
 def distributed_rank(rank: int | None = None, world_size: int | None = None) -> tuple[int, int]:
     """``(rank, world_size)``: the ones given, else torch.distributed's when it is initialised,
-    else the ``RANK`` and ``WORLD_SIZE`` variables torchrun sets, else (0, 1)."""
+    else the ``RANK`` and ``WORLD_SIZE`` variables torchrun sets (both, integers in range, or
+    OptionError), else (0, 1)."""
     if rank is not None or world_size is not None:
         return check_rank(0 if rank is None else rank, 1 if world_size is None else world_size)
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
-    env = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
-    if all(v is not None and v.isdigit() for v in env):
-        return check_rank(int(env[0]), int(env[1]))
-    return 0, 1
+    rank, world_size = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+    if rank is None and world_size is None:
+        return 0, 1
+    how = "set both as torchrun does, or pass rank= and world_size="
+    if rank is None or world_size is None:
+        given, missing = ("RANK", "WORLD_SIZE") if world_size is None else ("WORLD_SIZE", "RANK")
+        raise OptionError(f"{given}={os.environ[given]!r} is set in the environment but "
+                          f"{missing} is not: {how}")
+    size = _env_int("WORLD_SIZE", world_size, 1, MAX_WORLD_SIZE, how)
+    return _env_int("RANK", rank, 0, size - 1, how), size
+
+
+def _env_int(name: str, value: str, low: int, high: int, how: str) -> int:
+    # ASCII digits only: int() would also take "٣", "1_0" and " 1 "
+    if not re.fullmatch(r"[0-9]{1,10}", value) or not low <= int(value) <= high:
+        raise OptionError(f"{name}={value!r} in the environment is not allowed: it must be an "
+                          f"integer from {low} to {high:,}; {how}")
+    return int(value)
 
 
 def _shared(size: int) -> torch.Tensor:
     # shared memory: forked workers see the same pages, spawned ones get them with the dataset
     return torch.zeros(size, dtype=torch.int64).share_memory_()
+
+
+def _lock():
+    """A lock that forked and spawned workers share (a fork-context lock cannot be sent to a
+    spawned process)."""
+    return multiprocessing.get_context("spawn").Lock()
+
+
+_EPOCH, _EXPLICIT, _COUNTS = 0, 1, 2  # the layout of AugmentedDataset's shared state
+# The lock is held for microseconds; a wait this long means its holder died holding it (a
+# worker killed while counting), and waiting on would hang the loop.
+LOCK_TIMEOUT = 10.0
+
+
+class _Counting:
+    """``with _Counting(lock):`` holds the fetch-count lock, or raises after LOCK_TIMEOUT."""
+
+    def __init__(self, lock) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> None:
+        if not self.lock.acquire(timeout=LOCK_TIMEOUT):
+            raise DlsetsError(f"the fetch counts of an AugmentedDataset stayed locked for "
+                              f"{LOCK_TIMEOUT:g} s: a worker process died while counting. Make "
+                              "the dataset and its DataLoader anew")
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
 
 
 class AugmentedDataset(Dataset):
@@ -126,12 +173,15 @@ class AugmentedDataset(Dataset):
     "uint8", or None for the stored dtype), ``channels="first"`` (B, C, H, W) by default,
     ``normalize=(mean, std)`` as in :func:`dlsets.batches`; labels and integer masks int64.
 
-    Epochs: the k-th time sample j is fetched since ``set_epoch(e)`` (or since construction,
-    with e = ``epoch``), it is augmented as epoch e + k, i.e. id ``(e + k) * len(self) + j``.
-    Plain loops over a DataLoader therefore get new transforms every epoch with no call at
-    all; calling ``set_epoch(epoch)`` before each epoch (as with ``DistributedSampler``) makes
-    the epoch explicit, e.g. when resuming. The counts live in shared memory, so this holds
-    with worker processes (fork or spawn, persistent or not).
+    Epochs: after ``set_epoch(e)``, the first fetch of sample j is augmented as id
+    ``e * len(self) + j`` and every further fetch in that epoch (a sampler that draws with
+    replacement) as an id of its own (:mod:`dlsets.ids`). Without any ``set_epoch`` call, the
+    k-th fetch of sample j since construction is taken as epoch ``epoch + k``, id
+    ``(epoch + k) * len(self) + j``, so plain loops get new transforms every epoch with no
+    call at all. With a sampler that draws with replacement, call ``set_epoch`` before every
+    epoch, the first included. The counts live in shared memory and change under a lock
+    shared by the worker processes (fork or spawn, persistent or not), so no two fetches get
+    one id.
 
     ``__getitems__`` returns a one-element list that DataLoader's default collate turns into
     the batch tuple; a custom ``collate_fn`` receives that list (``batch[0]`` is a tuple of
@@ -145,9 +195,23 @@ class AugmentedDataset(Dataset):
         self._feed = Feed(images, labels, masks=masks, augmenter=augmenter, dtype=dtype,
                           channels=channels, normalize=normalize, seed=seed)
         n = len(self._feed)
-        # [0]: the epoch set last; [1 + j]: fetches of sample j since then
-        self._state = _shared(n + 1)
-        self.set_epoch(epoch)
+        # the epoch set last, whether set_epoch set it, then the fetches of each sample since
+        self._state = _shared(_COUNTS + n)
+        self._lock = _lock()
+        self._state[_EPOCH] = check_epoch(epoch, n)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if multiprocessing.context.get_spawning_popen() is None:
+            state["_lock"] = None  # a copy (pickle, deepcopy), not a worker: a lock of its own
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._lock is None:
+            self._lock = _lock()
+        if not self._state.is_shared():  # a plain pickle copies the counts out of shared memory
+            self._state.share_memory_()
 
     def __len__(self) -> int:
         return len(self._feed)
@@ -159,35 +223,47 @@ class AugmentedDataset(Dataset):
     @property
     def epoch(self) -> int:
         """The epoch set last (fetches since then count on from it, per sample)."""
-        return int(self._state[0])
+        return int(self._state[_EPOCH])
 
     def set_epoch(self, epoch: int) -> None:
-        """Augment the next fetch of every sample as epoch ``epoch`` (call it before iterating
-        the epoch's DataLoader, in the main process)."""
-        from .feed import _integer
-
-        epoch = _integer("epoch", epoch, 0)
-        self._state[1:] = 0
-        self._state[0] = epoch
+        """Make the next fetches those of epoch ``epoch``, 0 to ``dlsets.ids.max_epoch(len(
+        self))`` (call it before iterating the epoch's DataLoader, in the main process)."""
+        epoch = check_epoch(epoch, len(self))
+        with _Counting(self._lock):
+            self._state[_COUNTS:] = 0
+            self._state[_EXPLICIT] = 1
+            self._state[_EPOCH] = epoch
 
     def ids(self, indices) -> np.ndarray:
         """The sample ids the next fetch of ``indices`` gets, counting that fetch."""
         idx = self._feed.check_indices(indices)
-        state = self._state.numpy()
-        visits = state[1:]
-        if len(np.unique(idx)) == len(idx):
-            k = visits[idx].copy()
-            visits[idx] += 1
-        else:  # a sample twice in one batch: its second copy counts as its next fetch
+        unique = len(np.unique(idx)) == len(idx)
+        if not unique:  # a sample twice in one batch: its second copy is its next fetch
             order = np.argsort(idx, kind="stable")
             ordered = idx[order]
             pos = np.arange(len(idx))
             first = np.r_[True, ordered[1:] != ordered[:-1]]
             rank = np.empty(len(idx), np.int64)
             rank[order] = pos - np.maximum.accumulate(np.where(first, pos, 0))
-            k = visits[idx] + rank
-            np.add.at(visits, idx, 1)
-        return sample_ids(0, idx, len(self)) + (np.int64(state[0]) + k) * np.int64(len(self))
+        state = self._state.numpy()
+        visits = state[_COUNTS:]
+        with _Counting(self._lock):  # read and count as one step: no two fetches get one id
+            epoch, explicit = int(state[_EPOCH]), bool(state[_EXPLICIT])
+            k = visits[idx] if unique else visits[idx] + rank
+            if unique:
+                visits[idx] += 1
+            else:
+                np.add.at(visits, idx, 1)
+        n = len(self)
+        if explicit:
+            return fetch_ids(epoch, idx, k, n)
+        last = epoch + (int(k.max()) if k.size else 0)
+        if last > max_epoch(n):
+            raise ReplayError(f"a sample is fetched {last - epoch + 1:,} times since the dataset "
+                              f"was made at epoch {epoch}, without set_epoch: the last fetch "
+                              f"would be epoch {last:,}, past the last of {max_epoch(n):,} for "
+                              f"{n:,} samples. Call set_epoch(epoch) before each epoch")
+        return (epoch + k) * np.int64(n) + idx
 
     def __getitems__(self, indices) -> list:
         idx = self._feed.check_indices(indices)
@@ -232,7 +308,7 @@ class AugmentedIterableDataset(IterableDataset):
                                 dtype=dtype, channels=channels, normalize=normalize)
         # [0]: the epoch set last; [1 + w]: passes of worker w since then
         self._state = _shared(MAX_WORKERS + 1)
-        self.set_epoch(epoch)
+        self._state[0] = self._batches.epoch
 
     @property
     def batches(self) -> Batches:
@@ -262,9 +338,7 @@ class AugmentedIterableDataset(IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next pass of every worker epoch ``epoch``."""
-        from .feed import _integer
-
-        epoch = _integer("epoch", epoch, 0)
+        epoch = check_epoch(epoch, self._batches.n)
         self._refresh_rank()
         self._state[1:] = 0
         self._state[0] = epoch

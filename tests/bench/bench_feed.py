@@ -4,12 +4,14 @@
     python tests/bench/bench_feed.py --quick      # small sizes, a smoke test
     python tests/bench/bench_feed.py --only torch # or keras
 
-Needs torch, torchvision, keras and tensorflow (a venv apart: torchvision does not import
-beside the CPU wheel the tests use). Synthetic uint8 arrays of the real shapes (MNIST 60,000 x
+Needs torch, torchvision, keras and tensorflow (a venv apart: torchvision's CUDA build does not
+import beside the CPU wheel the tests use; docs/benchmarks.md says how torchvision 0.28 was put
+beside it instead). Synthetic uint8 arrays of the real shapes (MNIST 60,000 x
 28x28, CIFAR-10 50,000 x 32x32x3), random affine rotate 15 + shift 0.1, 2 workers for every
 loader, batches of 256, the same run. Rows:
 
-- bare augmenter: ``Augmenter(...)(x)`` on the whole array in the main process (2 threads);
+- bare augmenter: ``Augmenter(...)(x[idx], ids=...)`` on the loader's batches in the main
+  process (2 threads), and on the whole array in one call;
 - dlsets: ``dlsets.torch.AugmentedDataset`` in ``DataLoader(batch_size=256, shuffle=True,
   num_workers=2, persistent_workers=True)``, uint8 and float32 batches;
 - torchvision: ``transforms.v2.RandomAffine(degrees=15, translate=(0.1, 0.1))`` per sample on
@@ -20,8 +22,13 @@ loader, batches of 256, the same run. Rows:
   processes, against ``RandomRotation(15 / 360) + RandomTranslation(0.1, 0.1)`` called on each
   batch of a plain PyDataset with 2 worker processes, as a model's first layers run.
 
-Each loader runs one warm-up pass (workers start, imports), then the best of ``--repeats``
-timed passes over ``n`` images counts.
+Torch rows: the workers of every loader are started first (a few batches each); then
+``--runs`` rounds (default 3) each time one pass of the bare augmenter on the same batches the
+loader makes (shuffled batches of 256 with the id rule's ids, main process, its 2 threads), the
+bare augmenter on the whole array in one call (for reference), the two dlsets loaders and the
+torchvision loader, back to back; each round's ratios compare rates taken at the same moment,
+and the medians of the rounds' ratios are the results. Keras rows: one warm-up pass, then the
+best of ``--repeats`` timed passes.
 """
 
 from __future__ import annotations
@@ -59,18 +66,43 @@ def _best(fn, repeats: int) -> float:
     return best
 
 
-def _loader_rate(loader, n: int, repeats: int) -> float:
-    def one_pass():
-        count = 0
-        for batch in loader:
-            count += len(batch[0])
-        assert count == n, (count, n)
+def _cpu_seconds(pids) -> float:
+    """CPU time (user + system) the processes ``pids`` have used; NaN without /proc."""
+    try:
+        total = 0
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
 
-    one_pass()  # warm-up: start the workers
-    return n / _best(one_pass, repeats)
+
+def _pass_rate(loader, n: int) -> tuple[float, float]:
+    """(images per second, CPU seconds per 1,000 images of the main process and the
+    loader's workers) of one pass. The CPU cost hardly moves with the machine's load."""
+    pids = [os.getpid(), *(w.pid for w in loader._iterator._workers)]
+    cpu, t = _cpu_seconds(pids), time.perf_counter()
+    count = 0
+    for batch in loader:
+        count += len(batch[0])
+    assert count == n, (count, n)
+    return n / (time.perf_counter() - t), (_cpu_seconds(pids) - cpu) * 1e6 / n
 
 
-def torch_rows(quick: bool, repeats: int) -> list[dict]:
+def _warm(loader) -> None:
+    """Start the (persistent) workers and their imports: a few batches of a pass."""
+    it = iter(loader)
+    for _ in range(3):
+        next(it)
+    del it
+
+
+def torch_rows(quick: bool, runs: int) -> list[dict]:
+    """Per data set: ``runs`` rounds, each timing the bare augmenter, the dlsets loaders and
+    torchvision's loader back to back (one pass each), so each round's ratios compare rates
+    taken at the same moment of a busy machine; the medians of the rounds' ratios count."""
     import torch
     import torchvision
     from torch.utils.data import DataLoader, Dataset
@@ -93,28 +125,47 @@ def torch_rows(quick: bool, repeats: int) -> list[dict]:
         def __getitem__(self, i):
             return self.transform(self.x[i]), self.y[i]
 
+    def loader(ds):
+        return DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=WORKERS,
+                          persistent_workers=True, generator=torch.Generator().manual_seed(0))
+
     rows = []
     for name in ("mnist", "cifar10"):
         x = _data(name, 6_000 if quick else None)
-        y = (np.arange(len(x)) % 10).astype(np.int64)
+        n = len(x)
+        y = (np.arange(n) % 10).astype(np.int64)
         aug = dlsets.Augmenter(rotate=15, shift=0.1, seed=0)
-        bare = len(x) / _best(lambda a=aug, d=x: a(d, start=0), repeats)
-        row = {"data": name, "n": len(x), "bare": bare}
-        for dtype in ("uint8", "float32"):
-            ds = AugmentedDataset(x, y, aug, dtype=dtype)
-            loader = DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=WORKERS,
-                                persistent_workers=True)
-            row[f"dlsets_{dtype}"] = _loader_rate(loader, len(x), repeats)
-            del loader
-        k = min(len(x), 2_000 if quick else 20_000)
-        tv = PerSample(x[:k], y[:k], v2.RandomAffine(degrees=15, translate=(0.1, 0.1)))
-        loader = DataLoader(tv, batch_size=BATCH, shuffle=True, num_workers=WORKERS,
-                            persistent_workers=True)
-        row["torchvision"] = _loader_rate(loader, k, 1)
-        row["torchvision_n"] = k
-        del loader
-        row["versions"] = f"torch {torch.__version__}, torchvision {torchvision.__version__}"
-        rows.append(row)
+        k = min(n, 2_000 if quick else 20_000)
+        loaders = {dtype: loader(AugmentedDataset(x, y, aug, dtype=dtype))
+                   for dtype in ("uint8", "float32")}
+        loaders["torchvision"] = loader(
+            PerSample(x[:k], y[:k], v2.RandomAffine(degrees=15, translate=(0.1, 0.1))))
+        for ld in loaders.values():
+            _warm(ld)
+        order = np.random.default_rng(1).permutation(n)
+
+        def bare_pass(epoch, aug=aug, x=x, order=order):
+            # the loader's work in one process: shuffled batches of 256, the id rule's ids
+            for s in range(0, len(x), BATCH):
+                idx = order[s:s + BATCH]
+                aug(x[idx], ids=dlsets.sample_ids(epoch, idx, len(x)))
+
+        bare_pass(0)
+        rounds = []
+        for r in range(runs):
+            cpu, t = _cpu_seconds([os.getpid()]), time.perf_counter()
+            bare_pass(r + 1)
+            got = {"bare": (n / (time.perf_counter() - t),
+                            (_cpu_seconds([os.getpid()]) - cpu) * 1e6 / n),
+                   "whole": n / _best(lambda a=aug, d=x: a(d, start=0), 1)}
+            for dtype in ("uint8", "float32"):
+                got[dtype] = _pass_rate(loaders[dtype], n)
+            got["torchvision"] = _pass_rate(loaders["torchvision"], k)
+            rounds.append(got)
+        del loaders
+        rows.append({"data": name, "n": n, "torchvision_n": k, "rounds": rounds,
+                     "versions": f"torch {torch.__version__}, torchvision "
+                                 f"{torchvision.__version__}"})
     return rows
 
 
@@ -187,7 +238,8 @@ def keras_row(quick: bool, repeats: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=2, help="timed passes (keras rows)")
+    p.add_argument("--runs", type=int, default=3, help="rounds of the torch rows (median)")
     p.add_argument("--only", choices=["torch", "keras"])
     p.add_argument("--keras-row", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -199,20 +251,34 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, numpy "
           f"{np.__version__}, opencv {cv2.__version__}; {WORKERS} workers, batches of {BATCH}")
     if args.only in (None, "torch"):
-        rows = torch_rows(args.quick, args.repeats)
+        rows = torch_rows(args.quick, args.runs)
         print(rows[0]["versions"])
-        header = ("data", "bare augmenter", "dlsets uint8", "dlsets float32", "torchvision (n)",
-                  "vs torchvision", "target", "vs bare", "target")
-        table = []
+        print("images/s (CPU ms per 1,000 images: main process + workers)")
+        header = ("data", "round", "bare (same batches)", "bare (whole array)", "dlsets uint8",
+                  "dlsets float32", "torchvision (n)", "vs bare", "vs torchvision")
+        table, summary = [], []
         for r in rows:
-            speedup = r["dlsets_uint8"] / r["torchvision"]
-            table.append((f"{r['n']:,} {r['data']}", f"{r['bare']:,.0f}",
-                          f"{r['dlsets_uint8']:,.0f}", f"{r['dlsets_float32']:,.0f}",
-                          f"{r['torchvision']:,.0f} ({r['torchvision_n']:,})",
-                          f"{speedup:.1f}x", f">= {TARGETS[r['data']]:g}x",
-                          f"{r['dlsets_uint8'] / r['bare']:.2f}x",
-                          ">= 0.6x" if r["data"] == "mnist" else ""))
+            def ratio(a, b, at, r=r):
+                return [g[a][at] / g[b][at] for g in r["rounds"]]
+
+            vs_bare, vs_tv = ratio("uint8", "bare", 0), ratio("uint8", "torchvision", 0)
+            # CPU: the other's cost per image over dlsets', i.e. the rate ratio on equal cores
+            cpu_bare, cpu_tv = ratio("bare", "uint8", 1), ratio("torchvision", "uint8", 1)
+            for i, g in enumerate(r["rounds"]):
+                table.append((f"{r['n']:,} {r['data']}", i + 1, _cell(g["bare"]),
+                              f"{g['whole']:,.0f}", _cell(g["uint8"]), _cell(g["float32"]),
+                              f"{_cell(g['torchvision'])} n={r['torchvision_n']:,}",
+                              f"{vs_bare[i]:.2f}x (CPU {cpu_bare[i]:.2f}x)",
+                              f"{vs_tv[i]:.1f}x (CPU {cpu_tv[i]:.1f}x)"))
+            summary.append((f"{r['n']:,} {r['data']}", f"{np.median(vs_bare):.2f}x",
+                            f"{np.median(cpu_bare):.2f}x",
+                            ">= 0.8x" if r["data"] == "mnist" else "",
+                            f"{np.median(vs_tv):.1f}x", f"{np.median(cpu_tv):.1f}x",
+                            f">= {TARGETS[r['data']]:g}x"))
         _print(header, table)
+        print(f"median of {args.runs} rounds (dlsets uint8 through the DataLoader):")
+        _print(("data", "vs bare", "by CPU", "target", "vs torchvision", "by CPU", "target"),
+               summary)
     if args.only in (None, "keras"):
         table = []
         for backend in ("torch", "tensorflow"):
@@ -237,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
                 "keras layers (n)", "best vs layers", "processes vs layers", "target",
                 "keras"), table)
     return 0
+
+
+def _cell(rate_cpu: tuple[float, float]) -> str:
+    return f"{rate_cpu[0]:,.0f} ({rate_cpu[1]:.1f})"
 
 
 def _print(header, rows) -> None:
