@@ -147,6 +147,11 @@ class RowReader:
         return read_rows(self._base(), idx)
 
 
+def _one_value(labels) -> bool:
+    y = np.asarray(labels[:] if not isinstance(labels, np.ndarray) else labels)
+    return y.size > 0 and bool((y == y.flat[0]).all())
+
+
 # ------------------------------------------------------------------------- making batches
 class Feed:
     """Images, labels and masks, an augmenter and the output conversion: :meth:`take` makes
@@ -160,6 +165,10 @@ class Feed:
                 raise OptionError("give a Split alone, or images and labels (and masks), not "
                                   "a Split and labels")
             images, labels, masks = images.images, images.labels, images.masks
+            if masks is not None and labels is not None and _one_value(labels):
+                # a segmentation set (a folder of images and masks): its labels say nothing,
+                # its masks are the targets, so every adapter yields (images, masks)
+                labels = None
         self.images = RowReader(_check_array("images", images))
         shape = self.images.shape
         if len(shape) not in (3, 4) or 0 in shape[1:]:

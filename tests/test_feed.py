@@ -242,3 +242,17 @@ def test_albumentations_pipelines_get_the_same_ids():
     want = AlbumentationsRunner(pipe, 9)(x[idx], ids=sample_ids(3, idx, 12))
     assert np.array_equal(stream.batch(1, 3)[0], want)
     assert not np.array_equal(want, AlbumentationsRunner(pipe, 9)(x[idx], ids=idx))
+
+
+def test_a_segmentation_split_feeds_images_and_masks_in_every_adapter(tmp_path):
+    """A folder of images and masks gave torch (x, all-zero y, mask) but Keras (x, mask)."""
+    from tests.imagefolders import seg_folder
+
+    seg_folder(tmp_path / "seg", 12)
+    ds = dlsets.load_folder(tmp_path / "seg", test=0.25)
+    assert ds.train.masks is not None and not ds.train.labels.any()
+    b = batches(ds.train, batch_size=4, shuffle=False).batch(0)
+    assert len(b) == 2 and b[1].shape == b[0].shape[:3]
+    assert np.array_equal(b[1], ds.train.masks[:4])
+    # labels given beside masks explicitly still come along
+    assert len(batches(ds.train.images, ds.train.labels, 4, masks=ds.train.masks).batch(0)) == 3
