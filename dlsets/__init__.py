@@ -27,7 +27,7 @@ from .errors import (  # noqa: E402
     WriteError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # public name -> module (and attribute, where it differs)
 _LAZY = {
