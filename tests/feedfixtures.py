@@ -39,6 +39,9 @@ def tiny_mnist(tmp_path, monkeypatch, n_train=64, n_test=16, name="tiny-mnist", 
     return x_tr, y_tr
 
 
+GUIDE = "docs/guide/training-loops.md"  # the Training loops page (once the README's section)
+
+
 def readme_snippet(name: str, dataset: str = "tiny-mnist", page: str = "README.md") -> str:
     """The code block after ``<!-- test: NAME -->`` in the README (or another ``page`` of the
     repository, e.g. docs/getting-started.md), loading ``dataset`` instead of mnist (a test

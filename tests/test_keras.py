@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.feedfixtures import readme_snippet, tiny_mnist
+from tests.feedfixtures import GUIDE, readme_snippet, tiny_mnist
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,9 +100,9 @@ def _run(tmp_path, backend, code):
 @pytest.mark.parametrize("backend", ["torch", "tensorflow"])
 def test_readme_keras_example_and_what_fit_is_fed(tmp_path, monkeypatch, backend):
     tiny_mnist(tmp_path, monkeypatch, n_train=120)
-    code = readme_snippet("keras") + CHECK_FIT
+    code = readme_snippet("keras", page=GUIDE) + CHECK_FIT
     if backend == "tensorflow":  # one TensorFlow start for both checks
-        code += "\n" + readme_snippet("tfdata") + CHECK_TFDATA
+        code += "\n" + readme_snippet("tfdata", page=GUIDE) + CHECK_TFDATA
     out = _run(tmp_path, backend, code)
     assert f"FIT-OK {backend}" in out
     assert backend == "torch" or "TFDATA-OK" in out

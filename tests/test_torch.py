@@ -17,7 +17,7 @@ import dlsets
 from dlsets import Augmenter
 from dlsets.errors import OptionError, ReplayError
 from dlsets.torch import AugmentedDataset, AugmentedIterableDataset
-from tests.feedfixtures import readme_snippet, tiny_mnist
+from tests.feedfixtures import GUIDE, readme_snippet, tiny_mnist
 
 N = 48
 
@@ -170,7 +170,7 @@ def test_bad_input_fails_before_any_worker_and_single_items_work():
 def test_readme_pytorch_example_runs(tmp_path, monkeypatch):
     tiny_mnist(tmp_path, monkeypatch)
     scope = {}
-    exec(compile(readme_snippet("torch"), "README.md", "exec"), scope)
+    exec(compile(readme_snippet("torch", page=GUIDE), GUIDE, "exec"), scope)
     x, y, train = scope["x"], scope["y"], scope["train"]
     assert x.dtype == torch.float32 and tuple(x.shape[1:]) == (1, 28, 28)
     assert y.dtype == torch.int64 and len(train) == len(scope["ds"].train) == 58
@@ -193,7 +193,7 @@ def test_readme_ddp_example_on_two_gloo_ranks(tmp_path, monkeypatch):
         " for e in (0, 1)]))\n"
         "torch.save(model.module.state_dict(), f'{OUT}/model{train.rank}.pt')\n"
     ).replace("{OUT}", str(tmp_path))
-    script.write_text(readme_snippet("ddp") + check)
+    script.write_text(readme_snippet("ddp", page=GUIDE) + check)
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
            "WORLD_SIZE": "2", "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     ranks = [subprocess.Popen([sys.executable, str(script)], env={**env, "RANK": str(r),
@@ -236,3 +236,10 @@ def test_getting_started_page_runs(tmp_path, monkeypatch):
     assert len(scope["x_big"]) == 2 * len(scope["ds"].train) == len(scope["y_big"])
     assert len(scope["losses"]) == -(-len(scope["train"]) // 64)
     assert all(np.isfinite(scope["losses"]))
+
+
+def test_readme_training_example_runs(tmp_path, monkeypatch):
+    tiny_mnist(tmp_path, monkeypatch)
+    scope = {}
+    exec(compile(readme_snippet("readme-train"), "README.md", "exec"), scope)
+    assert tuple(scope["x"].shape[1:]) == (1, 28, 28) and scope["y"].dtype == torch.int64
