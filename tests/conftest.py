@@ -13,7 +13,8 @@ _ENV = ("DLSETS_CACHE", "DLSETS_MIRROR", "DLSETS_OFFLINE", "DLSETS_REGISTRY", "D
 # .ci/run makes on every Python present, against the installed wheel) leaves them out, and the
 # tests marked `extra`; a plain run collects everything, so a missing extra fails there.
 EXTRA_MODULES = {"test_torch.py", "test_keras.py", "test_shards_ray.py", "test_tensorboard.py",
-                 "test_svhn.py"}
+                 "test_svhn.py", "test_sample_ids.py", "test_worker_memory.py",
+                 "test_notebooks.py"}
 
 
 def pytest_addoption(parser):

@@ -699,6 +699,7 @@ def test_ids_are_checked():
         aug(x, start=0, ids=range(5))
 
 
+@pytest.mark.extra  # needs an optional extra
 def test_integer_tensors_for_start_and_ids_and_tensors_back():
     import torch
 

@@ -69,6 +69,7 @@ def test_a_dataset_only_in_dot_cache_is_named_in_the_not_cached_errors(in_dot_ca
 # --- the package ------------------------------------------------------------------------------
 
 
+@pytest.mark.extra  # needs an optional extra
 def test_adapters_are_attributes_that_import_their_framework_only_when_used():
     code = ("import sys, dlsets\n"
             "heavy = {'torch', 'keras', 'tensorflow', 'ray'} & set(sys.modules)\n"

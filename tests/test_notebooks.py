@@ -6,16 +6,13 @@ import json
 import os
 from pathlib import Path
 
+import nbclient
+import nbformat
 import numpy as np
-import pytest
 
-nbclient = pytest.importorskip("nbclient", reason="the notebooks need the 'notebooks' test deps")
-import nbformat  # noqa: E402
+from dlsets import registry
+from tests.formats import idx_gz_bytes
 
-from dlsets import registry  # noqa: E402
-from tests.formats import idx_gz_bytes  # noqa: E402
-
-pytestmark = pytest.mark.extra  # torch and matplotlib
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "docs" / "notebooks"
 

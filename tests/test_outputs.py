@@ -224,8 +224,8 @@ def test_an_out_link_to_an_empty_folder_is_written_through(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "real"]  # nothing left over
 
 
+@pytest.mark.extra  # tensorboardX
 def test_a_dangling_link_is_refused_clearly(tmp_path, capsys):
-    pytest.importorskip("tensorboardX")
     link = tmp_path / "logs"
     link.symlink_to(tmp_path / "gone")
     with pytest.raises(OptionError, match="does not exist"):

@@ -60,7 +60,7 @@ def _state(folder):
             for p in sorted(folder.iterdir())}
 
 
-@pytest.mark.parametrize("format", ["hdf5", "webdataset"])
+@pytest.mark.parametrize("format", ["hdf5", pytest.param("webdataset", marks=pytest.mark.extra)])
 def test_shards_in_order_are_exactly_what_expand_returns(tmp_path, format):
     x, y = _data()
     aug = Augmenter(**AUG)
@@ -191,7 +191,7 @@ STALL = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("format", ["hdf5", "webdataset"])
+@pytest.mark.parametrize("format", ["hdf5", pytest.param("webdataset", marks=pytest.mark.extra)])
 def test_a_killed_shard_leaves_nothing_under_its_name_and_a_rerun_writes_only_it(
         tmp_path, format):
     x, y = _data()
@@ -252,6 +252,7 @@ def test_a_killed_shard_leaves_nothing_under_its_name_and_a_rerun_writes_only_it
     assert verify_shards(out).complete
 
 
+@pytest.mark.extra  # needs an optional extra
 def test_webdataset_and_tarfile_read_the_tar_shards(tmp_path):
     x, y = _data(side=9)
     x = np.stack([x, x // 2, 255 - x], axis=-1)  # colour, (H, W, 3)
@@ -333,7 +334,7 @@ def test_bad_shard_options_are_option_errors_and_nothing_is_overwritten(
     assert _state(tmp_path / "c") == before
 
 
-@pytest.mark.parametrize("format", ["hdf5", "webdataset"])
+@pytest.mark.parametrize("format", ["hdf5", pytest.param("webdataset", marks=pytest.mark.extra)])
 def test_load_shards_gives_each_rank_an_equal_disjoint_share(tmp_path, format):
     x, y = _data()
     aug = Augmenter(**AUG)
@@ -361,6 +362,7 @@ def test_load_shards_gives_each_rank_an_equal_disjoint_share(tmp_path, format):
         load_shards(tmp_path)
 
 
+@pytest.mark.extra  # needs an optional extra
 def test_a_ranks_shards_feed_the_batch_stream_and_a_torch_dataloader(tmp_path):
     """load_shards' lazy Split goes straight into dlsets.batches and dlsets.torch, and reaches
     DataLoader workers (the shard files reopened there) with the same rows."""

@@ -26,7 +26,7 @@ def _want(target=90):
     return (x, y, m), expand(x, y, target, augmenter=Augmenter(**AUG), masks=m, seed=2)
 
 
-@pytest.mark.parametrize("format", ["hdf5", "webdataset"])
+@pytest.mark.parametrize("format", ["hdf5", pytest.param("webdataset", marks=pytest.mark.extra)])
 def test_shards_carry_masks_bit_for_bit_and_load_shards_returns_them(tmp_path, format):
     (x, y, m), (ex, ey, em) = _want()
     aug = Augmenter(**AUG)
@@ -60,6 +60,7 @@ def test_shards_carry_masks_bit_for_bit_and_load_shards_returns_them(tmp_path, f
         assert np.array_equal(np.stack(got), em)
 
 
+@pytest.mark.extra  # needs an optional extra
 def test_masked_shards_feed_batches_and_a_torch_dataloader(tmp_path):
     import torch
     from torch.utils.data import DataLoader

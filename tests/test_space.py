@@ -214,6 +214,7 @@ def test_writes_that_fail_half_way_are_clean_errors_without_a_crash(digits, tmp_
 
 
 @needs_mounts
+@pytest.mark.extra  # needs an optional extra
 def test_folder_outputs_onto_a_read_only_folder_fail_with_one_message(digits, tmp_path):
     """Caffe and ConvNetJS exports, shards and TensorBoard logs gave OSError tracebacks."""
     ro = tmp_path / "ro"
