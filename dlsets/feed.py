@@ -121,11 +121,12 @@ class RowReader:
         self._h5 = (array.file.filename, array.name) if _is_h5py(array) else None
         self._array = array
         self._pid = os.getpid()
+        self._fast = False  # whether _array is already read through dlsets.fastread
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         if self._h5 is not None:
-            state["_array"] = None
+            state["_array"], state["_fast"] = None, False
         return state
 
     def _base(self):
@@ -135,6 +136,12 @@ class RowReader:
             filename, name = self._h5
             self._array = h5py.File(filename, "r")[name]
             self._pid = os.getpid()
+            self._fast = False
+        if self._h5 is not None and not self._fast:
+            from .fastread import rows_of
+
+            self._array = rows_of(self._array)  # a map of plainly stored bytes: RAM speed
+            self._fast = True
         return self._array
 
     def __len__(self) -> int:

@@ -94,6 +94,10 @@ class ShardedImages:
                 raise FormatError(f"{path} holds {arr.dtype} {arr.shape}, not the "
                                   f"{self.dtype} {(entry['count'], *self.image_shape)} its "
                                   "index records: run `dlsets verify` on the folder")
+            if self.format == "hdf5":
+                from .fastread import rows_of
+
+                arr = rows_of(arr)  # a map of plainly stored rows: RAM speed
             self._handles[file] = arr
         return arr
 
@@ -108,7 +112,7 @@ class ShardedImages:
             rows = pos[sel] - piece[0] + piece[2]
             src = self._source(piece)
             lo, hi = int(rows.min()), int(rows.max()) + 1
-            if self.format != "hdf5":
+            if not _is_h5py(src):  # a map: any order, one gather
                 out[sel] = src[rows]
             elif hi - lo == len(rows) and np.all(np.diff(rows) == 1):
                 out[sel] = src[lo:hi]  # a run: one hyperslab
@@ -152,6 +156,10 @@ class ShardedImages:
     def __iter__(self):
         for s in range(0, len(self), 1024):
             yield from self[s:s + 1024]
+
+
+def _is_h5py(a: object) -> bool:
+    return type(a).__module__.startswith("h5py")
 
 
 def _labels(folder: Path, doc: dict, lo: int, hi: int) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 from .augment import params
 from .dataset import Dataset, Split
 from .errors import OptionError
+from .fastread import ChunkRows
 
 _KEY_STREAM = 0x5A11D  # the stream of the seed's Philox generator that ranks samples
 
@@ -157,7 +158,7 @@ def read_rows(base: Any, idx: np.ndarray) -> np.ndarray:
     each distinct row once, in increasing order (h5py's rule for fancy reads), and a run of
     consecutive rows as one slice."""
     idx = np.asarray(idx, dtype=np.int64)
-    if isinstance(base, np.ndarray):
+    if isinstance(base, (np.ndarray, ChunkRows)):  # any order, one gather
         return base[idx]
     if isinstance(base, Rows):
         return read_rows(base.base, base.indices[idx])
