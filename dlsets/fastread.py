@@ -66,13 +66,18 @@ def row_map(dset: Any) -> Any | None:
 
 
 def rows_of(dset: Any) -> Any:
-    """:func:`row_map` of ``dset``, or ``dset`` itself where no map can be made (the map is
-    only a faster way: an OS or HDF5 refusal falls back to reading through h5py). A file
-    shorter than its data still raises FormatError."""
+    """:func:`row_map` of ``dset``; a :class:`~dlsets.chunkorder.ChunkCache` of it where it
+    is compressed in chunks of whole rows; else ``dset`` itself (the map is only a faster way:
+    an OS or HDF5 refusal falls back to h5py). A file shorter than its data raises
+    FormatError."""
+    from .chunkorder import ChunkCache, rows_per_chunk
+
     try:
         rows = row_map(dset)
     except (OSError, ValueError, KeyError, RuntimeError):
         rows = None
+    if rows is None and rows_per_chunk(dset):  # compressed: each chunk decoded once
+        rows = ChunkCache(dset, rows_per_chunk(dset))
     return dset if rows is None else rows
 
 

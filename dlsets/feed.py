@@ -7,7 +7,8 @@ pair has its own transform, and the same seed gives the same transforms whatever
 size, shuffling, number of workers, their scheduling or the number of ranks.
 
 **An epoch** of :class:`Batches` is the order of ``range(n)`` sorted by Philox keys of
-``(seed, epoch)`` (or ``range(n)`` itself without shuffling); with ``world_size`` ranks it is cut
+``(seed, epoch)`` (or ``range(n)`` itself without shuffling; for a compressed HDF5 dataset,
+whole chunks in a shuffle buffer: :mod:`dlsets.chunkorder`); with ``world_size`` ranks it is cut
 into equal shares, rank ``r`` taking positions ``r, r + world_size, ...``: the last
 ``n % world_size`` positions are left out of that epoch (or, with ``pad=True``, the order is
 extended with its own first samples, as ``DistributedSampler`` does). Batches are consecutive
@@ -122,6 +123,13 @@ class RowReader:
         self._array = array
         self._pid = os.getpid()
         self._fast = False  # whether _array is already read through dlsets.fastread
+        # rows per chunk of a compressed dataset: epochs are then chunk-aware (chunkorder)
+        self.chunk_rows = None
+        if self._indices is None:
+            from .chunkorder import rows_per_chunk
+
+            self.chunk_rows = (rows_per_chunk(array) if self._h5 is not None
+                               else getattr(array, "chunk_rows", None))
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -452,7 +460,13 @@ class Batches:
         e = self.epoch if epoch is None else index("epoch", epoch)
         plan = self._plan
         if plan is None or plan[0] != e:
-            order = epoch_order(self.n, e, seed=self.seed, shuffle=self.shuffle)
+            rows = self.feed.images.chunk_rows
+            if rows and self.shuffle:  # compressed chunks: whole chunks in a shuffle buffer
+                from . import chunkorder
+
+                order = chunkorder.epoch_order(self.n, rows, e, seed=self.seed)
+            else:
+                order = epoch_order(self.n, e, seed=self.seed, shuffle=self.shuffle)
             plan = self._plan = (e, shard(order, self.rank, self.world_size, pad=self.pad))
         return plan[1]
 

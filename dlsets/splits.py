@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .augment import params
+from .chunkorder import ChunkCache
 from .dataset import Dataset, Split
 from .errors import OptionError
 from .fastread import ChunkRows
@@ -158,7 +159,7 @@ def read_rows(base: Any, idx: np.ndarray) -> np.ndarray:
     each distinct row once, in increasing order (h5py's rule for fancy reads), and a run of
     consecutive rows as one slice."""
     idx = np.asarray(idx, dtype=np.int64)
-    if isinstance(base, (np.ndarray, ChunkRows)):  # any order, one gather
+    if isinstance(base, (np.ndarray, ChunkRows, ChunkCache)):  # any order, one gather
         return base[idx]
     if isinstance(base, Rows):
         return read_rows(base.base, base.indices[idx])
