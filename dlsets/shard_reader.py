@@ -48,6 +48,7 @@ class ShardedImages:
         self._pid = os.getpid()
 
     ndim = property(lambda self: len(self.shape))
+    any_order = True  # index arrays need not be sorted (dlsets.splits.read_rows reads directly)
 
     def __len__(self) -> int:
         return self.shape[0]
