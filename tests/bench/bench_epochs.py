@@ -12,7 +12,8 @@ Paths: ``dlsets.batches(batch_size=256)``; ``dlsets.torch.AugmentedDataset`` in
 ``DataLoader(batch_size=256, shuffle=True, num_workers=2, persistent_workers=True)``;
 ``dlsets.keras.AugmentedPyDataset(batch_size=256)`` indexed in one process (what Keras'
 adapter does without workers). No augmenter, uint8 batches: reading is what is timed.
-Each path runs one warm-up epoch, then the median of ``--repeats`` epochs counts. The
+Each path runs one warm-up epoch; then all are timed round-robin ``--repeats`` times (the
+load of a shared machine falls on all alike) and the median counts. The
 "mixing" column is the mean per-batch label entropy of the epoch order, against a full
 shuffle's. ``--before`` adds h5py's own reading (the read path before dlsets.fastread) over
 ``--before-batches`` batches, scaled to an epoch.
@@ -78,16 +79,6 @@ def _write_shards(folder: Path, x, y, *, old=False) -> Path:
     return folder
 
 
-def _median(fn, repeats: int) -> float:
-    fn()  # warm-up: workers, maps, the page cache
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def _epoch_batches(images, labels):
     b = dlsets.batches(images, labels, BATCH, seed=1)
     return lambda: [None for _ in b], b
@@ -147,7 +138,6 @@ def main(argv=None) -> int:
                                                                 old=True),
     }
     full = chunkorder.batch_entropy(y, epoch_order(n, 0, seed=1), BATCH)
-    rows = []
     opened = []
     sources = [("RAM (NumPy arrays)", x, y)]
     for name, path in files.items():
@@ -158,19 +148,30 @@ def main(argv=None) -> int:
         else:
             split = dlsets.load_shards(path)
             sources.append((name, split.images, split.labels))
-    ram = {}
+    # every runner made and warmed first, then timed round-robin: a shared machine's load
+    # falls on all of them alike
+    runners, mixing = [], {}
     for name, images, labels in sources:
         for path in paths:
             if path == "batches":
                 run, b = _epoch_batches(images, labels)
-                mixing = chunkorder.batch_entropy(y, b.indices(0), BATCH) / full
+                mixing[name] = chunkorder.batch_entropy(y, b.indices(0), BATCH) / full
             else:
                 run = (_epoch_torch if path == "torch" else _epoch_keras)(images, labels)
-                mixing = None
-            t = _median(run, args.repeats)
-            ram.setdefault(path, t)
-            rows.append((name, path, t, t / ram[path], mixing))
-            print(f"  {name:40s} {path:8s} {t:8.3f} s", file=sys.stderr, flush=True)
+            run()
+            runners.append((name, path, run))
+    times = {(name, path): [] for name, path, _ in runners}
+    for _ in range(args.repeats):
+        for name, path, run in runners:
+            t = time.perf_counter()
+            run()
+            times[name, path].append(time.perf_counter() - t)
+    ram, rows = {}, []
+    for name, path, _ in runners:
+        t = float(np.median(times[name, path]))
+        ram.setdefault(path, t)
+        rows.append((name, path, t, t / ram[path], mixing.get(name) if path == "batches"
+                     else None))
     if args.before:
         with h5py.File(files["hdf5 file, chunked (written before)"], "r") as f:
             d = f["train/images"]
