@@ -6,7 +6,7 @@ they are, a row is plain bytes at a known offset, and a batch is one NumPy gathe
 read-only map of the file: RAM speed once the file is in the page cache.
 
 * **contiguous** (the layout dlsets writes since this module, uncompressed): rows are
-  ``offset + i * row_bytes``; the map is an ``np.memmap`` of the dataset's span.
+  ``offset + i * row_bytes``; the map is a read-only ``np.memmap`` of the dataset's span.
 * **chunked, uncompressed** (files written before, chunks of whole rows): each chunk's
   offset comes from HDF5's chunk index, read once; row ``i`` is in chunk ``i // rows``.
 * anything else (compressed, filtered, chunks that cut rows, external or virtual storage,
@@ -32,8 +32,8 @@ def _numeric(dtype: np.dtype) -> bool:
 
 def row_map(dset: Any) -> Any | None:
     """A read-only array-like giving ``dset``'s rows from a memory map of its file (an
-    ``np.memmap``, or a :class:`ChunkRows`), or None where the bytes are not stored plainly
-    (see the module docstring). ``dset`` is an open h5py Dataset."""
+    ndarray view of an ``np.memmap``, or a :class:`ChunkRows`), or None where the bytes are
+    not stored plainly (see the module docstring). ``dset`` is an open h5py Dataset."""
     dtype = np.dtype(dset.dtype)
     shape = tuple(dset.shape)
     if not shape or not _numeric(dtype) or shape[0] == 0 or 0 in shape:
@@ -54,7 +54,8 @@ def row_map(dset: Any) -> Any | None:
         if offset is None:  # never written: HDF5 gives its fill value
             return None
         _fits(filename, size, offset + row * shape[0])
-        return np.memmap(filename, dtype, "r", offset=offset, shape=shape)
+        # a plain ndarray view: memmap's Python-level __getitem__ costs per batch
+        return np.memmap(filename, dtype, "r", offset=offset, shape=shape).view(np.ndarray)
     chunks = tuple(dset.chunks)
     if chunks[1:] != shape[1:]:
         return None  # a chunk holds parts of rows: not worth a mapping

@@ -107,6 +107,11 @@ class ShardedImages:
         if not len(pos):
             return out
         which = np.searchsorted(self._starts, pos, side="right") - 1
+        if which[0] == which[-1] and (which == which[0]).all():  # one shard: no scatter
+            piece = self._pieces[int(which[0])]
+            src = self._source(piece)
+            if not _is_h5py(src):
+                return np.take(src, pos - piece[0] + piece[2], axis=0, out=out)
         for k in np.unique(which):
             piece = self._pieces[k]
             sel = np.flatnonzero(which == k)
@@ -114,7 +119,7 @@ class ShardedImages:
             src = self._source(piece)
             lo, hi = int(rows.min()), int(rows.max()) + 1
             if not _is_h5py(src):  # a map: any order, one gather
-                out[sel] = src[rows]
+                out[sel] = np.take(src, rows, axis=0)
             elif hi - lo == len(rows) and np.all(np.diff(rows) == 1):
                 out[sel] = src[lo:hi]  # a run: one hyperslab
             elif hi - lo <= 4 * len(rows):

@@ -159,8 +159,9 @@ def read_rows(base: Any, idx: np.ndarray) -> np.ndarray:
     each distinct row once, in increasing order (h5py's rule for fancy reads), and a run of
     consecutive rows as one slice."""
     idx = np.asarray(idx, dtype=np.int64)
-    if isinstance(base, (np.ndarray, ChunkRows, ChunkCache)) or getattr(base, "any_order",
-                                                                         False):
+    if isinstance(base, np.ndarray):
+        return np.take(base, idx, axis=0)  # twice as fast as base[idx] for rows of images
+    if isinstance(base, (ChunkRows, ChunkCache)) or getattr(base, "any_order", False):
         return base[idx]  # reads rows in any order at the same cost
     if isinstance(base, Rows):
         return read_rows(base.base, base.indices[idx])
