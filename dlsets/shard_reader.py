@@ -110,7 +110,7 @@ class ShardedImages:
         if which[0] == which[-1] and (which == which[0]).all():  # one shard: no scatter
             piece = self._pieces[int(which[0])]
             src = self._source(piece)
-            if not _is_h5py(src):
+            if isinstance(src, np.ndarray):
                 return np.take(src, pos - piece[0] + piece[2], axis=0, out=out)
         for k in np.unique(which):
             piece = self._pieces[k]
@@ -118,8 +118,10 @@ class ShardedImages:
             rows = pos[sel] - piece[0] + piece[2]
             src = self._source(piece)
             lo, hi = int(rows.min()), int(rows.max()) + 1
-            if not _is_h5py(src):  # a map: any order, one gather
+            if isinstance(src, np.ndarray):  # a map: any order, one gather
                 out[sel] = np.take(src, rows, axis=0)
+            elif not _is_h5py(src):  # ChunkRows, ChunkCache, a tar shard's reader
+                out[sel] = src[rows]
             elif hi - lo == len(rows) and np.all(np.diff(rows) == 1):
                 out[sel] = src[lo:hi]  # a run: one hyperslab
             elif hi - lo <= 4 * len(rows):
