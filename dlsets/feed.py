@@ -8,7 +8,8 @@ So every fetch has its own transform, and the same seed gives the same transform
 batch size, shuffling, number of workers, their scheduling or the number of ranks.
 
 **An epoch** of :class:`Batches` is the order of ``range(n)`` sorted by Philox keys of
-``(seed, epoch)`` (or ``range(n)`` itself without shuffling); with ``world_size`` ranks it is cut
+``(seed, epoch)`` (or ``range(n)`` itself without shuffling; for a compressed HDF5 dataset,
+whole chunks in a shuffle buffer: :mod:`dlsets.chunkorder`); with ``world_size`` ranks it is cut
 into equal shares, rank ``r`` taking positions ``r, r + world_size, ...``: the last
 ``n % world_size`` positions are left out of that epoch (or, with ``pad=True``, the order is
 extended with its own first samples, as ``DistributedSampler`` does). Batches are consecutive
@@ -121,11 +122,19 @@ class RowReader:
         self._h5 = (array.file.filename, array.name) if _is_h5py(array) else None
         self._array = array
         self._pid = os.getpid()
+        self._fast = False  # whether _array is already read through dlsets.fastread
+        # rows per chunk of a compressed dataset: epochs are then chunk-aware (chunkorder)
+        self.chunk_rows = None
+        if self._indices is None:
+            from .chunkorder import rows_per_chunk
+
+            self.chunk_rows = (rows_per_chunk(array) if self._h5 is not None
+                               else getattr(array, "chunk_rows", None))
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         if self._h5 is not None:
-            state["_array"] = None
+            state["_array"], state["_fast"] = None, False
         return state
 
     def _base(self):
@@ -135,6 +144,12 @@ class RowReader:
             filename, name = self._h5
             self._array = h5py.File(filename, "r")[name]
             self._pid = os.getpid()
+            self._fast = False
+        if self._h5 is not None and not self._fast:
+            from .fastread import rows_of
+
+            self._array = rows_of(self._array)  # a map of plainly stored bytes: RAM speed
+            self._fast = True
         return self._array
 
     def __len__(self) -> int:
@@ -465,7 +480,13 @@ class Batches:
         e = self.epoch if epoch is None else check_epoch(epoch, self.n)
         plan = self._plan
         if plan is None or plan[0] != e:
-            order = epoch_order(self.n, e, seed=self.seed, shuffle=self.shuffle)
+            chunk = self.feed.images.chunk_rows
+            if chunk and self.shuffle:  # compressed chunks: whole chunks in a shuffle buffer
+                from . import chunkorder
+
+                order = chunkorder.epoch_order(self.n, chunk, e, seed=self.seed)
+            else:
+                order = epoch_order(self.n, e, seed=self.seed, shuffle=self.shuffle)
             rows = shard(order, self.rank, self.world_size, pad=self.pad)
             # position p of the (padded) order is the (p // n)-th fetch of its row
             fetch = np.arange(self.rank, len(rows) * self.world_size, self.world_size) // self.n

@@ -1,9 +1,13 @@
 """HDF5 files in the dlsets layout, written atomically.
 
-Layout: ``/<split>/images`` (N, ...) and ``/<split>/labels`` (N,), chunked along the sample
-axis (an unlabelled split, STL-10's unlabeled, has no ``labels``), plus ``/<split>/masks``
-(N, H, W) for segmentation data; file attributes ``classes``
-(names) and ``sources`` (JSON of source file -> sha256).
+Layout: ``/<split>/images`` (N, ...) and ``/<split>/labels`` (N,) (an unlabelled split,
+STL-10's unlabeled, has no ``labels``), plus ``/<split>/masks`` (N, H, W) for segmentation
+data; file attributes ``classes`` (names) and ``sources`` (JSON of source file -> sha256).
+
+Uncompressed datasets are contiguous, so readers map their bytes (:mod:`dlsets.fastread`:
+a shuffled epoch at RAM speed from the page cache); compressed ones are chunked along the
+sample axis (whole rows per chunk), as every dataset was before (those files still read, and
+uncompressed chunked ones are mapped too).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import numpy as np
 
 from . import space, stamps
 
-CHUNK_BYTES = 1 << 16  # small chunks keep random access by sample cheap
+CHUNK_BYTES = 1 << 16  # compressed chunks: small, so a random row decompresses little
 
 
 class _GuardedFile(io.FileIO):
@@ -92,6 +96,14 @@ def atomic_hdf5(path: str | os.PathLike, needed: int | None = None,
             raise raw.failed
 
 
+def _chunks(count: int, row_shape: tuple, dtype, compression: str | None) -> tuple | None:
+    """None (contiguous) unless compressed: then whole rows, about CHUNK_BYTES a chunk."""
+    if not count or compression is None:
+        return None
+    sample_bytes = int(np.prod(row_shape)) * np.dtype(dtype).itemsize
+    return (max(1, min(count, CHUNK_BYTES // max(1, sample_bytes))), *row_shape)
+
+
 def create_split(
     f,
     split: str,
@@ -105,14 +117,12 @@ def create_split(
     """Create empty ``/<split>/images`` and ``/<split>/labels``; returns both datasets (labels
     None when ``labels=False``: an unlabelled split)."""
     image_shape = tuple(image_shape)
-    sample_bytes = int(np.prod(image_shape)) * np.dtype(dtype).itemsize
-    rows = max(1, min(count, CHUNK_BYTES // max(1, sample_bytes)))
     group = f.require_group(split)
     images = group.create_dataset(
         "images",
         shape=(count, *image_shape),
         dtype=dtype,
-        chunks=(rows, *image_shape) if count else None,
+        chunks=_chunks(count, image_shape, dtype, compression),
         compression=compression,
     )
     if not labels:
@@ -121,7 +131,7 @@ def create_split(
         "labels",
         shape=(count,),
         dtype=np.uint8,
-        chunks=(max(1, min(count, 1 << 14)),) if count else None,
+        chunks=(max(1, min(count, 1 << 14)),) if count and compression else None,
         compression=compression,
     )
     return images, labels
@@ -136,15 +146,13 @@ def create_masks(
     dtype: np.dtype | str = np.uint8,
     compression: str | None = None,
 ):
-    """Create an empty ``/<split>/masks`` (segmentation class maps), chunked like the images."""
+    """Create an empty ``/<split>/masks`` (segmentation class maps), laid out like the images."""
     mask_shape = tuple(mask_shape)
-    sample_bytes = int(np.prod(mask_shape)) * np.dtype(dtype).itemsize
-    rows = max(1, min(count, CHUNK_BYTES // max(1, sample_bytes)))
     return f.require_group(split).create_dataset(
         "masks",
         shape=(count, *mask_shape),
         dtype=dtype,
-        chunks=(rows, *mask_shape) if count else None,
+        chunks=_chunks(count, mask_shape, dtype, compression),
         compression=compression,
     )
 

@@ -1,0 +1,200 @@
+"""Benchmark: shuffled epochs from RAM against the same epochs from disk (page cache warm).
+
+    python tests/bench/bench_epochs.py            # 120,000 CIFAR-sized images (issue #17)
+    python tests/bench/bench_epochs.py --quick    # 12,000: a smoke run
+    python tests/bench/bench_epochs.py --n 20000 --shape 64,64,3
+
+Sources, all holding the same uint8 images with labels grouped by class (rows sorted by
+label: the hard case for mixing): arrays in RAM; an ``expand_to_hdf5``-layout file as
+written now (contiguous) and as written before (chunked, ``CHUNK_BYTES`` per chunk: 21 rows
+for 32x32x3) and compressed (lzf chunks); ``load_shards`` folders of 4 shards, now and before.
+Paths: ``dlsets.batches(batch_size=256)``; ``dlsets.torch.AugmentedDataset`` in
+``DataLoader(batch_size=256, shuffle=True, num_workers=2, persistent_workers=True)``;
+``dlsets.keras.AugmentedPyDataset(batch_size=256)`` indexed in one process (what Keras'
+adapter does without workers). No augmenter, uint8 batches: reading is what is timed.
+Each path runs one warm-up epoch; then all are timed round-robin ``--repeats`` times (the
+load of a shared machine falls on all alike) and the median counts. The
+"mixing" column is the mean per-batch label entropy of the epoch order, against a full
+shuffle's. ``--before`` adds h5py's own reading (the read path before dlsets.fastread) over
+``--before-batches`` batches, scaled to an epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import h5py  # noqa: E402
+import numpy as np  # noqa: E402
+
+import dlsets  # noqa: E402
+from dlsets import chunkorder, h5  # noqa: E402
+from dlsets.feed import epoch_order  # noqa: E402
+from dlsets.splits import read_rows  # noqa: E402
+
+BATCH = 256
+
+
+def _old_chunks(count, row_shape, dtype, compression):
+    """main's writer before contiguous layouts: whole rows, CHUNK_BYTES a chunk."""
+    if not count:
+        return None
+    row = int(np.prod(row_shape)) * np.dtype(dtype).itemsize
+    return (max(1, min(count, h5.CHUNK_BYTES // max(1, row))), *row_shape)
+
+
+def _write_file(path: Path, x, y, *, old=False, compression=None) -> Path:
+    saved = h5._chunks
+    if old:
+        h5._chunks = _old_chunks
+    try:
+        with h5.atomic_hdf5(path) as f:
+            images, labels = h5.create_split(f, "train", len(x), x.shape[1:],
+                                             compression=compression)
+            for s in range(0, len(x), 8192):
+                images[s:s + 8192], labels[s:s + 8192] = x[s:s + 8192], y[s:s + 8192]
+            h5.write_attrs(f, [str(c) for c in range(10)])
+    finally:
+        h5._chunks = saved
+    return path
+
+
+def _write_shards(folder: Path, x, y, *, old=False) -> Path:
+    saved = h5._chunks
+    if old:
+        h5._chunks = _old_chunks
+    try:
+        dlsets.expand_to_shards(x, y, len(x), folder, shards=4, balance=False, progress=False)
+    finally:
+        h5._chunks = saved
+    return folder
+
+
+def _epoch_batches(images, labels):
+    b = dlsets.batches(images, labels, BATCH, seed=1)
+    return lambda: [None for _ in b], b
+
+
+def _epoch_torch(images, labels):
+    from torch.utils.data import DataLoader
+
+    from dlsets.torch import AugmentedDataset
+
+    ds = AugmentedDataset(images, labels, dtype="uint8", channels="last")
+    loader = DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=2,
+                        persistent_workers=True)
+    return lambda: [None for _ in loader]
+
+
+def _epoch_keras(images, labels):
+    from dlsets.keras import AugmentedPyDataset
+
+    ds = AugmentedPyDataset(images, labels, batch_size=BATCH, seed=1)
+
+    def run():
+        for i in range(len(ds)):
+            ds[i]
+        ds.on_epoch_end()
+    return run
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--n", type=int, default=120_000)
+    ap.add_argument("--shape", default="32,32,3")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", action="append", choices=("batches", "torch", "keras"))
+    ap.add_argument("--before", action="store_true")
+    ap.add_argument("--before-batches", type=int, default=20)
+    args = ap.parse_args(argv)
+    n = 12_000 if args.quick else args.n
+    shape = tuple(int(s) for s in args.shape.split(","))
+    paths = args.only or ["batches", "torch", "keras"]
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+    y = np.sort(np.arange(n) % 10).astype(np.uint8)  # grouped by class
+    work = Path(tempfile.mkdtemp(prefix="bench-epochs-"))
+    print(f"# {n:,} images {shape} uint8, batches of {BATCH}; {platform.processor() or ''}"
+          f" {os.cpu_count()} cpus, Python {platform.python_version()}, NumPy {np.__version__},"
+          f" h5py {h5py.__version__} (HDF5 {h5py.version.hdf5_version})\n")
+    files = {
+        "hdf5 file, contiguous (written now)": _write_file(work / "new.h5", x, y),
+        "hdf5 file, chunked (written before)": _write_file(work / "old.h5", x, y, old=True),
+        "hdf5 file, lzf-compressed chunks": _write_file(work / "lzf.h5", x, y,
+                                                        compression="lzf"),
+        "load_shards, 4 shards (written now)": _write_shards(work / "shards-new", x, y),
+        "load_shards, 4 shards (written before)": _write_shards(work / "shards-old", x, y,
+                                                                old=True),
+    }
+    full = chunkorder.batch_entropy(y, epoch_order(n, 0, seed=1), BATCH)
+    opened = []
+    sources = [("RAM (NumPy arrays)", x, y)]
+    for name, path in files.items():
+        if path.suffix == ".h5":
+            f = h5py.File(path, "r")
+            opened.append(f)
+            sources.append((name, f["train/images"], f["train/labels"]))
+        else:
+            split = dlsets.load_shards(path)
+            sources.append((name, split.images, split.labels))
+    # every runner made and warmed first, then timed round-robin: a shared machine's load
+    # falls on all of them alike
+    runners, mixing = [], {}
+    for name, images, labels in sources:
+        for path in paths:
+            if path == "batches":
+                run, b = _epoch_batches(images, labels)
+                mixing[name] = chunkorder.batch_entropy(y, b.indices(0), BATCH) / full
+            else:
+                run = (_epoch_torch if path == "torch" else _epoch_keras)(images, labels)
+            run()
+            runners.append((name, path, run))
+    times = {(name, path): [] for name, path, _ in runners}
+    for _ in range(args.repeats):
+        for name, path, run in runners:
+            t = time.perf_counter()
+            run()
+            times[name, path].append(time.perf_counter() - t)
+    ram, rows = {}, []
+    for name, path, _ in runners:
+        t = float(np.median(times[name, path]))
+        ram.setdefault(path, t)
+        rows.append((name, path, t, t / ram[path], mixing.get(name) if path == "batches"
+                     else None))
+    if args.before:
+        with h5py.File(files["hdf5 file, chunked (written before)"], "r") as f:
+            d = f["train/images"]
+            order = epoch_order(n, 0, seed=1)
+            k = min(args.before_batches, n // BATCH)
+            t = time.perf_counter()
+            for i in range(k):
+                read_rows(d, order[i * BATCH:(i + 1) * BATCH])
+            t = (time.perf_counter() - t) * (n / BATCH) / k
+        rows.append(("hdf5 file, chunked, through h5py (before)", "batches", t,
+                     t / ram["batches"], None))
+    print("| source | path | epoch (s, median) | x RAM | mixing (entropy / full shuffle) |")
+    print("|---|---|---|---|---|")
+    for name, path, t, ratio, mixing in rows:
+        mix = "" if mixing is None else f"{mixing:.3f}"
+        print(f"| {name} | {path} | {t:.3f} | {ratio:.2f}x | {mix} |")
+    for f in opened:
+        f.close()
+    import shutil
+
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
