@@ -179,6 +179,7 @@ def test_shard_folders_of_each_layout_read_like_ram(tmp_path, monkeypatch):
         assert np.array_equal(split.images[perm], x[perm])
 
 
+@pytest.mark.extra  # torch
 @pytest.mark.parametrize("layout", ["old", "gzip"])
 def test_dataloader_workers_read_each_layout(tmp_path, monkeypatch, layout):
     from torch.utils.data import DataLoader
