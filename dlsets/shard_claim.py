@@ -30,7 +30,7 @@ def claim(folder: Path, key: str, settings: dict, conflict) -> None:
     settings)`` builds the OptionError raised when it belongs to another."""
     from .shard_index import MAX_ENTRY_BYTES, read_small_json
 
-    _mkdir(folder)
+    make_folder(folder)
     path = folder / CLAIM
     for _ in range(_TRIES):
         try:
@@ -64,7 +64,8 @@ def claim(folder: Path, key: str, settings: dict, conflict) -> None:
                       f"{folder} for other settings; give another output folder")
 
 
-def _mkdir(folder: Path) -> None:
+def make_folder(folder: Path) -> None:
+    """The shard folder made (with its parents), or a WriteError/SpaceError saying why not."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

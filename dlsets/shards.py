@@ -307,16 +307,10 @@ def _present(exp: _Expansion, shard: int) -> dict | None:
 def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
     from .augment.expand import _produce
 
-    folder, file = exp.folder, exp.files[shard]
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        from . import space
+    from .shard_claim import make_folder
 
-        err = space.write_error(exc, folder, None, f"writing shards into {folder}")
-        if err is exc:
-            raise
-        raise err from None
+    folder, file = exp.folder, exp.files[shard]
+    make_folder(folder)
     # temporaries of killed writers: removed by atomic.replacing as it starts this one
     path = folder / file
     lo, hi = shard_rows(exp.target, exp.shards, shard)
