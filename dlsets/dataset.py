@@ -35,6 +35,13 @@ class Split:
     def __iter__(self) -> Iterator[Any]:
         return iter((self.images, self.labels))
 
+    def __repr__(self) -> str:
+        def desc(a) -> str:
+            return "None" if a is None else f"{getattr(a, 'dtype', '?')} {tuple(a.shape)}"
+
+        masks = "" if self.masks is None else f", masks={desc(self.masks)}"
+        return f"Split(images={desc(self.images)}, labels={desc(self.labels)}{masks})"
+
     def _repr_html_(self) -> str:
         from .display import split_html
 

@@ -955,16 +955,21 @@ def _assemble(name, sc: Scan, items, opts, images, masks, ok, skips, present, na
 
 
 def _sizes_found(mismatch: list[tuple[str, str]], target, same: int) -> str:
-    """"7 files 24x20, 1 file 40x10 (width x height; e.g. b/wide.png)" from the size skips
-    (their reasons start "is WxH") and the ``same`` files of the size read first."""
+    """"7 files 20x24, 1 file 10x40 (height x width, as --size takes them; e.g. b/wide.png)"
+    from the size skips (their reasons start "is WxH") and the ``same`` files of the size
+    read first."""
     from collections import Counter
 
-    found = Counter({f"{target.exact[1]}x{target.exact[0]}": same})
-    found.update(why.split()[1] for _, why in mismatch)
+    def hw(wh: str) -> str:
+        w, _, h = wh.partition("x")
+        return f"{h}x{w}"
+
+    found = Counter({f"{target.exact[0]}x{target.exact[1]}": same})
+    found.update(hw(why.split()[1]) for _, why in mismatch)
     shown = ", ".join(f"{n} file{'s' if n != 1 else ''} {wh}"
                       for wh, n in found.most_common(5) if n)
     more = f", {len(found) - 5} more sizes" if len(found) > 5 else ""
-    return f"{shown}{more} (width x height; e.g. {mismatch[0][0]})"
+    return f"{shown}{more} (height x width, as --size takes them; e.g. {mismatch[0][0]})"
 
 
 def _dataset(name, arrays, manifest, folder: Path, dtype, channels) -> Dataset:

@@ -64,7 +64,8 @@ def load(
     val_seed: int = 0,
 ) -> Dataset:
     """Load dataset ``name`` (built-in or user registry entry) into a :class:`Dataset`; a path
-    to a folder of images is loaded by :func:`dlsets.load_folder` (its defaults; ``val=`` too).
+    to a folder of images is loaded by :func:`dlsets.load_folder` (its defaults; ``val=`` too),
+    an HDF5 file dlsets wrote (``augment --out``) as its read-only h5py datasets.
 
     Images: uint8 (N, H, W) greyscale or (N, H, W, 3) colour by default; ``dtype="float32"``
     scales them to [0, 1]; ``channels="last"`` always gives NHWC ((N, 28, 28, 1) for greyscale),
@@ -95,6 +96,11 @@ def load(
 
         check_val(val)
         check_seed(val_seed)
+    from . import h5file
+
+    if h5file.is_file(name):  # a file dlsets wrote: read back as it is
+        ds = h5file.load_file(name)
+        return ds if val is None else _with_validation(ds, val, val_seed)
     if _is_folder(name):
         from .folders import load_folder  # a folder of images, as on the command line
 

@@ -3,6 +3,7 @@ CI), short notices for work that takes a while; nothing when asked to be quiet."
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 import time
@@ -37,7 +38,10 @@ def bar(total: int | None, desc: str, *, progress: bool | None = None, unit: str
     NOTICE_AFTER seconds; with ``progress=False``, a silent no-op bar."""
     if progress is None and not enabled(None):
         return Notice(total, desc, unit)
-    from tqdm.auto import tqdm
+    if in_notebook() and importlib.util.find_spec("ipywidgets") is None:
+        from tqdm import tqdm  # text in the cell: tqdm.auto would warn and draw nothing
+    else:
+        from tqdm.auto import tqdm
 
     if unit == "B":
         kw.setdefault("unit_scale", True)

@@ -253,8 +253,9 @@ def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1
         raise OptionError(f"rank={rank} is not allowed with world_size={world_size}: give a "
                           f"rank in 0..{world_size - 1}")
     if not folder.is_dir():
-        raise OptionError(f"{folder}: " + ("not a folder of shards (a file)" if folder.exists()
-                                           else "no such folder"))
+        what = ("not a folder of shards (a file: one HDF5 file that dlsets wrote is read with "
+                "dlsets.load(path))" if folder.exists() else "no such folder")
+        raise OptionError(f"{folder}: {what}")
     doc = read_index(folder)
     total = int(doc["count"])
     share = total // world_size

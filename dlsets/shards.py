@@ -306,7 +306,6 @@ def _present(exp: _Expansion, shard: int) -> dict | None:
 
 def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
     from .augment.expand import _produce
-
     from .shard_claim import make_folder
 
     folder, file = exp.folder, exp.files[shard]

@@ -112,3 +112,10 @@ def test_default_preview_scale_keeps_the_grid_about_2000_pixels_wide():
     assert default_scale(8 * 129) == 1  # 128x128 images: not 4,132 pixels wide
     assert default_scale(5000) == 1
     assert all(w * default_scale(w) <= 2000 for w in range(1, 2001))
+
+
+def test_split_repr_is_short():
+    x = np.zeros((200, 28, 28), np.uint8)
+    r = repr(Split(x, np.zeros(200, np.uint8), x))
+    assert r == ("Split(images=uint8 (200, 28, 28), labels=uint8 (200,), "
+                 "masks=uint8 (200, 28, 28))")

@@ -156,8 +156,9 @@ def test_native_size_must_be_common(tmp_path):
     root = class_folder(tmp_path / "d", {"a": 3, "b": 3}, size=(12, 10))
     assert dlsets.load_folder(root).train.images.shape[1:] == (12, 10, 3)
     save(root / "b" / "odd.png", pattern(30, 30))
-    with pytest.raises(OptionError, match=r"differ in size: 6 files 10x12, 1 file 30x30 \(width "
-                       r"x height; e.g. b/odd.png\).*size=\(H, W\).*`dlsets info "):
+    with pytest.raises(OptionError, match=r"differ in size: 6 files 12x10, 1 file 30x30 \(height "
+                       r"x width, as --size takes them; e.g. b/odd.png\).*size=\(H, W\)"
+                       r".*`dlsets info "):
         dlsets.load_folder(root)
     assert len(_prepared(tmp_path / "dlsets-cache")) == 1  # nothing half-written
 

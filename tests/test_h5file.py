@@ -1,0 +1,51 @@
+"""An HDF5 file dlsets wrote, read back with dlsets.load(path) and fed to a loop."""
+
+import numpy as np
+import pytest
+
+import dlsets
+from dlsets.errors import FormatError, OptionError
+
+
+def _data(n=40):
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (n, 12, 12), dtype=np.uint8), (np.arange(n) % 4).astype(np.uint8)
+
+
+def test_an_expansion_file_loads_back_and_feeds_batches(tmp_path):
+    x, y = _data()
+    aug = dlsets.Augmenter(rotate=10, seed=1)
+    out = tmp_path / "aug.h5"
+    dlsets.expand_to_hdf5(x, y, 100, out, augmenter=aug, classes=["a", "b", "c", "d"])
+    ex, ey = dlsets.expand(x, y, 100, augmenter=aug)
+    with dlsets.load(str(out)) as ds:
+        assert ds.classes == ("a", "b", "c", "d") and len(ds.test) == 0
+        assert np.array_equal(ds.train.images[...], ex) and np.array_equal(ds.train.labels[...], ey)
+        got = np.concatenate([b[0] for b in dlsets.batches(ds.train, batch_size=32,
+                                                           shuffle=False)])
+        assert np.array_equal(got, ex)
+    with dlsets.load(out, val=0.2) as ds:  # a Path too, and a validation split of the file
+        assert len(ds.train) + len(ds.val) == 100
+
+
+def test_an_export_with_masks_loads_back(tmp_path):
+    x, y = _data(10)
+    masks = (x > 128).astype(np.uint8)
+    out = tmp_path / "seg.h5"
+    dlsets.expand_to_hdf5(x, y, 10, out, masks=masks)
+    with dlsets.load(str(out)) as ds:
+        assert np.array_equal(ds.train.masks[...], masks)
+
+
+def test_other_files_are_refused_clearly(tmp_path):
+    import h5py
+
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(FormatError, match="no /<split>/images"):
+        dlsets.load(str(tmp_path / "other.h5"))
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    with pytest.raises(FormatError, match="cannot be opened"):
+        dlsets.load(str(tmp_path / "junk.h5"))
+    with pytest.raises(OptionError, match=r"dlsets.load\(path\)"):
+        dlsets.load_shards(tmp_path / "junk.h5")
