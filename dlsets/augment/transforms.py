@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import OptionError, ReplayError
 from ..tensors import index, index_array, to_numpy
+from . import elastic as coarse
 from . import functional as F
 from . import kernels, params
 
@@ -220,7 +221,11 @@ class Elastic(Transform):
 
     def field(self, seed: int, stream: int, start: int, n: int, height: int,
               width: int, ids: np.ndarray | None = None) -> F.Field:
-        """The displacement fields of samples start..start+n-1 (or ``ids``) for H x W images."""
+        """The displacement fields of samples start..start+n-1 (or ``ids``) for H x W images:
+        exact (low rank) below ``kernels.ELASTIC_PER_IMAGE_PIXELS``, on a grid from there."""
+        if kernels.coarse_field(height, width):
+            return coarse.field(seed, stream, start, n, height, width, self.alpha, self.sigma,
+                                 ids=ids)
         rows = F.smoothing_basis(height, self.sigma)
         cols = F.smoothing_basis(width, self.sigma)
         r, s = rows.shape[1], cols.shape[1]
