@@ -77,3 +77,14 @@ def test_narrow_and_tiny_sided_images_get_fields():
         x = np.random.default_rng(0).integers(0, 255, (2, h, w), np.uint8)
         got = Augmenter(elastic=(5, 4), seed=0)(x, channels="last")
         assert got.shape == x.shape and not np.array_equal(got, x)
+
+
+def test_colour_images_are_each_channel_warped_alike():
+    # uint8 RGB goes through RGBA inside: the same values as each channel on its own
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (3, 112, 120, 3), np.uint8)
+    aug = Augmenter(rotate=10, elastic=(20, 3), border="reflect", seed=2)
+    got = aug(x, start=0)
+    for ch in range(3):
+        assert np.array_equal(got[..., ch], aug(np.ascontiguousarray(x[..., ch]), start=0,
+                                                         channels="last"))
