@@ -9,7 +9,7 @@ from dlsets.augment import functional as F
 from dlsets.errors import OptionError
 
 SIDE = 32  # the smallest per-image sizes: the tests stay small and fast
-ESIDE = 112  # with an elastic field
+ESIDE = 128  # with an elastic field
 
 
 def _smooth(n, h, w, c=None, dtype=np.uint8, seed=0):
@@ -25,10 +25,10 @@ def test_the_kernel_is_chosen_by_shape_only():
     assert kernels.ELASTIC_PER_IMAGE_PIXELS == ESIDE * ESIDE
     assert not kernels.per_image((10, 28, 28)) and not kernels.per_image((10, 31, 32, 3))
     assert kernels.per_image((10, 32, 32)) and kernels.per_image((1, 512, 512, 4))
-    assert not kernels.per_image((10, 111, 112), elastic=True)
-    assert kernels.per_image((10, 112, 112, 3), elastic=True)
+    assert not kernels.per_image((10, 127, 128), elastic=True)
+    assert kernels.per_image((10, 128, 128, 3), elastic=True)
     # elastic fields are drawn on a grid exactly where images are warped one by one
-    assert not kernels.coarse_field(111, 112) and kernels.coarse_field(112, 112)
+    assert not kernels.coarse_field(127, 128) and kernels.coarse_field(128, 128)
     assert kernels.per_image((10, 64, 64, 3), (10, 64, 64))
     # more than 4 channels (images or masks): OpenCV's warps cannot take them whole
     assert not kernels.per_image((10, 64, 64, 5))

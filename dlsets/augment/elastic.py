@@ -129,12 +129,11 @@ def field(seed: int, stream: int, start: int, n: int, height: int, width: int,
     k = 2 * h * w
     noise = (params.uniform16(seed, stream, start, n, k) if ids is None
              else params.uniform16_at(seed, stream, ids, k)).reshape(n, 2, h, w)
-    scale = np.float32(alpha * fx * fy)
-    for i in range(n):
+    kx = (kx * np.float32(alpha * fx * fy)).astype(np.float32)  # the scale rides on the taps
+    for i in range(n):  # one call per grid: the same arithmetic for a sample in any batch
         for j in range(2):
             g = noise[i, j]
             cv2.sepFilter2D(g, cv2.CV_32F, kx, ky, dst=g, borderType=cv2.BORDER_REFLECT_101)
-            g *= scale
     return CoarseField(noise[:, 0], noise[:, 1], height, width)
 
 
@@ -154,7 +153,6 @@ def remap_each(images: np.ndarray, inverse: np.ndarray, field: CoarseField, *,
     py, oy, lo_y, hi_y = _nodes_at(height, gh)
     rows = 3 if perspective else 2
     maps = F._buffer("elastic maps", (rows, height, width), np.float32)
-    g = F._buffer("elastic grid", (gh, gw), np.float32)
     # OpenCV's remap of 3-channel uint8 through float maps costs 1.9x its 4-channel one (at
     # 256 x 256; 1.3x with fixed-point maps, which would round positions to 1/32 pixel): RGB
     # goes through RGBA and back, the same values faster
@@ -165,18 +163,17 @@ def remap_each(images: np.ndarray, inverse: np.ndarray, field: CoarseField, *,
     # between the outermost nodes; the pixels beyond them get the rest (ox, oy) afterwards
     a, b, c = (inverse[:, :rows, j] for j in range(3))  # (n, rows) each
     wa, wb = a.astype(np.float32), b.astype(np.float32)
-    along_x = (a[..., None] * px + c[..., None]).astype(np.float32)  # (n, rows, gw)
-    along_y = (b[..., None] * py).astype(np.float32)[..., None]  # (n, rows, gh, 1)
+    grids = F._buffer("elastic grids", (n, rows, gh, gw), np.float32)
+    np.multiply(wa[..., None, None], field.gx[:, None], out=grids)  # elementwise: per sample
+    grids += wb[..., None, None] * field.gy[:, None]
+    grids += (a[..., None] * px + c[..., None]).astype(np.float32)[:, :, None, :]
+    grids += (b[..., None] * py).astype(np.float32)[..., None]
     fix_x = None if ox is None else (a[..., None] * ox).astype(np.float32)
     fix_y = None if oy is None else (b[..., None] * oy).astype(np.float32)[..., None]
     for i in range(n):
         for k in range(rows):
-            np.multiply(field.gx[i], wa[i, k], out=g)
-            g += wb[i, k] * field.gy[i]
-            g += along_x[i, k]
-            g += along_y[i, k]
             m = maps[k]
-            _upsample(g, m)
+            _upsample(grids[i, k], m)
             if fix_x is not None and a[i, k] != 0.0:
                 m[:, :lo_x] += fix_x[i, k, :lo_x]
                 m[:, hi_x:] += fix_x[i, k, hi_x:]

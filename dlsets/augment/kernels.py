@@ -34,11 +34,12 @@ ALGORITHM = 2
 
 # From these sizes on, one call per image beats the mosaic (measured side by side on 2 cores,
 # tests/bench/bench_augment_sizes.py and docs/benchmarks.md): affine warps from 32 x 32 pixels
-# (28 x 28 ties: MNIST keeps the mosaic), elastic ones from 112 x 112 (the grid field and its
-# per-image remap tie the mosaic's exact low-rank field at 96 to 112, win by 1.1-1.5x at 128,
-# lose at 80 and below). Part of ALGORITHM: changing them changes outputs.
+# (28 x 28 ties: MNIST keeps the mosaic), elastic ones from 128 x 128 (the grid field and its
+# per-image remap: 0.6-0.9x the mosaic's exact low-rank field at 96 and 112, 1.05-1.2x at 128,
+# 2x at 160, where the mosaic's products make OpenBLAS start threads that fight the pool's).
+# Part of ALGORITHM: changing them changes outputs.
 PER_IMAGE_PIXELS = 32 * 32
-ELASTIC_PER_IMAGE_PIXELS = 112 * 112
+ELASTIC_PER_IMAGE_PIXELS = 128 * 128
 _MAX_CHANNELS = 4  # OpenCV's warps take at most 4 channels; more go through the mosaic
 
 
@@ -52,10 +53,16 @@ def per_image(shape: tuple[int, ...], mask_shape: tuple[int, ...] | None = None,
     return all(s is None or len(s) < 4 or s[3] <= _MAX_CHANNELS for s in (shape, mask_shape))
 
 
+# The exact field's basis is an SVD of a side x side matrix: 0.1 s at 512, 34 s at 5000 (a
+# 3 x 5000 strip, mosaic-sized by its pixels); longer sides get the grid field too.
+EXACT_FIELD_MAX_SIDE = 512
+
+
 def coarse_field(height: int, width: int) -> bool:
     """True when elastic fields of H x W images are drawn on a grid (:mod:`.elastic`): from the
-    size on which they are warped one image per call (both by size only)."""
-    return height * width >= ELASTIC_PER_IMAGE_PIXELS
+    size on which they are warped one image per call, or a side over EXACT_FIELD_MAX_SIDE."""
+    return (height * width >= ELASTIC_PER_IMAGE_PIXELS
+            or max(height, width) > EXACT_FIELD_MAX_SIDE)
 
 
 def pick(shape: tuple[int, ...], mask_shape: tuple[int, ...] | None, *, elastic: bool,
