@@ -9,7 +9,7 @@ from dlsets.augment import functional as F
 from dlsets.errors import OptionError
 
 SIDE = 32  # the smallest per-image sizes: the tests stay small and fast
-ESIDE = 144  # with an elastic field
+ESIDE = 128  # with an elastic field
 
 
 def _smooth(n, h, w, c=None, dtype=np.uint8, seed=0):
@@ -25,8 +25,10 @@ def test_the_kernel_is_chosen_by_shape_only():
     assert kernels.ELASTIC_PER_IMAGE_PIXELS == ESIDE * ESIDE
     assert not kernels.per_image((10, 28, 28)) and not kernels.per_image((10, 31, 32, 3))
     assert kernels.per_image((10, 32, 32)) and kernels.per_image((1, 512, 512, 4))
-    assert not kernels.per_image((10, 128, 128), elastic=True)
-    assert kernels.per_image((10, 144, 144, 3), elastic=True)
+    assert not kernels.per_image((10, 127, 128), elastic=True)
+    assert kernels.per_image((10, 128, 128, 3), elastic=True)
+    # elastic fields are drawn on a grid exactly where images are warped one by one
+    assert not kernels.coarse_field(127, 128) and kernels.coarse_field(128, 128)
     assert kernels.per_image((10, 64, 64, 3), (10, 64, 64))
     # more than 4 channels (images or masks): OpenCV's warps cannot take them whole
     assert not kernels.per_image((10, 64, 64, 5))
@@ -71,37 +73,81 @@ def test_large_perspective_images_are_opencv_warpperspective():
         assert np.array_equal(got[i], want)
 
 
-def test_large_elastic_images_follow_their_field():
-    # the per-image kernel computes the field's products in blocks (one OpenBLAS thread each),
-    # which may round a few values differently from the mosaic's whole products
-    x = _smooth(3, ESIDE, ESIDE, 3)
-    aug = Augmenter(rotate=10, elastic=(20, 3), seed=3)
-    inverse, field = aug._geometry(0, 3, ESIDE, ESIDE)
-    mosaic = F.warp(x, inverse, field=field)
-    got = aug(x, start=0)
-    diff = np.abs(got.astype(int) - mosaic)
-    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
-    assert not np.array_equal(got, x)
+@pytest.mark.parametrize("border", ["constant", "reflect", "edge"])
+@pytest.mark.parametrize("kw", [dict(elastic=(34, 4)),
+                                dict(rotate=20, zoom=(0.8, 1.2), hflip=True, elastic=(20, 3)),
+                                dict(rotate=10, perspective=0.1, elastic=(20, 3)),
+                                dict(elastic=(10, 1)), dict(elastic=(50, 30))])
+def test_large_elastic_images_follow_their_field_and_masks_the_same_maps(kw, border):
+    # ramps whose values are their coordinates: bilinear output = the sampling map itself
+    h, w = ESIDE, ESIDE + 9
+    ys, xs = np.mgrid[:h, :w].astype(np.float32)
+    x = np.repeat(np.stack([xs, ys], -1)[None], 2, axis=0)
+    aug = Augmenter(**kw, border=border, seed=5)
+    inverse, field = aug._geometry(3, 2, h, w)
+    dx, dy = field.dense()
+    px, py = xs + dx, ys + dy  # the field in output space, then the geometry
+    den, u, v = (inverse[:, k, 0, None, None] * px + inverse[:, k, 1, None, None] * py
+                 + inverse[:, k, 2, None, None] for k in (2, 0, 1))
+    u, v = u / den, v / den
+    index = (ys * w + xs).astype(np.int32)  # masks: which source pixel each output takes
+    got, got_masks = aug(x, masks=np.repeat(index[None], 2, axis=0), start=3)
+    inside = (u > 0) & (u < w - 1) & (v > 0) & (v < h - 1)
+    assert inside.mean() > 0.5
+    assert np.abs(got[..., 0] - u)[inside].max() < 1 / 32
+    assert np.abs(got[..., 1] - v)[inside].max() < 1 / 32
+    my, mx = np.divmod(got_masks, w)
+    assert np.abs(mx - got[..., 0])[inside].max() <= 0.5 + 1 / 32
+    assert np.abs(my - got[..., 1])[inside].max() <= 0.5 + 1 / 32
 
 
-@pytest.mark.parametrize("kw", [dict(rotate=15, shift=0.1, shear=10),
-                                dict(rotate=15, perspective=0.05, elastic=(20, 3))])
-def test_large_images_do_not_depend_on_batch_threads_or_opencv_threads(kw):
+def test_small_elastic_images_keep_the_exact_field_through_the_mosaic():
+    # MNIST / CIFAR sizes: outputs of the low-rank field and the mosaic, unchanged
+    for shape in [(40, 28, 28), (20, 32, 32, 3), (3, ESIDE - 1, ESIDE, 3)]:
+        x = _smooth(*shape)
+        aug = Augmenter(rotate=10, elastic=(20, 3), seed=3)
+        inverse, field = aug._geometry(0, shape[0], *shape[1:3])
+        assert isinstance(field, F.Field)
+        assert np.array_equal(aug(x, start=0), F.warp(x, inverse, field=field))
+
+
+def test_large_elastic_images_of_many_channels_take_their_grid_field_through_the_mosaic():
+    x = _smooth(2, ESIDE, ESIDE, 5, np.float32)
+    aug = Augmenter(elastic=(20, 3), seed=3)
+    many = aug(x, start=0)
+    three = aug(np.ascontiguousarray(x[..., :3]), start=0)
+    assert not np.array_equal(many, x)
+    # the mosaic rounds rows to 1/512 pixel; the per-image remap interpolates exactly
+    assert np.abs(many[..., :3] - three).max() < 0.01
+
+
+@pytest.mark.parametrize("kw,c", [(dict(rotate=15, shift=0.1, shear=10), 3),
+                                  (dict(rotate=15, perspective=0.05, elastic=(20, 3)), 3),
+                                  (dict(elastic=(34, 4)), None)])
+def test_large_images_do_not_depend_on_batch_threads_or_opencv_threads(kw, c):
     import cv2
 
+    from dlsets.augment.transforms import piece_size
+
     side = ESIDE if "elastic" in kw else SIDE
-    x = _smooth(7, side, side, 3)
-    whole = Augmenter(**kw, seed=4, workers=2)(x, start=100)
-    ids = np.array([106, 100, 103, 101, 105, 102, 104])
+    n = piece_size(side, side) + 3  # more than one piece of work
+    x = _smooth(n, side, side, c)
+    masks = (x if c is None else x[..., 0]) // 64
+    whole, whole_masks = Augmenter(**kw, seed=4, workers=2)(x, masks=masks, start=100)
+    ids = 100 + np.random.default_rng(1).permutation(n)[:7]
     threads = cv2.getNumThreads()
     try:
         cv2.setNumThreads(1)
-        shuffled = Augmenter(**kw, seed=4, workers=1)(x[ids - 100], ids=ids)
+        shuffled, shuffled_masks = Augmenter(**kw, seed=4, workers=1)(
+            x[ids - 100], masks=masks[ids - 100], ids=ids)
     finally:
         cv2.setNumThreads(threads)
     assert np.array_equal(shuffled, whole[ids - 100])
+    assert np.array_equal(shuffled_masks, whole_masks[ids - 100])
     one = Augmenter(**kw, seed=4)
-    assert np.array_equal(one.image(x[3], id=103), whole[3])
+    j = int(ids[0]) - 100
+    assert np.array_equal(one.image(x[j], id=int(ids[0])), whole[j])
+    assert np.array_equal(one(x[j:j + 2], start=100 + j), whole[j:j + 2])
 
 
 def test_the_algorithm_number_is_in_the_repr_and_in_outputs(tmp_path):
@@ -140,15 +186,6 @@ def test_large_images_in_any_memory_layout():
     nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     got = aug(nchw, channels="first", start=0)
     assert got.flags.c_contiguous and np.array_equal(got, want.transpose(0, 3, 1, 2))
-
-
-def test_blocked_products_cover_every_entry():
-    rng = np.random.default_rng(0)
-    for m, k, n in [(1, 1, 1), (37, 152, 513), (300, 5, 7), (512, 152, 512)]:
-        a = rng.standard_normal((m, k)).astype(np.float32)
-        b = rng.standard_normal((k, n)).astype(np.float32)
-        got = kernels._single_threaded(a, b)
-        assert got.shape == (m, n) and np.allclose(got, a @ b, rtol=1e-4, atol=1e-4)
 
 
 def test_a_users_own_geometric_transform_gets_the_perspective_warp():

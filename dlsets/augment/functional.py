@@ -52,6 +52,12 @@ class Field(NamedTuple):
         """The fields of samples ``sl`` (a slice or an index array)."""
         return Field(self.rows, self.cols, self.zx[sl], self.zy[sl])
 
+    def combine(self, a: np.ndarray, b: np.ndarray, out: np.ndarray, product) -> None:
+        """out[i] = a[i] * dx[i] + b[i] * dy[i] ((n,) float32 weights; out (n, H, W)):
+        rows @ (a zx + b zy) @ cols.T, low rank, through ``product(rows, z, cols, out)``."""
+        z = a[:, None, None] * self.zx + b[:, None, None] * self.zy  # (n, r, s)
+        product(self.rows, z, self.cols, out)
+
     def dense(self) -> tuple[np.ndarray, np.ndarray]:
         """The displacements as two (N, H, W) float32 arrays (for tests and inspection)."""
         return (
@@ -234,11 +240,9 @@ def _maps(inverse: np.ndarray, field: Field | None, height: int, width: int,
         m = _buffer(f"map{k}", (n, height, width), np.float32)
         np.add(along_y[:, :, None], along_x[:, None, :], out=m)
         if field is not None:
-            # a*dx + b*dy = rows @ (a*zx + b*zy) @ cols.T, low rank: two thin products
-            a32, b32 = a.astype(np.float32), b.astype(np.float32)
-            z = a32[:, None, None] * field.zx + b32[:, None, None] * field.zy  # (n, r, s)
+            # a*dx + b*dy: a Field's low-rank products, or a large image's coarse field
             d = _buffer("disp", (n, height, width), np.float32)
-            product(field.rows, z, field.cols, d)
+            field.combine(a.astype(np.float32), b.astype(np.float32), d, product)
             m += d
         out.append(m)
     if perspective:

@@ -5,14 +5,14 @@ images: per-call costs dominate there). From ``PER_IMAGE_PIXELS`` pixels on
 (``ELASTIC_PER_IMAGE_PIXELS`` with an elastic field), each image gets
 its own OpenCV call: ``cv2.warpAffine`` / ``cv2.warpPerspective`` for chains without an elastic
 field (OpenCV computes the sampling positions block by block in cache, which no NumPy map can
-match), ``cv2.remap`` over the image's own map otherwise (the mosaic's map, its field's
-products computed in blocks small enough for one thread). The choice depends on the shape,
-dtype and kinds of transform, never on timing, threads or the machine, so a sample's output
-depends only on (seed, sample id, shape, dtype).
+match), ``cv2.remap`` over the image's own map otherwise (:mod:`.elastic`: the field drawn on a
+grid of nodes and upsampled). The choice depends on the shape, dtype and kinds of transform,
+never on timing, threads or the machine, so a sample's output depends only on (seed, sample
+id, shape, dtype).
 
 ``ALGORITHM`` numbers the arithmetic: it is part of every Augmenter's ``repr``, which HDF5 and
 Caffe outputs record and shard folders compare (a folder begun under another number is refused).
-Bump it whenever any sample's output changes.
+Bump it whenever any sample's output changes (before a release: 2 is not released yet).
 """
 
 from __future__ import annotations
@@ -22,22 +22,24 @@ from functools import partial
 import numpy as np
 
 from ..errors import OptionError
+from . import elastic as coarse
 from . import functional as F
 
 # 1: every image through the mosaic (sampling rows on a 1/512-pixel grid).
 # 2: images of PER_IMAGE_PIXELS (elastic: ELASTIC_PER_IMAGE_PIXELS) pixels or more warped one
-#    OpenCV call each (warpAffine /
-#    warpPerspective for geometry without an elastic field: OpenCV's own sampling positions;
-#    elastic fields' products in blocks that OpenBLAS runs on one thread).
+#    OpenCV call each (warpAffine / warpPerspective for geometry without an elastic field:
+#    OpenCV's own sampling positions; elastic fields drawn on a grid of 2 nodes per sigma,
+#    upsampled bilinearly, then remap).
 ALGORITHM = 2
 
 # From these sizes on, one call per image beats the mosaic (measured side by side on 2 cores,
-# tests/bench/bench_augment_sizes.py): affine warps from 32 x 32 pixels (28 x 28 ties: MNIST
-# keeps the mosaic), elastic ones from 144 x 144 (per-image maps and field products cost more
-# below; above, the mosaic's whole products make OpenBLAS start threads that fight the pool's).
-# Part of ALGORITHM: changing them changes outputs, so bump the number with them.
+# tests/bench/bench_augment_sizes.py and docs/benchmarks.md): affine warps from 32 x 32 pixels
+# (28 x 28 ties: MNIST keeps the mosaic), elastic ones from 128 x 128 (the grid field and its
+# per-image remap: 0.6-0.9x the mosaic's exact low-rank field at 96 and 112, 1.05-1.2x at 128,
+# 2x at 160, where the mosaic's products make OpenBLAS start threads that fight the pool's).
+# Part of ALGORITHM: changing them changes outputs.
 PER_IMAGE_PIXELS = 32 * 32
-ELASTIC_PER_IMAGE_PIXELS = 144 * 144
+ELASTIC_PER_IMAGE_PIXELS = 128 * 128
 _MAX_CHANNELS = 4  # OpenCV's warps take at most 4 channels; more go through the mosaic
 
 
@@ -49,6 +51,18 @@ def per_image(shape: tuple[int, ...], mask_shape: tuple[int, ...] | None = None,
     if h * w < (ELASTIC_PER_IMAGE_PIXELS if elastic else PER_IMAGE_PIXELS):
         return False
     return all(s is None or len(s) < 4 or s[3] <= _MAX_CHANNELS for s in (shape, mask_shape))
+
+
+# The exact field's basis is an SVD of a side x side matrix: 0.1 s at 512, 34 s at 5000 (a
+# 3 x 5000 strip, mosaic-sized by its pixels); longer sides get the grid field too.
+EXACT_FIELD_MAX_SIDE = 512
+
+
+def coarse_field(height: int, width: int) -> bool:
+    """True when elastic fields of H x W images are drawn on a grid (:mod:`.elastic`): from the
+    size on which they are warped one image per call, or a side over EXACT_FIELD_MAX_SIDE."""
+    return (height * width >= ELASTIC_PER_IMAGE_PIXELS
+            or max(height, width) > EXACT_FIELD_MAX_SIDE)
 
 
 def pick(shape: tuple[int, ...], mask_shape: tuple[int, ...] | None, *, elastic: bool,
@@ -76,7 +90,7 @@ def warp_each(
     images: np.ndarray,
     inverse: np.ndarray,
     *,
-    field: F.Field | None = None,
+    field: coarse.CoarseField | None = None,
     perspective: bool = False,
     border: str = "constant",
     fill: float = 0,
@@ -89,53 +103,25 @@ def warp_each(
     (``mask_out[i]``), one OpenCV call per image: bilinear for images, nearest for masks."""
     import cv2
 
+    if field is not None:  # large images' fields are coarse (coarse_field)
+        coarse.remap_each(images, inverse, field, border=border, fill=fill, masks=masks,
+                           mask_fill=mask_fill, out=out, mask_out=mask_out)
+        return
     n, height, width = images.shape[:3]
     mode = getattr(cv2, _BORDERS[border])
     jobs = [(images, out, cv2.INTER_LINEAR, (fill,) * 4)]
     if masks is not None:
         jobs.append((masks, mask_out, cv2.INTER_NEAREST, (mask_fill,) * 4))
+    m = inverse if perspective else inverse[:, :2]
+    call = cv2.warpPerspective if perspective else cv2.warpAffine
     for i in range(n):
-        if field is None:
-            m = inverse[i] if perspective else inverse[i, :2]
-            call = cv2.warpPerspective if perspective else cv2.warpAffine
-            for src, dst, flag, value in jobs:
-                _into(dst[i], call(src[i], m, (width, height), dst=dst[i],
-                                   flags=flag | cv2.WARP_INVERSE_MAP, borderMode=mode,
-                                   borderValue=value))
-            continue
-        u, v = F.sample_maps(inverse[i:i + 1], field.take(slice(i, i + 1)), height, width,
-                             border, product=_blocked_product)
         for src, dst, flag, value in jobs:
-            _into(dst[i], cv2.remap(src[i], u[0], v[0], flag, dst=dst[i],
-                                    borderMode=cv2.BORDER_CONSTANT, borderValue=value))
+            _into(dst[i], call(src[i], m[i], (width, height), dst=dst[i],
+                               flags=flag | cv2.WARP_INVERSE_MAP, borderMode=mode,
+                               borderValue=value))
 
 
 def _into(dst: np.ndarray, got: np.ndarray) -> None:
     """OpenCV drops a trailing axis of 1 and then writes a new array, not ``dst``."""
     if not np.shares_memory(dst, got):
         dst[...] = got.reshape(dst.shape)
-
-
-def _blocked_product(rows: np.ndarray, z: np.ndarray, cols: np.ndarray, out: np.ndarray) -> None:
-    """out[i] = rows @ z[i] @ cols.T in products small enough that OpenBLAS never starts threads
-    (it does above 2**18 multiply-adds): called from the pool threads, its threads spun against
-    each other and against other load, making elastic warps 5-10x slower."""
-    for i in range(len(z)):
-        _single_threaded(rows, _single_threaded(z[i], cols.T), out[i])
-
-
-_SINGLE_THREAD_MNK = 1 << 18  # OpenBLAS: SMP_THRESHOLD_MIN (65536) x GEMM_MULTITHREAD_THRESHOLD (4)
-
-
-def _single_threaded(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """a @ b in square-ish output blocks, each product under OpenBLAS' threading threshold
-    (blocks of a few rows would re-pack all of b for every call: 18x slower at 512 pixels)."""
-    m, k = a.shape
-    n = b.shape[1]
-    if out is None:
-        out = np.empty((m, n), np.result_type(a, b))
-    side = max(1, int((_SINGLE_THREAD_MNK // max(1, k)) ** 0.5))
-    for s in range(0, m, side):
-        for t in range(0, n, side):
-            out[s:s + side, t:t + side] = np.matmul(a[s:s + side], b[:, t:t + side])
-    return out

@@ -57,6 +57,20 @@ def normal(seed: int, stream: int, start: int, n: int, k: int) -> np.ndarray:
     return _irwin_hall(raw.reshape(n, words)[:, :k])
 
 
+def uniform16(seed: int, stream: int, start: int, n: int, k: int) -> np.ndarray:
+    """(n, k) float32 uniforms on (-1, 1) (variance 1/3), 16 bits each, four per 64-bit word:
+    the noise of elastic fields on a grid, for samples start..start+n-1."""
+    words = -(-k // 4)
+    raw = generator(seed, stream, start, words).bit_generator.random_raw(n * _words(words))
+    return _sixteen(raw.reshape(n, -1)[:, :words], k)
+
+
+def _sixteen(raw: np.ndarray, k: int) -> np.ndarray:
+    # little-endian 16-bit pieces whatever the machine's byte order
+    bits = np.ascontiguousarray(raw, dtype="<u8").view("<u2")[:, :k]
+    return (bits.astype(np.float32) - np.float32(32767.5)) * np.float32(1.0 / 32768.0)
+
+
 def _irwin_hall(raw: np.ndarray) -> np.ndarray:
     mask = np.uint64(0xFFFF)
     total = raw & mask
@@ -154,3 +168,8 @@ def uniform_at(seed: int, stream: int, ids: np.ndarray, k: int) -> np.ndarray:
 def normal_at(seed: int, stream: int, ids: np.ndarray, k: int) -> np.ndarray:
     """(n, k) float32 draws of samples ``ids``, as :func:`normal` gives them."""
     return _irwin_hall(raw_at(seed, stream, ids, k))
+
+
+def uniform16_at(seed: int, stream: int, ids: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) float32 uniforms of samples ``ids``, as :func:`uniform16` gives them."""
+    return _sixteen(raw_at(seed, stream, ids, -(-k // 4)), k)

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import OptionError, ReplayError
 from ..tensors import index, index_array, to_numpy
+from . import elastic as coarse
 from . import functional as F
 from . import kernels, params
 
@@ -206,7 +207,9 @@ class VFlip(Geometric):
 
 class Elastic(Transform):
     """Elastic deformation (Simard et al. 2003): displacement = alpha x (Gaussian smoothing with
-    ``sigma`` pixels of white noise of variance 1/3, as uniform noise on [-1, 1] has)."""
+    ``sigma`` pixels of white noise of variance 1/3, as uniform noise on [-1, 1] has). From
+    128 x 128 pixels the noise is uniform on a grid of 2 nodes per sigma, upsampled bilinearly
+    (:mod:`.elastic`); below, exact on every pixel in low-rank form."""
 
     def __init__(self, alpha: float, sigma: float) -> None:
         if not (_number(alpha) and math.isfinite(alpha) and 0.0 <= float(alpha) <= 1000.0):
@@ -220,7 +223,11 @@ class Elastic(Transform):
 
     def field(self, seed: int, stream: int, start: int, n: int, height: int,
               width: int, ids: np.ndarray | None = None) -> F.Field:
-        """The displacement fields of samples start..start+n-1 (or ``ids``) for H x W images."""
+        """The displacement fields of samples start..start+n-1 (or ``ids``) for H x W images:
+        exact (low rank) below ``kernels.ELASTIC_PER_IMAGE_PIXELS``, on a grid from there."""
+        if kernels.coarse_field(height, width):
+            return coarse.field(seed, stream, start, n, height, width, self.alpha, self.sigma,
+                                 ids=ids)
         rows = F.smoothing_basis(height, self.sigma)
         cols = F.smoothing_basis(width, self.sigma)
         r, s = rows.shape[1], cols.shape[1]
@@ -345,7 +352,7 @@ class Augmenter:
     All geometry of a sample is composed (list order; Elastic last) and resampled once.
     ``border`` is "constant" (``fill``), "reflect" (mirror without repeating the edge pixel) or
     "edge"; ``workers`` threads share a batch (default: up to 4), which never changes results.
-    Images of 32 x 32 pixels or more (144 x 144 with ``elastic``) are warped one OpenCV call
+    Images of 32 x 32 pixels or more (128 x 128 with ``elastic``) are warped one OpenCV call
     each, smaller ones many to a call (chosen by shape only: see :mod:`.kernels`); ``repr``
     names the ``algorithm`` version, and ``algorithm=`` (optional) must be this release's.
     """

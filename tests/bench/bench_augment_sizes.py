@@ -4,6 +4,10 @@ per-image OpenCV limit, each row measured side by side in one run.
     python tests/bench/bench_augment_sizes.py                      # every row (~3 min)
     python tests/bench/bench_augment_sizes.py --quick              # a smoke test
     python tests/bench/bench_augment_sizes.py --plot docs/augment_sizes.png
+    python tests/bench/bench_augment_sizes.py --only elastic --before /tmp/old  # a checkout
+
+``--before DIR`` times a second dlsets (``DIR/dlsets``, e.g. ``git worktree add /tmp/old
+HEAD~1``) side by side as a fourth engine, imported under another name.
 
 Smooth synthetic images (random 8x8-pixel cells, cubic-resized). dlsets: ``Augmenter(rotate=15,
 shift=0.1, shear=10)`` or ``Augmenter(elastic=(34, 4))`` on the whole set; albumentations 2:
@@ -105,8 +109,21 @@ def _rate(fn, n: int) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _before(path: str):
+    """The Augmenter class of the dlsets in ``path``/dlsets, imported as ``dlsets_before``
+    (its modules import each other relatively, so a renamed copy works)."""
+    import importlib
+    import shutil
+    import tempfile
+
+    root = tempfile.mkdtemp(prefix="bench-before-")
+    shutil.copytree(os.path.join(path, "dlsets"), os.path.join(root, "dlsets_before"))
+    sys.path.insert(0, root)
+    return importlib.import_module("dlsets_before.augment").Augmenter
+
+
 def measure(op: str, side: int, channels: int, masks: bool, repeats: int, scale: float,
-            pool, threads: int, rng) -> dict:
+            pool, threads: int, rng, before=None) -> dict:
     from dlsets.augment import Augmenter
 
     n = max(16, int(PIXELS * scale) // (side * side))
@@ -122,10 +139,19 @@ def measure(op: str, side: int, channels: int, masks: bool, repeats: int, scale:
     theirs = (lambda: [t(image=x[i], mask=m[i]) for i in range(na)]) if masks else (  # noqa: E731
         lambda: [t(image=x[i]) for i in range(na)])
     limit = lambda: _limit(pool, threads, x, m, inverse)  # noqa: E731
+    old = None
+    if before is not None:
+        b = (before(rotate=15, shift=0.1, shear=10, seed=0) if op == "affine"
+             else before(elastic=(34, 4), seed=0))
+        old = lambda: b(x, masks=m, start=0, **kw) if masks else b(x, start=0, **kw)  # noqa: E731
+        old()
     ours(), theirs(), limit()  # warm-up: imports, caches, scratch
-    got: dict[str, list[float]] = {"dlsets": [], "albumentations": [], "limit": []}
+    got: dict[str, list[float]] = {"dlsets": [], "albumentations": [], "limit": [],
+                                   "before": []}
     for _ in range(repeats):
         got["dlsets"].append(_rate(ours, n))
+        if old is not None:
+            got["before"].append(_rate(old, n))
         got["albumentations"].append(_rate(theirs, na))
         if op == "affine":
             got["limit"].append(_rate(limit, n))
@@ -138,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--only", default=None, help="'affine' or 'elastic'")
     p.add_argument("--plot", default=None, help="write a PNG of img/s against image size")
+    p.add_argument("--before", default=None, help="a dlsets checkout to time side by side")
     args = p.parse_args(argv)
 
     import albumentations
@@ -154,13 +181,14 @@ def main(argv: list[str] | None = None) -> int:
           f"numpy {np.__version__}, opencv {cv2.__version__} ({cv2.getNumThreads()} threads), "
           f"albumentations {albumentations.__version__}; dlsets augmentation algorithm "
           f"{kernels.ALGORITHM}; load average before: {load:.2f}; medians of {repeats}")
+    before = None if args.before is None else _before(args.before)
     header = ("work", "n", "dlsets img/s", "albumentations", "limit", "x albu", "x limit",
-              "target", "met")
+              "target", "met") + (("before", "x before") if before else ())
     rows, results = [], []
     for op, side, channels, masks in ROWS:
         if args.only and op != args.only:
             continue
-        r = measure(op, side, channels, masks, repeats, scale, pool, threads, rng)
+        r = measure(op, side, channels, masks, repeats, scale, pool, threads, rng, before)
         want_albu, want_limit = targets(op, side)
         vs_albu = r["dlsets"] / r["albumentations"]
         vs_limit = None if r["limit"] is None else r["dlsets"] / r["limit"]
@@ -174,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((name, f"{r['n']:,}", f"{r['dlsets']:,.0f}", f"{r['albumentations']:,.0f}",
                      "-" if r["limit"] is None else f"{r['limit']:,.0f}", f"{vs_albu:.1f}x",
                      "-" if vs_limit is None else f"{vs_limit:.2f}x", want,
-                     "yes" if met else "NO"))
+                     "yes" if met else "NO")
+                    + ((f"{r['before']:,.0f}", f"{r['dlsets'] / r['before']:.2f}x")
+                       if before else ()))
         print("  ".join(rows[-1]), flush=True)
     print()
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
