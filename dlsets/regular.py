@@ -46,7 +46,16 @@ def read_bounded(path: str | os.PathLike, limit: int) -> bytes:
     with f:
         if size > limit:
             raise TooLarge(f"{os.fspath(path)} has {size:,} bytes; at most {limit:,} expected")
-        data = f.read(limit + 1)  # bounded even if it grows meanwhile
+        # read(n) allocates n bytes first: ask for what fstat says (and more only if it grew)
+        pieces, total, want = [], 0, size + 1
+        while total <= limit:
+            piece = f.read(min(want, limit + 1 - total))
+            if not piece:
+                break
+            pieces.append(piece)
+            total += len(piece)
+            want = 1 << 20
+    data = b"".join(pieces)
     if len(data) > limit:
         raise TooLarge(f"{os.fspath(path)} has more than {limit:,} bytes; at most {limit:,} "
                        "expected")
