@@ -19,6 +19,7 @@ import dlsets
 from dlsets import cache, download, palette, registry, stamps
 from dlsets.errors import AuthError, OptionError, RegistryError
 from tests.formats import mnist_like
+from tests.test_kaggle import creds, flowers_zip, kg  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEEP = "[" * 30_000 + "]" * 30_000  # under every size cap; far past the recursion limit
@@ -249,3 +250,24 @@ def test_read_bounded_reads_up_to_its_limit_and_refuses_more(tmp_path):
         read_bounded(p, 999)
     with pytest.raises(NotRegular):
         read_bounded(tmp_path, 10)
+
+
+def test_a_kaggle_archive_that_is_a_device_link_is_damaged_not_read(kg, creds):  # noqa: F811
+    from dlsets import kaggle
+
+    kg.add("alice/flowers", {1: flowers_zip(2)})
+    kaggle.fetch("kaggle:alice/flowers/versions/1")
+    archive = kaggle.dataset_dir("kaggle:alice/flowers") / "files" / "v1.zip"
+    archive.unlink()
+    os.symlink("/dev/zero", archive)
+
+    def ring(*_):
+        raise TimeoutError("read /dev/zero as a Kaggle archive")
+
+    signal.signal(signal.SIGALRM, ring)  # the hashing loop is interrupted: a failure, no hang
+    signal.alarm(60)
+    try:
+        lines = kaggle.verify("kaggle:alice/flowers", repair=False)
+    finally:
+        signal.alarm(0)
+    assert "not a regular file" in lines[0] and lines[0].endswith("not repaired")
