@@ -26,6 +26,7 @@ from .deadline import Deadline
 from .errors import DlsetsError, DownloadError, OfflineError, OptionError, RegistryError
 from .names import check_component
 from .registry import DatasetSpec, FileSpec
+from .regular import NotRegular, open_regular
 
 if TYPE_CHECKING:
     from . import download
@@ -212,10 +213,15 @@ class _Cache:
         """Hash the cached file; record it when it matches. Returns why it does not, or None."""
         fs = self.spec.files[file]
         before = self.stat(file)
-        try:
-            h = _download_module().hash_file(self.path(file), md5=self.needs_md5(fs))
+        try:  # read no further than the registry's size: a longer file is damaged already
+            h = _download_module().hash_file(self.path(file), md5=self.needs_md5(fs),
+                                             limit=fs.size)
         except FileNotFoundError:  # another process is repairing it right now
             return "it was removed while being checked"
+        except NotRegular:  # a FIFO or a link to /dev/zero: damaged, never read (nor waited on)
+            why = "it is not a regular file (a FIFO, device, socket or folder); it was not read"
+            self.failed[file] = (before, why)
+            return why
         why = self.mismatch(fs, h)
         if why is None:
             self.record(file, h)
@@ -495,7 +501,8 @@ def _copy_hashing(src: Path, tmp: Path, md5: bool) -> download.Hashes:
     buf = bytearray(download.CHUNK)
     view = memoryview(buf)
     try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+        fin, _ = open_regular(src)  # replaced by a FIFO since it was hashed: refused
+        with fin, open(tmp, "wb") as fout:
             while n := fin.readinto(buf):
                 fout.write(view[:n])
                 h.update(view[:n])
@@ -526,16 +533,16 @@ def _import(c: _Cache, source_dir: PathLike, sets: Sequence[Sequence[str]], net:
         except OSError:
             continue
         if size in sizes or None in sizes:
-            candidates.append((size not in sizes, str(p), p))
+            candidates.append((size not in sizes, str(p), p, size))
     md5 = any(c.needs_md5(fs, pins) for fs in wanted.values())
     imported: dict[str, FileOutcome] = {}
-    for unsized, _, p in sorted(candidates):
+    for unsized, _, p, size in sorted(candidates):
         if any(not any(f in wanted for f in s) for s in sets):
             break  # a complete set: nothing more to look for
         if unsized and all(fs.size is not None for fs in wanted.values()):
             break  # the rest have no wanted size, and no file of unknown size is wanted now
         try:
-            h = _download_module().hash_file(p, md5=md5)
+            h = _download_module().hash_file(p, md5=md5, limit=size)
         except OSError as exc:
             log.warning("%s: skipped, it cannot be read (%s)", p, exc.strerror or exc)
             continue
@@ -742,7 +749,7 @@ def _namesakes(c: _Cache, sets, folder: Path) -> str:
                 if fs.size is not None and size != fs.size:
                     why = f"{size:,} bytes, expected {fs.size:,}"
                 elif fs.sha256:
-                    got = _download_module().hash_file(p, md5=False).sha256
+                    got = _download_module().hash_file(p, md5=False, limit=size).sha256
                     why = f"sha256 {got}, expected {fs.sha256}"
                 else:
                     continue
@@ -836,7 +843,7 @@ def verify(
                 leftovers += _leftover_results(folder, c.files.parent, repair, name=name)
             records = c.records()
             for file in c.spec.files:
-                if c.path(file).is_file() or file in records:
+                if c.path(file).exists() or file in records:  # a FIFO there: damaged
                     results.append(_verify_one(c, file, net, session, progress, repair))
             if leftovers is None:
                 leftovers = [r for folder in c.folders()
@@ -875,7 +882,7 @@ def _verify_one(c: _Cache, file: str, net: _Net, session, progress, repair) -> V
     lock = c.lock(file)
     _acquire(lock, f"{c.name}/{file}", net.deadline)
     try:
-        if not path.is_file():
+        if not path.exists():  # a FIFO or a device there is checked (damaged), not missing
             if file not in c.records():  # another process removed it while we waited
                 return VerifyResult(c.name, file, path, "missing", "removed while waiting")
             why = "missing from the cache, though it was verified before"
@@ -895,7 +902,7 @@ def _verify_one(c: _Cache, file: str, net: _Net, session, progress, repair) -> V
             _ensure(c, file, net, session, progress)
         except DlsetsError as exc:
             kept = ("; the damaged file is kept until a repair succeeds (it is hashed, and "
-                    "refused, before any use)" if path.is_file() else "")
+                    "refused, before any use)" if path.exists() else "")
             return VerifyResult(c.name, file, path, "failed",
                                 f"{why}; repair failed: {exc}{kept}")
         return VerifyResult(c.name, file, path, "repaired", f"{why}; downloaded again")

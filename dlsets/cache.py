@@ -6,8 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from . import config, names
+from . import config, jsontext, names
 from .atomic import replacing
+from .regular import read_bounded
 
 
 def dataset_dir(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
@@ -65,10 +66,15 @@ def state_lock_path(name: str, cache_dir: str | os.PathLike | None = None) -> Pa
     return dataset_dir(name, cache_dir) / "state.lock"
 
 
+# verified.json and pins.json hold ~150 bytes per file: this covers a Kaggle dataset of
+# hundreds of thousands of files, and bounds what a damaged or hostile one makes dlsets read.
+MAX_STATE_JSON = 64 << 20
+
+
 def read_json(path: Path) -> dict:
     """A JSON object from ``path``; ``{}`` when it is missing or unreadable (it is only a cache)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    try:  # only a regular file, and bounded: a FIFO or /dev/zero there is an unreadable cache
+        data = jsontext.loads(read_bounded(path, MAX_STATE_JSON).decode("utf-8"))
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

@@ -36,6 +36,7 @@ import urllib3
 from . import config, progress, space
 from .deadline import Deadline
 from .errors import ChecksumError, DeadlineError, DlsetsError, DownloadError
+from .regular import open_regular
 
 log = logging.getLogger("dlsets")
 
@@ -197,19 +198,32 @@ class _Feeder:
             t.join()
 
 
-def hash_file(path: str | os.PathLike, *, md5: bool = False) -> Hashes:
-    """sha256, size (and md5 when asked) of the file at ``path``, read in 1 MiB blocks."""
+def hash_file(path: str | os.PathLike, *, md5: bool = False, limit: int | None = None
+              ) -> Hashes:
+    """sha256, size (and md5 when asked) of the file at ``path``, read in 1 MiB blocks.
+
+    Only a regular file is read: anything else (a FIFO, ``/dev/zero``, a folder) raises
+    NotRegular, an OSError. With ``limit`` (the size the file should have) at most ``limit + 1``
+    bytes are read, so a longer file hashes as ``limit + 1`` bytes: a size mismatch, found
+    without reading it all."""
     h = Hashes(md5)
-    with open(path, "rb") as f:
-        _feed(h, f)
+    f, _ = open_regular(path)
+    with f:
+        _feed(h, f, limit)
     return h
 
 
-def _feed(h: Hashes, f) -> None:
+def _feed(h: Hashes, f, limit: int | None = None) -> None:
     buf = bytearray(CHUNK)
     view = memoryview(buf)
-    while n := f.readinto(buf):
+    left = None if limit is None else limit + 1
+    while left is None or left > 0:
+        n = f.readinto(buf if left is None or left >= CHUNK else view[:left])
+        if not n:
+            break
         h.update(view[:n])
+        if left is not None:
+            left -= n
 
 
 class _Retry(Exception):

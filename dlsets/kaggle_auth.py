@@ -10,7 +10,6 @@ Order: an access token (``KAGGLE_API_TOKEN``, the token or a file holding it;
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import os
 import stat
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from . import jsontext
 from .errors import AuthError
 
 log = logging.getLogger("dlsets")
@@ -138,8 +138,12 @@ def credentials() -> Credentials:
         if text is None:
             continue
         try:
-            data = json.loads(text)
+            data = jsontext.loads(text)
             username, key = data["username"], data["key"]
+        except jsontext.TooDeep:
+            raise AuthError(f"{p} is not a Kaggle credentials file: it is nested too deeply; "
+                            f"download a new one from {TOKEN_URL} (API, Create New Token)"
+                            ) from None
         except (ValueError, KeyError, TypeError):
             raise AuthError(f"{p} is not a Kaggle credentials file: it must be JSON like "
                             '{"username": "...", "key": "..."}; download a new one from '

@@ -8,13 +8,13 @@ and keys the folder's prepared copy.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
 
 import numpy as np
 
+from . import jsontext
 from .errors import OptionError
 
 MAX_COLOURS = 4096
@@ -85,7 +85,11 @@ def read(path: str | os.PathLike) -> Palette:
                               f"file is at most {MAX_FILE:,}")
         data = f.read(MAX_FILE + 1)
     try:
-        doc = json.loads(data)
+        doc = jsontext.loads(data)
+    except jsontext.TooDeep:
+        raise OptionError(f"mask palette {os.fspath(path)!r} is nested too deeply; a palette "
+                          'is one JSON object of colours to class indices, e.g. '
+                          '{"#000000": 0, "#ff0000": 1}') from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise OptionError(f"mask palette {os.fspath(path)!r} is not JSON ({exc})") from None
     if not isinstance(doc, dict):

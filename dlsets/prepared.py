@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from . import space
+from . import jsontext, space
 from .atomic import replacing
 from .errors import FormatError
+from .regular import open_regular, read_bounded
 
 log = logging.getLogger("dlsets")
 
@@ -38,6 +39,8 @@ HDF5_DIR = "hdf5"
 # Bump when what goes into the prepared arrays changes (layout, split rule, ...).
 # 2: each array's sha256 in the manifest (older copies cannot be checked: rebuilt).
 VERSION = 2
+# The manifest: a few KB, more with a long list of skipped files; a bound for a damaged one.
+MAX_MANIFEST = 64 << 20
 
 
 def hashed_on_open(key: str) -> bool:
@@ -47,8 +50,10 @@ def hashed_on_open(key: str) -> bool:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of the regular file at ``path`` (NotRegular, an OSError, for anything else)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    f, _ = open_regular(path)
+    with f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -159,15 +164,15 @@ def check_manifest(data: Any) -> str | None:
 
 def _load_manifest(folder: str | os.PathLike) -> tuple[dict | None, str | None]:
     path = Path(folder) / MANIFEST
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # a FIFO or /dev/zero there is a damaged copy (rebuilt), never waited for nor read
+        text = read_bounded(path, MAX_MANIFEST).decode("utf-8")
     except FileNotFoundError:
         return None, f"no {MANIFEST} (an unfinished copy)"
     except (OSError, ValueError) as exc:
         return None, f"{MANIFEST} cannot be read ({exc})"
     try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+        data = jsontext.loads(text)
+    except ValueError as exc:
         return None, f"{MANIFEST} is not valid JSON ({str(exc)[:80]})"
     why = check_manifest(data)
     return (None, why) if why else (data, None)
@@ -336,7 +341,8 @@ def write(folder: str | os.PathLike, arrays: dict[str, np.ndarray], manifest: di
 
 def _header(path: Path) -> tuple[list[int], str]:
     """(shape, dtype.str) from a .npy file's header alone."""
-    with open(path, "rb") as f:
+    f, _ = open_regular(path)
+    with f:
         version = np.lib.format.read_magic(f)
         read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                 else np.lib.format.read_array_header_2_0)
@@ -388,7 +394,7 @@ def open_arrays(folder: str | os.PathLike, manifest: dict, *,
             try:
                 if hashed_on_open(key):
                     # The bytes hashed are the bytes used: a file replaced in between can't slip in.
-                    data = path.read_bytes()
+                    data = read_bounded(path, fact["bytes"])
                     sha = hashlib.sha256(data).hexdigest()
                     if sha != fact.get("sha256"):
                         why = (f"{path.name} has sha256 {sha}, the manifest says "

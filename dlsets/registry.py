@@ -16,9 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import config
+from . import config, jsontext
 from .errors import OptionError, RegistryError
 from .limits import DEFAULT_MAX_IMAGES
+from .regular import NotRegular, TooLarge, read_bounded
 
 USER_ENTRY_KEYS = {"like", "files", "classes", "description", "license", "homepage", "citation",
                    "max_images"}
@@ -131,12 +132,23 @@ def register_file(path: str | os.PathLike) -> list[str]:
     """Add a user registry JSON file; returns the dataset names it defines."""
     if "\0" in os.fspath(path):
         raise RegistryError(f"registry file name {os.fspath(path)!r} contains a NUL character")
-    p = Path(path).expanduser().resolve()
+    p = _resolve(path)
     entries = _parse_user_file(p)  # validate now, so a bad file fails where it is registered
     _check_conflicts(_builtin(), {p: entries})
     if p not in _user_files:
         _user_files.append(p)
     return sorted(entries)
+
+
+def _resolve(path: str | os.PathLike) -> Path:
+    """The absolute path of a registry file; a symlink loop is a RegistryError (resolve raises
+    RuntimeError for one)."""
+    try:
+        return Path(path).expanduser().resolve()
+    except (RuntimeError, OSError) as exc:
+        raise RegistryError(f"registry file {os.fspath(path)} cannot be found: its path is a "
+                            f"symlink loop or unreadable ({exc}); point DLSETS_REGISTRY or "
+                            "register_file at the JSON file itself") from None
 
 
 def names() -> list[str]:
@@ -180,7 +192,7 @@ def _all_or_builtin() -> dict[str, DatasetSpec]:
 
 def _all() -> dict[str, DatasetSpec]:
     builtin = _builtin()
-    paths = list(dict.fromkeys([*(p.resolve() for p in config.registry_paths()), *_user_files]))
+    paths = list(dict.fromkeys([*(_resolve(p) for p in config.registry_paths()), *_user_files]))
     users = {p: _parse_user_file(p) for p in paths}
     _check_conflicts(builtin, users)
     merged = dict(builtin)
@@ -272,16 +284,21 @@ def _parse_user_file(path: Path) -> dict[str, DatasetSpec]:
         raise RegistryError(f"registry file {path} has {st.st_size:,} bytes; a registry may "
                             f"have at most {MAX_REGISTRY_BYTES:,}")
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read(MAX_REGISTRY_BYTES + 1)  # bounded even if it grows meanwhile
-        if len(text) > MAX_REGISTRY_BYTES:
-            raise RegistryError(f"registry file {path} is larger than {MAX_REGISTRY_BYTES:,} "
-                                "bytes")
-        data = json.loads(text)
-    except RecursionError:
-        raise RegistryError(f"registry file {path} nests its JSON too deeply to be a registry "
+        data = jsontext.loads(read_bounded(path, MAX_REGISTRY_BYTES).decode("utf-8"))
+    except NotRegular:
+        raise RegistryError(f"registry file {path} is not a regular file (a FIFO, device, "
+                            "socket or folder); point DLSETS_REGISTRY or register_file at a "
+                            "JSON file") from None
+    except TooLarge:
+        raise RegistryError(f"registry file {path} is larger than {MAX_REGISTRY_BYTES:,} "
+                            "bytes") from None
+    except jsontext.TooDeep:
+        raise RegistryError(f"registry file {path} is nested too deeply to be a registry "
                             "(entries need three levels)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
+        raise RegistryError(f"registry file {path} cannot be read: {exc.strerror or exc}"
+                            ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RegistryError(f"registry file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise RegistryError(f"registry file {path}: expected an object of dataset entries")

@@ -33,3 +33,30 @@ def open_regular(path: str | os.PathLike) -> tuple[BinaryIO, int]:
     except BaseException:
         os.close(fd)
         raise
+
+
+class TooLarge(OSError):
+    """A file holds more bytes than its format allows; nothing past the bound was read."""
+
+
+def read_bounded(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``limit`` of them: NotRegular for a
+    FIFO, device, socket or folder, TooLarge when it has (or grows to) more than ``limit``."""
+    f, size = open_regular(path)
+    with f:
+        if size > limit:
+            raise TooLarge(f"{os.fspath(path)} has {size:,} bytes; at most {limit:,} expected")
+        # read(n) allocates n bytes first: ask for what fstat says (and more only if it grew)
+        pieces, total, want = [], 0, size + 1
+        while total <= limit:
+            piece = f.read(min(want, limit + 1 - total))
+            if not piece:
+                break
+            pieces.append(piece)
+            total += len(piece)
+            want = 1 << 20
+    data = b"".join(pieces)
+    if len(data) > limit:
+        raise TooLarge(f"{os.fspath(path)} has more than {limit:,} bytes; at most {limit:,} "
+                       "expected")
+    return data

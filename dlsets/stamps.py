@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 from .errors import OptionError
+from .regular import NotRegular, open_regular
 
 ATTR = "dlsets"  # HDF5 root attribute: the dlsets version that wrote the file
 NPZ_COMMENT = b"dlsets "  # npz: the zip's comment, "dlsets <version>"
@@ -50,16 +51,22 @@ def png_stamp():
 
 
 def written_by_dlsets(path: str | os.PathLike) -> bool:
-    """Whether the file at ``path`` is a dlsets output (stamped, or legacy dlsets HDF5)."""
-    path = Path(path)
+    """Whether the file at ``path`` is a dlsets output (stamped, or legacy dlsets HDF5); only a
+    regular file is read (a FIFO, device or socket there: False, nothing of it read)."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(8)
+        f, _ = open_regular(path)
     except OSError:
         return False
+    with f:  # every reader below reads this verified file, never the path again
+        head = f.read(8)
+        f.seek(0)
+        return _stamped(f, head)
+
+
+def _stamped(f, head: bytes) -> bool:
     if head.startswith(b"PK"):  # npz: a zip; its directory is read, no member is
         try:
-            with zipfile.ZipFile(path) as z:
+            with zipfile.ZipFile(f) as z:
                 return z.comment.startswith(NPZ_COMMENT)
         except (OSError, zipfile.BadZipFile, ValueError):
             return False
@@ -67,7 +74,7 @@ def written_by_dlsets(path: str | os.PathLike) -> bool:
         try:
             from PIL import Image
 
-            with Image.open(path) as im:
+            with Image.open(f) as im:
                 return str(im.info.get(PNG_KEY, "")).startswith("dlsets ")
         except Exception:  # noqa: BLE001 - a PNG Pillow cannot open: not ours
             return False
@@ -76,8 +83,8 @@ def written_by_dlsets(path: str | os.PathLike) -> bool:
     try:
         import h5py
 
-        with h5py.File(path, "r") as f:
-            keys = set(f.attrs.keys())
+        with h5py.File(f, "r") as h:
+            keys = set(h.attrs.keys())
     except Exception:  # noqa: BLE001 - whatever HDF5 makes of a damaged file: not ours
         return False
     return ATTR in keys or ("classes" in keys and any(k in keys for k in _LEGACY_WITH))
@@ -85,19 +92,26 @@ def written_by_dlsets(path: str | os.PathLike) -> bool:
 
 def check_replace(path: str | os.PathLike, overwrite: bool = False, what: str = "output") -> None:
     """OptionError when ``path`` is an existing file that dlsets did not write and
-    ``overwrite`` is false (a folder there: always), before any work is done."""
+    ``overwrite`` is false (a folder, FIFO, device or socket there: always), before any work."""
     path = Path(path)
     if not os.path.lexists(path):
         return
     if path.is_dir():
         raise OptionError(f"{what}: {path} is a folder; give the name of a file to write")
+    try:
+        f, size = open_regular(path)
+        f.close()
+    except NotRegular:
+        raise OptionError(
+            f"{what}: {path} exists and is not a regular file (a FIFO, device or socket); it "
+            "was left as it is and nothing was written. Give the name of a file to write"
+        ) from None
+    except OSError:
+        size = None  # e.g. a dangling symlink: replaced only when told to
     if overwrite or written_by_dlsets(path):
         return
-    try:
-        size = f"{path.stat().st_size:,} bytes"
-    except OSError:
-        size = "a file"
     raise OptionError(
-        f"{what}: {path} already exists ({size}) and was not written by dlsets; it was left "
-        "as it is. Give another name, or overwrite=True to replace it"
+        f"{what}: {path} already exists ({'a file' if size is None else f'{size:,} bytes'}) and "
+        "was not written by dlsets; it was left as it is. Give another name, or overwrite=True "
+        "to replace it"
     )

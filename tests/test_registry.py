@@ -225,7 +225,7 @@ def test_hostile_registry_files_fail_with_one_registry_error(tmp_path, monkeypat
     deep = tmp_path / "deep.json"
     deep.write_text("[" * 100_000 + "]" * 100_000)  # RecursionError in json, unchecked
     long_name = write(tmp_path, {"x" * 101: GOOD["my-digits"]}, "long.json")
-    for path, message in ((deep, "nests its JSON too deeply"),
+    for path, message in ((deep, "nested too deeply"),
                           (long_name, "at most 100 characters")):
         with pytest.raises(RegistryError, match=message):
             dlsets.register_file(path)
