@@ -292,7 +292,10 @@ def _check_replaceable(final: Path, kind: str) -> None:
     if not names:
         return
     try:
-        marker = json.loads((final / MARKER).read_text(encoding="utf-8"))
+        from . import jsontext
+        from .regular import read_bounded
+
+        marker = jsontext.loads(read_bounded(final / MARKER, 1 << 24))
         mine = marker.get("kind") == kind and set(names) <= {*marker.get("files", []), MARKER}
     except (OSError, ValueError, AttributeError):
         mine = False

@@ -1070,7 +1070,9 @@ def _record_hdf5_sha(path: Path) -> None:
 def _hdf5_problem(path: Path) -> str | None:
     """What is wrong with a prepared HDF5 variant (hashed in full), None when nothing."""
     try:
-        recorded = _hdf5_sha_path(path).read_text(encoding="ascii").strip()
+        from .regular import read_bounded
+
+        recorded = read_bounded(_hdf5_sha_path(path), 1024).decode("ascii").strip()
     except (OSError, ValueError):
         return "no sha256 was recorded when it was written"
     try:
