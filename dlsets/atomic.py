@@ -279,7 +279,6 @@ def _write_error(exc: OSError, final: Path) -> Exception:
 
 
 def _check_replaceable(final: Path, kind: str) -> None:
-    import json
 
     from .errors import OptionError
 
