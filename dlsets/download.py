@@ -253,11 +253,12 @@ def source(url: str) -> str:
 
 
 def check_urls(urls: Sequence[str]) -> None:
-    """OptionError naming the first URL that cannot be downloaded from (a mirror given to the
-    API or --mirror, say), before anything is tried."""
+    """OptionError naming the first URL that cannot even be parsed (a mirror given to the API
+    or --mirror, say), before anything is tried; one that is only not http(s) is skipped when
+    its turn comes, as before."""
     for u in urls:
         why = config.url_problem(u)
-        if why:
+        if why and why.startswith("cannot be parsed"):
             raise OptionError(f"URL {u!r} {why}: check the mirror (--mirror, mirrors=, "
                               "DLSETS_MIRROR) or the registry entry it came from")
 
