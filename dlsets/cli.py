@@ -7,6 +7,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,7 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     log.propagate = False
     try:
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            if not args.verbose:
+                # NumPy's overflow/invalid-value notes are about pixels, not actions to take.
+                warnings.simplefilter("ignore", RuntimeWarning)
+            return args.run(args) or 0
     except DlsetsError as exc:
         text = str(exc)
         if isinstance(exc, OptionError):
@@ -60,8 +65,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = Path(exc.filename) if exc.filename else Path(getattr(args, "out", None) or ".")
         err = space.write_error(exc, where, None, f"dlsets {args.command}")
         if err is exc:
-            raise
+            if exc.errno is None:
+                raise
+            err = space.path_error(exc, where, f"dlsets {args.command}")
         print(f"dlsets: error: {shown_message(str(err))}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        # Sizes are checked against free memory first; a limit that check cannot see (ulimit)
+        # or a library's own allocation still ends in one line, not a traceback.
+        print(f"dlsets: error: dlsets {args.command} ran out of memory: ask for less (fewer "
+              "images, copies or rows, a smaller batch) or free some memory", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"dlsets: {_interrupted(args)}", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import OptionError
 
@@ -88,9 +89,31 @@ def deadline(seconds: float | None = None) -> float | None:
     return float(seconds)
 
 
+def url_problem(url: object) -> str | None:
+    """Why ``url`` cannot be downloaded from (not http(s), unparsable, no host, a bad port);
+    None when it can. Checked where a URL is given, so none fails deep in a download."""
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        return "is not an http(s) URL"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- parsing the port is what can fail
+    except ValueError as exc:
+        return f"cannot be parsed ({exc})"
+    if not parts.hostname:
+        return "names no host"
+    return None
+
+
 def env_mirrors() -> list[str]:
-    """Base URLs from ``$DLSETS_MIRROR`` (space-separated), tried before the registry's own."""
-    return os.environ.get("DLSETS_MIRROR", "").split()
+    """Base URLs from ``$DLSETS_MIRROR`` (space-separated), tried before the registry's own;
+    OptionError naming one that cannot be a base URL."""
+    mirrors = os.environ.get("DLSETS_MIRROR", "").split()
+    for m in mirrors:
+        why = url_problem(m)
+        if why:
+            raise OptionError(f"DLSETS_MIRROR {m!r} {why}; give base URLs like "
+                              "https://host/path/ (the file name is appended), or unset it")
+    return mirrors
 
 
 def offline() -> bool:

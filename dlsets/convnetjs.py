@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import space
 from .errors import OptionError
 
 if TYPE_CHECKING:
@@ -73,8 +74,14 @@ def write_convnetjs(
     size = batch_size if batch_size is not None else GREY_BATCH if grey else COLOUR_BATCH
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise OptionError(f"batch_size={batch_size!r} is not valid: give a whole number >= 1")
-    size = int(size)
+    # Never more rows than the images there are: a larger batch would only pad the labels
+    # with -1 (10**12 asked for terabytes of them) and change nothing else.
+    size = max(1, min(int(size), max(len(train[0]), len(test[0]))))
     out = Path(out)
+    # PNG rows are at most the raw pixels (and a few bytes a row); labels a few bytes each.
+    count = len(train[0]) + len(test[0])
+    space.need_disk(out.absolute().parent, count * (sample[0].nbytes + 16) + 4096,
+                    f"writing ConvNetJS sprite sheets into {out}")
     labels: list[int] = []
     batches: dict[str, list[int]] = {"train": [], "test": []}
     with replacing_dir(out, kind=KIND) as tmp:

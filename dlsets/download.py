@@ -35,7 +35,7 @@ import urllib3
 
 from . import config, progress, space
 from .deadline import Deadline
-from .errors import ChecksumError, DeadlineError, DlsetsError, DownloadError
+from .errors import ChecksumError, DeadlineError, DlsetsError, DownloadError, OptionError
 from .regular import open_regular
 
 log = logging.getLogger("dlsets")
@@ -266,6 +266,17 @@ def source(url: str) -> str:
     return origin(url) + path[: path.rfind("/") + 1]
 
 
+def check_urls(urls: Sequence[str]) -> None:
+    """OptionError naming the first URL that cannot even be parsed (a mirror given to the API
+    or --mirror, say), before anything is tried; one that is only not http(s) is skipped when
+    its turn comes, as before."""
+    for u in urls:
+        why = config.url_problem(u)
+        if why and why.startswith("cannot be parsed"):
+            raise OptionError(f"URL {u!r} {why}: check the mirror (--mirror, mirrors=, "
+                              "DLSETS_MIRROR) or the registry entry it came from")
+
+
 def download_file(
     urls: Sequence[str],
     dest: str | os.PathLike,
@@ -295,6 +306,7 @@ def download_file(
     with ``mismatch_hint`` appended instead; :class:`DeadlineError` when ``deadline`` passes
     (the partial file is kept). Raises :class:`DlsetsError` when the disk refuses a write.
     """
+    check_urls(urls)
     dest = Path(dest)
     part = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -483,8 +483,9 @@ def _user_file(where: str, fn: str, f: Any) -> FileSpec:
     if not isinstance(urls, list) or not urls:
         raise fail("'urls' must be a non-empty list of http(s) URLs")
     for u in urls:
-        if not isinstance(u, str) or not u.startswith(("http://", "https://")):
-            raise fail(f"URL {u!r} is not an http(s) URL")
+        why = config.url_problem(u)
+        if why:
+            raise fail(f"URL {u!r} {why}")
         if len(u) > 4096 or any(ord(ch) <= 32 or ord(ch) == 127 for ch in u):
             raise fail(f"URL {u[:80]!r} has spaces or control characters, or is over 4096 "
                        "characters long (percent-encode what it needs)")

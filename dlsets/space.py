@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +42,12 @@ def _existing(path: Path) -> Path:
     while not p.exists() and p != p.parent:
         p = p.parent
     return p
+
+
+def one_line(text: object) -> str:
+    """``text`` with its line breaks collapsed: HDF5's and the OS's error texts carry some, and
+    an error line quoting them must stay one line."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).strip()
 
 
 def free_disk(folder: str | os.PathLike) -> int | None:
@@ -89,8 +96,28 @@ def available_memory() -> int | None:
         try:
             found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
         except (OSError, ValueError, AttributeError):
+            pass
+    room = _address_space_left()
+    if room is not None:
+        found.append(room)
+    return min(found) if found else None
+
+
+def _address_space_left() -> int | None:
+    """What ``ulimit -v`` (RLIMIT_AS) still lets this process map; None when unlimited."""
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit == resource.RLIM_INFINITY:
             return None
-    return min(found)
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return max(0, limit - int(line.split()[1]) * 1024)
+    except (ImportError, OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def need_memory(needed: int, what: str, hint: str = "") -> None:
@@ -119,6 +146,22 @@ def check_output(path: str | os.PathLike, what: str = "output") -> Path:
     """``path`` if a file can be written there, else WriteError saying why: it is a folder, a
     file stands where one of its folders should be, or the folder is read-only."""
     p = Path(path)
+    try:
+        return _check_output(p, what)
+    except OSError as exc:  # a name too long, a loop of links...: said, not a traceback
+        raise path_error(exc, p, what) from None
+
+
+def path_error(exc: OSError, path: Path, what: str) -> WriteError:
+    """WriteError for an OSError met on the output ``path`` that is not about room or rights
+    (ENAMETOOLONG, ELOOP, EIO...), the OS's reason in one line."""
+    where = (f": {exc.filename}" if exc.filename is not None
+             and os.fspath(exc.filename) != os.fspath(path) else "")
+    return WriteError(f"{what}: cannot write {path} ({one_line(exc.strerror or exc)}{where}); "
+                      "choose another path")
+
+
+def _check_output(p: Path, what: str) -> Path:
     if p.is_dir():
         raise WriteError(f"{what}: {p} is a folder; give a file name")
     folder = _existing(p.absolute().parent)
@@ -136,6 +179,7 @@ def write_error(exc: OSError, path: Path, needed: int | None, what: str,
                 hint: str = "") -> Exception:
     """The DlsetsError to raise for ``exc`` while writing ``path`` (``exc`` itself when it is
     not about the disk or permissions)."""
+    reason = one_line(exc.strerror or exc)
     if exc.errno in FULL:
         free = free_disk(path.parent)
         room = (f"{needed:,} bytes ({human(needed)}) needed, " if needed is not None else "")
@@ -143,14 +187,14 @@ def write_error(exc: OSError, path: Path, needed: int | None, what: str,
         happened = ("the file system refused to let it grow" if exc.errno == errno.EFBIG
                     else "the disk filled up")
         return SpaceError(
-            f"{what}: {happened} while writing {path} ({exc.strerror or exc}; {room}); "
+            f"{what}: {happened} while writing {path} ({reason}; {room}); "
             f"nothing was left behind. Free some space{hint or ' or write somewhere else'}."
         )
     if exc.errno in _DENIED:
-        return WriteError(f"{what}: cannot write {path} ({exc.strerror or exc}); choose a folder "
+        return WriteError(f"{what}: cannot write {path} ({reason}); choose a folder "
                           "you can write to")
     if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
-        return WriteError(f"{what}: cannot write {path} ({exc.strerror or exc}: "
+        return WriteError(f"{what}: cannot write {path} ({reason}: "
                           f"{exc.filename or path}); choose another path")
     return exc
 
@@ -188,9 +232,7 @@ def output(path: str | os.PathLike, needed: int | None, what: str,
         done = True
     except OSError as exc:
         err = write_error(exc, p, needed, what, hint)
-        if err is exc:
-            raise
-        raise err from None
+        raise (path_error(exc, p, what) if err is exc else err) from None
     finally:
         if not done:
             for d in reversed(made):

@@ -10,30 +10,42 @@ TensorFlow or PyTorch). Tags, under ``<tag>/`` (default ``dlsets/``):
 - ``class_histogram/<split>``: one bucket per class (bucket k holds the count of label k).
 
 Images are uint8, greyscale ones as RGB with three equal channels (how TensorBoard stores them).
+
+The events are encoded first and written here, in this thread, to a temporary file renamed into
+place (not through tensorboardX's writer thread, whose failure on a full disk leaves its queue,
+and so the caller, waiting for good): their size is known, checked against the free disk, and a
+write that still fails is a SpaceError or WriteError with nothing left behind.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import struct
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from . import space
 from .errors import MissingDependencyError, OptionError
 
 SEPARATOR = 128
 
 
-def _summary_writer():
+def _tensorboardx():
+    """tensorboardX's summary makers, Event proto and record checksum."""
     try:
-        from tensorboardX import SummaryWriter
+        from tensorboardX import summary
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.record_writer import masked_crc32c
     except ImportError:
         raise MissingDependencyError(
             "writing TensorBoard summaries needs tensorboardX, which is not installed: "
             "pip install 'dlsets[tensorboard]'"
         ) from None
-    return SummaryWriter
+    return summary, Event, masked_crc32c
 
 
 def strip(cells: np.ndarray, gap: int = 1) -> np.ndarray:
@@ -45,8 +57,19 @@ def strip(cells: np.ndarray, gap: int = 1) -> np.ndarray:
     return out
 
 
-def _add_image(writer, tag: str, image: np.ndarray, step: int) -> None:
-    writer.add_image(tag, image, global_step=step, dataformats="HW" if image.ndim == 2 else "HWC")
+def _record(data: bytes, crc) -> bytes:
+    """One TFRecord: length, its checksum, the data, its checksum."""
+    header = struct.pack("<Q", len(data))
+    return (header + struct.pack("<I", crc(header)) + data + struct.pack("<I", crc(data)))
+
+
+def _events_path(logdir: Path) -> Path:
+    """A new event file name in ``logdir``, as TensorBoard looks for them."""
+    stem = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}"
+    path, k = logdir / stem, 1
+    while os.path.lexists(path):
+        path, k = logdir / f"{stem}.{k}", k + 1
+    return path
 
 
 def write_tensorboard(
@@ -74,14 +97,16 @@ def write_tensorboard(
     from .augment.preview import grid_of, preview_cells
     from .augment.transforms import channels_last
 
-    writer_class = _summary_writer()
-    _check_logdir(Path(logdir))
+    summary, event, crc = _tensorboardx()
+    logdir = Path(logdir)
+    _check_logdir(logdir)
     for name, value, low in (("n", n, 1), ("copies", copies, 1), ("step", step, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise OptionError(f"{name}={value!r} is not allowed: give an integer >= {low}")
     x = channels_last("images", np.asarray(images), channels)
     if n > len(x):
         raise OptionError(f"n={n} images asked for but only {len(x)} given")
+    _check_room(n, copies, x.shape[1:])
     cells = preview_cells(x, augmenter, n=n, copies=copies, seed=seed)
     grid = grid_of(cells)  # exactly what preview_grid(x, augmenter, n=n, ...) returns
     if isinstance(labels, Mapping):
@@ -89,24 +114,52 @@ def write_tensorboard(
     else:
         histograms = {} if labels is None else {"train": labels}
     n_classes = len(classes) if classes is not None else None
-    writer = writer_class(logdir=os.fspath(logdir))
-    try:
-        _add_image(writer, f"{tag}/preview", grid, step)
-        _add_image(writer, f"{tag}/originals", strip(cells[:, 0]), step)
-        for k in range(copies):
-            _add_image(writer, f"{tag}/augmented", strip(cells[:, k + 1]), step + k)
-        for split, y in histograms.items():
-            counts = _class_counts(y, n_classes)
-            writer.add_histogram_raw(
-                f"{tag}/class_histogram/{split}", min=0, max=len(counts) - 1,
-                num=int(counts.sum()), sum=float(np.dot(np.arange(len(counts)), counts)),
-                sum_squares=float(np.dot(np.arange(len(counts)) ** 2, counts)),
-                bucket_limits=[k + 0.5 for k in range(len(counts))],
-                bucket_counts=counts.tolist(), global_step=step)
-        path = Path(writer.file_writer.event_writer._ev_writer._file_name)
-    finally:
-        writer.close()
+    now = time.time()
+    records = [_record(event(wall_time=now, file_version="brain.Event:2").SerializeToString(),
+                       crc)]
+
+    def add(value, at: int) -> None:
+        records.append(_record(event(wall_time=now, step=at, summary=value).SerializeToString(),
+                               crc))
+
+    def add_image(name: str, image: np.ndarray, at: int) -> None:
+        add(summary.image(f"{tag}/{name}", image, dataformats="HW" if image.ndim == 2 else "HWC"),
+            at)
+
+    add_image("preview", grid, step)
+    add_image("originals", strip(cells[:, 0]), step)
+    for k in range(copies):
+        add_image("augmented", strip(cells[:, k + 1]), step + k)
+    for split, y in histograms.items():
+        counts = _class_counts(y, n_classes)
+        add(summary.histogram_raw(
+            f"{tag}/class_histogram/{split}", min=0, max=len(counts) - 1,
+            num=int(counts.sum()), sum=float(np.dot(np.arange(len(counts)), counts)),
+            sum_squares=float(np.dot(np.arange(len(counts)) ** 2, counts)),
+            bucket_limits=[k + 0.5 for k in range(len(counts))],
+            bucket_counts=counts.tolist()), step)
+    path = _events_path(logdir)
+    needed = sum(map(len, records))
+    with space.output(path, needed, f"writing TensorBoard events into {logdir}") as tmp:
+        with open(tmp, "wb") as f:
+            for r in records:
+                f.write(r)
     return path
+
+
+def _check_room(n: int, copies: int, image_shape) -> None:
+    """OptionError/SpaceError before any work when the summaries cannot be made: the preview
+    image too large for a PNG, or the cells, the grid, the strips and their encoded PNGs more
+    than the memory available."""
+    from .augment.preview import check_grid, grid_size
+
+    check_grid(n, copies, image_shape)  # the PNG's limits; cells and grid in memory
+    cells = n * (copies + 1) * int(np.prod(image_shape))
+    grid = grid_size(n, copies, image_shape)[2]
+    # the strips, as RGB, and every image encoded (PNG is at most about the raw pixels)
+    space.need_memory(3 * cells + 6 * (cells + grid) + 4 * grid,
+                      f"TensorBoard summaries of {n} images and {copies:,} copies of each",
+                      "ask for fewer copies or rows")
 
 
 def _check_logdir(logdir: Path) -> None:

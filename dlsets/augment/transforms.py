@@ -46,16 +46,21 @@ def _range(name: str, value: object, *, limit: float, what: str) -> Range:
     raise OptionError(f"{name}={value!r} is not allowed: {allowed}")
 
 
+# Below a tenth of its size an image is a few pixels in a field of fill (a factor like 1e-300
+# makes every copy all fill, and NaNs in the sampling grid): refused, as factors above 10 are.
+ZOOM_MIN, ZOOM_MAX = 0.1, 10.0
+
+
 def _zoom(value: object) -> Range:
-    allowed = ("give a (low, high) pair of scale factors with 0 < low <= high <= 10, or a number "
-               "z in [0, 1) meaning (1 - z, 1 + z)")
+    allowed = (f"give a (low, high) pair of scale factors with {ZOOM_MIN:g} <= low <= high <= "
+               f"{ZOOM_MAX:g}, or a number z in [0, {1 - ZOOM_MIN:g}] meaning (1 - z, 1 + z)")
     if _number(value):
         z = float(value)
-        if 0.0 <= z < 1.0:
+        if 0.0 <= z <= 1.0 - ZOOM_MIN:
             return (1.0 - z, 1.0 + z)
     elif isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_number, value)):
         lo, hi = float(value[0]), float(value[1])
-        if 0.0 < lo <= hi <= 10.0:
+        if ZOOM_MIN <= lo <= hi <= ZOOM_MAX:
             return (lo, hi)
     raise OptionError(f"zoom={value!r} is not allowed: {allowed}")
 
