@@ -359,9 +359,10 @@ def _check_mirrors(mirrors: Sequence[str]) -> None:
         raise OptionError(f"mirrors= takes a list of base URLs, not the string {mirrors!r}")
     for m, origin in [*((m, "--mirror") for m in mirrors),
                       *((m, "DLSETS_MIRROR") for m in config.env_mirrors())]:
-        if not m.startswith(("http://", "https://")):
+        why = config.url_problem(m)
+        if why is not None:
             raise OptionError(
-                f"{origin} {m!r} is not an http(s) base URL; give one like "
+                f"{origin} {m!r} {why}: give an http(s) base URL like "
                 "https://host/path/ (the file name is appended)"
             )
 
