@@ -98,8 +98,8 @@ def expand_on_ray(
     as in ``expand(..., masks=)``.
     """
     from .augment.expand import _count
-    from .progress import bar
-    from .shards import _prepare, _shape_dtype, _write_index, default_shards
+    from .shard_claim import released_on_failure
+    from .shards import _prepare, _shape_dtype, default_shards
 
     cpus = _count("cpus_per_shard", cpus_per_shard, 1)
     if shards is None:
@@ -111,6 +111,14 @@ def expand_on_ray(
     # validate and check the folder here, before any task starts
     exp = _prepare(x, y, target, out, shards=shards, augmenter=augmenter, masks=masks, **kw)
     kw["name"], kw["classes"] = exp.settings["name"], exp.settings["classes"]
+    with released_on_failure(exp.folder, exp.made):  # Ray may not start, a task may fail
+        return _run_tasks(exp, kw, cpus, augmenter, progress)
+
+
+def _run_tasks(exp, kw: dict, cpus: int, augmenter, progress) -> Path:
+    from .progress import bar
+    from .shards import _write_index
+
     folder = exp.folder.resolve()
     ray = _ray()
     remote = _REMOTE.get("shard") or _REMOTE.setdefault("shard", ray.remote(_shard_task))
