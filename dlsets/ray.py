@@ -20,9 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DlsetsError
+from .errors import DeadlineError, DlsetsError
 
 _REMOTE: dict[str, Any] = {}
+CONNECT_SECONDS = 60.0
+"""How long ``ray.init`` may take to reach a cluster when ``$DLSETS_DEADLINE`` says nothing:
+Ray itself retries an address that does not answer for minutes."""
 
 
 def _ray():
@@ -31,8 +34,43 @@ def _ray():
     except ImportError as exc:  # pragma: no cover - the extra is installed where tested
         raise ImportError("dlsets' Ray engine needs Ray: pip install 'dlsets[ray]'") from exc
     if not ray.is_initialized():
-        ray.init()
+        start(ray)
     return ray
+
+
+def start(ray, **kw) -> None:
+    """``ray.init(**kw)``, bounded: a cluster that does not answer within ``$DLSETS_DEADLINE``
+    (else :data:`CONNECT_SECONDS`) is a DeadlineError naming its address; one that refuses
+    connections fails at once, before Ray's retries print their C++ warnings."""
+    import threading
+
+    from .config import deadline
+
+    limit = deadline(None) or CONNECT_SECONDS
+    address = kw.get("address") or os.environ.get("RAY_ADDRESS") or "a new local cluster"
+    _answers(address, limit)
+    done: list = []
+
+    def init() -> None:
+        try:
+            ray.init(**kw)
+            done.append(None)
+        except BaseException as exc:  # handed to the caller
+            done.append(exc)
+
+    # a thread: ray.init has no timeout of its own, and a stuck one must not hold the caller
+    worker = threading.Thread(target=init, name="dlsets-ray-init", daemon=True)
+    worker.start()
+    worker.join(limit)
+    if not done:
+        raise DeadlineError(
+            f"Ray: no cluster answered at {address} within {limit:g} s; start it (`ray start "
+            "--head`), correct or unset RAY_ADDRESS, or give more time with DLSETS_DEADLINE")
+    if done[0] is not None:
+        if isinstance(done[0], ConnectionError):
+            raise DeadlineError(f"Ray: cannot reach a cluster at {address} ({done[0]}); start "
+                                "it or correct or unset RAY_ADDRESS") from None
+        raise done[0]
 
 
 def _limit_threads(augmenter, threads: int | None):
@@ -143,6 +181,22 @@ def _run_tasks(exp, kw: dict, cpus: int, augmenter, progress) -> Path:
                 ray.cancel(ref)
             _raise_cause(ray, exc)
     return _write_index(folder, exp.settings, exp.key, [entries[i] for i in range(exp.shards)])
+
+
+def _answers(address: str, limit: float) -> None:
+    """A ``host:port`` that refuses or ignores a connection fails here, at once and without
+    Ray's retries and their C++ warnings on stderr (which no log level silences)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # "auto", "local", ray:// and the like: Ray's own business
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=min(limit, 10)).close()
+    except OSError as exc:
+        raise DeadlineError(f"Ray: no cluster answers at {address} ({exc.strerror or exc}); "
+                            "start it (`ray start --head`), or correct or unset RAY_ADDRESS"
+                            ) from None
 
 
 # ---------------------------------------------------------------------------- Ray Data

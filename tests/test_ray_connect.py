@@ -1,0 +1,66 @@
+"""Ray with a cluster address that does not answer: bounded, one line naming the address, and
+the folder the run would have claimed left as it was. Real sockets and a real ray.init."""
+
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.extra  # needs Ray
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the with ends: connections refused
+
+
+def test_an_address_that_refuses_is_one_line_at_once(tmp_path):
+    from tests.formats import mnist_like
+
+    mnist_like(tmp_path / "m", "tiny", 40, 10)
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "DLSETS_CACHE": str(tmp_path / "cache"),
+           "DLSETS_REGISTRY": str(tmp_path / "m" / "reg.json"), "RAY_DISABLE_USAGE_STATS": "1",
+           "RAY_ADDRESS": f"127.0.0.1:{_closed_port()}", "DLSETS_DEADLINE": "30"}
+    cli = [sys.executable, "-m", "dlsets"]
+    fetched = subprocess.run([*cli, "-q", "fetch", "tiny", "--from", str(tmp_path / "m" / "src")],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert fetched.returncode == 0, fetched.stderr
+    out = tmp_path / "shards"
+    got = subprocess.run([*cli, "augment", "tiny", "--target", "80", "--rotate", "5", "--out",
+                          f"{out}/", "--shards", "2", "--engine", "ray"],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert got.returncode == 1
+    lines = got.stderr.strip().splitlines()
+    assert len(lines) == 1 and env["RAY_ADDRESS"] in lines[0], got.stderr
+    assert "Traceback" not in got.stderr and "rpc_client" not in got.stderr
+    assert not out.exists()  # nothing of the run left behind
+
+
+NEVER_SPEAKS = """
+import socket, sys, ray
+from dlsets.errors import DeadlineError
+from dlsets.ray import start
+with socket.socket() as silent:  # accepts connections (the kernel does) but never speaks
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    address = f"127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        start(ray, address=address, log_to_driver=False)
+    except DeadlineError as exc:
+        print(address, exc)
+        sys.exit(3)
+"""
+
+
+def test_an_address_that_never_speaks_fails_at_the_deadline():
+    # its own process: the ray.init left behind on a thread must not meet other tests' Ray
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "RAY_DISABLE_USAGE_STATS": "1",
+           "DLSETS_DEADLINE": "2"}
+    got = subprocess.run([sys.executable, "-c", NEVER_SPEAKS], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert got.returncode == 3, got.stderr
+    address, message = got.stdout.split(" ", 1)
+    assert f"no cluster answered at {address} within 2 s" in message
