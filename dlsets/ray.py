@@ -23,9 +23,9 @@ import numpy as np
 from .errors import DeadlineError, DlsetsError
 
 _REMOTE: dict[str, Any] = {}
-CONNECT_SECONDS = 60.0
-"""How long ``ray.init`` may take to reach a cluster when ``$DLSETS_DEADLINE`` says nothing:
-Ray itself retries an address that does not answer for minutes."""
+CONNECT_SECONDS = 10.0
+"""Seconds a cluster address may take to accept a connection (``$DLSETS_DEADLINE`` may lower
+it): Ray itself retries an address that does not answer for minutes."""
 
 
 def _ray():
@@ -39,38 +39,21 @@ def _ray():
 
 
 def start(ray, **kw) -> None:
-    """``ray.init(**kw)``, bounded: a cluster that does not answer within ``$DLSETS_DEADLINE``
-    (else :data:`CONNECT_SECONDS`) is a DeadlineError naming its address; one that refuses
-    connections fails at once, before Ray's retries print their C++ warnings."""
-    import threading
-
+    """``ray.init(**kw)``, after checking that a ``host:port`` cluster address answers at all:
+    one that refuses, or does not accept a connection within ``$DLSETS_DEADLINE`` (at most
+    :data:`CONNECT_SECONDS`), is a DeadlineError naming it, at once and before Ray's retries
+    print their C++ warnings. ``ray.init`` itself runs on the calling thread (Ray needs the
+    main thread for its signal handlers: started on another, a later run died silently), so a
+    server that accepts but never answers is still waited for as long as Ray waits."""
     from .config import deadline
 
-    limit = deadline(None) or CONNECT_SECONDS
-    address = kw.get("address") or os.environ.get("RAY_ADDRESS") or "a new local cluster"
-    _answers(address, limit)
-    done: list = []
-
-    def init() -> None:
-        try:
-            ray.init(**kw)
-            done.append(None)
-        except BaseException as exc:  # handed to the caller
-            done.append(exc)
-
-    # a thread: ray.init has no timeout of its own, and a stuck one must not hold the caller
-    worker = threading.Thread(target=init, name="dlsets-ray-init", daemon=True)
-    worker.start()
-    worker.join(limit)
-    if not done:
-        raise DeadlineError(
-            f"Ray: no cluster answered at {address} within {limit:g} s; start it (`ray start "
-            "--head`), correct or unset RAY_ADDRESS, or give more time with DLSETS_DEADLINE")
-    if done[0] is not None:
-        if isinstance(done[0], ConnectionError):
-            raise DeadlineError(f"Ray: cannot reach a cluster at {address} ({done[0]}); start "
-                                "it or correct or unset RAY_ADDRESS") from None
-        raise done[0]
+    address = kw.get("address") or os.environ.get("RAY_ADDRESS") or ""
+    _answers(address, min(deadline(None) or CONNECT_SECONDS, CONNECT_SECONDS))
+    try:
+        ray.init(**kw)
+    except ConnectionError as exc:
+        raise DeadlineError(f"Ray: cannot reach a cluster at {address or 'auto'} ({exc}); start "
+                            "it (`ray start --head`), or correct or unset RAY_ADDRESS") from None
 
 
 def _limit_threads(augmenter, threads: int | None):
@@ -192,7 +175,7 @@ def _answers(address: str, limit: float) -> None:
     if not host or not port.isdigit() or "://" in address:
         return  # "auto", "local", ray:// and the like: Ray's own business
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=min(limit, 10)).close()
+        socket.create_connection((host.strip("[]"), int(port)), timeout=limit).close()
     except OSError as exc:
         raise DeadlineError(f"Ray: no cluster answers at {address} ({exc.strerror or exc}); "
                             "start it (`ray start --head`), or correct or unset RAY_ADDRESS"
