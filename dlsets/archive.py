@@ -42,6 +42,13 @@ def member_path(name: str, archive: str = "archive") -> str:
     return "/".join(parts)
 
 
+def duplicate(archive: str, path: str) -> str:
+    """The message for a member path given twice: tar's "the later one wins" is never used."""
+    return (f"{archive}: member {path!r} appears twice; which copy is meant is ambiguous, "
+            "refusing the archive (nothing of it was used). It is damaged or was packed "
+            "twice over: delete it and fetch again, or repack it with each member once")
+
+
 _BLOCK = 512
 _ZEROS = bytes(_BLOCK)
 _CHUNK = 1 << 20  # copy unit when unpacking zip members
@@ -157,6 +164,7 @@ def _iter_tar(stream: Inflater, label: str, max_member: MemberLimit) -> Iterator
     long_name: str | None = None
     long_link: str | None = None
     pax: dict[str, str] = {}
+    seen: set[str] = set()  # the paths themselves are kept by most callers: a small cost
     while True:
         hdr = stream.read(_BLOCK)
         if not hdr:
@@ -217,6 +225,9 @@ def _iter_tar(stream: Inflater, label: str, max_member: MemberLimit) -> Iterator
             raise FormatError(
                 f"{label}: member {full!r} has tar type {kind!r}, which dlsets does not read"
             )
+        if path in seen:
+            raise FormatError(duplicate(label, path))
+        seen.add(path)
         limit = _limit_for(max_member, path)
         if limit is not None and size > limit:
             raise FormatError(
@@ -238,7 +249,7 @@ def iter_members(source: Source, *, name: str | None = None, max_member: MemberL
     ``max_member`` (bytes, or a function of the member path giving them) bounds each member: a
     larger one fails with FormatError before any of it is read. ``max_total`` bounds what the
     whole archive may inflate to. Unsafe members (absolute or ``..`` path, link, device, FIFO)
-    raise UnsafeArchiveError; a damaged archive FormatError.
+    raise UnsafeArchiveError; a damaged archive, or a member path given twice, FormatError.
     """
     if isinstance(source, str | os.PathLike):
         label = name or os.fspath(source)

@@ -808,7 +808,9 @@ def _on_ray(x, y, args, out: Path, kw: dict) -> Path:
         # workers' output) are for -v; errors still show
         quiet = logging.WARNING if args.verbose else logging.ERROR
         logging.getLogger("ray").setLevel(quiet)
-        ray.init(logging_level=quiet, log_to_driver=bool(args.verbose))
+        from .ray import start
+
+        start(ray, logging_level=quiet, log_to_driver=bool(args.verbose))
     try:
         return expand_on_ray(x, y, args.target, out, shards=args.shards, **kw)
     finally:

@@ -20,9 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DlsetsError
+from .errors import DeadlineError, DlsetsError
 
 _REMOTE: dict[str, Any] = {}
+CONNECT_SECONDS = 10.0
+"""Seconds a cluster address may take to accept a connection (``$DLSETS_DEADLINE`` may lower
+it): Ray itself retries an address that does not answer for minutes."""
 
 
 def _ray():
@@ -31,8 +34,26 @@ def _ray():
     except ImportError as exc:  # pragma: no cover - the extra is installed where tested
         raise ImportError("dlsets' Ray engine needs Ray: pip install 'dlsets[ray]'") from exc
     if not ray.is_initialized():
-        ray.init()
+        start(ray)
     return ray
+
+
+def start(ray, **kw) -> None:
+    """``ray.init(**kw)``, after checking that a ``host:port`` cluster address answers at all:
+    one that refuses, or does not accept a connection within ``$DLSETS_DEADLINE`` (at most
+    :data:`CONNECT_SECONDS`), is a DeadlineError naming it, at once and before Ray's retries
+    print their C++ warnings. ``ray.init`` itself runs on the calling thread (Ray needs the
+    main thread for its signal handlers: started on another, a later run died silently), so a
+    server that accepts but never answers is still waited for as long as Ray waits."""
+    from .config import deadline
+
+    address = kw.get("address") or os.environ.get("RAY_ADDRESS") or ""
+    _answers(address, min(deadline(None) or CONNECT_SECONDS, CONNECT_SECONDS))
+    try:
+        ray.init(**kw)
+    except ConnectionError as exc:
+        raise DeadlineError(f"Ray: cannot reach a cluster at {address or 'auto'} ({exc}); start "
+                            "it (`ray start --head`), or correct or unset RAY_ADDRESS") from None
 
 
 def _limit_threads(augmenter, threads: int | None):
@@ -98,8 +119,8 @@ def expand_on_ray(
     as in ``expand(..., masks=)``.
     """
     from .augment.expand import _count
-    from .progress import bar
-    from .shards import _prepare, _shape_dtype, _write_index, default_shards
+    from .shard_claim import released_on_failure
+    from .shards import _prepare, _shape_dtype, default_shards
 
     cpus = _count("cpus_per_shard", cpus_per_shard, 1)
     if shards is None:
@@ -111,6 +132,14 @@ def expand_on_ray(
     # validate and check the folder here, before any task starts
     exp = _prepare(x, y, target, out, shards=shards, augmenter=augmenter, masks=masks, **kw)
     kw["name"], kw["classes"] = exp.settings["name"], exp.settings["classes"]
+    with released_on_failure(exp.folder, exp.made):  # Ray may not start, a task may fail
+        return _run_tasks(exp, kw, cpus, augmenter, progress)
+
+
+def _run_tasks(exp, kw: dict, cpus: int, augmenter, progress) -> Path:
+    from .progress import bar
+    from .shards import _write_index
+
     folder = exp.folder.resolve()
     ray = _ray()
     remote = _REMOTE.get("shard") or _REMOTE.setdefault("shard", ray.remote(_shard_task))
@@ -135,6 +164,22 @@ def expand_on_ray(
                 ray.cancel(ref)
             _raise_cause(ray, exc)
     return _write_index(folder, exp.settings, exp.key, [entries[i] for i in range(exp.shards)])
+
+
+def _answers(address: str, limit: float) -> None:
+    """A ``host:port`` that refuses or ignores a connection fails here, at once and without
+    Ray's retries and their C++ warnings on stderr (which no log level silences)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # "auto", "local", ray:// and the like: Ray's own business
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=limit).close()
+    except OSError as exc:
+        raise DeadlineError(f"Ray: no cluster answers at {address} ({exc.strerror or exc}); "
+                            "start it (`ray start --head`), or correct or unset RAY_ADDRESS"
+                            ) from None
 
 
 # ---------------------------------------------------------------------------- Ray Data

@@ -6,7 +6,8 @@ to the name; on NFS too). Every later writer, on any machine, reads it: the same
 (job arrays, Ray tasks, reruns), another is refused with an OptionError naming what differs,
 before anything is written. A claim whose writer died on this machine before leaving any
 shard, entry or index behind is stale and taken over; anything else stays until the folder
-is emptied.
+is emptied. A run that created the claim (and maybe the folder) and fails before anything else
+is there takes both back (:func:`release`): a failed run leaves nothing it created.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import atomic
@@ -25,9 +28,10 @@ _OWNER = re.compile(r"(?P<host>[A-Za-z0-9-]+)@(?P<pid>\d+)")
 _TRIES = 5
 
 
-def claim(folder: Path, key: str, settings: dict, conflict) -> None:
+def claim(folder: Path, key: str, settings: dict, conflict) -> bool:
     """Make ``folder`` (created if needed) the one of expansion ``key``; ``conflict(shown,
-    settings)`` builds the OptionError raised when it belongs to another."""
+    settings)`` builds the OptionError raised when it belongs to another. True when this call
+    created the claim (see :func:`release`)."""
     from .shard_index import MAX_ENTRY_BYTES, read_small_json
 
     make_folder(folder)
@@ -40,7 +44,7 @@ def claim(folder: Path, key: str, settings: dict, conflict) -> None:
                               "the folder (hidden files included) or give another") from None
         if meta is not None:
             if isinstance(meta, dict) and meta.get("key") == key:
-                return
+                return False
             theirs = meta.get("settings") if isinstance(meta, dict) else None
             if _stale(folder, path, meta):
                 _take_over(path, meta)
@@ -51,7 +55,7 @@ def claim(folder: Path, key: str, settings: dict, conflict) -> None:
             tmp.write_text(json.dumps({"key": key, "settings": settings, "owner": atomic.owner(),
                                        "time": time.time()}, sort_keys=True), encoding="utf-8")
             os.link(tmp, path)  # fails if another writer got there first
-            return
+            return True
         except FileExistsError:
             continue
         except OSError as exc:
@@ -62,6 +66,37 @@ def claim(folder: Path, key: str, settings: dict, conflict) -> None:
             tmp.unlink(missing_ok=True)
     raise OptionError(f"{path} keeps changing under this writer: another process is claiming "
                       f"{folder} for other settings; give another output folder")
+
+
+@contextmanager
+def released_on_failure(folder: Path, made: tuple[bool, bool]) -> Iterator[None]:
+    """Around a run: if it fails, :func:`release` what it made (``made``: whether it created
+    the claim, and the folder)."""
+    try:
+        yield
+    except BaseException:
+        if made[0]:
+            release(folder, made[1])
+        raise
+
+
+def release(folder: Path, made_folder: bool) -> None:
+    """After a failed run that created the claim: remove it while the folder holds no shard,
+    entry, index or temporary (a writer of the same settings that joined keeps it so), and the
+    folder too when the run made it and it is empty. Best effort: the run's own error is what
+    is reported."""
+    path = folder / CLAIM
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        if not isinstance(meta, dict) or meta.get("owner") != atomic.owner():
+            return
+        if _holds_work(folder):
+            return
+        path.unlink()
+        if made_folder:
+            folder.rmdir()  # fails, harmlessly, if something arrived meanwhile
+    except (OSError, ValueError):
+        pass
 
 
 def make_folder(folder: Path) -> None:
@@ -84,8 +119,6 @@ def _who(meta) -> str:
 
 def _stale(folder: Path, path: Path, meta) -> bool:
     """A claim whose owner died on this host, leaving nothing in the folder."""
-    from .shards import _SHARD, _SIDECAR, INDEX
-
     m = _OWNER.fullmatch(str(meta.get("owner", ""))) if isinstance(meta, dict) else None
     if m is None or m["host"] != atomic.HOST:
         return False
@@ -96,11 +129,17 @@ def _stale(folder: Path, path: Path, meta) -> bool:
     if atomic._alive(int(m["pid"]), written):
         return False
     atomic.clean(folder)  # temporaries of dead writers; live ones (any host) stay
-    for name in os.listdir(folder):
-        if name != CLAIM and (name == INDEX or _SHARD.fullmatch(name) or _SIDECAR.fullmatch(name)
-                              or (name.startswith(".") and "@" in name)):
-            return False
-    return True
+    return not _holds_work(folder)
+
+
+def _holds_work(folder: Path) -> bool:
+    """Whether ``folder`` holds a shard, an entry, the index or a writer's temporary."""
+    from .shards import _SHARD, _SIDECAR, INDEX
+
+    return any(name != CLAIM and (name == INDEX or _SHARD.fullmatch(name)
+                                  or _SIDECAR.fullmatch(name)
+                                  or (name.startswith(".") and "@" in name))
+               for name in os.listdir(folder))
 
 
 def _take_over(path: Path, meta: dict) -> None:

@@ -34,6 +34,7 @@ import numpy as np
 
 from .atomic import replacing
 from .errors import FormatError, OptionError
+from .shard_claim import released_on_failure
 
 log = logging.getLogger("dlsets")
 
@@ -85,6 +86,7 @@ class _Expansion:
     channels: str | None
     files: list[str] = field(default_factory=list)
     masks: np.ndarray | None = None
+    made: tuple[bool, bool] = (False, False)  # (the claim, the folder) made by this run
 
     @property
     def target(self) -> int:
@@ -257,10 +259,14 @@ def _check_folder(exp: _Expansion, shard: int | None = None) -> None:
     folder = exp.folder
     if folder.exists() and not folder.is_dir():
         raise OptionError(f"{folder} is a file, not a folder: give a folder for the shards")
-    if folder.is_dir():
+    existed = folder.is_dir()
+    if existed:
         _check_files(exp, shard)
     # writers of other settings that passed the checks above at the same moment: one wins
-    claim(folder, exp.key, exp.settings, lambda shown, theirs: _conflict(exp, shown, theirs))
+    made = claim(folder, exp.key, exp.settings, lambda shown, theirs: _conflict(exp, shown,
+                                                                                 theirs))
+    exp.made = (made, made and not existed)
+
 
 
 def _check_files(exp: _Expansion, shard: int | None) -> None:
@@ -359,17 +365,25 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
     else:
         from .tarshards import TarShardWriter
 
-        with replacing(path) as tmp, open(tmp, "wb") as raw:
-            fh = _HashingWriter(raw)  # the file's hash as it is written: no second read
-            writer = TarShardWriter(fh, exp.x.shape[1:], exp.x.dtype,
-                                    *((None, None) if m is None else (m.shape[1:], m.dtype)))
+        try:  # a full disk as the HDF5 path says it (the temporary is gone by then)
+            with replacing(path) as tmp, open(tmp, "wb") as raw:
+                fh = _HashingWriter(raw)  # the file's hash as it is written: no second read
+                writer = TarShardWriter(fh, exp.x.shape[1:], exp.x.dtype,
+                                        *((None, None) if m is None else (m.shape[1:], m.dtype)))
 
-            def write(pos: int, chunk: np.ndarray, lab: np.ndarray, mk=None) -> None:
-                writer.write(pos, chunk, lab, mk)
-                account(chunk, lab, mk)
+                def write(pos: int, chunk: np.ndarray, lab: np.ndarray, mk=None) -> None:
+                    writer.write(pos, chunk, lab, mk)
+                    account(chunk, lab, mk)
 
-            _produce(write=write, **produce)
-            writer.close()
+                _produce(write=write, **produce)
+                writer.close()
+        except OSError as exc:
+            from .space import write_error
+
+            err = write_error(exc, path, None, f"writing shards into {folder}")
+            if err is exc:
+                raise
+            raise err from None
         file_sha256 = fh.sha256.hexdigest()
     entry = {
         "shard": shard,
@@ -547,7 +561,8 @@ def expand_shard(
                    name=name, classes=classes, compression=compression, chunk_size=chunk_size,
                    shard=int(shard), masks=masks)
     lo, hi = shard_rows(exp.target, exp.shards, int(shard))
-    with bar(hi - lo, f"shard {shard}", progress=progress, unit="img") as pbar:
+    with (released_on_failure(exp.folder, exp.made),
+          bar(hi - lo, f"shard {shard}", progress=progress, unit="img") as pbar):
         entry, _ = _run(exp, int(shard), pbar.update)
     if index:
         _write_index(exp.folder, exp.settings, exp.key)
@@ -587,7 +602,8 @@ def expand_to_shards(
                    name=name, classes=classes, compression=compression, chunk_size=chunk_size,
                    masks=masks)
     entries = []
-    with bar(exp.target, "augment", progress=progress, unit="img") as pbar:
+    with (released_on_failure(exp.folder, exp.made),
+          bar(exp.target, "augment", progress=progress, unit="img") as pbar):
         for i in range(exp.shards):
             entries.append(_run(exp, i, pbar.update)[0])
     return _write_index(exp.folder, exp.settings, exp.key, entries)

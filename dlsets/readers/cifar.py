@@ -195,6 +195,8 @@ def read_cifar_tar(
         base = m.path.rsplit("/", 1)[-1]
         where = f"{label}:{base}"
         match = data_names.fullmatch(base)
+        if base in members:  # one name in two folders: as ambiguous as one path twice
+            raise FormatError(archive.duplicate(label, base))
         if match and match.group(2):
             members[base] = _records(m, label_bytes, where, limits)
         elif match or base.endswith("meta"):
@@ -207,9 +209,52 @@ def read_cifar_tar(
     return _from_python(members, coarse=coarse, label=label)
 
 
-def _batch_order(names, pattern: str) -> list[str]:
-    found = [(int(m.group(1)), n) for n in names if (m := re.fullmatch(pattern, n))]
-    return [n for _, n in sorted(found)]
+def _batch_order(names, suffix: str, label: str) -> list[str]:
+    """The training batches ``data_batch_<i><suffix>`` in numeric order; they must be numbered
+    1..N, each once, without a gap (a missing batch would load a smaller set silently)."""
+    found: dict[int, str] = {}
+    for n in names:
+        if m := re.fullmatch(r"data_batch_(\d+)" + re.escape(suffix), n):
+            i = int(m.group(1))
+            if i in found or i == 0:
+                what = f"{n} and {found[i]} are both batch {i}" if i in found else \
+                    f"{n}: batches are numbered from 1"
+                raise FormatError(f"{label}: {what}; the archive is damaged or was packed "
+                                  "wrongly: repack it as data_batch_1..N")
+            found[i] = n
+    if found and max(found) != len(found):  # a gap; names kept few for a number like 10**9
+        gaps = _missing(found, max(found), suffix)
+        have = ", ".join(found[i] for i in sorted(found)[:8])
+        raise FormatError(
+            f"{label}: missing {gaps} (it has {have}"
+            f"{', ...' if len(found) > 8 else ''}); CIFAR training batches are numbered from 1 "
+            "without a gap. The archive is damaged or incomplete: delete it and fetch again, "
+            "or repack it as data_batch_1..N")
+    return [found[i] for i in sorted(found)]
+
+
+def _missing(found, last: int, suffix: str) -> str:
+    """The batch names absent from ``found`` up to ``last``, the first few of them."""
+    names = []
+    for i in range(1, last + 1):
+        if i not in found:
+            if len(names) == 8:
+                return ", ".join(names) + ", ..."
+            names.append(f"data_batch_{i}{suffix}")
+    return ", ".join(names)
+
+
+def _check_batch_count(members, train: list[str], label: str) -> None:
+    """The python batches say "training batch i of N": all N must be there."""
+    for n in train:
+        said = _text(normalize_keys(members[n]).get("batch_label", ""))
+        m = re.fullmatch(r"training batch (\d+) of (\d+)", said.strip())
+        if m and int(m.group(2)) > len(train):
+            last = int(m.group(2))
+            missing = _missing(dict.fromkeys(range(1, len(train) + 1)), last, "")
+            raise FormatError(
+                f"{label}: {n} says it is {said!r} but the archive has {len(train)}; missing "
+                f"{missing}. The archive is incomplete: delete it and fetch again")
 
 
 def _require(members, wanted, label):
@@ -243,7 +288,7 @@ def _from_binary(members, *, coarse, label) -> CifarArrays:
             classes=_names(members, "fine_label_names.txt"),
             coarse_classes=_names(members, "coarse_label_names.txt"),
         )
-    train = _batch_order(members, r"data_batch_(\d+)\.bin")
+    train = _batch_order(members, ".bin", label)
     if not train:
         raise FormatError(f"{label}: no data_batch_N.bin members")
     _require(members, ["test_batch.bin"], label)
@@ -283,9 +328,10 @@ def _from_python(members, *, coarse, label) -> CifarArrays:
             classes=meta("meta", "fine_label_names"),
             coarse_classes=meta("meta", "coarse_label_names"),
         )
-    train = _batch_order(members, r"data_batch_(\d+)")
+    train = _batch_order(members, "", label)
     if not train:
         raise FormatError(f"{label}: no data_batch_N members (is this a CIFAR-10 archive?)")
+    _check_batch_count(members, train, label)
     _require(members, ["test_batch"], label)
     parts = [load(n) for n in train]
     te = load("test_batch")

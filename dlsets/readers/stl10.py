@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..archive import member_path
+from ..archive import duplicate, member_path
 from ..errors import FormatError, UnsafeArchiveError
 
 SIDE = 96
@@ -53,7 +53,8 @@ def read_stl10_tar(
 ) -> Stl10Arrays:
     """Read an STL-10 binary tar.gz; ``unlabeled=True`` also reads the 100,000 unlabeled images.
 
-    Reading stops as soon as every member needed has been seen. ``compressed_size`` (the
+    Reading stops as soon as every member needed has been seen (a member given twice before
+    then is a FormatError, as in :mod:`dlsets.archive`). ``compressed_size`` (the
     archive's size; taken from the file when ``source`` is a path) bounds what a member may
     claim: deflate inflates at most 1032-fold.
     """
@@ -71,6 +72,7 @@ def _read(f, unlabeled: bool, compressed_size: int | None, label: str) -> Stl10A
     if unlabeled:
         wanted.add("unlabeled_X.bin")
     got: dict[str, object] = {}
+    seen: set[str] = set()  # no more than tarfile keeps itself
     try:
         with tarfile.open(fileobj=f, mode="r|gz", bufsize=1 << 20) as tf:
             for m in tf:
@@ -84,6 +86,9 @@ def _read(f, unlabeled: bool, compressed_size: int | None, label: str) -> Stl10A
                     raise UnsafeArchiveError(f"{label}: member {m.name!r} is not a plain file "
                                              "(a device or FIFO); refusing it")
                 base = path.rsplit("/", 1)[-1]
+                if path in seen or base in got:  # also one name in two folders
+                    raise FormatError(duplicate(label, path if path in seen else base))
+                seen.add(path)
                 if base not in wanted and base != "class_names.txt":
                     continue  # streamed past, never held
                 where = f"{label}:{path}"
