@@ -101,6 +101,13 @@ def url_problem(url: object) -> str | None:
         return f"cannot be parsed ({exc})"
     if not parts.hostname:
         return "names no host"
+    if "[" in parts.netloc or "]" in parts.netloc:  # older Pythons let a bad IPv6 literal by
+        import ipaddress
+
+        try:
+            ipaddress.IPv6Address(parts.hostname)
+        except ValueError:
+            return f"cannot be parsed (the IPv6 address [{parts.hostname}] is not one)"
     return None
 
 

@@ -20,6 +20,7 @@ from dlsets.errors import OptionError, RegistryError, SpaceError, WriteError
 from tests.test_space import _run, digits, needs_mounts  # noqa: F401 (digits: a fixture)
 
 
+@pytest.mark.extra  # tensorboardX
 @needs_mounts
 def test_tensorboard_on_a_full_disk_is_one_error_and_leaves_nothing(digits, tmp_path):  # noqa: F811
     full = tmp_path / "full"
@@ -50,8 +51,8 @@ def test_tensorboard_on_a_full_disk_is_one_error_and_leaves_nothing(digits, tmp_
     assert out["api-left"] == []  # no partial events file
 
 
+@pytest.mark.extra  # tensorboardX
 def test_tensorboard_copies_beyond_memory_are_refused_before_any_work(tmp_path):
-    pytest.importorskip("tensorboardX")
     from dlsets.tensorboard import write_tensorboard
 
     x = np.zeros((8, 28, 28), np.uint8)
