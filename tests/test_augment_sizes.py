@@ -209,3 +209,44 @@ def test_a_users_own_geometric_transform_gets_the_perspective_warp():
         want = cv2.warpPerspective(x[i], inverse[i], (SIDE, SIDE),
                                    flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
         assert np.array_equal(got[i], want)
+
+
+
+@pytest.mark.parametrize("c", [None, 1, 3])
+def test_per_image_warps_match_opencv_with_and_without_masks(c):
+    import cv2
+
+    x = _smooth(5, SIDE, SIDE + 3, c, np.float32)
+    masks = (x if c is None else x[..., 0]) > 0.5
+    aug = Augmenter(rotate=20, shift=0.1, seed=1, mask_fill=1)
+    inverse = aug._geometry(0, 5, SIDE, SIDE + 3)[0]
+    for got in (aug(x, start=0), aug(x, masks, start=0)):
+        got, got_masks = got if isinstance(got, tuple) else (got, None)
+        for i in range(5):
+            want = cv2.warpAffine(x[i], inverse[i, :2], (SIDE + 3, SIDE),
+                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+            assert np.array_equal(got[i], want.reshape(x[i].shape))
+            if got_masks is not None:
+                want = cv2.warpAffine(masks[i].view(np.uint8), inverse[i, :2], (SIDE + 3, SIDE),
+                                      flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                                      borderValue=(1,) * 4)
+                assert got_masks.dtype == bool and np.array_equal(got_masks[i], want > 0)
+
+
+def test_a_warp_opencv_does_not_write_in_place_is_copied_into_the_output():
+    import cv2
+
+    # an OpenCV that returns a new array rather than writing into dst (as some versions do
+    # for a trailing axis of 1): every image is still warped, and copied into the output
+    def elsewhere(src, m, size, dst, *how):
+        return cv2.warpAffine(src, m, size, None, *how)
+
+    x = _smooth(3, SIDE, SIDE, 1)
+    inverse = Augmenter(rotate=20, seed=1)._geometry(0, 3, SIDE, SIDE)[0]
+    how = (cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_CONSTANT, (0,) * 4)
+    out = np.zeros_like(x)
+    assert not kernels._in_place(elsewhere, x, inverse[:, :2], (SIDE, SIDE), out, how)
+    assert kernels._in_place(cv2.warpAffine, x, inverse[:, :2], (SIDE, SIDE), out.copy(), how)
+    want = np.empty_like(x)
+    kernels.warp_each(x, inverse, out=want)
+    assert np.array_equal(out, want) and want.any()
