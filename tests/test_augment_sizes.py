@@ -250,3 +250,23 @@ def test_a_warp_opencv_does_not_write_in_place_is_copied_into_the_output():
     want = np.empty_like(x)
     kernels.warp_each(x, inverse, out=want)
     assert np.array_equal(out, want) and want.any()
+
+
+@pytest.mark.parametrize("kw", [dict(rotate=20, shift=0.1), dict(rotate=5, perspective=0.1)])
+def test_matrices_drawn_ahead_in_groups_give_the_same_samples(monkeypatch, kw):
+    from dlsets.augment import transforms
+
+    x = _smooth(7, SIDE, SIDE, 3)
+    masks = x[..., 0] % 4
+    aug = Augmenter(seed=5, **kw)
+    ids = np.array([9, 2, 40, 3, 4, 5, 1])
+    want = [aug(x, masks, start=11), aug(x, masks, ids=ids)]
+    one = [np.stack([aug(x[i:i + 1], masks[i:i + 1], start=11 + i)[j][0] for i in range(7)])
+           for j in (0, 1)]
+    assert all(np.array_equal(a, b) for a, b in zip(want[0], one, strict=True))
+    monkeypatch.setattr(transforms, "PIECE_PIXELS", 2 * SIDE * SIDE)  # pieces of 2 samples
+    for samples in (1, 3, 4):  # groups of one piece, of pieces not dividing the batch
+        monkeypatch.setattr(transforms, "GEOMETRY_SAMPLES", samples)
+        got = [aug(x, masks, start=11), aug(x, masks, ids=ids)]
+        for a, b in zip(got, want, strict=True):
+            assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))
