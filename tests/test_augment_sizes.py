@@ -266,7 +266,7 @@ def test_matrices_drawn_ahead_in_groups_give_the_same_samples(monkeypatch, kw):
     assert all(np.array_equal(a, b) for a, b in zip(want[0], one, strict=True))
     monkeypatch.setattr(transforms, "PIECE_PIXELS", 2 * SIDE * SIDE)  # pieces of 2 samples
     for samples in (1, 3, 4):  # groups of one piece, of pieces not dividing the batch
-        monkeypatch.setattr(transforms, "GEOMETRY_SAMPLES", samples)
+        monkeypatch.setattr(kernels, "GEOMETRY_SAMPLES", samples)
         got = [aug(x, masks, start=11), aug(x, masks, ids=ids)]
         for a, b in zip(got, want, strict=True):
             assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))

@@ -24,10 +24,6 @@ from . import kernels, params
 
 Range = tuple[float, float]
 PIECE_PIXELS = 1 << 20  # pixels per piece of work: big enough to amortise per-call costs
-# Per-image warps take their matrices for up to this many samples at once, drawn in the calling
-# thread (~0.1 us a sample, ~3 MB of temporaries): drawn per piece in the workers they cost
-# 15-20% of the rate at 128-224 pixels on 2 cores (small NumPy calls between the warps).
-GEOMETRY_SAMPLES = 8192
 
 
 # ---------------------------------------------------------------------------- argument checks
@@ -614,7 +610,7 @@ class Augmenter:
 
         workers = self.workers or min(4, os.cpu_count() or 1)
         ahead = warp is not F.warp and not isinstance(self.transforms[-1], Elastic)
-        for group in _groups(units, GEOMETRY_SAMPLES if ahead else 0):
+        for group in kernels.groups(units, kernels.GEOMETRY_SAMPLES if ahead else 0):
             if ahead:
                 drawn[:] = group[0][0], geometry(group[0][0], group[-1][1])[0]
             if workers == 1 or len(group) == 1:
@@ -690,20 +686,6 @@ def _forget_pools_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pools_in_child)
-
-
-def _groups(units: list[tuple[int, int]], samples: int) -> list[list[tuple[int, int]]]:
-    """Consecutive units in groups of at most ``samples`` samples (at least one unit each);
-    all in one group when ``samples`` is 0."""
-    if not samples:
-        return [units]
-    groups: list[list[tuple[int, int]]] = []
-    for unit in units:
-        if groups and unit[1] - groups[-1][0][0] <= samples:
-            groups[-1].append(unit)
-        else:
-            groups.append([unit])
-    return groups
 
 
 def piece_size(height: int, width: int) -> int:
