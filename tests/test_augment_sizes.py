@@ -209,3 +209,64 @@ def test_a_users_own_geometric_transform_gets_the_perspective_warp():
         want = cv2.warpPerspective(x[i], inverse[i], (SIDE, SIDE),
                                    flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
         assert np.array_equal(got[i], want)
+
+
+
+@pytest.mark.parametrize("c", [None, 1, 3])
+def test_per_image_warps_match_opencv_with_and_without_masks(c):
+    import cv2
+
+    x = _smooth(5, SIDE, SIDE + 3, c, np.float32)
+    masks = (x if c is None else x[..., 0]) > 0.5
+    aug = Augmenter(rotate=20, shift=0.1, seed=1, mask_fill=1)
+    inverse = aug._geometry(0, 5, SIDE, SIDE + 3)[0]
+    for got in (aug(x, start=0), aug(x, masks, start=0)):
+        got, got_masks = got if isinstance(got, tuple) else (got, None)
+        for i in range(5):
+            want = cv2.warpAffine(x[i], inverse[i, :2], (SIDE + 3, SIDE),
+                                  flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+            assert np.array_equal(got[i], want.reshape(x[i].shape))
+            if got_masks is not None:
+                want = cv2.warpAffine(masks[i].view(np.uint8), inverse[i, :2], (SIDE + 3, SIDE),
+                                      flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                                      borderValue=(1,) * 4)
+                assert got_masks.dtype == bool and np.array_equal(got_masks[i], want > 0)
+
+
+def test_a_warp_opencv_does_not_write_in_place_is_copied_into_the_output():
+    import cv2
+
+    # an OpenCV that returns a new array rather than writing into dst (as some versions do
+    # for a trailing axis of 1): every image is still warped, and copied into the output
+    def elsewhere(src, m, size, dst, *how):
+        return cv2.warpAffine(src, m, size, None, *how)
+
+    x = _smooth(3, SIDE, SIDE, 1)
+    inverse = Augmenter(rotate=20, seed=1)._geometry(0, 3, SIDE, SIDE)[0]
+    how = (cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, cv2.BORDER_CONSTANT, (0,) * 4)
+    out = np.zeros_like(x)
+    assert not kernels._in_place(elsewhere, x, inverse[:, :2], (SIDE, SIDE), out, how)
+    assert kernels._in_place(cv2.warpAffine, x, inverse[:, :2], (SIDE, SIDE), out.copy(), how)
+    want = np.empty_like(x)
+    kernels.warp_each(x, inverse, out=want)
+    assert np.array_equal(out, want) and want.any()
+
+
+@pytest.mark.parametrize("kw", [dict(rotate=20, shift=0.1), dict(rotate=5, perspective=0.1)])
+def test_matrices_drawn_ahead_in_groups_give_the_same_samples(monkeypatch, kw):
+    from dlsets.augment import transforms
+
+    x = _smooth(7, SIDE, SIDE, 3)
+    masks = x[..., 0] % 4
+    aug = Augmenter(seed=5, **kw)
+    ids = np.array([9, 2, 40, 3, 4, 5, 1])
+    want = [aug(x, masks, start=11), aug(x, masks, ids=ids)]
+    one = [np.stack([aug(x[i:i + 1], masks[i:i + 1], start=11 + i)[j][0] for i in range(7)])
+           for j in (0, 1)]
+    assert all(np.array_equal(a, b) for a, b in zip(want[0], one, strict=True))
+    monkeypatch.setattr(transforms, "PIECE_PIXELS", 2 * SIDE * SIDE)  # pieces of 2 samples
+    for samples in (1, 3, 4):  # groups of one piece, of pieces not dividing the batch
+        monkeypatch.setattr(kernels, "GEOMETRY_SAMPLES", samples)
+        got = [aug(x, masks, start=11), aug(x, masks, ids=ids)]
+        for a, b in zip(got, want, strict=True):
+            assert all(np.array_equal(u, v) for u, v in zip(a, b, strict=True))

@@ -590,10 +590,18 @@ class Augmenter:
                             elastic=isinstance(self.transforms[-1], Elastic),
                             affine=all(isinstance(t, _AFFINE) for t in self.transforms))
 
+        def geometry(s: int, e: int):
+            return (self._geometry(first + s, e - s, height, width) if ids is None
+                    else self._geometry(0, e - s, height, width, ids=ids[s:e]))
+
+        drawn: list = [0, None]  # (first sample, matrices) of the current group of pieces
+
         def run(se: tuple[int, int]) -> None:
             s, e = se
-            inverse, field = (self._geometry(first + s, e - s, height, width) if ids is None
-                              else self._geometry(0, e - s, height, width, ids=ids[s:e]))
+            if drawn[1] is not None:
+                inverse, field = drawn[1][s - drawn[0]:e - drawn[0]], None
+            else:
+                inverse, field = geometry(s, e)
             warp(images[s:e], inverse, field=field, border=self.border, fill=self.fill,
                  masks=None if masks is None else mask_in[s:e], mask_fill=self.mask_fill,
                  out=out[s:e], mask_out=None if masks is None else mask_out[s:e])
@@ -601,12 +609,16 @@ class Augmenter:
                 back_first[s:e] = out[s:e].transpose(0, 3, 1, 2)
 
         workers = self.workers or min(4, os.cpu_count() or 1)
-        if workers == 1 or len(units) == 1:
-            for unit in units:
-                run(unit)
-        else:
-            # cv2 and numpy release the GIL in the heavy parts
-            list(_pool(workers).map(run, units))
+        ahead = warp is not F.warp and not isinstance(self.transforms[-1], Elastic)
+        for group in kernels.groups(units, kernels.GEOMETRY_SAMPLES if ahead else 0):
+            if ahead:
+                drawn[:] = group[0][0], geometry(group[0][0], group[-1][1])[0]
+            if workers == 1 or len(group) == 1:
+                for unit in group:
+                    run(unit)
+            else:
+                # cv2 and numpy release the GIL in the heavy parts
+                list(_pool(workers).map(run, group))
         out = channels_back(out, channels) if back_first is None else back_first
         if masks is None:
             return back(out)
