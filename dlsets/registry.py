@@ -6,6 +6,7 @@ Nothing is read at import time; the built-in file is parsed on first use and use
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -276,7 +277,10 @@ def _parse_user_file(path: Path) -> dict[str, DatasetSpec]:
     try:
         st = path.stat()
     except OSError as exc:
-        raise RegistryError(f"registry file {path} cannot be read: {exc.strerror}") from None
+        # Python 3.13's resolve() no longer raises on a loop: stat meets it here
+        loop = " (a symlink loop)" if exc.errno == errno.ELOOP else ""
+        raise RegistryError(f"registry file {path} cannot be read: {exc.strerror}{loop}"
+                            ) from None
     hit = _parsed.get(path)
     if hit and hit[:2] == (st.st_mtime_ns, st.st_size):
         return hit[2]
