@@ -30,6 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 import numpy as np  # noqa: E402
+from bench_augment import _albumentations  # noqa: E402  (the same pipelines as there)
 
 # (op, side, channels, masks): the rows; targets as ratios (vs albumentations, vs limit)
 ROWS = [
@@ -92,17 +93,6 @@ def _limit(pool, threads: int, x: np.ndarray, m: np.ndarray | None, inverse: np.
     list(pool.map(run, _chunks(len(x), threads * 4)))
 
 
-def _albu(op: str):
-    import albumentations as A
-
-    if op == "affine":
-        t = A.Affine(rotate=(-15, 15), translate_percent=(-0.1, 0.1), shear=(-10, 10), p=1.0)
-    else:
-        t = A.ElasticTransform(alpha=34, sigma=4, noise_distribution="uniform", p=1.0)
-    t.set_random_seed(0)
-    return t
-
-
 def _rate(fn, n: int) -> float:
     start = time.perf_counter()
     fn()
@@ -133,7 +123,7 @@ def measure(op: str, side: int, channels: int, masks: bool, repeats: int, scale:
            else Augmenter(elastic=(34, 4), seed=0))
     kw = {"channels": "last"}
     inverse = aug._geometry(0, n, side, side)[0]
-    t = _albu(op)
+    t = _albumentations(op)
     na = max(16, n // 8)
     ours = lambda: aug(x, masks=m, start=0, **kw) if masks else aug(x, start=0, **kw)  # noqa: E731
     theirs = (lambda: [t(image=x[i], mask=m[i]) for i in range(na)]) if masks else (  # noqa: E731
