@@ -41,12 +41,14 @@ WRITER = textwrap.dedent("""
 
     x, y = _data()
     expand_to_shards(x, y, 300, out, shards=3, augmenter=Wait(**AUG), seed=seed, chunk_size=40)
+    print("WROTE")
 """)
 
 
 def _start(tmp_path, out, seed, ready="-", go="-"):
     script = tmp_path / "writer.py"
-    script.write_text(WRITER)
+    if not script.exists():  # rewriting it while an earlier writer starts could hand it ""
+        script.write_text(WRITER)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), *sys.path]))
     return subprocess.Popen([sys.executable, str(script), str(out), str(seed), str(ready),
                              str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -55,7 +57,8 @@ def _start(tmp_path, out, seed, ready="-", go="-"):
 
 def _wait(p):
     out, err = p.communicate(timeout=180)
-    return p.returncode, err
+    # success is the whole script run: exit 0 alone would also pass an empty script
+    return (0 if p.returncode == 0 and out.strip() == "WROTE" else p.returncode or 1), err
 
 
 def _expanded(seed):
