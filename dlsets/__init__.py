@@ -9,7 +9,8 @@ import os as _os
 # albumentations checks for updates over the network at import; offline that stalls.
 _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from .errors import (  # noqa: E402
+from .common.version import __version__  # noqa: E402, F401
+from .errors import (
     AuthError,
     ChecksumError,
     DeadlineError,
@@ -26,50 +27,51 @@ from .errors import (  # noqa: E402
     UnsafePickleError,
     WriteError,
 )
+from .moved import install as _install_moved  # noqa: E402
 
-__version__ = "0.2.0"
+_install_moved()  # old module paths (dlsets.loaders, dlsets.shards, ...) still import
 
 # public name -> module (and attribute, where it differs)
 _LAZY = {
-    "list_datasets": ("registry", "names"),
-    "describe": ("registry", "get"),
-    "register_file": "registry",
-    "fetch": "acquire",
-    "verify": "acquire",
-    "remove": "acquire",
-    "load": "loaders",
-    "load_mnist": "loaders",
-    "load_fashion_mnist": "loaders",
-    "load_kmnist": "loaders",
-    "load_notmnist": "loaders",
-    "load_cifar10": "loaders",
-    "load_cifar100": "loaders",
-    "load_emnist": "loaders",
-    "load_svhn": "loaders",
-    "load_stl10": "loaders",
-    "Dataset": "dataset",
-    "Split": "dataset",
+    "list_datasets": ("sources.registry", "names"),
+    "describe": ("sources.registry", "get"),
+    "register_file": "sources.registry",
+    "fetch": "sources.acquire",
+    "verify": "sources.acquire",
+    "remove": "sources.acquire",
+    "load": "sources.loaders",
+    "load_mnist": "sources.loaders",
+    "load_fashion_mnist": "sources.loaders",
+    "load_kmnist": "sources.loaders",
+    "load_notmnist": "sources.loaders",
+    "load_cifar10": "sources.loaders",
+    "load_cifar100": "sources.loaders",
+    "load_emnist": "sources.loaders",
+    "load_svhn": "sources.loaders",
+    "load_stl10": "sources.loaders",
+    "Dataset": "data.dataset",
+    "Split": "data.dataset",
     "Augmenter": "augment",
     "expand": "augment",
     "expand_to_hdf5": "augment",
     "take_subset": "augment",
     "preview_grid": "augment",
     "save_png": "augment",
-    "expand_shard": "shards",
-    "expand_to_shards": "shards",
-    "verify_shards": "shards",
-    "load_shards": "shard_reader",
-    "expand_on_ray": "ray",
-    "expand_ray_dataset": "ray",
-    "write_caffe": "caffe",
-    "expand_to_caffe": "caffe",
-    "write_convnetjs": "convnetjs",
-    "write_tensorboard": "tensorboard",
-    "load_folder": "folders",
-    "load_kaggle": "kaggle",
+    "expand_shard": "scale.shards",
+    "expand_to_shards": "scale.shards",
+    "verify_shards": "scale.shards",
+    "load_shards": "scale.shard_reader",
+    "expand_on_ray": "scale.ray",
+    "expand_ray_dataset": "scale.ray",
+    "write_caffe": "outputs.caffe",
+    "expand_to_caffe": "outputs.caffe",
+    "write_convnetjs": "outputs.convnetjs",
+    "write_tensorboard": "outputs.tensorboard",
+    "load_folder": "sources.folders",
+    "load_kaggle": "sources.kaggle",
     "batches": "feed",
     "sample_ids": "feed",
-    "train_val_split": "splits",
+    "train_val_split": "data.splits",
 }
 
 __all__ = [

@@ -47,10 +47,10 @@ def _isolated_dlsets(tmp_path, monkeypatch):
     monkeypatch.setenv("DLSETS_RETRY_BASE", "0.01")
     # Progress notices off a terminal start after seconds of work: on a slow machine they would
     # add lines to the stderr that tests compare (tests/test_progress.py tests them).
-    from dlsets import progress
+    from dlsets.common import progress
 
     monkeypatch.setattr(progress, "NOTICE_AFTER", 3600.0)
-    from dlsets import registry
+    from dlsets.sources import registry
 
     saved = list(registry._user_files)
     registry._warned.clear()

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from dlsets.acquire import fetch
+from dlsets.sources.acquire import fetch
 from tests import formats
 
 

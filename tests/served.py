@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 
-from dlsets import registry
+from dlsets.sources import registry
 
 
 def serve_builtin(monkeypatch, server, name: str, bodies: dict[str, bytes]):

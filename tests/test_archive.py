@@ -5,8 +5,8 @@ import tarfile
 
 import pytest
 
-from dlsets import archive
 from dlsets.errors import FormatError, OptionError, UnsafeArchiveError
+from dlsets.formats import archive
 from tests.formats import tar_gz_bytes
 
 

@@ -7,10 +7,9 @@ import tarfile
 import numpy as np
 import pytest
 
-from dlsets import archive
 from dlsets.errors import FormatError
-from dlsets.readers import cifar
-from dlsets.readers.stl10 import read_stl10_tar
+from dlsets.formats import archive, cifar
+from dlsets.formats.stl10 import read_stl10_tar
 from tests import formats
 
 RNG = np.random.default_rng(3)

@@ -6,8 +6,8 @@ import zipfile
 
 import pytest
 
-from dlsets import archive
 from dlsets.errors import FormatError, UnsafeArchiveError
+from dlsets.formats import archive
 
 
 def _zip(members, *, compression=zipfile.ZIP_DEFLATED) -> bytes:

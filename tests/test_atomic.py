@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dlsets.atomic import replacing
+from dlsets.store.atomic import replacing
 
 
 def test_success_replaces_and_failure_keeps_the_old_file(tmp_path):
@@ -41,7 +41,7 @@ def test_threads_writing_one_path_never_share_a_temp_file(tmp_path):
 
 _WRITER = """
 import sys, time
-from dlsets.atomic import replacing
+from dlsets.store.atomic import replacing
 with replacing(sys.argv[1]) as tmp:
     tmp.write_bytes(b"half of a big HDF5 file" * 1000)
     print(tmp, flush=True)
@@ -66,7 +66,7 @@ def test_a_killed_writers_temp_goes_with_the_next_write_to_its_folder_a_live_one
         os.kill(killed.pid, signal.SIGKILL)  # like kill -9 of `dlsets augment`
         killed.wait(10)
         assert killed_tmp.exists() and live_tmp.exists()
-        from dlsets import atomic
+        from dlsets.store import atomic
 
         assert killed_tmp.name == f".out.h5.{atomic.HOST}@{killed.pid}-" + \
             killed_tmp.name.rsplit("-", 1)[1]
@@ -84,7 +84,7 @@ def test_which_temporaries_count_as_stale(tmp_path):
     import subprocess
     import sys
 
-    from dlsets import atomic
+    from dlsets.store import atomic
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

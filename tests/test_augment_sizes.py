@@ -172,7 +172,7 @@ def test_the_algorithm_number_is_in_the_repr_and_in_outputs(tmp_path):
 
 
 def test_a_shard_folder_begun_under_another_algorithm_is_refused(tmp_path, monkeypatch):
-    from dlsets.shards import expand_shard
+    from dlsets.scale.shards import expand_shard
 
     x = _smooth(20, 8, 8)
     y = np.arange(20, dtype=np.uint8) % 2

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import dlsets
-from dlsets import caffe
 from dlsets.augment import Augmenter, expand
 from dlsets.cli import main
-from dlsets.dataset import Dataset, Split
+from dlsets.data.dataset import Dataset, Split
 from dlsets.errors import DlsetsError, OptionError
+from dlsets.outputs import caffe
 from tests.formats import mnist_like
 
 RNG = np.random.default_rng(3)
@@ -195,7 +195,7 @@ def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
     import subprocess
     import sys
 
-    from dlsets.atomic import HOST, owner
+    from dlsets.store.atomic import HOST, owner
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()

@@ -373,18 +373,18 @@ def test_ctrl_c_during_augment_talks_about_the_output(capsys, tiny, tmp_path, mo
 
 def test_ctrl_c_during_a_sharded_augment_says_which_shards_are_kept(capsys, tiny, tmp_path,
                                                                     monkeypatch):
-    import dlsets.shards
+    import dlsets.scale.shards
 
     src, _ = tiny
     assert run(capsys, "fetch", "tiny-digits", "--from", str(src))[0] == 0
-    real = dlsets.shards._run
+    real = dlsets.scale.shards._run
 
     def second_interrupted(exp, shard, *a, **kw):
         if shard == 1:
             raise KeyboardInterrupt
         return real(exp, shard, *a, **kw)
 
-    monkeypatch.setattr(dlsets.shards, "_run", second_interrupted)
+    monkeypatch.setattr(dlsets.scale.shards, "_run", second_interrupted)
     out = tmp_path / "sh"
     code, _, err = run(capsys, "augment", "tiny-digits", "--target", "300", "--rotate", "5",
                        "--shards", "3", "--out", f"{out}/")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dlsets.convnetjs import write_convnetjs
-from dlsets.dataset import Dataset, Split
+from dlsets.data.dataset import Dataset, Split
 from dlsets.errors import OptionError
+from dlsets.outputs.convnetjs import write_convnetjs
 
 RNG = np.random.default_rng(8)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dlsets import OptionError
-from dlsets.dataset import Dataset, Split
+from dlsets.data.dataset import Dataset, Split
 
 
 def _split(n):

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 import dlsets
-from dlsets import decode_pool, folders
-from dlsets.readers import image as imgread
+from dlsets.formats import image as imgread
+from dlsets.sources import decode_pool, folders
 from tests.imagefolders import class_folder
 from tests.test_space import _run, needs_mounts
 
@@ -63,7 +63,7 @@ def test_a_fifo_put_in_a_files_place_after_the_scan_is_skipped_not_waited_for(
 _ORPHANS = textwrap.dedent("""
     import os, sys, time
     from dlsets import folders
-    from dlsets.readers import image as imgread
+    from dlsets.formats import image as imgread
 
     def stuck(path, target, **kw):  # a decode that never ends (a slow disk, a huge image)
         open(os.path.join(sys.argv[2], str(os.getpid())), "w").close()

@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image
 
 import dlsets
-from dlsets import progress
 from dlsets.augment.preview import default_scale
-from dlsets.dataset import Dataset, Split
+from dlsets.common import progress
+from dlsets.data.dataset import Dataset, Split
 
 
 def _images_in(html: str) -> list[Image.Image]:

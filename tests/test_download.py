@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlsets import acquire, cache, download
 from dlsets.errors import ChecksumError, DlsetsError, DownloadError, OptionError
+from dlsets.sources import acquire, download
+from dlsets.store import cache
 from tests.formats import idx_gz_bytes
 from tests.httpserver import Server, file_entry, write_registry
 
@@ -405,7 +406,7 @@ _DISK_FULL = textwrap.dedent("""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit raises EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
     from dlsets.errors import DlsetsError
-    from dlsets.acquire import fetch
+    from dlsets.sources.acquire import fetch
     try:
         fetch("toy", progress=False)
     except DlsetsError as exc:
@@ -488,7 +489,7 @@ def test_a_url_without_http_scheme_is_skipped_not_retried(server, tmp_path, monk
 
 _ON_A_TERMINAL = textwrap.dedent("""
     import sys
-    from dlsets.acquire import fetch
+    from dlsets.sources.acquire import fetch
     assert sys.stderr.isatty()
     fetch("toy", files=["quiet.gz"], progress=False)
     fetch("toy", files=["shown.gz"])  # progress=None: a bar, as stderr is a terminal
@@ -793,7 +794,7 @@ def test_a_download_whose_folder_is_removed_says_nothing_was_kept(server, tmp_pa
 def test_md5_is_hashed_only_for_files_without_a_sha256(server, register, monkeypatch, tmp_path):
     import dataclasses
 
-    from dlsets import registry
+    from dlsets.sources import registry
 
     body = payload(49, n=5)
     name = register({"a.gz": file_entry(body, [server.add("/a.gz", body)], md5=True)})

@@ -10,7 +10,8 @@ import re
 
 import pytest
 
-from dlsets import config, registry
+from dlsets.common import config
+from dlsets.sources import registry
 
 CASES = [
     pytest.param(name, f.name, url, f.size, id=f"{name}:{url}")

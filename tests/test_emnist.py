@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import dlsets
-from dlsets import cache, loaders, registry
 from dlsets.errors import FormatError, OptionError
-from dlsets.readers.emnist import read_emnist_zip
+from dlsets.formats.emnist import read_emnist_zip
+from dlsets.sources import loaders, registry
+from dlsets.store import cache
 from tests import formats
 from tests.served import serve_builtin
 

@@ -8,14 +8,7 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from dlsets.augment import (  # noqa: E402
-    Augmenter,
-    expand,
-    expand_to_hdf5,
-    preview_grid,
-    save_png,
-    take_subset,
-)
+from dlsets.augment import Augmenter, expand, expand_to_hdf5, preview_grid, save_png, take_subset
 from dlsets.augment.expand import plan  # noqa: E402
 from dlsets.errors import OptionError  # noqa: E402
 
@@ -302,7 +295,7 @@ def test_hdf5_progress_bar_counts_images(tmp_path, capsys):
 
 
 def test_hdf5_layout_is_the_exporters(tmp_path):
-    from dlsets.export import write_hdf5
+    from dlsets.outputs.export import write_hdf5
 
     x, y = _data(c=3)
     ours = expand_to_hdf5(x, y, 65, tmp_path / "ours.h5", classes=["a", "b", "c"])

@@ -8,13 +8,7 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from dlsets.augment import (  # noqa: E402
-    Augmenter,
-    expand,
-    expand_to_hdf5,
-    preview_grid,
-    take_subset,
-)
+from dlsets.augment import Augmenter, expand, expand_to_hdf5, preview_grid, take_subset
 from dlsets.errors import OptionError  # noqa: E402
 
 

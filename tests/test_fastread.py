@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 
 import dlsets
-from dlsets import Augmenter, chunkorder, h5
+from dlsets import Augmenter
+from dlsets.data import chunkorder
+from dlsets.data.fastread import ChunkRows, row_map, rows_of
 from dlsets.errors import FormatError
-from dlsets.fastread import ChunkRows, row_map, rows_of
-from dlsets.feed import batches, epoch_order
+from dlsets.feed.batching import batches, epoch_order
+from dlsets.formats import h5
 
 N, CLASSES = 300, 10
 
@@ -184,7 +186,7 @@ def test_shard_folders_of_each_layout_read_like_ram(tmp_path, monkeypatch):
 def test_dataloader_workers_read_each_layout(tmp_path, monkeypatch, layout):
     from torch.utils.data import DataLoader
 
-    from dlsets.torch import AugmentedDataset
+    from dlsets.feed.torch import AugmentedDataset
 
     x, _ = _data()
     x, y = x[:200], np.arange(200, dtype=np.uint8)  # labels name the rows

@@ -7,10 +7,10 @@ import pytest
 
 import dlsets
 from dlsets import Augmenter
-from dlsets.dataset import Dataset, Split
+from dlsets.data.dataset import Dataset, Split
+from dlsets.data.splits import Rows, split_indices, train_val_split
 from dlsets.errors import OptionError
-from dlsets.feed import batches, epoch_order, sample_ids
-from dlsets.splits import Rows, split_indices, train_val_split
+from dlsets.feed.batching import batches, epoch_order, sample_ids
 
 RNG = np.random.default_rng(3)
 
@@ -90,7 +90,7 @@ def test_conversion_layout_dtype_and_normalisation():
     assert norm.dtype == np.float32
     assert np.allclose(norm, (x / 255.0 - mean) / std, atol=1e-5)
     cifar = batches(x, y, 6, shuffle=False, normalize="cifar10").batch(0)[0]
-    stats = dlsets.registry.get("cifar10").stats
+    stats = dlsets.sources.registry.get("cifar10").stats
     assert np.allclose(cifar, (x / 255.0 - stats["mean"]) / stats["std"], atol=1e-5)
     grey, gy = _data(n=4, shape=(5, 5))
     out = batches(grey, gy, 4, shuffle=False, channels="first", normalize=(0.1, 0.3)).batch(0)

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlsets import acquire, cache, download, registry
 from dlsets.errors import DlsetsError, DownloadError, OfflineError, OptionError
-from dlsets.registry import DatasetSpec, FileSpec
+from dlsets.sources import acquire, download, registry
+from dlsets.sources.registry import DatasetSpec, FileSpec
+from dlsets.store import cache
 from tests.formats import idx_gz_bytes
 from tests.httpserver import file_entry, wait_for, write_registry
 
@@ -275,7 +276,7 @@ def test_a_long_wait_for_another_process_is_reported(toy, monkeypatch, caplog):
 
     from filelock import FileLock
 
-    from dlsets import locks
+    from dlsets.store import locks
 
     def hold_and_fetch(file, until):
         dest = cache.file_path("toy", file)
@@ -630,7 +631,7 @@ _IMPORT_DISK_FULL = textwrap.dedent("""
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit raises EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
     from dlsets.errors import DlsetsError
-    from dlsets.acquire import fetch
+    from dlsets.sources.acquire import fetch
     try:
         fetch("toy", source_dir=sys.argv[1], progress=False)
     except DlsetsError as exc:
@@ -670,7 +671,7 @@ def _dead_pid() -> int:
 
 def test_temporaries_of_dead_processes_are_cleaned_and_verify_reports_them(toy, server,
                                                                           tmp_path):
-    from dlsets import atomic
+    from dlsets.store import atomic
 
     acquire.fetch("toy", files=[NAMES[0]])
     d = cache.dataset_dir("toy")

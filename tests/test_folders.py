@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import dlsets
-from dlsets import folders
 from dlsets.errors import DlsetsError, FormatError, OptionError
+from dlsets.sources import folders
 from tests.imagefolders import bomb_png, class_folder, pattern, save, seg_folder
 
 
@@ -291,7 +291,7 @@ def test_big_results_are_assembled_in_a_scratch_file(tmp_path, monkeypatch):
 
 
 def test_test_count_is_notmnists_rule_for_one_in_ten():
-    from dlsets.readers.notmnist import test_count as notmnist_count
+    from dlsets.formats.notmnist import test_count as notmnist_count
 
     assert all(folders.test_count(n, 0.1) == notmnist_count(n) for n in range(2000))
     assert [folders.test_count(n, 0.25) for n in (1, 2, 3, 6)] == [0, 1, 1, 2]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from dlsets.readers.image import Skip, Target, _plain_png, decode_image, decode_pair
+from dlsets.formats.image import Skip, Target, _plain_png, decode_image, decode_pair
 from tests.imagefolders import bomb_png, pattern, save, with_orientation
 
 
@@ -193,7 +193,7 @@ def test_truncated_files_are_corrupt_on_both_paths(tmp_path):
 
 
 def test_every_resize_mode_reaches_any_target_size():
-    from dlsets.readers.image import _resample
+    from dlsets.formats.image import _resample
 
     rng = np.random.default_rng(0)
     for _ in range(300):

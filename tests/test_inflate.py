@@ -9,7 +9,7 @@ import tracemalloc
 import pytest
 
 from dlsets.errors import FormatError
-from dlsets.inflate import STEP, Inflater
+from dlsets.formats.inflate import STEP, Inflater
 from tests import hostile
 
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import dlsets
-from dlsets import kaggle
 from dlsets.cli import main
 from dlsets.errors import (
     AuthError,
@@ -19,6 +18,7 @@ from dlsets.errors import (
     OptionError,
     UnsafeArchiveError,
 )
+from dlsets.sources import kaggle
 from tests.formats import idx_bytes
 from tests.imagefolders import pattern
 from tests.kaggle_standin import KEY, TOKEN, USER, KaggleStandin

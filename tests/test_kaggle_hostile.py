@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 import dlsets
-from dlsets import acquire, cache, kaggle, kaggle_auth
 from dlsets.cli import main
 from dlsets.errors import (
     AuthError,
@@ -20,7 +19,9 @@ from dlsets.errors import (
     OptionError,
     SpaceError,
 )
-from dlsets.removal import remove_tree
+from dlsets.sources import acquire, kaggle, kaggle_auth
+from dlsets.store import cache
+from dlsets.store.removal import remove_tree
 from tests.kaggle_standin import TOKEN
 from tests.test_kaggle import creds, flowers_zip, kg  # noqa: F401  (fixtures)
 
@@ -272,7 +273,7 @@ def test_remove_of_a_kaggle_dataset_waits_for_its_locks(kg, creds, capsys):  # n
 
 
 def test_remove_of_a_folders_copies_waits_for_its_locks(tmp_path, capsys):
-    from dlsets.folders import folder_slot
+    from dlsets.sources.folders import folder_slot
     from tests.imagefolders import class_folder
 
     src = tmp_path / "imgs"
@@ -288,7 +289,7 @@ def test_remove_of_a_folders_copies_waits_for_its_locks(tmp_path, capsys):
 def test_a_load_waiting_through_a_remove_builds_its_copy_afresh(tmp_path):
     import threading
 
-    from dlsets.folders import folder_slot
+    from dlsets.sources.folders import folder_slot
     from tests.imagefolders import class_folder
 
     src = tmp_path / "imgs"

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from dlsets.acquire import fetch
-from dlsets.limits import Limits, for_spec
-from dlsets.registry import get
+from dlsets.formats.limits import Limits, for_spec
+from dlsets.sources.acquire import fetch
+from dlsets.sources.registry import get
 from tests import formats, hostile
 
 RNG = np.random.default_rng(3)
@@ -97,8 +97,8 @@ def test_user_entries_may_raise_max_images_within_reason(tmp_path):
     files = {"mnist.npz": {"sha256": "0" * 64, "urls": ["http://127.0.0.1:9/x"]}}
     reg.write_text(json.dumps({"big-digits": {"like": "mnist", "files": files,
                                               "max_images": 8_100_000}}))
-    from dlsets import registry
     from dlsets.errors import RegistryError
+    from dlsets.sources import registry
 
     registry.register_file(reg)
     assert for_spec(get("big-digits")) == Limits((28, 28), 8_100_000,

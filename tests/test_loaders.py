@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import dlsets
-from dlsets import loaders, prepared
-from dlsets.acquire import fetch
-from dlsets.cache import prepared_dir
 from dlsets.errors import FormatError, OfflineError, OptionError
+from dlsets.sources import loaders
+from dlsets.sources.acquire import fetch
+from dlsets.store import prepared
+from dlsets.store.cache import prepared_dir
 from tests import formats
 
 RNG = np.random.default_rng(11)
@@ -123,7 +124,7 @@ def test_load_uses_the_file_set_present_and_downloads_nothing(tmp_path, monkeypa
         have = {"cifar-10-python.tar.gz": formats.cifar10_python_tar(*data, names)}
     from dataclasses import replace
 
-    from dlsets import registry
+    from dlsets.sources import registry
 
     # The built-in entry (user entries have one file set), with checksums of these fixtures.
     builtin = registry.get(like)
@@ -666,8 +667,8 @@ def test_builtin_download_false_lists_every_file_set(name, wanted):
 
 def test_md5_only_source_changed_in_cache_makes_prepared_stale(tmp_path):
     """notMNIST has no registry sha256: a changed cached archive is what marks arrays stale."""
-    from dlsets import registry
-    from dlsets.cache import files_dir
+    from dlsets.sources import registry
+    from dlsets.store.cache import files_dir
 
     spec = registry.get("notmnist-small")
     assert spec.files["notMNIST_small.tar.gz"].sha256 is None

@@ -9,9 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from dlsets import acquire, atomic, cache
 from dlsets.cli import main
 from dlsets.errors import DlsetsError, OptionError
+from dlsets.sources import acquire
+from dlsets.store import atomic, cache
 from tests.formats import idx_gz_bytes
 from tests.httpserver import file_entry, wait_for, write_registry
 

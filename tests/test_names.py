@@ -5,7 +5,7 @@ import os
 import pytest
 
 from dlsets.errors import OptionError
-from dlsets.names import check_component, confined, inside
+from dlsets.store.names import check_component, confined, inside
 
 
 @pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "a\\b", "a\x00b", "a\nb", "x" * 201,

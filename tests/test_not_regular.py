@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 import dlsets
-from dlsets import cache, download, palette, registry, stamps
 from dlsets.errors import AuthError, OptionError, RegistryError
+from dlsets.formats import palette
+from dlsets.sources import download, registry
+from dlsets.store import cache, stamps
 from tests.formats import mnist_like
 from tests.test_kaggle import creds, flowers_zip, kg  # noqa: F401  (fixtures)
 
@@ -208,7 +210,7 @@ def test_a_prepared_manifest_that_is_a_fifo_is_rebuilt_not_waited_on(tmp_path):
 
 
 def test_deep_json_credentials_and_palettes_say_nested_too_deeply(tmp_path, monkeypatch):
-    from dlsets import kaggle_auth
+    from dlsets.sources import kaggle_auth
 
     conf = tmp_path / "kaggle"
     conf.mkdir()
@@ -241,7 +243,7 @@ def test_written_by_dlsets_still_recognises_its_own_outputs(tmp_path):
 
 
 def test_read_bounded_reads_up_to_its_limit_and_refuses_more(tmp_path):
-    from dlsets.regular import NotRegular, TooLarge, read_bounded
+    from dlsets.store.regular import NotRegular, TooLarge, read_bounded
 
     p = tmp_path / "f"
     p.write_bytes(b"a" * 1000)
@@ -253,7 +255,7 @@ def test_read_bounded_reads_up_to_its_limit_and_refuses_more(tmp_path):
 
 
 def test_a_kaggle_archive_that_is_a_device_link_is_damaged_not_read(kg, creds):  # noqa: F811
-    from dlsets import kaggle
+    from dlsets.sources import kaggle
 
     kg.add("alice/flowers", {1: flowers_zip(2)})
     kaggle.fetch("kaggle:alice/flowers/versions/1")

@@ -10,7 +10,7 @@ import nbclient
 import nbformat
 import numpy as np
 
-from dlsets import registry
+from dlsets.sources import registry
 from tests.formats import idx_gz_bytes
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,12 +11,13 @@ import warnings
 import numpy as np
 import pytest
 
-from dlsets import config, space
 from dlsets.augment import Augmenter
 from dlsets.cli import main
-from dlsets.convnetjs import write_convnetjs
-from dlsets.download import download_file
+from dlsets.common import config
 from dlsets.errors import OptionError, RegistryError, SpaceError, WriteError
+from dlsets.outputs.convnetjs import write_convnetjs
+from dlsets.sources.download import download_file
+from dlsets.store import space
 from tests.test_space import _run, digits, needs_mounts  # noqa: F401 (digits: a fixture)
 
 
@@ -27,7 +28,7 @@ def test_tensorboard_on_a_full_disk_is_one_error_and_leaves_nothing(digits, tmp_
     out = _run(f"""
         from dlsets import space
         from dlsets.augment import Augmenter
-        from dlsets.tensorboard import write_tensorboard
+        from dlsets.outputs.tensorboard import write_tensorboard
         fill({str(full)!r}, 16 << 10)
         out["cli"] = cli("preview", "digits", "--rotate", "5", "--tensorboard",
                          {str(full)!r} + "/tb", "--cache-dir", {str(digits)!r})
@@ -53,7 +54,7 @@ def test_tensorboard_on_a_full_disk_is_one_error_and_leaves_nothing(digits, tmp_
 
 @pytest.mark.extra  # tensorboardX
 def test_tensorboard_copies_beyond_memory_are_refused_before_any_work(tmp_path):
-    from dlsets.tensorboard import write_tensorboard
+    from dlsets.outputs.tensorboard import write_tensorboard
 
     x = np.zeros((8, 28, 28), np.uint8)
     with pytest.raises(SpaceError, match="copies"):
@@ -93,7 +94,7 @@ def test_os_and_hdf5_texts_in_write_errors_stay_on_one_line(tmp_path):
 
 
 def test_cli_errors_from_names_memory_and_numpy_are_one_line(tmp_path, capsys, monkeypatch):
-    import dlsets.cli as cli
+    import dlsets.cli.app as cli
 
     assert main(["export", "mnist", "--out", str(tmp_path / ("x" * 300 + ".h5"))]) == 1
     err = capsys.readouterr().err
@@ -137,7 +138,7 @@ def test_urls_that_cannot_be_parsed_are_refused_where_given(url, tmp_path, monke
             download_file([url + "f.gz"], tmp_path / "f.gz", sha256="0" * 64,
                           progress_bar=False)
         assert not list(tmp_path.iterdir())
-    from dlsets import registry
+    from dlsets.sources import registry
 
     with pytest.raises(RegistryError, match="URL"):
         registry._user_file("reg.json, entry 't'", "f.gz", {"sha256": "0" * 64,

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 import dlsets
-from dlsets import caffe, stamps
 from dlsets.cli import main
-from dlsets.dataset import Dataset, Split
+from dlsets.data.dataset import Dataset, Split
 from dlsets.errors import OptionError
+from dlsets.outputs import caffe
+from dlsets.store import stamps
 from tests.imagefolders import class_folder, seg_folder
 
 RNG = np.random.default_rng(5)

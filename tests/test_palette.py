@@ -9,7 +9,7 @@ from PIL import Image
 import dlsets
 from dlsets.cli import main
 from dlsets.errors import OptionError
-from dlsets.palette import check
+from dlsets.formats.palette import check
 
 COLOURS = {(0, 0, 0): 0, (128, 64, 128): 1, (220, 20, 60): 2}
 

@@ -1,6 +1,6 @@
 import logging
 
-import dlsets.progress as progress
+import dlsets.common.progress as progress
 
 
 def test_off_a_terminal_long_work_gets_short_notices_and_short_work_none(monkeypatch, caplog):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from dlsets.errors import FormatError, UnsafePickleError
-from dlsets.readers import cifar, idx, notmnist, npz, unpickle
+from dlsets.formats import cifar, idx, notmnist, npz, unpickle
 from tests import formats, hostile
 
 RNG = np.random.default_rng(7)
@@ -534,7 +534,7 @@ def test_notmnist_without_opencv_uses_pillow(monkeypatch):
 def test_idx_header_claiming_8m_images_fails_before_inflating_them():
     """A 6 MB gzip that really inflates to 8,000,000 MNIST images (6.3 GB): the header is
     checked against the layout, and nothing past it is inflated."""
-    from dlsets.limits import Limits
+    from dlsets.formats.limits import Limits
 
     src = hostile.TrailingMembers(hostile.idx_gz_claiming(8_000_000), copies=0)
     with idx.open_idx(src, name="train-images-idx3-ubyte.gz") as f:
@@ -632,7 +632,7 @@ def test_notmnist_unsafe_member_errors_name_the_file():
 
 
 def test_npz_header_claiming_8m_images_fails_before_reading_data(tmp_path):
-    from dlsets.limits import Limits
+    from dlsets.formats.limits import Limits
 
     path = tmp_path / "mnist.npz"
     small = np.zeros((2, 28, 28), np.uint8)

@@ -3,8 +3,8 @@ import json
 import pytest
 
 import dlsets
-from dlsets import registry
 from dlsets.errors import DlsetsError, RegistryError
+from dlsets.sources import registry
 
 SHA = "ab" * 32
 GOOD = {
@@ -250,8 +250,8 @@ def test_hostile_registry_files_fail_with_one_registry_error(tmp_path, monkeypat
 def test_a_broken_user_registry_fails_its_own_entries_only(tmp_path, monkeypatch, caplog):
     import json
 
-    from dlsets import registry
     from dlsets.cli import main
+    from dlsets.sources import registry
 
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"mine": {"like": "mnist", "files": {

@@ -1,22 +1,22 @@
-"""The id rule (dlsets.ids) and the fetch counts of dlsets.torch on real DataLoader workers:
+"""The id rule (dlsets.feed.ids) and the fetch counts of dlsets.torch on real DataLoader workers:
 samplers that draw with replacement, padding, concurrent workers, bounds on epochs and ranks."""
 
 import multiprocessing
 import os
 
+import dlsets.torch
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 
 import dlsets
-import dlsets.torch
 from dlsets import Augmenter
+from dlsets.common.tensors import MAX_ID
 from dlsets.errors import DlsetsError, OptionError, ReplayError
-from dlsets.ids import FETCHES, REPEATS, check_epoch, fetch_ids, max_epoch
-from dlsets.keras import AugmentedPyDataset
-from dlsets.tensors import MAX_ID
-from dlsets.torch import AugmentedDataset, AugmentedIterableDataset, distributed_rank
+from dlsets.feed.ids import FETCHES, REPEATS, check_epoch, fetch_ids, max_epoch
+from dlsets.feed.keras import AugmentedPyDataset
+from dlsets.feed.torch import AugmentedDataset, AugmentedIterableDataset, distributed_rank
 
 N = 48
 

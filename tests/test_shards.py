@@ -21,8 +21,8 @@ import pytest  # noqa: E402
 from dlsets.augment import Augmenter, expand, expand_to_hdf5  # noqa: E402
 from dlsets.cli import main  # noqa: E402
 from dlsets.errors import FormatError, OptionError  # noqa: E402
-from dlsets.shard_reader import load_shards  # noqa: E402
-from dlsets.shards import expand_shard, expand_to_shards, read_index, verify_shards  # noqa: E402
+from dlsets.scale.shard_reader import load_shards  # noqa: E402
+from dlsets.scale.shards import expand_shard, expand_to_shards, read_index, verify_shards  # noqa: E402
 from tests.formats import mnist_like  # noqa: E402
 
 AUG = dict(rotate=15, shift=0.1, elastic=(8, 2), seed=4)
@@ -175,7 +175,7 @@ STALL = textwrap.dedent("""
     import sys, time
     import numpy as np
     from dlsets.augment import Augmenter
-    from dlsets.shards import expand_shard
+    from dlsets.scale.shards import expand_shard
     from tests.test_shards import AUG, _data
 
     class Stall(Augmenter):  # works like Augmenter (same repr), then stalls mid-shard
@@ -370,7 +370,7 @@ def test_a_ranks_shards_feed_the_batch_stream_and_a_torch_dataloader(tmp_path):
     from torch.utils.data import DataLoader
 
     import dlsets
-    from dlsets.torch import AugmentedDataset
+    from dlsets.feed.torch import AugmentedDataset
 
     x, y = _data()
     aug = Augmenter(**AUG)

@@ -8,14 +8,14 @@ import textwrap
 
 import pytest
 
-from dlsets.shard_claim import CLAIM
+from dlsets.scale.shard_claim import CLAIM
 
 FAILING = textwrap.dedent("""
     import resource, signal, sys
     import numpy as np
     from dlsets.augment import Augmenter
     from dlsets.errors import DlsetsError
-    from dlsets.shards import expand_shard, expand_to_shards
+    from dlsets.scale.shards import expand_shard, expand_to_shards
 
     out, fmt, how = sys.argv[1:4]
     rng = np.random.default_rng(0)
@@ -59,11 +59,11 @@ def test_a_failed_run_takes_back_its_claim_and_folder(tmp_path, fmt, how):
 
 
 def test_a_claim_guarding_written_shards_stays(tmp_path):
-    from dlsets.shard_claim import release
+    from dlsets.scale.shard_claim import release
 
     out = tmp_path / "s"
     out.mkdir()
-    from dlsets import atomic
+    from dlsets.store import atomic
 
     (out / CLAIM).write_text(f'{{"owner": "{atomic.owner()}", "key": "k"}}')
     (out / "augmented-00000-of-00002.h5").write_bytes(b"x")

@@ -13,8 +13,8 @@ import dlsets  # noqa: E402
 from dlsets.augment import Augmenter, expand  # noqa: E402
 from dlsets.cli import main  # noqa: E402
 from dlsets.errors import OptionError  # noqa: E402
-from dlsets.shard_reader import load_shards  # noqa: E402
-from dlsets.shards import expand_shard, expand_to_shards, read_index, verify_shards  # noqa: E402
+from dlsets.scale.shard_reader import load_shards  # noqa: E402
+from dlsets.scale.shards import expand_shard, expand_to_shards, read_index, verify_shards  # noqa: E402
 from tests.imagefolders import seg_folder  # noqa: E402
 from tests.test_expand_masks import _seg  # noqa: E402
 
@@ -65,7 +65,7 @@ def test_masked_shards_feed_batches_and_a_torch_dataloader(tmp_path):
     import torch
     from torch.utils.data import DataLoader
 
-    from dlsets.torch import AugmentedDataset
+    from dlsets.feed.torch import AugmentedDataset
 
     (x, y, m), (ex, ey, em) = _want()
     expand_to_shards(x, y, 90, tmp_path, shards=2, augmenter=Augmenter(**AUG), masks=m, seed=2)

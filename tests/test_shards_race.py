@@ -13,18 +13,18 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from dlsets import atomic  # noqa: E402
 from dlsets.augment import Augmenter, expand  # noqa: E402
 from dlsets.errors import OptionError  # noqa: E402
-from dlsets.shard_claim import CLAIM  # noqa: E402
-from dlsets.shard_reader import load_shards  # noqa: E402
-from dlsets.shards import expand_to_shards, verify_shards  # noqa: E402
+from dlsets.scale.shard_claim import CLAIM  # noqa: E402
+from dlsets.scale.shard_reader import load_shards  # noqa: E402
+from dlsets.scale.shards import expand_to_shards, verify_shards  # noqa: E402
+from dlsets.store import atomic  # noqa: E402
 from tests.test_shards import AUG, _data  # noqa: E402
 
 WRITER = textwrap.dedent("""
     import os, sys, time
     from dlsets.augment import Augmenter
-    from dlsets.shards import expand_to_shards
+    from dlsets.scale.shards import expand_to_shards
     from tests.test_shards import AUG, _data
 
     out, seed, ready, go = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]

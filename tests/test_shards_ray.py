@@ -13,8 +13,8 @@ import ray  # noqa: E402
 from dlsets.augment import Augmenter, expand  # noqa: E402
 from dlsets.cli import main  # noqa: E402
 from dlsets.errors import OptionError  # noqa: E402
-from dlsets.shard_reader import load_shards  # noqa: E402
-from dlsets.shards import read_index  # noqa: E402
+from dlsets.scale.shard_reader import load_shards  # noqa: E402
+from dlsets.scale.shards import read_index  # noqa: E402
 from tests.test_shards import ARGS, AUG, _data, _read, make_digits  # noqa: E402
 
 
@@ -31,7 +31,7 @@ def digits(tmp_path, monkeypatch):
 
 
 def test_ray_tasks_write_exactly_what_expand_returns(cluster, tmp_path):
-    from dlsets.ray import expand_on_ray
+    from dlsets.scale.ray import expand_on_ray
 
     x, y = _data()
     aug = Augmenter(**AUG)
@@ -69,7 +69,7 @@ def test_cli_engine_ray_equals_the_single_file(cluster, tmp_path, digits, capsys
 
 
 def test_ray_dataset_rows_are_expands_rows(cluster):
-    from dlsets.ray import expand_ray_dataset
+    from dlsets.scale.ray import expand_ray_dataset
 
     x, y = _data()
     x = np.stack([x] * 3, axis=1)  # channels-first colour
@@ -90,7 +90,7 @@ def test_ray_dataset_rows_are_expands_rows(cluster):
 
 @pytest.mark.parametrize("format", ["hdf5", "webdataset"])
 def test_ray_shards_and_rows_carry_masks_like_expand(cluster, tmp_path, format):
-    from dlsets.ray import expand_on_ray, expand_ray_dataset
+    from dlsets.scale.ray import expand_on_ray, expand_ray_dataset
     from tests.test_expand_masks import _seg
 
     x, y, m = _seg()

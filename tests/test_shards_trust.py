@@ -10,12 +10,12 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from dlsets import shard_index  # noqa: E402
 from dlsets.augment import Augmenter, expand  # noqa: E402
 from dlsets.cli import main  # noqa: E402
 from dlsets.errors import FormatError  # noqa: E402
-from dlsets.shard_reader import load_shards  # noqa: E402
-from dlsets.shards import expand_to_shards, verify_shards  # noqa: E402
+from dlsets.scale import shard_index  # noqa: E402
+from dlsets.scale.shard_reader import load_shards  # noqa: E402
+from dlsets.scale.shards import expand_to_shards, verify_shards  # noqa: E402
 from tests.test_shards import AUG, _data, _state  # noqa: E402
 
 

@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 import dlsets
-from dlsets.acquire import fetch
+from dlsets.sources.acquire import fetch
 from tests.formats import mnist_like
 
 

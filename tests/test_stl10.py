@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import dlsets
-from dlsets import prepared
-from dlsets.cache import prepared_dir
 from dlsets.errors import FormatError, OptionError, UnsafeArchiveError
-from dlsets.readers.stl10 import read_stl10_tar
+from dlsets.formats.stl10 import read_stl10_tar
+from dlsets.store import prepared
+from dlsets.store.cache import prepared_dir
 from tests import formats
 from tests.served import serve_builtin
 
@@ -147,7 +147,7 @@ def test_a_member_claiming_more_than_the_archive_can_inflate_to_is_refused(tmp_p
 
 
 def test_registry_entry():
-    from dlsets import registry
+    from dlsets.sources import registry
 
     spec = registry._builtin()["stl10"]
     f = spec.files["stl10_binary.tar.gz"]

@@ -8,10 +8,10 @@ import pytest
 import scipy.io
 
 import dlsets
-from dlsets import prepared
-from dlsets.cache import prepared_dir
 from dlsets.errors import FormatError, MissingDependencyError, OptionError
-from dlsets.readers.svhn import read_svhn_mat
+from dlsets.formats.svhn import read_svhn_mat
+from dlsets.store import prepared
+from dlsets.store.cache import prepared_dir
 from tests import formats
 from tests.served import serve_builtin
 
@@ -136,8 +136,8 @@ def test_a_user_entry_like_svhn_gets_the_extra_split_when_it_lists_its_file(tmp_
     import hashlib
     import json
 
-    from dlsets import registry
-    from dlsets.acquire import fetch
+    from dlsets.sources import registry
+    from dlsets.sources.acquire import fetch
 
     src = tmp_path / "src"
     src.mkdir()
@@ -177,7 +177,7 @@ def test_cli_export_with_the_extra_split(svhn, tmp_path, capsys):
 
 
 def test_registry_entry():
-    from dlsets import registry
+    from dlsets.sources import registry
 
     spec = registry._builtin()["svhn"]
     assert spec.file_sets == (("train_32x32.mat", "test_32x32.mat"),)

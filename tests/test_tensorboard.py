@@ -12,7 +12,7 @@ import dlsets
 from dlsets.augment import Augmenter, preview_grid
 from dlsets.augment.preview import preview_cells
 from dlsets.errors import MissingDependencyError
-from dlsets.tensorboard import strip
+from dlsets.outputs.tensorboard import strip
 
 RNG = np.random.default_rng(12)
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 import dlsets
 from dlsets import Augmenter
 from dlsets.errors import OptionError, ReplayError
-from dlsets.torch import AugmentedDataset, AugmentedIterableDataset
+from dlsets.feed.torch import AugmentedDataset, AugmentedIterableDataset
 from tests.feedfixtures import GUIDE, readme_snippet, tiny_mnist
 
 N = 48

@@ -9,8 +9,9 @@ import zipfile
 
 import pytest
 
-from dlsets import archive, space, unpack
 from dlsets.errors import FormatError, SpaceError, UnsafeArchiveError
+from dlsets.formats import archive, unpack
+from dlsets.store import space
 
 
 def _zip(members, *, compression=zipfile.ZIP_DEFLATED) -> bytes:
@@ -148,7 +149,7 @@ def test_a_killed_unpacking_leaves_a_staging_folder_the_next_one_removes(tmp_pat
     import subprocess
     import sys
 
-    from dlsets.atomic import HOST
+    from dlsets.store.atomic import HOST
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

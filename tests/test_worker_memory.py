@@ -1,4 +1,4 @@
-"""DataLoader workers keep freed memory for their next batches (dlsets.workermem) instead of
+"""DataLoader workers keep freed memory for their next batches (dlsets.feed.workermem) instead of
 mapping every batch's pages anew."""
 
 import ctypes
@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dlsets import Augmenter
-from dlsets.torch import AugmentedDataset, _Batch
+from dlsets.feed.torch import AugmentedDataset, _Batch
 
 
 def _minor_faults() -> int:

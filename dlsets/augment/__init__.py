@@ -12,7 +12,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 from .expand import expand, expand_to_hdf5, take_subset  # noqa: E402
 from .preview import preview_grid, save_png  # noqa: E402
-from .transforms import (  # noqa: E402
+from .transforms import (
     Augmenter,
     Elastic,
     HFlip,

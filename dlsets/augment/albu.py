@@ -9,8 +9,8 @@ import random
 
 import numpy as np
 
+from ..common.tensors import index, index_array
 from ..errors import OptionError
-from ..tensors import index, index_array
 from . import params
 from .transforms import Augmenter, channels_back, channels_last
 

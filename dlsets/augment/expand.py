@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import space, stamps
 from ..errors import OptionError
+from ..store import space, stamps
 from . import params
 from .transforms import channels_last
 
@@ -345,8 +345,15 @@ def expand_to_hdf5(
     An existing ``out`` that dlsets did not write is refused unless ``overwrite``.
     Returns the path written.
     """
-    from ..h5 import atomic_hdf5, check_writes, create_masks, create_split, hdf5_bytes, write_attrs
-    from ..progress import bar
+    from ..common.progress import bar
+    from ..formats.h5 import (
+        atomic_hdf5,
+        check_writes,
+        create_masks,
+        create_split,
+        hdf5_bytes,
+        write_attrs,
+    )
 
     x, y = _check_xy(x, y, channels)
     m = _check_masks(masks, x, channels)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import space, stamps
 from ..errors import OptionError
+from ..store import space, stamps
 
 SEPARATOR = 128  # mid grey stands out on both black-background digits and photos
 PNG_MAX_SIDE = 2**31 - 1  # the PNG format's limit on width and height

@@ -16,8 +16,8 @@ from numbers import Real
 
 import numpy as np
 
+from ..common.tensors import index, index_array, to_numpy
 from ..errors import OptionError, ReplayError
-from ..tensors import index, index_array, to_numpy
 from . import elastic as coarse
 from . import functional as F
 from . import kernels, params
@@ -447,7 +447,7 @@ class Augmenter:
                 f"algorithm={kernels.ALGORITHM})")
 
     def _repr_html_(self) -> str:
-        from ..display import augmenter_html
+        from ..common.display import augmenter_html
 
         return augmenter_html(self)
 

@@ -37,7 +37,7 @@ def main() -> None:
     args = ap.parse_args()
     import cv2
 
-    from dlsets.readers import image as new
+    from dlsets.formats import image as new
     from tests.bench.bench_folders import make_jpegs, make_pngs
 
     root = Path(args.dir or tempfile.mkdtemp(prefix="dlsets-bench-decode-"))
@@ -46,7 +46,7 @@ def main() -> None:
         make_pngs(root / "png", 3000)
     old = None
     if args.against:
-        spec = importlib.util.spec_from_file_location("dlsets.readers._against", args.against)
+        spec = importlib.util.spec_from_file_location("dlsets.formats._against", args.against)
         old = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = old
         spec.loader.exec_module(old)

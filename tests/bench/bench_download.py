@@ -141,7 +141,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("DLSETS_RETRY_BASE", "0.01")
     import requests
 
-    from dlsets import acquire, download, registry
+    from dlsets.sources import acquire, download, registry
 
     tmp = Path(tempfile.mkdtemp(prefix="dlsets-bench-"))
     proc = None

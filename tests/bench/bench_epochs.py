@@ -15,7 +15,7 @@ adapter does without workers). No augmenter, uint8 batches: reading is what is t
 Each path runs one warm-up epoch; then all are timed round-robin ``--repeats`` times (the
 load of a shared machine falls on all alike) and the median counts. The
 "mixing" column is the mean per-batch label entropy of the epoch order, against a full
-shuffle's. ``--before`` adds h5py's own reading (the read path before dlsets.fastread) over
+shuffle's. ``--before`` adds h5py's own reading (the read path before dlsets.data.fastread) over
 ``--before-batches`` batches, scaled to an epoch.
 """
 
@@ -37,9 +37,10 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 import dlsets  # noqa: E402
-from dlsets import chunkorder, h5  # noqa: E402
-from dlsets.feed import epoch_order  # noqa: E402
-from dlsets.splits import read_rows  # noqa: E402
+from dlsets.data import chunkorder  # noqa: E402
+from dlsets.data.splits import read_rows  # noqa: E402
+from dlsets.feed.batching import epoch_order  # noqa: E402
+from dlsets.formats import h5  # noqa: E402
 
 BATCH = 256
 
@@ -87,7 +88,7 @@ def _epoch_batches(images, labels):
 def _epoch_torch(images, labels):
     from torch.utils.data import DataLoader
 
-    from dlsets.torch import AugmentedDataset
+    from dlsets.feed.torch import AugmentedDataset
 
     ds = AugmentedDataset(images, labels, dtype="uint8", channels="last")
     loader = DataLoader(ds, batch_size=BATCH, shuffle=True, num_workers=2,
@@ -96,7 +97,7 @@ def _epoch_torch(images, labels):
 
 
 def _epoch_keras(images, labels):
-    from dlsets.keras import AugmentedPyDataset
+    from dlsets.feed.keras import AugmentedPyDataset
 
     ds = AugmentedPyDataset(images, labels, batch_size=BATCH, seed=1)
 

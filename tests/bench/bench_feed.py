@@ -109,7 +109,7 @@ def torch_rows(quick: bool, runs: int) -> list[dict]:
     from torchvision.transforms import v2
 
     import dlsets
-    from dlsets.torch import AugmentedDataset
+    from dlsets.feed.torch import AugmentedDataset
 
     class PerSample(Dataset):
         """What torchvision users write: one transform call per image."""
@@ -175,7 +175,7 @@ def keras_row(quick: bool, repeats: int) -> dict:
     from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
     import dlsets
-    from dlsets.keras import AugmentedPyDataset
+    from dlsets.feed.keras import AugmentedPyDataset
 
     x = _data("mnist", 6_000 if quick else None)
     y = (np.arange(len(x)) % 10).astype(np.int64)

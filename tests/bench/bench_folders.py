@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     import torchvision
 
     import dlsets
-    from dlsets.folders import default_workers
+    from dlsets.sources.folders import default_workers
 
     n_jpg, n_png = (200, 2_000) if args.quick else (2_000, 20_000)
     base = args.dir or Path(tempfile.mkdtemp(prefix="dlsets-bench-folders-"))

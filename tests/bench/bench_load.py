@@ -289,7 +289,7 @@ def fresh_process_cold(name: str, cache_dir: Path, files: dict[str, Path], runs:
     files are in the page cache."""
     import subprocess
 
-    from dlsets.cache import prepared_dir
+    from dlsets.store.cache import prepared_dir
 
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     usable, touched, floor = [], [], []
@@ -370,8 +370,8 @@ def main(argv=None) -> int:
         cache_dir = work / "cache"
 
         import dlsets
-        from dlsets.acquire import fetch
-        from dlsets.cache import prepared_dir
+        from dlsets.sources.acquire import fetch
+        from dlsets.store.cache import prepared_dir
 
         for name, key in imports:
             fetch(name, source_dir=src[key], cache_dir=cache_dir)
@@ -462,7 +462,7 @@ def main(argv=None) -> int:
                          t_ing, f"{t_tv / t_ing:.1f}x faster (target >= 3x)"))
             rows.append(("notMNIST", "dlsets warm (memory-mapped prepared)",
                          timed(warm("bench-notmnist"), r), ""))
-            from dlsets.readers.notmnist import read_notmnist_tar
+            from dlsets.formats.notmnist import read_notmnist_tar
 
             classes = list(LETTERS)
             for workers in (1, 2):

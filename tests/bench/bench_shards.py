@@ -61,7 +61,7 @@ def throughput(x, y, target: int, shards: int, repeat: int, root: Path) -> list[
     import ray
 
     from dlsets.augment import Augmenter, expand_to_hdf5
-    from dlsets.ray import expand_on_ray
+    from dlsets.scale.ray import expand_on_ray
 
     def local(threads):
         aug = Augmenter(rotate=15, shift=0.1, shear=10, seed=0, workers=threads)
@@ -112,7 +112,7 @@ def per_shard(x, y, n: int, repeat: int, root: Path) -> list[tuple]:
 
     from dlsets.augment import Augmenter
     from dlsets.augment.expand import copy_sources
-    from dlsets.shards import expand_shard
+    from dlsets.scale.shards import expand_shard
 
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
@@ -146,7 +146,7 @@ def per_shard(x, y, n: int, repeat: int, root: Path) -> list[tuple]:
 
 def sizes(n: int, root: Path) -> list[tuple]:
     from dlsets.augment import Augmenter
-    from dlsets.shards import expand_to_shards
+    from dlsets.scale.shards import expand_to_shards
 
     rows = []
     for shape in ((28, 28), (32, 32, 3)):

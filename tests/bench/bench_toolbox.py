@@ -54,7 +54,7 @@ def best(fn, repeat: int) -> float:
 
 def use_fixture(name: str, files: dict[str, Path]) -> None:
     """Point the built-in entry ``name`` at these files (sha256 and size of the fixtures)."""
-    from dlsets import registry
+    from dlsets.sources import registry
 
     base = registry._builtin()[name]
     specs = dict(base.files)
@@ -78,7 +78,7 @@ def main() -> None:
     cache = tmp / "cache"
     os.environ["DLSETS_CACHE"] = str(cache)
     import dlsets
-    from dlsets.acquire import fetch
+    from dlsets.sources.acquire import fetch
 
     rows = []
 

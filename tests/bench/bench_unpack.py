@@ -5,7 +5,7 @@
 
 A zip of small files (~300 random bytes each, in 10 folders, deflated) is served by the
 loopback Kaggle stand-in (tests/kaggle_standin.py, its storage on tests/httpserver.py). Rows:
-``dlsets.kaggle.fetch`` from an empty cache (API call, download with sha256, the archive's
+``dlsets.sources.kaggle.fetch`` from an empty cache (API call, download with sha256, the archive's
 checks, unpacking with a sha256 per file, the record of them); ``archive.extract_zip`` alone on
 the downloaded zip; ``zipfile.extractall`` on it (no checks, no hashes); and bare ``requests`` +
 ``extractall``, the fetch + unpack a user would write. Each runs ``--repeat`` times in turns;
@@ -42,7 +42,8 @@ def make_zip(n: int, folders: int = 10, size: int = 300) -> bytes:
 def bench(n: int, repeat: int, tmp: Path) -> list[tuple[str, float]]:
     import requests
 
-    from dlsets import archive, kaggle
+    from dlsets.formats import archive
+    from dlsets.sources import kaggle
     from tests.kaggle_standin import KaggleStandin
 
     body = make_zip(n)

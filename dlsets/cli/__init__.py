@@ -1,0 +1,5 @@
+"""The ``dlsets`` command line: parses, calls the public API, prints."""
+
+from .app import main
+
+__all__ = ["main"]

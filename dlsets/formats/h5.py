@@ -1,0 +1,185 @@
+"""HDF5 files in the dlsets layout, written atomically.
+
+Layout: ``/<split>/images`` (N, ...) and ``/<split>/labels`` (N,) (an unlabelled split,
+STL-10's unlabeled, has no ``labels``), plus ``/<split>/masks`` (N, H, W) for segmentation
+data; file attributes ``classes`` (names) and ``sources`` (JSON of source file -> sha256).
+
+Uncompressed datasets are contiguous, so readers map their bytes (:mod:`dlsets.fastread`:
+a shuffled epoch at RAM speed from the page cache); compressed ones are chunked along the
+sample axis (whole rows per chunk), as every dataset was before (those files still read, and
+uncompressed chunked ones are mapped too).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+
+from ..store import space, stamps
+
+CHUNK_BYTES = 1 << 16  # compressed chunks: small, so a random row decompresses little
+
+
+class _GuardedFile(io.FileIO):
+    """The file HDF5 writes through (h5py's file-object driver).
+
+    HDF5 that sees a write fail (a full disk) crashes the interpreter as it closes the file
+    (h5py 3.14 to 3.16 segfault), and it may first see it while closing, when it flushes its
+    caches. So no write error ever reaches HDF5: the first one is kept, every later write is
+    dropped, HDF5 closes cleanly, and the error is raised then (the file is deleted anyway).
+    Writers call :func:`check_writes` between blocks to stop early.
+    """
+
+    failed: OSError | None = None
+
+    def write(self, b) -> int:
+        view = memoryview(b).cast("B")
+        if self.failed is None:
+            done = 0
+            try:
+                while done < len(view):  # h5py ignores short writes: finish them here
+                    done += super().write(view[done:])
+            except OSError as exc:
+                self.failed = exc
+        return len(view)
+
+
+_guards: dict[int, _GuardedFile] = {}
+
+
+def check_writes(f) -> None:
+    """Raise the write error HDF5 was spared, if one happened in file ``f`` so far."""
+    guard = _guards.get(id(f))
+    if guard is not None and guard.failed is not None:
+        raise guard.failed
+
+
+def hdf5_bytes(count: int, image_shape: Sequence[int], itemsize: int = 1) -> int:
+    """Bytes one split of ``count`` images (uint8 labels) takes in an HDF5 file, index aside."""
+    return count * (int(np.prod(image_shape, dtype=object)) * itemsize + 1)
+
+
+@contextmanager
+def atomic_hdf5(path: str | os.PathLike, needed: int | None = None,
+                what: str = "HDF5 output", *, overwrite: bool = False) -> Iterator:
+    """Write to a temporary HDF5 file beside ``path``; it becomes ``path`` on success only.
+
+    An existing ``path`` that dlsets did not write is refused unless ``overwrite`` (see
+    :mod:`dlsets.stamps`); the new file carries the dlsets stamp. ``needed`` (bytes, the data
+    to be written) is checked against the free disk space first; a write that fails anyway
+    raises SpaceError / WriteError (see :func:`dlsets.space.output`) without crashing HDF5."""
+    import h5py
+
+    stamps.check_replace(path, overwrite, what)
+    with space.output(path, needed, what) as tmp:
+        raw = _GuardedFile(tmp, "w+")
+        try:
+            with h5py.File(raw, "w") as f:
+                stamps.stamp_hdf5(f)
+                _guards[id(f)] = raw
+                try:
+                    yield f
+                finally:
+                    _guards.pop(id(f), None)
+        except Exception:
+            if raw.failed is not None:  # what went wrong first: the write
+                raise raw.failed from None
+            raise
+        finally:
+            raw.close()
+        if raw.failed is not None:
+            raise raw.failed
+
+
+def _chunks(count: int, row_shape: tuple, dtype, compression: str | None) -> tuple | None:
+    """None (contiguous) unless compressed: then whole rows, about CHUNK_BYTES a chunk."""
+    if not count or compression is None:
+        return None
+    sample_bytes = int(np.prod(row_shape)) * np.dtype(dtype).itemsize
+    return (max(1, min(count, CHUNK_BYTES // max(1, sample_bytes))), *row_shape)
+
+
+def create_split(
+    f,
+    split: str,
+    count: int,
+    image_shape: Sequence[int],
+    *,
+    dtype: np.dtype | str = np.uint8,
+    compression: str | None = None,
+    labels: bool = True,
+):
+    """Create empty ``/<split>/images`` and ``/<split>/labels``; returns both datasets (labels
+    None when ``labels=False``: an unlabelled split)."""
+    image_shape = tuple(image_shape)
+    group = f.require_group(split)
+    images = group.create_dataset(
+        "images",
+        shape=(count, *image_shape),
+        dtype=dtype,
+        chunks=_chunks(count, image_shape, dtype, compression),
+        compression=compression,
+    )
+    if not labels:
+        return images, None
+    labels = group.create_dataset(
+        "labels",
+        shape=(count,),
+        dtype=np.uint8,
+        chunks=(max(1, min(count, 1 << 14)),) if count and compression else None,
+        compression=compression,
+    )
+    return images, labels
+
+
+def create_masks(
+    f,
+    split: str,
+    count: int,
+    mask_shape: Sequence[int],
+    *,
+    dtype: np.dtype | str = np.uint8,
+    compression: str | None = None,
+):
+    """Create an empty ``/<split>/masks`` (segmentation class maps), laid out like the images."""
+    mask_shape = tuple(mask_shape)
+    return f.require_group(split).create_dataset(
+        "masks",
+        shape=(count, *mask_shape),
+        dtype=dtype,
+        chunks=_chunks(count, mask_shape, dtype, compression),
+        compression=compression,
+    )
+
+
+def names_attr(names: Sequence[str]) -> np.ndarray:
+    """Names as an HDF5 string attribute, losslessly: UTF-8 strings, or, when a name is not
+    UTF-8 (a folder named in Latin-1, which Python holds surrogate-escaped), every name's
+    exact bytes as a byte-string attribute, which h5py reads back as the same ``str``."""
+    import h5py
+
+    names = [str(n) for n in names]
+    if any(_escaped(n) for n in names):
+        raw = [n.encode("utf-8", "surrogateescape") for n in names]
+        return np.array(raw, dtype=h5py.string_dtype("ascii"))
+    return np.array(names, dtype=h5py.string_dtype())
+
+
+def _escaped(text: str) -> bool:
+    """Whether ``text`` holds bytes that were not UTF-8 (surrogate-escaped by Python)."""
+    return any("\udc80" <= c <= "\udcff" for c in text)
+
+
+def write_attrs(
+    f, classes: Sequence[str], sources: Mapping[str, str] | None = None, **extra
+) -> None:
+    """Store class names, source checksums and any extra scalar attributes on the file."""
+    f.attrs["classes"] = names_attr(classes)
+    f.attrs["sources"] = json.dumps(dict(sources or {}), sort_keys=True)
+    for key, value in extra.items():
+        f.attrs[key] = names_attr([value])[0] if isinstance(value, str) else value

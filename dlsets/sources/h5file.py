@@ -1,0 +1,60 @@
+"""An HDF5 file that dlsets wrote (``augment --out``, ``expand_to_hdf5``, ``to_hdf5``,
+``export``), read back as a :class:`~dlsets.Dataset` of read-only h5py datasets: rows are read
+on demand, so a file bigger than memory feeds a training loop (see ``dlsets/fastread.py``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..data.dataset import SPLITS, Dataset, Split
+from ..errors import FormatError
+
+SUFFIXES = (".h5", ".hdf5")
+
+
+def is_file(name: object) -> bool:
+    """Whether ``name`` is an existing file with an HDF5 suffix."""
+    return (isinstance(name, (str, os.PathLike)) and Path(name).suffix.lower() in SUFFIXES
+            and Path(name).is_file())
+
+
+def _names(value) -> tuple[str, ...]:
+    return tuple(v.decode("utf-8", "surrogateescape") if isinstance(v, bytes) else str(v)
+                 for v in np.atleast_1d(value))
+
+
+def load_file(path: str | os.PathLike) -> Dataset:
+    """The splits of a dlsets HDF5 file (``/<split>/images``, ``labels``, ``masks``) as a
+    Dataset of read-only h5py datasets; a split the file lacks (an expansion has only train)
+    is empty. Close it with ``ds.close()`` or ``with``."""
+    import h5py
+
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise FormatError(f"{path} cannot be opened as HDF5 ({exc})") from None
+    try:
+        found = {}
+        for s, group in f.items():
+            if isinstance(group, h5py.Group) and isinstance(group.get("images"), h5py.Dataset):
+                found[s] = Split(group["images"], group.get("labels"), group.get("masks"))
+        if not found:
+            raise FormatError(f"{path} holds no /<split>/images dataset: not a file dlsets "
+                              "wrote (augment --out, expand_to_hdf5, to_hdf5, export)")
+        shape = next(iter(found.values())).images.shape
+        dtype = next(iter(found.values())).images.dtype
+        for s in SPLITS:  # an empty split where the file has none
+            found.setdefault(s, Split(np.empty((0, *shape[1:]), dtype), np.empty(0, np.uint8)))
+        classes = _names(f.attrs["classes"]) if "classes" in f.attrs else ()
+    except BaseException:
+        f.close()
+        raise
+    extra = {s: v for s, v in found.items() if s not in SPLITS}
+    info = {"name": path.stem, "format": "hdf5", "hdf5": str(path),
+            "splits": {s: {"images_shape": list(v.images.shape)} for s, v in found.items()}}
+    return Dataset(path.stem, found["train"], found["test"], classes, info, _close=f.close,
+                   extra=extra)
