@@ -265,7 +265,7 @@ def _check_batch(name: str, a: object, dtypes: tuple | None) -> np.ndarray:
 
 
 CHANNELS = ("last", "first")
-_CHANNEL_COUNTS = (1, 3, 4)
+CHANNEL_COUNTS = (1, 3, 4)  # channel counts an image may have (grey, RGB, RGBA)
 
 
 def channels_last(name: str, a: np.ndarray, channels: str | None) -> np.ndarray:
@@ -281,8 +281,8 @@ def channels_last(name: str, a: np.ndarray, channels: str | None) -> np.ndarray:
         return a
     if channels == "first":
         return a.transpose(0, 2, 3, 1)
-    if (channels is None and a.shape[1] in _CHANNEL_COUNTS
-            and a.shape[-1] not in _CHANNEL_COUNTS):
+    if (channels is None and a.shape[1] in CHANNEL_COUNTS
+            and a.shape[-1] not in CHANNEL_COUNTS):
         raise OptionError(f"{name} has shape {a.shape}, which looks channels-first (N, C, H, W): "
                           "pass channels='first' (or channels='last' if it really is (N, H, W, C) "
                           f"with {a.shape[-1]} channels)")
@@ -503,8 +503,8 @@ class Augmenter:
                               "or, with channels='first', (C, H, W); batches go to aug(batch)")
         if channels is not None and channels not in CHANNELS:
             channels_last("image", a[None], channels)  # raises, with the allowed values
-        if (a.ndim == 3 and channels is None and a.shape[0] in _CHANNEL_COUNTS
-                and a.shape[2] not in _CHANNEL_COUNTS):
+        if (a.ndim == 3 and channels is None and a.shape[0] in CHANNEL_COUNTS
+                and a.shape[2] not in CHANNEL_COUNTS):
             raise OptionError(f"image has shape {a.shape}, which looks channels-first "
                               "(C, H, W): pass channels='first' (or channels='last' if it "
                               f"really is (H, W, C) with {a.shape[2]} channels)")
@@ -647,7 +647,7 @@ def _refuse_single_image(a: np.ndarray, seen: set[tuple[int, int]]) -> None:
     if min(a.shape) == 0:
         return
     n, h, w = a.shape
-    if w in _CHANNEL_COUNTS and n > 4 and h > 4:
+    if w in CHANNEL_COUNTS and n > 4 and h > 4:
         raise OptionError(f"images has shape {a.shape}, which looks like one (H, W, C) image, "
                           f"not a batch of {n} images of {h} x {w} pixels: use aug.image(img) "
                           "for one image (or img[None], a batch of one), or pass "

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..augment import params
 from ..augment.functional import IMAGE_DTYPES
-from ..augment.transforms import _CHANNEL_COUNTS, CHANNELS
+from ..augment.transforms import CHANNEL_COUNTS, CHANNELS
 from ..common.tensors import index
 from ..data.dataset import Split
 from ..data.splits import Rows, read_rows
@@ -189,8 +189,8 @@ class Feed:
         if len(shape) not in (3, 4) or 0 in shape[1:]:
             raise OptionError(f"images have shape {shape}: expected (N, H, W) or (N, H, W, C), "
                               "channels-last, as dlsets.load returns them")
-        if (len(shape) == 4 and shape[1] in _CHANNEL_COUNTS
-                and shape[3] not in _CHANNEL_COUNTS):
+        if (len(shape) == 4 and shape[1] in CHANNEL_COUNTS
+                and shape[3] not in CHANNEL_COUNTS):
             raise OptionError(f"images have shape {shape}, which looks channels-first: give "
                               "channels-last images (load without channels=, or "
                               "x.transpose(0, 2, 3, 1)); channels='first' chooses the layout of "

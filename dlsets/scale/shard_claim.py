@@ -126,7 +126,7 @@ def _stale(folder: Path, path: Path, meta) -> bool:
         written = path.stat().st_mtime
     except FileNotFoundError:
         return True
-    if atomic._alive(int(m["pid"]), written):
+    if atomic.alive(int(m["pid"]), written):
         return False
     atomic.clean(folder)  # temporaries of dead writers; live ones (any host) stay
     return not _holds_work(folder)
@@ -134,9 +134,9 @@ def _stale(folder: Path, path: Path, meta) -> bool:
 
 def _holds_work(folder: Path) -> bool:
     """Whether ``folder`` holds a shard, an entry, the index or a writer's temporary."""
-    from .shards import _SHARD, _SIDECAR, INDEX
+    from .shards import _SIDECAR, INDEX, SHARD_FILE
 
-    return any(name != CLAIM and (name == INDEX or _SHARD.fullmatch(name)
+    return any(name != CLAIM and (name == INDEX or SHARD_FILE.fullmatch(name)
                                   or _SIDECAR.fullmatch(name)
                                   or (name.startswith(".") and "@" in name))
                for name in os.listdir(folder))

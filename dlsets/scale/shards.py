@@ -42,7 +42,7 @@ FORMATS = {"hdf5": ".h5", "webdataset": ".tar"}
 INDEX = "index.json"
 KIND = "dlsets.shards"
 SHARD_BYTES = 256 << 20  # default shard size: within WebDataset's advice of 100 MB to 1 GB
-_SHARD = re.compile(r"(?P<name>.+)-(?P<i>\d{5,})-of-(?P<n>\d{5,})\.(?:h5|tar)")
+SHARD_FILE = re.compile(r"(?P<name>.+)-(?P<i>\d{5,})-of-(?P<n>\d{5,})\.(?:h5|tar)")
 _SIDECAR = re.compile(r"\.(?P<file>.+-\d{5,}-of-\d{5,}\.(?:h5|tar))\.json")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 _HASH_BLOCK = 1 << 26
@@ -282,7 +282,7 @@ def _check_files(exp: _Expansion, shard: int | None) -> None:
                 meta = _read_json(folder / name) or {}
                 raise _conflict(exp, f"the entry of {m['file']}", meta.get("settings"))
             entries.append((m["file"] != exp.files[shard] if shard is not None else 0, name))
-        elif _SHARD.fullmatch(name) and name not in ours:
+        elif SHARD_FILE.fullmatch(name) and name not in ours:
             raise _conflict(exp, name, None)
     entries.sort()  # this shard's own entry first
     for _, name in entries if shard is None else entries[:3]:
@@ -502,7 +502,7 @@ def read_index(folder: str | os.PathLike) -> dict:
     folder = Path(folder)
     doc = read_small_json(folder / INDEX, MAX_INDEX_BYTES, "shard index")
     if doc is None:
-        present = sorted(p.name for p in folder.glob("*") if _SHARD.fullmatch(p.name)) \
+        present = sorted(p.name for p in folder.glob("*") if SHARD_FILE.fullmatch(p.name)) \
             if folder.is_dir() else []
         raise FormatError(
             f"{folder / INDEX} does not exist: the expansion is not complete "

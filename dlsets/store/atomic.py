@@ -113,7 +113,7 @@ def leftovers(folder: str | os.PathLike, *, legacy: bool = False) -> list[Leftov
             continue
         host, pid = m.groupdict().get("host") or HOST, int(m.group("pid"))
         size = _tree_size(e.path) if e.is_dir(follow_symlinks=False) else st.st_size
-        stale = host == HOST and not _alive(pid, st.st_mtime)
+        stale = host == HOST and not alive(pid, st.st_mtime)
         found.append(Leftover(Path(e.path), host, pid, size, stale))
     return sorted(found, key=lambda x: x.path.name)
 
@@ -156,7 +156,7 @@ def _tree_size(path: str) -> int:
     return total
 
 
-def _alive(pid: int, written: float) -> bool:
+def alive(pid: int, written: float) -> bool:
     """Whether process ``pid`` of this host may still own a temporary last written at
     ``written`` (an epoch time). When in doubt: yes, so nothing live is ever removed."""
     if pid <= 0:
