@@ -16,7 +16,7 @@ from PIL import Image
 
 import dlsets
 from dlsets.formats import image as imgread
-from dlsets.sources import decode_pool, folders
+from dlsets.sources import decode_pool, folder_prepare, folders
 from tests.imagefolders import class_folder
 from tests.test_space import _run, needs_mounts
 
@@ -41,7 +41,7 @@ def _alarm(seconds: int):
 def test_a_fifo_put_in_a_files_place_after_the_scan_is_skipped_not_waited_for(
         tmp_path, monkeypatch, files):
     root = class_folder(tmp_path / "d", {"a": files // 2, "b": files // 2}, size=(8, 8))
-    real = folders.scan
+    real = folder_prepare.scan
 
     def swapped(path):
         sc = real(path)
@@ -49,7 +49,7 @@ def test_a_fifo_put_in_a_files_place_after_the_scan_is_skipped_not_waited_for(
         os.mkfifo(root / "a" / "img001.png")  # nobody ever writes to it
         return sc
 
-    monkeypatch.setattr(folders, "scan", swapped)
+    monkeypatch.setattr(folder_prepare, "scan", swapped)
     _alarm(60)
     try:
         ds = dlsets.load_folder(root, size=8, workers=2)
@@ -159,7 +159,8 @@ def test_a_cold_load_that_does_not_fit_the_disk_is_a_space_error_not_sigbus(tmp_
     cache = tmp_path / "small"
     out = _run(f"""
         from dlsets import errors, folders, space
-        folders.MEMORY_LIMIT = 0  # every result goes through a scratch file
+        from dlsets.sources import folder_prepare
+        folder_prepare.MEMORY_LIMIT = 0  # every result goes through a scratch file
         for case in ("checked", "unknown free space"):
             if case != "checked":
                 space.free_disk = lambda folder: None  # the check cannot see: allocation must

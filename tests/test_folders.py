@@ -8,7 +8,7 @@ import pytest
 
 import dlsets
 from dlsets.errors import DlsetsError, FormatError, OptionError
-from dlsets.sources import folders
+from dlsets.sources import folder_decode, folder_prepare, folders
 from tests.imagefolders import bomb_png, class_folder, pattern, save, seg_folder
 
 
@@ -78,8 +78,8 @@ def test_warm_load_maps_the_prepared_copy_and_a_changed_folder_is_prepared_again
     root = class_folder(tmp_path / "d", {"a": 5, "b": 5})
     cold = dlsets.load_folder(root, size=8)
     built = []
-    real = folders._build
-    monkeypatch.setattr(folders, "_build", lambda *a, **k: built.append(1) or real(*a, **k))
+    real = folder_prepare._build
+    monkeypatch.setattr(folder_prepare, "_build", lambda *a, **k: built.append(1) or real(*a, **k))
     warm = dlsets.load_folder(root, size=8)
     assert built == [] and isinstance(warm.train.images.base, np.memmap)
     assert np.array_equal(warm.train.images, cold.train.images)
@@ -113,7 +113,7 @@ def test_png_fast_path_on_workers_after_opencv_threads_ran(tmp_path, monkeypatch
     dlsets.Augmenter(rotate=10)(np.zeros((64, 64, 64), np.uint8))
     root = class_folder(tmp_path / "p", {"a": 30, "b": 30}, ext=".png", size=(20, 16))
     slow = dlsets.load_folder(root, size=(10, 8), workers=1)
-    monkeypatch.setattr(folders, "FAST_FROM", 10)
+    monkeypatch.setattr(folder_decode, "FAST_FROM", 10)
     fast = dlsets.load_folder(root, size=(10, 8), workers=2, cache_dir=tmp_path / "c2")
     assert np.array_equal(slow.train.images, fast.train.images)
 
@@ -283,7 +283,7 @@ def test_big_results_are_assembled_in_a_scratch_file(tmp_path, monkeypatch):
     root = class_folder(tmp_path / "d", {"a": 6, "b": 6})
     (root / "a" / "zz_bad.png").write_bytes(b"bad")
     in_memory = dlsets.load_folder(root, size=8)
-    monkeypatch.setattr(folders, "MEMORY_LIMIT", 0)
+    monkeypatch.setattr(folder_prepare, "MEMORY_LIMIT", 0)
     scratch = dlsets.load_folder(root, size=8, cache_dir=tmp_path / "c2")
     assert np.array_equal(in_memory.train.images, scratch.train.images)
     assert np.array_equal(in_memory.test.images, scratch.test.images)

@@ -11,12 +11,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ..formats import image as imgread
-from . import folders
+from . import folder_scan
 
 
 @dataclass
 class Survey:
-    scan: folders.Scan
+    scan: folder_scan.Scan
     sizes: Counter  # (height, width) -> files
     unreadable: list[str]  # relative paths whose header cannot be read
     per_class: dict[str, int]
@@ -26,9 +26,9 @@ class Survey:
         return len(self.sizes) > 1
 
 
-def survey(path: folders.PathLike) -> Survey:
-    """List ``path`` (as :func:`dlsets.folders.scan`) and read every image's header."""
-    sc = folders.scan(path)
+def survey(path: folder_scan.PathLike) -> Survey:
+    """List ``path`` (as :func:`dlsets.sources.folder_scan.scan`) and read every image's header."""
+    sc = folder_scan.scan(path)
     sizes: Counter = Counter()
     unreadable: list[str] = []
     per_class: Counter = Counter()
