@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import dlsets
-from dlsets.cli.app import _FLIPS, _augmenter, _parser, bare_switches, main
+from dlsets.cli.app import _FLIPS, _parser, bare_switches, main
+from dlsets.cli.shared import _augmenter
 from dlsets.errors import DownloadError, OfflineError, OptionError
 from tests.formats import mnist_like
 from tests.imagefolders import class_folder, save

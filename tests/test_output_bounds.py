@@ -94,7 +94,7 @@ def test_os_and_hdf5_texts_in_write_errors_stay_on_one_line(tmp_path):
 
 
 def test_cli_errors_from_names_memory_and_numpy_are_one_line(tmp_path, capsys, monkeypatch):
-    import dlsets.cli.app as cli
+    import dlsets.cli.data as cli
 
     assert main(["export", "mnist", "--out", str(tmp_path / ("x" * 300 + ".h5"))]) == 1
     err = capsys.readouterr().err

@@ -1,0 +1,149 @@
+"""What the command modules share: what a NAME argument names and loading it, the checks of
+--out and of the folder outputs' options, the Augmenter the options describe."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..errors import OptionError
+
+# The names `augment` writes one HDF5 file to (anything else is a folder of shards or an error).
+_H5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+
+
+def _progress(args) -> bool | None:
+    return False if args.quiet else None
+
+
+# --- a dataset name, a folder or a Kaggle dataset: one resolution for every command ---------
+
+
+def _source_kind(name: str) -> str:
+    """"kaggle" for ``kaggle:...``, "folder" for a path, "registry" for a dataset name.
+
+    A name with a path separator, or starting with "." or "~", is a folder; so is a bare word
+    that is no registry name but an existing folder (``./mnist`` reaches a folder that a
+    registry name shadows)."""
+    import os
+
+    from ..sources import registry
+
+    if name.startswith("kaggle:"):
+        return "kaggle"
+    if "/" in name or os.sep in name or name.startswith((".", "~")):
+        return "folder"
+    if name in registry.names():
+        spec = registry.get(name)
+        return "kaggle-entry" if spec.format == "kaggle" else "registry"
+    return "folder" if Path(name).is_dir() else "registry"
+
+
+def _folder_options(args) -> dict:
+    """load_folder keywords from the folder options a command was given."""
+    out = {}
+    if getattr(args, "size", None):
+        out["size"] = tuple(args.size)
+    for key in ("color", "resize", "test", "mask_classes"):
+        value = getattr(args, key, None)
+        if value is not None:
+            out[key] = value
+    if getattr(args, "split_seed", None) is not None:
+        out["seed"] = args.split_seed
+    if getattr(args, "mask_palette", None) is not None:
+        from ..formats.palette import name, read
+
+        out["mask_palette"] = {name(code): k for code, k in read(args.mask_palette)}
+    return out
+
+
+def _load(args, name: str, **kw):
+    """The Dataset behind ``name``, whatever it names (see :func:`_source_kind`)."""
+    kind = _source_kind(name)
+    if kind == "registry":
+        from ..sources import loaders
+
+        return loaders.load(name, cache_dir=args.cache_dir, progress=_progress(args), **kw)
+    variant, extra = kw.pop("variant", None), kw.pop("extra", False)
+    if variant is not None or extra:
+        raise OptionError(f"--variant and --extra apply to registry datasets with variants or "
+                          f"optional splits (emnist, svhn, stl10), not to {name}")
+    if kind == "kaggle-entry":
+        from ..sources import kaggle
+
+        return kaggle.load_entry(name, cache_dir=args.cache_dir, progress=_progress(args),
+                                 **_folder_options(args), **kw)
+    from ..sources.folders import load_folder
+
+    kw.pop("label_mode", None)
+    return load_folder(name, cache_dir=args.cache_dir, progress=_progress(args),
+                       **_folder_options(args), **kw)
+
+
+def _output(args, suffixes: tuple[str, ...], what: str) -> Path:
+    """--out checked before any work: its extension, that a file can be written there, and
+    that a file already there is a dlsets output (or --overwrite was given)."""
+    from ..store import space, stamps
+
+    out = Path(args.out)
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise OptionError(f"--out {args.out}: {what}")
+    space.check_output(out, f"--out {args.out}")
+    if getattr(args, "overwrite", None) is not None:
+        stamps.check_replace(out, args.overwrite, "--out")
+    return out
+
+
+def _check_folder_options(args, fmt: str) -> None:
+    """The options of the folder outputs (caffe, convnetjs) only with them, and theirs only."""
+    if fmt == "caffe" or fmt == "convnetjs":
+        if getattr(args, "dtype", "uint8") != "uint8" or getattr(args, "channels", None):
+            raise OptionError(f"--dtype and --channels do not apply to --format {fmt}: Caffe "
+                              "gets float32 (N, C, H, W) scaled into --range, ConvNetJS uint8 "
+                              "rows; leave them out")
+    given = {"--range": args.range is not None, "--max-file-mb": args.max_file_mb is not None,
+             "--batch-size": getattr(args, "batch_size", None) is not None}
+    allowed = {"caffe": ("--range", "--max-file-mb"), "convnetjs": ("--batch-size",)}
+    for flag, present in given.items():
+        if present and flag not in allowed.get(fmt, ()):
+            owner = next(f for f, flags in allowed.items() if flag in flags)
+            raise OptionError(f"{flag} applies to --format {owner} only, not {fmt}")
+    if fmt == "convnetjs" and getattr(args, "extra", None):
+        raise OptionError("--extra does not apply to --format convnetjs: the demos read train "
+                          "and test only")
+
+
+def _file_bytes(args) -> int:
+    from ..outputs.caffe import DEFAULT_MAX_FILE_BYTES
+
+    return DEFAULT_MAX_FILE_BYTES if args.max_file_mb is None else int(args.max_file_mb * 2**20)
+
+
+def _augmenter(args):
+    from ..augment import Augmenter
+
+    aug = Augmenter(
+        rotate=args.rotate,
+        shift=args.shift,
+        shear=args.shear,
+        zoom=tuple(args.zoom) if args.zoom else None,
+        elastic=tuple(args.elastic) if args.elastic else None,
+        perspective=args.perspective,
+        hflip=args.hflip,
+        vflip=args.vflip,
+        border=args.border,
+        fill=args.fill,
+        seed=args.seed,
+    )
+    if aug.identity:
+        print("dlsets: warning: no transform given (--rotate, --shift, ...): the copies will "
+              "equal their originals", file=sys.stderr)
+    return aug
+
+
+def _at_most(flag: str, value: int, available: int, name: str) -> None:
+    if value > available:
+        raise OptionError(
+            f"{flag} {value} is more than the {available} training images of {name}: "
+            f"give {flag} <= {available}"
+        )
