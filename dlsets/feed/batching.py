@@ -31,7 +31,7 @@ import numpy as np
 
 from ..augment import params
 from ..augment.functional import IMAGE_DTYPES
-from ..augment.transforms import CHANNEL_COUNTS, CHANNELS
+from ..augment.layout import CHANNEL_COUNTS, CHANNELS
 from ..common.tensors import index
 from ..data.dataset import Split
 from ..data.rows import Rows, read_rows
