@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dlsets.errors import ChecksumError, DlsetsError, DownloadError, OptionError
-from dlsets.sources import acquire, download
+from dlsets.sources import acquire, download, http_transfer
 from dlsets.store import cache
 from tests.formats import idx_gz_bytes
 from tests.httpserver import Server, file_entry, write_registry
@@ -186,8 +186,8 @@ def test_dropped_connection_resumes_with_range(server, register, monkeypatch):
     url = server.add("/a.gz", body, drop_after=cut)
     name = register({"a.gz": file_entry(body, [url])})
     rehashed = []
-    real_feed = download._feed
-    monkeypatch.setattr(download, "_feed", lambda h, f: rehashed.append(f) or real_feed(h, f))
+    real_feed = http_transfer._feed
+    monkeypatch.setattr(http_transfer, "_feed", lambda h, f: rehashed.append(f) or real_feed(h, f))
     assert acquire.fetch(name)["a.gz"].read_bytes() == body
     assert rehashed == []  # in the same process the prefix's hashes are carried over
     reqs = server.requests("/a.gz")

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..augment import params
+from .rows import read_rows
 
 WINDOW = 256  # units (runs of chunks) in the shuffle buffer
 UNIT_BYTES = 1 << 16  # chunks are read in runs of about this many bytes: one h5py call each
@@ -87,6 +88,8 @@ class ChunkCache:
     epoch in :func:`epoch_order` decodes each chunk once. Integer-array and slice indexing in
     any order, ``shape``, ``dtype``, ``len``."""
 
+    any_order = True  # read_rows indexes it directly, in any order
+
     def __init__(self, dset: Any, rows: int) -> None:
         self.dset, self.rows = dset, rows
         self.shape, self.dtype = tuple(dset.shape), np.dtype(dset.dtype)
@@ -117,8 +120,6 @@ class ChunkCache:
         which = idx // r
         units = np.unique(which)
         if len(units) > self._keep:  # more than the buffer holds: straight from HDF5
-            from .splits import read_rows
-
             return read_rows(self.dset, idx)
         if self._buf is None:
             self._buf = np.empty((self._keep * r, *self.shape[1:]), self.dtype)

@@ -114,6 +114,8 @@ class ChunkRows:
     by each wanted row's offset (one NumPy gather per batch). Indexing by ints, slices and
     integer arrays; read-only."""
 
+    any_order = True  # read_rows indexes it directly, in any order
+
     def __init__(self, filename: str, dtype: np.dtype, shape: tuple, rows: int,
                  offsets: np.ndarray) -> None:
         self.dtype, self.shape, self.rows = np.dtype(dtype), tuple(shape), rows

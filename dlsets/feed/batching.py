@@ -31,10 +31,10 @@ import numpy as np
 
 from ..augment import params
 from ..augment.functional import IMAGE_DTYPES
-from ..augment.transforms import CHANNEL_COUNTS, CHANNELS
+from ..augment.layout import CHANNEL_COUNTS, CHANNELS
 from ..common.tensors import index
 from ..data.dataset import Split
-from ..data.splits import Rows, read_rows
+from ..data.rows import Rows, read_rows
 from ..data.stats import Stats, from_registry
 from ..errors import OptionError
 from .ids import FETCHES, check_epoch, fetch_ids, sample_ids

@@ -268,9 +268,9 @@ def replacing_dir(path: str | os.PathLike, *, kind: str) -> Iterator[Path]:
 def _write_error(exc: OSError, final: Path) -> Exception:
     """The one-line DlsetsError for a failed write of the folder ``final``."""
     from ..errors import DlsetsError
-    from . import space
+    from .write_errors import write_error
 
-    err = space.write_error(exc, final, None, f"writing {final}")
+    err = write_error(exc, final, None, f"writing {final}")
     if err is not exc:
         return err
     return DlsetsError(f"writing {final} failed ({exc.strerror or exc}"

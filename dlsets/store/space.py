@@ -10,10 +10,7 @@ writing; a write that still fails (the disk filled meanwhile) becomes :class:`Sp
 
 from __future__ import annotations
 
-import errno
 import os
-import re
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,41 +18,14 @@ from pathlib import Path
 from ..errors import SpaceError, WriteError
 from .atomic import replacing
 
+# write_errors holds what atomic needs too (so atomic need not import space); space was their
+# home, and callers still find them here.
+from .write_errors import FULL as FULL
+from .write_errors import _existing, free_disk, human, path_error, write_error
+from .write_errors import one_line as one_line
+
 # Filesystems round files up to whole blocks and HDF5 adds an index: ask for a little more.
 MARGIN = 64 << 10
-FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_DENIED = {errno.EROFS, errno.EACCES, errno.EPERM}
-
-
-def human(n: float) -> str:
-    """``n`` bytes as a short decimal size ("47.0 MB")."""
-    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
-        if abs(n) < 1000 or unit == "PB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} PB"  # pragma: no cover
-
-
-def _existing(path: Path) -> Path:
-    """The nearest folder at or above ``path`` that exists."""
-    p = path
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def one_line(text: object) -> str:
-    """``text`` with its line breaks collapsed: HDF5's and the OS's error texts carry some, and
-    an error line quoting them must stay one line."""
-    return re.sub(r"\s*[\r\n]+\s*", " ", str(text)).strip()
-
-
-def free_disk(folder: str | os.PathLike) -> int | None:
-    """Bytes free to this user on the filesystem holding ``folder`` (None if unknown)."""
-    try:
-        return shutil.disk_usage(_existing(Path(folder).absolute())).free
-    except OSError:
-        return None
 
 
 def needed_with_margin(needed: int) -> int:
@@ -152,15 +122,6 @@ def check_output(path: str | os.PathLike, what: str = "output") -> Path:
         raise path_error(exc, p, what) from None
 
 
-def path_error(exc: OSError, path: Path, what: str) -> WriteError:
-    """WriteError for an OSError met on the output ``path`` that is not about room or rights
-    (ENAMETOOLONG, ELOOP, EIO...), the OS's reason in one line."""
-    where = (f": {exc.filename}" if exc.filename is not None
-             and os.fspath(exc.filename) != os.fspath(path) else "")
-    return WriteError(f"{what}: cannot write {path} ({one_line(exc.strerror or exc)}{where}); "
-                      "choose another path")
-
-
 def _check_output(p: Path, what: str) -> Path:
     if p.is_dir():
         raise WriteError(f"{what}: {p} is a folder; give a file name")
@@ -173,30 +134,6 @@ def _check_output(p: Path, what: str) -> Path:
         raise WriteError(f"{what}: cannot write {p}: {folder} {why}; choose a folder you can "
                          "write to")
     return p
-
-
-def write_error(exc: OSError, path: Path, needed: int | None, what: str,
-                hint: str = "") -> Exception:
-    """The DlsetsError to raise for ``exc`` while writing ``path`` (``exc`` itself when it is
-    not about the disk or permissions)."""
-    reason = one_line(exc.strerror or exc)
-    if exc.errno in FULL:
-        free = free_disk(path.parent)
-        room = (f"{needed:,} bytes ({human(needed)}) needed, " if needed is not None else "")
-        room += f"{free:,} ({human(free)}) free now" if free is not None else "free space unknown"
-        happened = ("the file system refused to let it grow" if exc.errno == errno.EFBIG
-                    else "the disk filled up")
-        return SpaceError(
-            f"{what}: {happened} while writing {path} ({reason}; {room}); "
-            f"nothing was left behind. Free some space{hint or ' or write somewhere else'}."
-        )
-    if exc.errno in _DENIED:
-        return WriteError(f"{what}: cannot write {path} ({reason}); choose a folder "
-                          "you can write to")
-    if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
-        return WriteError(f"{what}: cannot write {path} ({reason}: "
-                          f"{exc.filename or path}); choose another path")
-    return exc
 
 
 def _make_parents(folder: Path) -> list[Path]:
