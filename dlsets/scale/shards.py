@@ -125,12 +125,12 @@ def _prepare(
 ) -> _Expansion:
     from ..augment import params
     from ..augment.expand import (
-        _check_masks,
-        _check_xy,
-        _chunk,
-        _count,
-        _resolve,
+        check_count,
+        check_masks,
+        check_xy,
+        chunk_rows,
         class_names,
+        copy_augmenter,
         copy_sources,
     )
 
@@ -145,16 +145,16 @@ def _prepare(
         x, y = ds.train.images, ds.train.labels
         masks = ds.train.masks if masks is None else masks
         classes = ds.classes if classes is None else classes
-    x, y = _check_xy(x, y, channels)
-    masks = _check_masks(masks, x, channels)
-    target = _count("target", target, 1)
+    x, y = check_xy(x, y, channels)
+    masks = check_masks(masks, x, channels)
+    target = check_count("target", target, 1)
     seed = params.check_seed(seed)
     if format not in FORMATS:
         raise OptionError(f"format={format!r} is not allowed: give one of {list(FORMATS)}")
     if compression not in (None, "gzip", "lzf") or (compression and format != "hdf5"):
         raise OptionError(f"compression={compression!r} is not allowed: give None, or 'gzip' "
                           "or 'lzf' for HDF5 shards")
-    shards = _count("shards", shards, 1)
+    shards = check_count("shards", shards, 1)
     if shards > target:
         raise OptionError(f"shards={shards} is more than the target of {target} samples: every "
                           f"shard needs at least one sample; give shards <= {target}")
@@ -171,7 +171,7 @@ def _prepare(
                           "layout's uint8 labels (0..255): use format='webdataset'")
     names = class_names(y, classes)
     src = copy_sources(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
-    aug = _resolve(augmenter, seed, len(src))
+    aug = copy_augmenter(augmenter, seed, len(src))
     settings = {
         "name": name,
         "format": format,
@@ -196,7 +196,7 @@ def _prepare(
         settings["source"].update(masks_sha256=_sha256_array(masks),
                                   mask_shape=list(masks.shape[1:]), mask_dtype=masks.dtype.str)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-    exp = _Expansion(x, y, src, aug, Path(out), settings, key, _chunk(x, chunk_size), channels,
+    exp = _Expansion(x, y, src, aug, Path(out), settings, key, chunk_rows(x, chunk_size), channels,
                      [shard_file(name, i, shards, format) for i in range(shards)], masks)
     _check_folder(exp, shard)
     return exp
@@ -311,7 +311,7 @@ def _present(exp: _Expansion, shard: int) -> dict | None:
 
 
 def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
-    from ..augment.expand import _produce
+    from ..augment.expand import produce_chunks
     from .shard_claim import make_folder
 
     folder, file = exp.folder, exp.files[shard]
@@ -357,7 +357,7 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
                     mset[pos - lo:pos - lo + len(mk)] = mk
                 account(chunk, lab, mk)
 
-            _produce(write=write, **produce)
+            produce_chunks(write=write, **produce)
             # the single-file layout's attributes, plus where this shard sits
             write_attrs(f, s["classes"], originals=originals, seed=s["seed"],
                         augmenter=s["augmenter"], channels=s["channels"], shard=shard,
@@ -375,7 +375,7 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
                     writer.write(pos, chunk, lab, mk)
                     account(chunk, lab, mk)
 
-                _produce(write=write, **produce)
+                produce_chunks(write=write, **produce)
                 writer.close()
         except OSError as exc:
             from ..store.space import write_error
@@ -548,10 +548,10 @@ def expand_shard(
     in HDF5, ``{key}.mask.npy`` in tar shards (a dataset name brings its own masks).
     OptionError if ``out`` holds shards of other settings (nothing is written then).
     """
-    from ..augment.expand import _count
+    from ..augment.expand import check_count
     from ..common.progress import bar
 
-    shards = _count("shards", shards, 1)
+    shards = check_count("shards", shards, 1)
     if isinstance(shard, bool) or not isinstance(shard, (int, np.integer)) or not (
             0 <= shard < shards):
         raise OptionError(f"shard={shard!r} is not allowed: give a shard number in "
