@@ -138,7 +138,7 @@ def expand_on_ray(
 
 def _run_tasks(exp, kw: dict, cpus: int, augmenter, progress) -> Path:
     from ..common.progress import bar
-    from .shards import _write_index
+    from .shard_index import write_index
 
     folder = exp.folder.resolve()
     ray = _ray()
@@ -163,7 +163,7 @@ def _run_tasks(exp, kw: dict, cpus: int, augmenter, progress) -> Path:
             for ref in pending:
                 ray.cancel(ref)
             _raise_cause(ray, exc)
-    return _write_index(folder, exp.settings, exp.key, [entries[i] for i in range(exp.shards)])
+    return write_index(folder, exp.settings, exp.key, [entries[i] for i in range(exp.shards)])
 
 
 def _answers(address: str, limit: float) -> None:
