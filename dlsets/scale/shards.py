@@ -16,6 +16,8 @@ A shard is written to a temporary file and renamed; then its entry (count, rows,
 size and sha256 of the file, sha256 of its images and labels) is written beside it. A shard
 whose file and entry match the settings and whose file hashes to its entry is never rewritten;
 anything else under its name is. A folder holding shards of other settings is refused.
+File names and hashes are in :mod:`dlsets.scale.layout`; index.json is written and read by
+:mod:`dlsets.scale.shard_index`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import numpy as np
 
 from ..errors import OptionError
 from ..store.atomic import replacing
-from .layout import (  # noqa: F401  (FORMATS, KIND, SHARD_BYTES: still importable from here)
+from .layout import (  # noqa: F401  (KIND, SHARD_BYTES: importable from here as before)
     FORMATS,
     INDEX,
     KIND,
