@@ -25,8 +25,9 @@ DEFAULT_CHUNK = 4096  # samples per chunk at most by default...
 CHUNK_BYTES = 1 << 25  # ...and at most this many bytes of images (large images: fewer)
 
 
-def _check_xy(x: object, y: object, channels: str | None = "last"
-              ) -> tuple[np.ndarray, np.ndarray]:
+def check_xy(x: object, y: object, channels: str | None = "last"
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Images x (N, H, W[, C]) and integer labels y (N,) as arrays; OptionError if not."""
     x = np.asarray(x)
     y = np.asarray(y)
     if x.ndim not in (3, 4):
@@ -41,7 +42,7 @@ def _check_xy(x: object, y: object, channels: str | None = "last"
     return x, y
 
 
-def _check_masks(masks: object, x: np.ndarray, channels: str | None) -> np.ndarray | None:
+def check_masks(masks: object, x: np.ndarray, channels: str | None) -> np.ndarray | None:
     """Masks (N, H, W) (or (N, H, W, C) / (N, C, H, W) like x) that go with images x."""
     if masks is None:
         return None
@@ -57,16 +58,17 @@ def _check_masks(masks: object, x: np.ndarray, channels: str | None) -> np.ndarr
     return m
 
 
-def _chunk(x: np.ndarray, chunk_size: int | None) -> int:
+def chunk_rows(x: np.ndarray, chunk_size: int | None) -> int:
     """Samples per chunk: ``chunk_size``, or by default as many as fit DEFAULT_CHUNK and
     CHUNK_BYTES (4096 MNIST or CIFAR images, 222 images of 224 x 224 x 3 uint8)."""
     if chunk_size is not None:
-        return _count("chunk_size", chunk_size, 1)
+        return check_count("chunk_size", chunk_size, 1)
     sample = max(1, int(np.prod(x.shape[1:])) * x.dtype.itemsize)
     return max(1, min(DEFAULT_CHUNK, CHUNK_BYTES // sample))
 
 
-def _count(name: str, value: object, low: int) -> int:
+def check_count(name: str, value: object, low: int) -> int:
+    """Option ``name`` as an int, or OptionError if it is not an integer >= ``low``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise OptionError(f"{name}={value!r} is not allowed: give an integer >= {low}")
     return int(value)
@@ -119,7 +121,7 @@ class CopySources:
                  keep_originals: bool = True, seed: int = 0) -> None:
         y = np.asarray(y)
         n = len(y)
-        target = _count("target", target, 1)
+        target = check_count("target", target, 1)
         seed = params.check_seed(seed)
         if keep_originals and target < n:
             raise OptionError(f"target={target} is smaller than the {n} originals kept: give "
@@ -221,7 +223,9 @@ def _permute(j: np.ndarray, m: int, keys: np.ndarray) -> np.ndarray:
     return out.astype(np.int64)
 
 
-def _resolve(augmenter: object, seed: int, needed: int):
+def copy_augmenter(augmenter: object, seed: int, needed: int):
+    """The batch augmenter that makes ``needed`` copies (None when none are needed and none is
+    given); OptionError when copies are needed and ``augmenter`` is None."""
     if needed == 0 and augmenter is None:
         return None
     if augmenter is None:
@@ -233,7 +237,7 @@ def _resolve(augmenter: object, seed: int, needed: int):
     return as_batch_augmenter(augmenter, seed)
 
 
-def _produce(
+def produce_chunks(
     x: np.ndarray, y: np.ndarray, src, keep_originals: bool, augmenter,
     chunk_size: int, write: Callable[..., None],
     advance: Callable[[int], None] = lambda k: None, channels: str | None = None,
@@ -290,15 +294,15 @@ def expand(
     With ``masks`` (N, H, W) segmentation maps, each copy's mask gets its image's geometry
     (nearest neighbour) and ``(x, y, masks)`` is returned.
     """
-    x, y = _check_xy(x, y, channels)
-    m = _check_masks(masks, x, channels)
-    target = _count("target", target, 1)
+    x, y = check_xy(x, y, channels)
+    m = check_masks(masks, x, channels)
+    target = check_count("target", target, 1)
     per_sample = x[:1].nbytes + y.dtype.itemsize + (0 if m is None else m[:1].nbytes)
     space.need_memory(target * per_sample, f"expanding to {target:,} samples in memory",
                       "ask for a smaller target, or stream them to a file with expand_to_hdf5")
     src = copy_sources(y, target, balance=balance, keep_originals=keep_originals,
                        seed=seed)
-    aug = _resolve(augmenter, seed, len(src))
+    aug = copy_augmenter(augmenter, seed, len(src))
     out_x = np.empty((target, *x.shape[1:]), x.dtype)
     out_y = np.empty(target, y.dtype)
     out_m = None if m is None else np.empty((target, *m.shape[1:]), m.dtype)
@@ -309,8 +313,8 @@ def expand(
         if mk is not None:
             out_m[pos:pos + len(mk)] = mk
 
-    _produce(x, y, src, keep_originals, aug, _chunk(x, None), write, channels=channels,
-             masks=m)
+    produce_chunks(x, y, src, keep_originals, aug, chunk_rows(x, None), write,
+                   channels=channels, masks=m)
     return (out_x, out_y) if m is None else (out_x, out_y, out_m)
 
 
@@ -355,13 +359,13 @@ def expand_to_hdf5(
         write_attrs,
     )
 
-    x, y = _check_xy(x, y, channels)
-    m = _check_masks(masks, x, channels)
-    chunk_size = _chunk(x, chunk_size)
+    x, y = check_xy(x, y, channels)
+    m = check_masks(masks, x, channels)
+    chunk_size = chunk_rows(x, chunk_size)
     if compression not in (None, "gzip", "lzf"):
         raise OptionError(f"compression={compression!r} is not allowed: give None, 'gzip' or "
                           "'lzf'")
-    target = _count("target", target, 1)
+    target = check_count("target", target, 1)
     seed = params.check_seed(seed)
     path = Path(out)
     what = f"writing {target:,} samples to {path.name}"
@@ -378,7 +382,7 @@ def expand_to_hdf5(
     names = class_names(y, classes)
     src = copy_sources(y, target, balance=balance, keep_originals=keep_originals,
                        seed=seed)
-    aug = _resolve(augmenter, seed, len(src))
+    aug = copy_augmenter(augmenter, seed, len(src))
     log.info("expanding %d samples to %d in %s", len(x), target, path)
     with atomic_hdf5(path, needed, what, overwrite=overwrite) as f:
         images, labels = create_split(f, "train", target, x.shape[1:], dtype=x.dtype,
@@ -394,8 +398,8 @@ def expand_to_hdf5(
             check_writes(f)  # a full disk stops the work here, not at the end
 
         with bar(target, "augment", progress=progress, unit="img") as pbar:
-            _produce(x, y, src, keep_originals, aug, chunk_size, write, pbar.update,
-                     channels=channels, masks=m)
+            produce_chunks(x, y, src, keep_originals, aug, chunk_size, write, pbar.update,
+                           channels=channels, masks=m)
         # uint64: HDF5 stores Python ints as int64, too small for seeds from 2**63
         write_attrs(f, names, originals=len(x) if keep_originals else 0, seed=np.uint64(seed),
                     augmenter=repr(aug), channels=channels or "last")
@@ -420,8 +424,8 @@ def take_subset(x: np.ndarray, y: np.ndarray, k: int, *, seed: int = 0,
     the seed); members are drawn at random (seeded). Returns (x[idx], y[idx]), and
     masks[idx] third when ``masks`` are given.
     """
-    x, y = _check_xy(x, y)
-    k = _count("k", k, 1)
+    x, y = check_xy(x, y)
+    k = check_count("k", k, 1)
     seed = params.check_seed(seed)
     if k > len(y):
         raise OptionError(f"k={k} is more than the {len(y)} samples available")

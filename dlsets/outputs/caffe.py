@@ -275,17 +275,24 @@ def expand_to_caffe(
     in the folder ``out`` (``train.txt`` and ``train_<k>.h5``), in bounded memory; the same
     samples as :func:`dlsets.expand_to_hdf5` writes, whatever the chunk and file sizes.
     ``masks`` (N, H, W) move with their images into each file's ``mask``."""
-    from ..augment.expand import _check_masks, _check_xy, _chunk, _produce, _resolve, plan
+    from ..augment.expand import (
+        check_masks,
+        check_xy,
+        chunk_rows,
+        copy_augmenter,
+        plan,
+        produce_chunks,
+    )
     from ..common.progress import bar
     from ..store.atomic import replacing_dir
 
-    x, y = _check_xy(x, y, channels)
-    m = _check_masks(masks, x, channels)
+    x, y = check_xy(x, y, channels)
+    m = check_masks(masks, x, channels)
     lo_hi = _check_range(value_range)
     out = _check_out(out)
-    chunk_size = _chunk(x, chunk_size)
+    chunk_size = chunk_rows(x, chunk_size)
     src = plan(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
-    aug = _resolve(augmenter, seed, len(src))
+    aug = copy_augmenter(augmenter, seed, len(src))
     names = [str(c) for c in classes] if classes is not None else []
     attrs = {"classes": ",".join(names), "value_range": list(lo_hi), "seed": seed,
              "originals": len(x) if keep_originals else 0, "augmenter": repr(aug)}
@@ -294,8 +301,8 @@ def expand_to_caffe(
                              value_range=lo_hi, max_file_bytes=max_file_bytes, attrs=attrs,
                              mask_shape=None if m is None else m.shape[1:])
         with bar(target, "augment", progress=progress, unit="img") as pbar:
-            _produce(x, y, src, keep_originals, aug, chunk_size,
-                     lambda pos, chunk, lab, mk=None: w.write(chunk, lab, mk), pbar.update,
-                     channels=channels, masks=m)
+            produce_chunks(x, y, src, keep_originals, aug, chunk_size,
+                           lambda pos, chunk, lab, mk=None: w.write(chunk, lab, mk),
+                           pbar.update, channels=channels, masks=m)
         w.close()
     return out

@@ -118,11 +118,11 @@ def expand_on_ray(
     ``expand(...)`` and as the local and job-array runs; ``masks`` travel with their images
     as in ``expand(..., masks=)``.
     """
-    from ..augment.expand import _count
+    from ..augment.expand import check_count
     from .shard_claim import released_on_failure
     from .shards import _prepare, _shape_dtype, default_shards
 
-    cpus = _count("cpus_per_shard", cpus_per_shard, 1)
+    cpus = check_count("cpus_per_shard", cpus_per_shard, 1)
     if shards is None:
         shape, dtype = _shape_dtype(x, channels)
         shards = default_shards(int(target), shape, dtype)
@@ -138,7 +138,7 @@ def expand_on_ray(
 
 def _run_tasks(exp, kw: dict, cpus: int, augmenter, progress) -> Path:
     from ..common.progress import bar
-    from .shards import _write_index
+    from .shard_index import write_index
 
     folder = exp.folder.resolve()
     ray = _ray()
@@ -163,7 +163,7 @@ def _run_tasks(exp, kw: dict, cpus: int, augmenter, progress) -> Path:
             for ref in pending:
                 ray.cancel(ref)
             _raise_cause(ray, exc)
-    return _write_index(folder, exp.settings, exp.key, [entries[i] for i in range(exp.shards)])
+    return write_index(folder, exp.settings, exp.key, [entries[i] for i in range(exp.shards)])
 
 
 def _answers(address: str, limit: float) -> None:
@@ -190,7 +190,7 @@ def _expand_batch(batch: dict, x, y, spec: dict, masks=None) -> dict:
     """Rows ``batch["id"]`` of the expansion ``spec`` describes (x, y, masks: object refs)."""
     import ray
 
-    from ..augment.expand import _produce, _resolve, copy_sources
+    from ..augment.expand import copy_augmenter, copy_sources, produce_chunks
 
     cached = _PLANS.get(spec["token"])
     x, y = ray.get([x, y])  # zero-copy views of the object store
@@ -198,7 +198,7 @@ def _expand_batch(batch: dict, x, y, spec: dict, masks=None) -> dict:
     if cached is None:
         src = copy_sources(y, spec["target"], balance=spec["balance"],
                            keep_originals=spec["keep_originals"], seed=spec["seed"])
-        aug = _limit_threads(_resolve(spec["augmenter"], spec["seed"], len(src)),
+        aug = _limit_threads(copy_augmenter(spec["augmenter"], spec["seed"], len(src)),
                              spec["threads"])
         if len(_PLANS) > 8:
             _PLANS.clear()
@@ -224,8 +224,8 @@ def _expand_batch(batch: dict, x, y, spec: dict, masks=None) -> dict:
             if mk is not None:
                 out_m[at[pos - lo:pos - lo + len(mk)]] = mk
 
-        _produce(x, y, src, spec["keep_originals"], aug, max(1, hi - lo), write,
-                 channels=spec["channels"], rows=(lo, hi), masks=masks)
+        produce_chunks(x, y, src, spec["keep_originals"], aug, max(1, hi - lo), write,
+                       channels=spec["channels"], rows=(lo, hi), masks=masks)
     out = {"id": ids, "image": images, "label": labels}
     return out if out_m is None else out | {"mask": out_m}
 
@@ -252,7 +252,14 @@ def expand_ray_dataset(
     their image as in ``expand(..., masks=)``.
     Rows come in no particular order unless the ``DataContext`` preserves order.
     """
-    from ..augment.expand import _check_masks, _check_xy, _chunk, _count, _resolve, copy_sources
+    from ..augment.expand import (
+        check_count,
+        check_masks,
+        check_xy,
+        chunk_rows,
+        copy_augmenter,
+        copy_sources,
+    )
     from ..augment.params import check_seed
 
     if isinstance(x, str):
@@ -261,13 +268,14 @@ def expand_ray_dataset(
         ds = load(x)
         x, y = ds.train.images, ds.train.labels
         masks = ds.train.masks if masks is None else masks
-    x, y = _check_xy(x, y, channels)
-    masks = _check_masks(masks, x, channels)
+    x, y = check_xy(x, y, channels)
+    masks = check_masks(masks, x, channels)
     seed = check_seed(seed)
     src = copy_sources(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
-    _resolve(augmenter, seed, len(src))  # the same errors as expand, now rather than in a task
-    batch_size = _chunk(x, batch_size)
-    threads = _count("threads", threads, 1)
+    # the same errors as expand, now rather than in a task
+    copy_augmenter(augmenter, seed, len(src))
+    batch_size = chunk_rows(x, batch_size)
+    threads = check_count("threads", threads, 1)
     ray = _ray()
     spec = {"token": uuid.uuid4().hex, "target": int(target), "balance": bool(balance),
             "keep_originals": bool(keep_originals), "seed": seed, "augmenter": augmenter,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import FormatError, OptionError
 from ..store import atomic
+from .layout import INDEX, SHARD_FILE, SIDECAR
 
 CLAIM = ".dlsets-shards.json"
 _OWNER = re.compile(r"(?P<host>[A-Za-z0-9-]+)@(?P<pid>\d+)")
@@ -134,10 +135,8 @@ def _stale(folder: Path, path: Path, meta) -> bool:
 
 def _holds_work(folder: Path) -> bool:
     """Whether ``folder`` holds a shard, an entry, the index or a writer's temporary."""
-    from .shards import _SIDECAR, INDEX, SHARD_FILE
-
     return any(name != CLAIM and (name == INDEX or SHARD_FILE.fullmatch(name)
-                                  or _SIDECAR.fullmatch(name)
+                                  or SIDECAR.fullmatch(name)
                                   or (name.startswith(".") and "@" in name))
                for name in os.listdir(folder))
 

@@ -6,12 +6,14 @@ readers use is type- and range-checked: file names are single path components co
 folder (:mod:`dlsets.names`), rows tile ``0 .. count`` in order, counts add up. Each shard a
 reader opens is checked against its entry (rows, first row, shape, dtype) so that swapped or
 foreign files are refused cheaply; ``verify=True`` hashes them too. Every defect is one
-:class:`FormatError` naming the file.
+:class:`FormatError` naming the file. The writers read entries leniently (a damaged one is
+rewritten) and write ``index.json`` from the entries once every shard is there.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import stat
@@ -20,6 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FormatError, OptionError
+from .layout import FORMATS, INDEX, KIND, SHARD_FILE, sha256_file, shard_file, sidecar, write_json
+
+log = logging.getLogger("dlsets")
 
 #: index.json at most this many bytes: about 100,000 shards' entries with 1,000 class counts
 #: each; parsing it costs a few times this in memory
@@ -163,8 +168,6 @@ def check_index(doc: object, path: Path) -> dict:
 
 
 def _check_index(doc: object, folder: Path) -> dict:
-    from .shards import FORMATS, KIND
-
     if not isinstance(doc, dict) or doc.get("kind") != KIND:
         raise _Bad("not a dlsets shard index (no kind 'dlsets.shards')")
     _int(doc.get("version"), "version", 1, 1)
@@ -282,9 +285,102 @@ def check_labels(labels: np.ndarray, path: Path, n_classes: int) -> np.ndarray:
 
 def verify_file(path: Path, entry: dict) -> None:
     """The full check: ``path`` has its entry's size and sha256."""
-    from .shards import _sha256_file
-
-    if path.stat().st_size != entry["size"] or _sha256_file(path) != entry["sha256"]:
+    if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
         raise FormatError(f"{path} does not hash to its entry in index.json (damaged or "
                           f"replaced): run `dlsets verify {path.parent}/`, then the expansion "
                           "again to rewrite it")
+
+
+# ---------------------------------------------------------------------------- the writers' side
+def read_json_or_none(path: Path, cap: int | None = None) -> dict | None:
+    """A small JSON object the writers read (index, entries); None if missing or unreadable
+    (they rewrite what they cannot read). Bounded: see :func:`read_small_json`."""
+    try:
+        data = read_small_json(path, cap or MAX_ENTRY_BYTES)
+    except FormatError as exc:
+        log.info("%s: treated as missing", exc)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def entry_or_none(path: Path, format: str | None = None) -> dict | None:
+    """A shard's checked entry file; None if missing or damaged (its shard is rewritten)."""
+    try:
+        return read_entry(path, format)
+    except FormatError as exc:
+        log.info("%s: treated as missing", exc)
+        return None
+
+
+def _index_doc(settings: dict, key: str, entries: list[dict]) -> dict:
+    from ..common.version import __version__
+
+    counts = np.sum([e["class_counts"] for e in entries], axis=0).astype(int).tolist()
+    source = settings["source"]
+    masks = {"mask_shape": source["mask_shape"], "mask_dtype": source["mask_dtype"]} \
+        if "mask_shape" in source else {}
+    return masks | {
+        "kind": KIND,
+        "version": 1,
+        "created_by": f"dlsets {__version__}",
+        "key": key,
+        "dataset": settings["name"],
+        "format": settings["format"],
+        "count": settings["target"],
+        "image_shape": settings["source"]["image_shape"],
+        "dtype": settings["source"]["dtype"],
+        "channels": settings["channels"],
+        "classes": settings["classes"],
+        "class_counts": counts,
+        "originals": sum(e["originals"] for e in entries),
+        "seed": settings["seed"],
+        "augmenter": settings["augmenter"],
+        "files": [e["file"] for e in entries],
+        "shards": entries,
+        "settings": settings,
+    }
+
+
+def _complete_entries(folder: Path, settings: dict, key: str) -> list[dict] | None:
+    """Every shard's entry if every shard file is present with its entry's size, else None."""
+    files = [shard_file(settings["name"], i, settings["shards"], settings["format"])
+             for i in range(settings["shards"])]
+    if not set(files) <= set(os.listdir(folder)):  # one listing: most calls stop here
+        return None
+    entries = []
+    for f in files:
+        meta = entry_or_none(sidecar(folder, f), settings["format"])
+        if meta is None or meta.get("key") != key:
+            return None
+        entry = meta["entry"]
+        if entry.get("size") != (folder / f).stat().st_size:
+            return None
+        entries.append(entry)
+    return entries
+
+
+def write_index(folder: Path, settings: dict, key: str,
+                entries: list[dict] | None = None) -> Path | None:
+    """Write ``folder/index.json`` from ``entries`` (default: the shards' own entries, when
+    every shard is there); its path, or None while shards are missing."""
+    entries = entries if entries is not None else _complete_entries(folder, settings, key)
+    if entries is None:
+        return None
+    path = folder / INDEX
+    write_json(path, _index_doc(settings, key, entries))
+    return path
+
+
+def read_index(folder: str | os.PathLike) -> dict:
+    """The parsed and checked ``index.json`` of a folder of shards (see
+    :mod:`dlsets.shard_index`); FormatError if there is none yet or it is damaged."""
+    folder = Path(folder)
+    doc = read_small_json(folder / INDEX, MAX_INDEX_BYTES, "shard index")
+    if doc is None:
+        present = sorted(p.name for p in folder.glob("*") if SHARD_FILE.fullmatch(p.name)) \
+            if folder.is_dir() else []
+        raise FormatError(
+            f"{folder / INDEX} does not exist: the expansion is not complete "
+            f"({len(present)} shard file(s) there). Run the remaining shards (or `dlsets "
+            f"verify {folder}/` to see which are missing).")
+    return check_index(doc, folder / INDEX)

@@ -243,7 +243,7 @@ def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1
     own rows on opening (swapped or foreign files are refused). ``verify=True`` also hashes
     this rank's shards against their sha256 (``dlsets verify DIR/`` hashes them all).
     """
-    from .shards import read_index
+    from .shard_index import read_index
 
     folder = Path(folder)
     for what, value, low in (("world_size", world_size, 1), ("rank", rank, 0)):

@@ -8,17 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import FormatError
-from .shards import (
-    _NAME,
-    _SIDECAR,
-    FORMATS,
-    INDEX,
-    _entry,
-    _sha256_file,
-    _write_index,
-    read_index,
-    shard_file,
-)
+from .layout import FORMATS, INDEX, NAME, SIDECAR, sha256_file, shard_file
+from .shard_index import entry_or_none, read_index, write_index
 
 
 @dataclass
@@ -86,8 +77,8 @@ def verify_shards(folder: str | os.PathLike, *, repair: bool = True,
             return ShardReport(folder, 0, problem="no dlsets shards or index.json here")
         metas = []
         for p in sorted(folder.glob(".*.json")):
-            if _SIDECAR.fullmatch(p.name):
-                if (m := _entry(p)) is not None:
+            if SIDECAR.fullmatch(p.name):
+                if (m := entry_or_none(p)) is not None:
                     metas.append(m)
                 elif p.exists():
                     bad_entries.append(p.name[1:-5])
@@ -114,13 +105,13 @@ def verify_shards(folder: str | os.PathLike, *, repair: bool = True,
             path, entry = folder / f, entries.get(f)
             if entry is None or not path.is_file():
                 report.missing.append(f)
-            elif path.stat().st_size == entry["size"] and _sha256_file(path) == entry["sha256"]:
+            elif path.stat().st_size == entry["size"] and sha256_file(path) == entry["sha256"]:
                 report.ok.append(f)
             else:
                 report.damaged.append(f)
             pbar.update(entry["size"] if entry else 0)
     if repair and report.index in ("missing", "damaged") and len(report.ok) == len(files):
-        _write_index(folder, settings, key, [entries[f] for f in files])
+        write_index(folder, settings, key, [entries[f] for f in files])
         report.index = "written" if report.index == "missing" else "rewritten"
     return report
 
@@ -131,6 +122,6 @@ def _files_of(settings: dict) -> list[str]:
 
     n, name, fmt = settings["shards"], settings["name"], settings["format"]
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_SHARDS or \
-            not isinstance(name, str) or not _NAME.fullmatch(name) or fmt not in FORMATS:
+            not isinstance(name, str) or not NAME.fullmatch(name) or fmt not in FORMATS:
         raise ValueError("malformed settings")
     return [shard_file(name, i, n, fmt) for i in range(n)]

@@ -16,6 +16,8 @@ A shard is written to a temporary file and renamed; then its entry (count, rows,
 size and sha256 of the file, sha256 of its images and labels) is written beside it. A shard
 whose file and entry match the settings and whose file hashes to its entry is never rewritten;
 anything else under its name is. A folder holding shards of other settings is refused.
+File names and hashes are in :mod:`dlsets.scale.layout`; index.json is written and read by
+:mod:`dlsets.scale.shard_index`.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,42 +33,31 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError, OptionError
+from ..errors import OptionError
 from ..store.atomic import replacing
+from .layout import (  # noqa: F401  (KIND, SHARD_BYTES: importable from here as before)
+    FORMATS,
+    INDEX,
+    KIND,
+    NAME,
+    SHARD_BYTES,
+    SHARD_FILE,
+    SIDECAR,
+    default_shards,
+    labels64,
+    sha256_array,
+    sha256_file,
+    shard_file,
+    shard_rows,
+    sidecar,
+    write_json,
+)
 from .shard_claim import released_on_failure
+from .shard_index import entry_or_none, read_index, read_json_or_none, write_index  # noqa: F401
 
 log = logging.getLogger("dlsets")
 
-FORMATS = {"hdf5": ".h5", "webdataset": ".tar"}
-INDEX = "index.json"
-KIND = "dlsets.shards"
-SHARD_BYTES = 256 << 20  # default shard size: within WebDataset's advice of 100 MB to 1 GB
-SHARD_FILE = re.compile(r"(?P<name>.+)-(?P<i>\d{5,})-of-(?P<n>\d{5,})\.(?:h5|tar)")
-_SIDECAR = re.compile(r"\.(?P<file>.+-\d{5,}-of-\d{5,}\.(?:h5|tar))\.json")
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
-_HASH_BLOCK = 1 << 26
 _MAX_INDEX = 256 << 20  # shard_index.MAX_INDEX_BYTES
-
-
-# ---------------------------------------------------------------------------- naming
-def shard_rows(target: int, shards: int, shard: int) -> tuple[int, int]:
-    """Output rows (lo, hi) of shard ``shard`` of ``shards``: sizes differ by at most one."""
-    return shard * target // shards, (shard + 1) * target // shards
-
-
-def shard_file(name: str, shard: int, shards: int, format: str = "hdf5") -> str:
-    """``{name}-{shard:05d}-of-{shards:05d}`` plus ``.h5`` or ``.tar``."""
-    return f"{name}-{shard:05d}-of-{shards:05d}{FORMATS[format]}"
-
-
-def default_shards(target: int, image_shape: Sequence[int], dtype: np.dtype | str) -> int:
-    """Shards of at most about 256 MB of pixels each."""
-    sample = max(1, int(np.prod(tuple(image_shape))) * np.dtype(dtype).itemsize)
-    return max(1, min(target, -(-target * sample // SHARD_BYTES)))
-
-
-def _sidecar(folder: Path, file: str) -> Path:
-    return folder / f".{file}.json"
 
 
 # ---------------------------------------------------------------------------- the expansion
@@ -97,40 +87,18 @@ class _Expansion:
         return self.settings["shards"]
 
 
-def _sha256_array(a: np.ndarray) -> str:
-    h = hashlib.sha256()
-    flat = a.reshape(len(a), -1) if a.ndim > 1 else a.reshape(-1, 1)
-    rows = max(1, _HASH_BLOCK // max(1, flat.shape[1] * a.dtype.itemsize))
-    for s in range(0, len(flat), rows):
-        h.update(np.ascontiguousarray(flat[s:s + rows]))
-    return h.hexdigest()
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _labels64(y: np.ndarray) -> np.ndarray:
-    """Labels in one canonical dtype, so the same values hash the same in any integer dtype."""
-    return np.asarray(y).astype("<i8")
-
-
 def _prepare(
     x, y, target, out, *, shards, augmenter, balance, keep_originals, seed, channels, format,
     name, classes, compression, chunk_size, shard=None, masks=None,
 ) -> _Expansion:
     from ..augment import params
     from ..augment.expand import (
-        _check_masks,
-        _check_xy,
-        _chunk,
-        _count,
-        _resolve,
+        check_count,
+        check_masks,
+        check_xy,
+        chunk_rows,
         class_names,
+        copy_augmenter,
         copy_sources,
     )
 
@@ -145,22 +113,22 @@ def _prepare(
         x, y = ds.train.images, ds.train.labels
         masks = ds.train.masks if masks is None else masks
         classes = ds.classes if classes is None else classes
-    x, y = _check_xy(x, y, channels)
-    masks = _check_masks(masks, x, channels)
-    target = _count("target", target, 1)
+    x, y = check_xy(x, y, channels)
+    masks = check_masks(masks, x, channels)
+    target = check_count("target", target, 1)
     seed = params.check_seed(seed)
     if format not in FORMATS:
         raise OptionError(f"format={format!r} is not allowed: give one of {list(FORMATS)}")
     if compression not in (None, "gzip", "lzf") or (compression and format != "hdf5"):
         raise OptionError(f"compression={compression!r} is not allowed: give None, or 'gzip' "
                           "or 'lzf' for HDF5 shards")
-    shards = _count("shards", shards, 1)
+    shards = check_count("shards", shards, 1)
     if shards > target:
         raise OptionError(f"shards={shards} is more than the target of {target} samples: every "
                           f"shard needs at least one sample; give shards <= {target}")
     name = dataset if name is None else name
     name = "augmented" if name is None else str(name)
-    if not _NAME.fullmatch(name):
+    if not NAME.fullmatch(name):
         raise OptionError(f"name={name!r} is not allowed in shard file names: use letters, "
                           "digits, '.', '_', '+' and '-' (at most 100), starting with a letter "
                           "or digit")
@@ -171,7 +139,7 @@ def _prepare(
                           "layout's uint8 labels (0..255): use format='webdataset'")
     names = class_names(y, classes)
     src = copy_sources(y, target, balance=balance, keep_originals=keep_originals, seed=seed)
-    aug = _resolve(augmenter, seed, len(src))
+    aug = copy_augmenter(augmenter, seed, len(src))
     settings = {
         "name": name,
         "format": format,
@@ -181,8 +149,8 @@ def _prepare(
             "count": len(x),
             "image_shape": list(x.shape[1:]),
             "dtype": x.dtype.str,
-            "images_sha256": _sha256_array(x),
-            "labels_sha256": _sha256_array(_labels64(y)),
+            "images_sha256": sha256_array(x),
+            "labels_sha256": sha256_array(labels64(y)),
         },
         "augmenter": repr(aug),
         "balance": bool(balance),
@@ -193,40 +161,16 @@ def _prepare(
         "classes": names,
     }
     if masks is not None:  # only then: the keys of mask-less expansions stay as they were
-        settings["source"].update(masks_sha256=_sha256_array(masks),
+        settings["source"].update(masks_sha256=sha256_array(masks),
                                   mask_shape=list(masks.shape[1:]), mask_dtype=masks.dtype.str)
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
-    exp = _Expansion(x, y, src, aug, Path(out), settings, key, _chunk(x, chunk_size), channels,
+    exp = _Expansion(x, y, src, aug, Path(out), settings, key, chunk_rows(x, chunk_size), channels,
                      [shard_file(name, i, shards, format) for i in range(shards)], masks)
     _check_folder(exp, shard)
     return exp
 
 
 # ---------------------------------------------------------------------------- the folder
-def _read_json(path: Path, cap: int | None = None) -> dict | None:
-    """A small JSON object the writers read (index, entries); None if missing or unreadable
-    (they rewrite what they cannot read). Bounded: see :mod:`dlsets.shard_index`."""
-    from .shard_index import MAX_ENTRY_BYTES, read_small_json
-
-    try:
-        data = read_small_json(path, cap or MAX_ENTRY_BYTES)
-    except FormatError as exc:
-        log.info("%s: treated as missing", exc)
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _entry(path: Path, format: str | None = None) -> dict | None:
-    """A shard's checked entry file; None if missing or damaged (its shard is rewritten)."""
-    from .shard_index import read_entry
-
-    try:
-        return read_entry(path, format)
-    except FormatError as exc:
-        log.info("%s: treated as missing", exc)
-        return None
-
-
 def _differences(theirs: dict, ours: dict) -> str:
     out = []
     for k in sorted(set(theirs) | set(ours)):
@@ -271,22 +215,22 @@ def _check_folder(exp: _Expansion, shard: int | None = None) -> None:
 
 def _check_files(exp: _Expansion, shard: int | None) -> None:
     folder = exp.folder
-    doc = _read_json(folder / INDEX, _MAX_INDEX)
+    doc = read_json_or_none(folder / INDEX, _MAX_INDEX)
     if doc is not None and doc.get("key") != exp.key:
         raise _conflict(exp, INDEX, doc.get("settings"))
     ours = set(exp.files)
     entries = []
     for name in sorted(os.listdir(folder)):
-        if m := _SIDECAR.fullmatch(name):
+        if m := SIDECAR.fullmatch(name):
             if m["file"] not in ours:
-                meta = _read_json(folder / name) or {}
+                meta = read_json_or_none(folder / name) or {}
                 raise _conflict(exp, f"the entry of {m['file']}", meta.get("settings"))
             entries.append((m["file"] != exp.files[shard] if shard is not None else 0, name))
         elif SHARD_FILE.fullmatch(name) and name not in ours:
             raise _conflict(exp, name, None)
     entries.sort()  # this shard's own entry first
     for _, name in entries if shard is None else entries[:3]:
-        meta = _read_json(folder / name)
+        meta = read_json_or_none(folder / name)
         if meta is not None and meta.get("key") != exp.key:
             raise _conflict(exp, f"the entry of {name[1:-5]}", meta.get("settings"))
 
@@ -296,7 +240,7 @@ def _present(exp: _Expansion, shard: int) -> dict | None:
     """The entry of shard ``shard`` if its file is there, complete and as recorded."""
     file = exp.files[shard]
     path = exp.folder / file
-    meta = _entry(_sidecar(exp.folder, file), exp.settings["format"])
+    meta = entry_or_none(sidecar(exp.folder, file), exp.settings["format"])
     if meta is None or meta.get("key") != exp.key or not path.is_file():
         return None
     entry = meta["entry"]
@@ -304,14 +248,14 @@ def _present(exp: _Expansion, shard: int) -> dict | None:
     if entry.get("rows") != rows or entry.get("size") != path.stat().st_size:
         log.info("%s does not match its entry: rewriting it", path)
         return None
-    if _sha256_file(path) != entry.get("sha256"):
+    if sha256_file(path) != entry.get("sha256"):
         log.info("%s does not hash to its entry: rewriting it", path)
         return None
     return entry
 
 
 def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
-    from ..augment.expand import _produce
+    from ..augment.expand import produce_chunks
     from .shard_claim import make_folder
 
     folder, file = exp.folder, exp.files[shard]
@@ -328,7 +272,7 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
 
     def account(images: np.ndarray, labels: np.ndarray, masks=None) -> None:
         hashes[0].update(np.ascontiguousarray(images))
-        hashes[1].update(_labels64(labels))
+        hashes[1].update(labels64(labels))
         if masks is not None:
             hashes[2].update(np.ascontiguousarray(masks))
         counts[:] += np.bincount(labels, minlength=len(counts))[:len(counts)]
@@ -357,7 +301,7 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
                     mset[pos - lo:pos - lo + len(mk)] = mk
                 account(chunk, lab, mk)
 
-            _produce(write=write, **produce)
+            produce_chunks(write=write, **produce)
             # the single-file layout's attributes, plus where this shard sits
             write_attrs(f, s["classes"], originals=originals, seed=s["seed"],
                         augmenter=s["augmenter"], channels=s["channels"], shard=shard,
@@ -375,7 +319,7 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
                     writer.write(pos, chunk, lab, mk)
                     account(chunk, lab, mk)
 
-                _produce(write=write, **produce)
+                produce_chunks(write=write, **produce)
                 writer.close()
         except OSError as exc:
             from ..store.space import write_error
@@ -393,13 +337,13 @@ def _write(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> dict:
         "originals": originals,
         "class_counts": counts.tolist(),
         "size": path.stat().st_size,
-        "sha256": file_sha256 or _sha256_file(path),
+        "sha256": file_sha256 or sha256_file(path),
         "images_sha256": hashes[0].hexdigest(),
         "labels_sha256": hashes[1].hexdigest(),
     }
     if m is not None:
         entry["masks_sha256"] = hashes[2].hexdigest()
-    _write_json(_sidecar(folder, file), {"key": exp.key, "entry": entry, "settings": s})
+    write_json(sidecar(folder, file), {"key": exp.key, "entry": entry, "settings": s})
     return entry
 
 
@@ -414,18 +358,6 @@ class _HashingWriter:
         return self.f.write(data)
 
 
-def _write_json(path: Path, doc: dict) -> None:
-    text = json.dumps(doc, indent=1, sort_keys=True) + "\n"
-    data = text.encode("utf-8")
-    try:  # idempotent: the same document is not rewritten (and only a regular file is read)
-        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-            return
-    except OSError:
-        pass
-    with replacing(path) as tmp:
-        tmp.write_bytes(data)
-
-
 def _run(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> tuple[dict, bool]:
     """Shard ``shard``'s entry, and whether it was written (False: present and verified)."""
     entry = _present(exp, shard)
@@ -434,81 +366,6 @@ def _run(exp: _Expansion, shard: int, advance: Callable[[int], None]) -> tuple[d
         advance(entry["count"])
         return entry, False
     return _write(exp, shard, advance), True
-
-
-# ---------------------------------------------------------------------------- the index
-def _index_doc(settings: dict, key: str, entries: list[dict]) -> dict:
-    from ..common.version import __version__
-
-    counts = np.sum([e["class_counts"] for e in entries], axis=0).astype(int).tolist()
-    source = settings["source"]
-    masks = {"mask_shape": source["mask_shape"], "mask_dtype": source["mask_dtype"]} \
-        if "mask_shape" in source else {}
-    return masks | {
-        "kind": KIND,
-        "version": 1,
-        "created_by": f"dlsets {__version__}",
-        "key": key,
-        "dataset": settings["name"],
-        "format": settings["format"],
-        "count": settings["target"],
-        "image_shape": settings["source"]["image_shape"],
-        "dtype": settings["source"]["dtype"],
-        "channels": settings["channels"],
-        "classes": settings["classes"],
-        "class_counts": counts,
-        "originals": sum(e["originals"] for e in entries),
-        "seed": settings["seed"],
-        "augmenter": settings["augmenter"],
-        "files": [e["file"] for e in entries],
-        "shards": entries,
-        "settings": settings,
-    }
-
-
-def _complete_entries(folder: Path, settings: dict, key: str) -> list[dict] | None:
-    """Every shard's entry if every shard file is present with its entry's size, else None."""
-    files = [shard_file(settings["name"], i, settings["shards"], settings["format"])
-             for i in range(settings["shards"])]
-    if not set(files) <= set(os.listdir(folder)):  # one listing: most calls stop here
-        return None
-    entries = []
-    for f in files:
-        meta = _entry(_sidecar(folder, f), settings["format"])
-        if meta is None or meta.get("key") != key:
-            return None
-        entry = meta["entry"]
-        if entry.get("size") != (folder / f).stat().st_size:
-            return None
-        entries.append(entry)
-    return entries
-
-
-def _write_index(folder: Path, settings: dict, key: str,
-                 entries: list[dict] | None = None) -> Path | None:
-    entries = entries if entries is not None else _complete_entries(folder, settings, key)
-    if entries is None:
-        return None
-    path = folder / INDEX
-    _write_json(path, _index_doc(settings, key, entries))
-    return path
-
-
-def read_index(folder: str | os.PathLike) -> dict:
-    """The parsed and checked ``index.json`` of a folder of shards (see
-    :mod:`dlsets.shard_index`); FormatError if there is none yet or it is damaged."""
-    from .shard_index import MAX_INDEX_BYTES, check_index, read_small_json
-
-    folder = Path(folder)
-    doc = read_small_json(folder / INDEX, MAX_INDEX_BYTES, "shard index")
-    if doc is None:
-        present = sorted(p.name for p in folder.glob("*") if SHARD_FILE.fullmatch(p.name)) \
-            if folder.is_dir() else []
-        raise FormatError(
-            f"{folder / INDEX} does not exist: the expansion is not complete "
-            f"({len(present)} shard file(s) there). Run the remaining shards (or `dlsets "
-            f"verify {folder}/` to see which are missing).")
-    return check_index(doc, folder / INDEX)
 
 
 # ---------------------------------------------------------------------------- public API
@@ -548,10 +405,10 @@ def expand_shard(
     in HDF5, ``{key}.mask.npy`` in tar shards (a dataset name brings its own masks).
     OptionError if ``out`` holds shards of other settings (nothing is written then).
     """
-    from ..augment.expand import _count
+    from ..augment.expand import check_count
     from ..common.progress import bar
 
-    shards = _count("shards", shards, 1)
+    shards = check_count("shards", shards, 1)
     if isinstance(shard, bool) or not isinstance(shard, (int, np.integer)) or not (
             0 <= shard < shards):
         raise OptionError(f"shard={shard!r} is not allowed: give a shard number in "
@@ -565,7 +422,7 @@ def expand_shard(
           bar(hi - lo, f"shard {shard}", progress=progress, unit="img") as pbar):
         entry, _ = _run(exp, int(shard), pbar.update)
     if index:
-        _write_index(exp.folder, exp.settings, exp.key)
+        write_index(exp.folder, exp.settings, exp.key)
     return entry
 
 
@@ -606,7 +463,7 @@ def expand_to_shards(
           bar(exp.target, "augment", progress=progress, unit="img") as pbar):
         for i in range(exp.shards):
             entries.append(_run(exp, i, pbar.update)[0])
-    return _write_index(exp.folder, exp.settings, exp.key, entries)
+    return write_index(exp.folder, exp.settings, exp.key, entries)
 
 
 def _shape_dtype(x, channels) -> tuple[tuple[int, ...], np.dtype]:
