@@ -126,10 +126,9 @@ def _interrupted(args) -> str:
     if args.command == "augment" and out and (
             getattr(args, "shards", None) is not None or str(out).endswith(("/", os.sep))
             or Path(out).is_dir()) and getattr(args, "format", None) != "caffe":
-        from ..scale.shards import SHARD_FILE
+        from ..scale.layout import complete_shards
 
-        done = ([p for p in Path(out).iterdir() if SHARD_FILE.fullmatch(p.name)]
-                if Path(out).is_dir() else [])
+        done = complete_shards(out)
         return (f"interrupted; {len(done)} complete shard(s) in {shown(out)} are kept (the one "
                 "being written was not). Run the same command again to write the rest.")
     if out:

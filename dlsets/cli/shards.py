@@ -15,14 +15,9 @@ from .text import shown
 
 def _shard_folders(names: Sequence[str]) -> list[str]:
     """The arguments of ``verify`` that are folders of shards, not dataset names."""
-    from ..scale.shards import INDEX
+    from ..scale.layout import is_shard_folder
 
-    def folder(n: str) -> bool:
-        p = Path(n)
-        # a folder of images (see _source_kind) holds neither an index nor shard entries
-        return p.is_dir() and ((p / INDEX).is_file() or any(p.glob(".*-of-*.json")))
-
-    return [n for n in names if folder(n)]
+    return [n for n in names if is_shard_folder(n)]
 
 
 def _verify_shards(folders: Sequence[str], args) -> int:

@@ -28,6 +28,19 @@ NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,99}")
 _HASH_BLOCK = 1 << 26
 
 
+def is_shard_folder(path: str | Path) -> bool:
+    """Whether ``path`` is a folder of shards (it holds ``index.json`` or a shard's entry); a
+    folder of images holds neither."""
+    p = Path(path)
+    return p.is_dir() and ((p / INDEX).is_file() or any(p.glob(".*-of-*.json")))
+
+
+def complete_shards(folder: str | Path) -> list[Path]:
+    """The shard files under their final names in ``folder`` (none when it is not a folder)."""
+    folder = Path(folder)
+    return [p for p in folder.iterdir() if SHARD_FILE.fullmatch(p.name)] if folder.is_dir() else []
+
+
 def shard_rows(target: int, shards: int, shard: int) -> tuple[int, int]:
     """Output rows (lo, hi) of shard ``shard`` of ``shards``: sizes differ by at most one."""
     return shard * target // shards, (shard + 1) * target // shards
