@@ -141,7 +141,7 @@ REMOVE_WAIT = removal.REMOVE_WAIT
 def remove(name: str, *, cache_dir: PathLike | None = None,
            wait: float = REMOVE_WAIT) -> Path | None:
     """Delete ``<cache>/<name>`` and everything in it; returns the folder, or None if absent
-    (a Kaggle dataset: its folder under ``<cache>/_kaggle``).
+    (``wait`` is checked by :func:`dlsets.sources.acquire.remove`).
 
     Every lock of the dataset is taken first: a fetch, load or verify of it in progress is
     waited for, up to ``wait`` seconds (0: refuse at once); then the folder is renamed away in
