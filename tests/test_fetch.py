@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from dlsets.errors import DlsetsError, DownloadError, OfflineError, OptionError
-from dlsets.sources import acquire, download, registry
+from dlsets.sources import acquire, builtin_cache, download, registry
 from dlsets.sources.registry import DatasetSpec, FileSpec
 from dlsets.store import cache
 from tests.formats import idx_gz_bytes
@@ -248,7 +248,7 @@ def test_four_processes_download_each_file_once(toy, server, tmp_path):
 def _fetch_and_rerecord(barrier, cache_dir, file) -> None:
     barrier.wait(timeout=60)
     acquire.fetch("toy", files=[file], cache_dir=cache_dir, progress=False)
-    c = acquire._Cache(registry.get("toy"), cache_dir)
+    c = builtin_cache._Cache(registry.get("toy"), cache_dir)
     h = download.hash_file(c.path(file), md5=True)
     for _ in range(25):  # many read-modify-writes of verified.json, racing the other processes
         c.forget(file)

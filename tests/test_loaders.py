@@ -11,7 +11,7 @@ import pytest
 
 import dlsets
 from dlsets.errors import FormatError, OfflineError, OptionError
-from dlsets.sources import loaders
+from dlsets.sources import loaders, prepare
 from dlsets.sources.acquire import fetch
 from dlsets.store import prepared
 from dlsets.store.cache import prepared_dir
@@ -678,10 +678,10 @@ def test_md5_only_source_changed_in_cache_makes_prepared_stale(tmp_path):
     st = src.stat()
     manifest = {"format": "notmnist", "sources": {src.name: "ab" * 32},
                 "source_stats": {src.name: [st.st_size, st.st_mtime_ns]}}
-    assert loaders._stale(spec, manifest, tmp_path) is None
+    assert prepare._stale(spec, manifest, tmp_path) is None
     src.write_bytes(b"archive version 2")
-    assert "changed" in loaders._stale(spec, manifest, tmp_path)
-    assert "file sets" in loaders._stale(spec, {**manifest, "sources": {"other.tar.gz": "x"}},
+    assert "changed" in prepare._stale(spec, manifest, tmp_path)
+    assert "file sets" in prepare._stale(spec, {**manifest, "sources": {"other.tar.gz": "x"}},
                                          tmp_path)
 
 
@@ -745,7 +745,7 @@ def test_a_damaged_manifest_means_rebuild_in_every_command(mnist_ds, defect, cap
             _edit_manifest(folder, _MANIFEST_DEFECTS[defect])
 
     damage()
-    assert prepared.read_manifest(folder) is None or loaders._layout_problem(
+    assert prepared.read_manifest(folder) is None or prepare._layout_problem(
         dlsets.describe("tiny-mnist"), prepared.read_manifest(folder))
     assert loaders.prepared_info("tiny-mnist", cache_dir=cache_dir) is None
     common = ["--cache-dir", str(cache_dir)]

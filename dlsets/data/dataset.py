@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -93,17 +96,11 @@ class Dataset:
         """Per-channel ``(mean, std)`` of the train images in [0, 1] units, for
         ``normalize=ds.stats`` in the feeding adapters: the published values for the built-in
         datasets (registry), else measured on ``ds.train.images`` once (a :class:`Stats`)."""
-        from ..errors import RegistryError
-        from ..sources import registry
         from .stats import from_registry, measure
 
         found = self.__dict__.get("_stats")
         if found is None:
-            try:
-                spec = registry.get(self.name)
-                found = from_registry(spec.stats) if spec.builtin else None
-            except RegistryError:
-                found = None
+            found = from_registry(_published_stats().get(self.name))
             if found is None:
                 found = measure(self.train.images)
             self.__dict__["_stats"] = found
@@ -174,3 +171,12 @@ class Dataset:
         more = "".join(f", {k}={desc(v)}" for k, v in self.extra.items())
         return (f"Dataset({self.name!r}, train={desc(self.train)}, test={desc(self.test)}{more}, "
                 f"{len(self.classes)} classes)")
+
+
+@functools.lru_cache(maxsize=1)
+def _published_stats() -> dict[str, dict]:
+    """Built-in dataset name -> its published ``stats`` entry, read from the package's
+    ``registry.json`` (the file the registry reads its built-ins from): data/ sits below the
+    sources and does not import the registry. User entries never have published stats."""
+    text = resources.files("dlsets").joinpath("registry.json").read_text(encoding="utf-8")
+    return {name: e["stats"] for name, e in json.loads(text).items() if e.get("stats")}

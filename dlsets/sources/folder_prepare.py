@@ -292,7 +292,7 @@ def _sizes_found(mismatch: list[tuple[str, str]], target, same: int) -> str:
 
 
 def _dataset(name, arrays, manifest, folder: Path, dtype, channels) -> Dataset:
-    from .loaders import _convert
+    from .layout import convert as _convert
 
     classes = tuple(manifest["classes"])
     splits, shapes = {}, {}

@@ -159,7 +159,8 @@ def load_folder(
     ``val``/``val_seed`` carve a validation split from train as :func:`dlsets.load` does
     (a folder with its own ``val/`` has one already).
     """
-    from .loaders import CHANNELS, DTYPES, _check
+    from .layout import CHANNELS, DTYPES
+    from .layout import check_option as _check
 
     if val is not None:
         from ..data.splits import check_val
@@ -187,7 +188,7 @@ def load_folder(
         raise OptionError(f"workers={workers!r} is not allowed: give an integer >= 1")
     name = str(path)
     if name.startswith("kaggle:"):
-        from . import kaggle
+        from . import kaggle_fetch as kaggle
 
         root, slot = kaggle.fetch_folder(name, cache_dir=cache_dir, progress=progress,
                                          download=download)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..data.dataset import SPLITS, Dataset, Split
 from ..errors import FormatError
+from .table import Source, register
 
 SUFFIXES = (".h5", ".hdf5")
 
@@ -58,3 +59,21 @@ def load_file(path: str | os.PathLike) -> Dataset:
             "splits": {s: {"images_shape": list(v.images.shape)} for s, v in found.items()}}
     return Dataset(path.stem, found["train"], found["test"], classes, info, _close=f.close,
                    extra=extra)
+
+
+class H5FileSource(Source):
+    """An HDF5 file dlsets wrote, loaded back as it is (first in the table: a path)."""
+
+    order = 10
+
+    def claims(self, name) -> bool:
+        return is_file(name)
+
+    def load(self, name, *, val=None, val_seed=0, **_options) -> Dataset:
+        from .layout import with_validation
+
+        ds = load_file(name)
+        return ds if val is None else with_validation(ds, val, val_seed)
+
+
+register(H5FileSource())

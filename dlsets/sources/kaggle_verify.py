@@ -19,7 +19,7 @@ def verify(name: str, *, cache_dir=None, repair: bool = True) -> list[str]:
     changed, deleted or added are unpacked again from the verified archive, or, when that is
     gone too, downloaded again and unpacked (``repair``); prepared copies are hashed in full
     and deleted when damaged."""
-    from . import kaggle
+    from . import kaggle_fetch as kaggle
 
     ref, _ = kaggle._resolve(name)
     store = kaggle._Store(ref, cache_dir)

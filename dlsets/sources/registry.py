@@ -390,7 +390,7 @@ def _kaggle_entry(path: Path, name: str, e: dict, fail) -> DatasetSpec:
             r"(competitions/[\w.-]+|[\w.-]+/[\w.-]+(/versions/\d+)?)", ref):
         raise fail(f"'kaggle' is {ref!r}: give 'OWNER/DATASET', 'OWNER/DATASET/versions/N' or "
                    "'competitions/NAME'")
-    from .kaggle import parse_ref
+    from .kaggle_ref import parse_ref
 
     try:  # its parts become folders of the cache: '..' and over-long parts are refused
         parse_ref(ref)
