@@ -11,7 +11,8 @@ import pytest
 
 import dlsets
 from dlsets.errors import FormatError, OfflineError, OptionError
-from dlsets.sources import loaders, prepare
+from dlsets.sources import builtin_prepare as prepare
+from dlsets.sources import loaders
 from dlsets.sources.acquire import fetch
 from dlsets.store import prepared
 from dlsets.store.cache import prepared_dir

@@ -165,7 +165,7 @@ def save_png(grid: np.ndarray, path: str | os.PathLike, *, scale: int = 1,
              overwrite: bool = False) -> Path:
     """Write a uint8 image (H, W), (H, W, 3) or (H, W, 4) as PNG, atomically; ``scale`` enlarges
     it by pixel repetition. An existing PNG that dlsets did not write is refused unless
-    ``overwrite`` (see :mod:`dlsets.stamps`). Returns the path."""
+    ``overwrite`` (see :mod:`dlsets.store.stamps`). Returns the path."""
     from PIL import Image
 
     grid = np.asarray(grid)

@@ -131,7 +131,7 @@ class Dataset:
         """Write every split for Caffe's HDF5Data layer into ``folder``: ``<split>.txt`` list
         files of ``<split>_<k>.h5`` files holding ``data`` (N, C, H, W) float32 scaled into
         ``value_range`` and ``label`` (N,) float32, each file at most ``max_file_bytes``
-        (default 512 MiB). See :mod:`dlsets.caffe`."""
+        (default 512 MiB). See :mod:`dlsets.outputs.caffe`."""
         from ..outputs.caffe import DEFAULT_MAX_FILE_BYTES, to_caffe
 
         return to_caffe(self, folder, value_range=value_range,
@@ -142,7 +142,7 @@ class Dataset:
                      batch_size: int | None = None) -> Path:
         """Write train and test as ConvNetJS sprite sheets into ``folder``:
         ``<prefix>_batch_<i>.png`` (one image a row) and ``<prefix>_labels.js`` / ``.json``.
-        See :mod:`dlsets.convnetjs`."""
+        See :mod:`dlsets.outputs.convnetjs`."""
         from ..outputs.convnetjs import to_convnetjs
 
         return to_convnetjs(self, folder, prefix=prefix, batch_size=batch_size)

@@ -67,7 +67,7 @@ def row_map(dset: Any) -> Any | None:
 
 
 def rows_of(dset: Any) -> Any:
-    """:func:`row_map` of ``dset``; a :class:`~dlsets.chunkorder.ChunkCache` of it where it
+    """:func:`row_map` of ``dset``; a :class:`~dlsets.data.chunkorder.ChunkCache` of it where it
     is compressed in chunks of whole rows; else ``dset`` itself (the map is only a faster way:
     an OS or HDF5 refusal falls back to h5py). A file shorter than its data raises
     FormatError."""

@@ -3,20 +3,20 @@ adapters (``dlsets.torch``, ``dlsets.keras``, ``dlsets.tfdata``) are thin layers
 
 **The id rule.** Sample ``j`` of a dataset of ``n`` samples, in epoch ``e``, is augmented as
 sample ``e * n + j`` of the augmenter's stream (:func:`sample_ids`); a further fetch of it in
-the same epoch (padding for equal shares) takes an id of a disjoint range (:mod:`dlsets.ids`).
+the same epoch (padding for equal shares) takes an id of a disjoint range (:mod:`dlsets.feed.ids`).
 So every fetch has its own transform, and the same seed gives the same transforms whatever the
 batch size, shuffling, number of workers, their scheduling or the number of ranks.
 
 **An epoch** of :class:`Batches` is the order of ``range(n)`` sorted by Philox keys of
 ``(seed, epoch)`` (or ``range(n)`` itself without shuffling; for a compressed HDF5 dataset,
-whole chunks in a shuffle buffer: :mod:`dlsets.chunkorder`); with ``world_size`` ranks it is cut
+whole chunks in a shuffle buffer: :mod:`dlsets.data.chunkorder`); with ``world_size`` ranks it is cut
 into equal shares, rank ``r`` taking positions ``r, r + world_size, ...``: the last
 ``n % world_size`` positions are left out of that epoch (or, with ``pad=True``, the order is
 extended with its own first samples, as ``DistributedSampler`` does). Batches are consecutive
 ``batch_size`` runs of the share, the last one shorter unless ``drop_last``.
 
 Batches are read from any array-like with ``len`` and row indexing (NumPy arrays, memory maps,
-HDF5 datasets, :class:`~dlsets.splits.Rows`), augmented whole through the batched engine,
+HDF5 datasets, :class:`~dlsets.data.splits.Rows`), augmented whole through the batched engine,
 then converted: ``dtype``, ``channels`` and ``normalize`` (after augmentation, so the
 augmenter's ``fill`` is in the stored units: 0 is black, which normalises to ``-mean / std``).
 """
@@ -297,7 +297,7 @@ class Feed:
     def _augmenter_here(self):
         """The augmenter for this process. In another process (a DataLoader or PyDataset
         worker: the workers are the parallelism) it runs on one thread of its own, and the
-        process keeps freed memory for its next batches (:mod:`dlsets.workermem`). (OpenCV's
+        process keeps freed memory for its next batches (:mod:`dlsets.feed.workermem`). (OpenCV's
         thread count is left alone: cv2.setNumThreads in a forked child of a process that had
         used OpenCV's threads hangs.)"""
         if os.getpid() == self._home:
@@ -461,7 +461,7 @@ class Batches:
                 f"per epoch, epoch={self.epoch}, rank {self.rank} of {self.world_size})")
 
     def set_epoch(self, epoch: int) -> None:
-        """Make the next pass epoch ``epoch`` (0 to :func:`dlsets.ids.max_epoch` of ``n``)."""
+        """Make the next pass epoch ``epoch`` (0 to :func:`dlsets.feed.ids.max_epoch` of ``n``)."""
         self.epoch = check_epoch(epoch, self.n)
 
     def next_epoch(self) -> int:
@@ -538,7 +538,7 @@ def batches(images, labels=None, batch_size: int = 32, *, masks=None, shuffle: b
     is the first pass's epoch (each pass moves it on; ``set_epoch`` sets it). ``augmenter``
     (a dlsets Augmenter, or an albumentations pipeline seeded from ``seed``) augments whole
     batches, sample ``j`` of epoch ``e`` as id ``e * N + j`` (padding's repeats: see
-    :mod:`dlsets.ids`). ``rank`` of ``world_size`` gets a disjoint, equal-sized share of every
+    :mod:`dlsets.feed.ids`). ``rank`` of ``world_size`` gets a disjoint, equal-sized share of every
     epoch (``pad=True``: padded with repeats instead of
     leaving the last ``N % world_size`` out). ``dtype`` None keeps the stored dtype, "float32"
     scales integers to [0, 1]; ``channels`` None keeps the layout, "last" gives (B, H, W, C),

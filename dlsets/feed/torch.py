@@ -6,7 +6,7 @@ shuffle=True, num_workers=k)``: the DataLoader hands it whole batches of indices
 the default collate as they are. :class:`AugmentedIterableDataset` makes the batches itself,
 for ``DataLoader(ds, batch_size=None, num_workers=k)``, split across workers and ranks.
 
-Both follow the id rule of :mod:`dlsets.ids` (the first fetch of sample ``j`` in epoch ``e`` is
+Both follow the id rule of :mod:`dlsets.feed.ids` (the first fetch of sample ``j`` in epoch ``e`` is
 augmented as id ``e * len(dataset) + j``, further fetches in the epoch take ids of their own)
 and keep the epoch in shared memory, so ``set_epoch`` reaches workers that already run
 (``persistent_workers=True``) and spawned ones.
@@ -175,7 +175,7 @@ class AugmentedDataset(Dataset):
 
     Epochs: after ``set_epoch(e)``, the first fetch of sample j is augmented as id
     ``e * len(self) + j`` and every further fetch in that epoch (a sampler that draws with
-    replacement) as an id of its own (:mod:`dlsets.ids`). Without any ``set_epoch`` call, the
+    replacement) as an id of its own (:mod:`dlsets.feed.ids`). Without any ``set_epoch`` call, the
     k-th fetch of sample j since construction is taken as epoch ``epoch + k``, id
     ``(epoch + k) * len(self) + j``, so plain loops get new transforms every epoch with no
     call at all. With a sampler that draws with replacement, call ``set_epoch`` before every

@@ -291,7 +291,7 @@ def extract(source: Source, dest: str | os.PathLike, *, max_member: MemberLimit 
     returns their paths.
 
     Members stream into one staging folder that becomes ``dest`` when the last is written (see
-    :mod:`dlsets.unpack`), so a failure leaves nothing behind. The bounds are those of
+    :mod:`dlsets.formats.unpack`), so a failure leaves nothing behind. The bounds are those of
     :func:`iter_members`, plus the free disk (SpaceError before a member that would not fit)
     and the inflation ratio of the whole (:data:`ZIP_MAX_RATIO` past :data:`ZIP_RATIO_FLOOR`);
     a path given twice, or a file and a folder of one name, is a FormatError.
@@ -404,7 +404,7 @@ def extract_zip(source: str | os.PathLike, dest: str | os.PathLike,
     The declared sizes must fit the free disk (SpaceError otherwise, before any write). Reads
     are bounded by each member's declared size and its CRC is checked (zipfile does both);
     ``on_file(rel)`` is called per file. Files stream into one staging folder that becomes
-    ``dest`` at the end (see :mod:`dlsets.unpack`): linear in the members."""
+    ``dest`` at the end (see :mod:`dlsets.formats.unpack`): linear in the members."""
     label = os.fspath(source)
     with _open_zip(source) as zf:  # opened once: its directory is parsed once
         members = _checked(zf, label, os.path.getsize(source))

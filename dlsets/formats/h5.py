@@ -4,7 +4,7 @@ Layout: ``/<split>/images`` (N, ...) and ``/<split>/labels`` (N,) (an unlabelled
 STL-10's unlabeled, has no ``labels``), plus ``/<split>/masks`` (N, H, W) for segmentation
 data; file attributes ``classes`` (names) and ``sources`` (JSON of source file -> sha256).
 
-Uncompressed datasets are contiguous, so readers map their bytes (:mod:`dlsets.fastread`:
+Uncompressed datasets are contiguous, so readers map their bytes (:mod:`dlsets.data.fastread`:
 a shuffled epoch at RAM speed from the page cache); compressed ones are chunked along the
 sample axis (whole rows per chunk), as every dataset was before (those files still read, and
 uncompressed chunked ones are mapped too).
@@ -70,9 +70,9 @@ def atomic_hdf5(path: str | os.PathLike, needed: int | None = None,
     """Write to a temporary HDF5 file beside ``path``; it becomes ``path`` on success only.
 
     An existing ``path`` that dlsets did not write is refused unless ``overwrite`` (see
-    :mod:`dlsets.stamps`); the new file carries the dlsets stamp. ``needed`` (bytes, the data
+    :mod:`dlsets.store.stamps`); the new file carries the dlsets stamp. ``needed`` (bytes, the data
     to be written) is checked against the free disk space first; a write that fails anyway
-    raises SpaceError / WriteError (see :func:`dlsets.space.output`) without crashing HDF5."""
+    raises SpaceError / WriteError (see :func:`dlsets.store.space.output`) without crashing HDF5."""
     import h5py
 
     stamps.check_replace(path, overwrite, what)

@@ -128,7 +128,7 @@ def peak_bytes(im, target: Target, file_bytes: int = 0) -> int:
 
 
 def _within(memory, nbytes: int, decode):
-    """``decode()`` once ``memory`` (a decoding budget, see :mod:`dlsets.decode_pool`) holds
+    """``decode()`` once ``memory`` (a decoding budget, see :mod:`dlsets.sources.decode_pool`) holds
     ``nbytes`` for it; a Skip when the budget refuses. Small images never ask."""
     if memory is None or nbytes < memory.small:
         return decode()

@@ -5,7 +5,7 @@ No single step inflates more than :data:`STEP` bytes, however well the input com
 megabyte of gzip'd zeros is a gigabyte of output: it is produced a step at a time, never at
 once), and ``limit`` caps the total: a stream that inflates past it fails with FormatError as
 soon as it does. Readers derive that cap from what the format and the dataset's layout allow
-(see :mod:`dlsets.limits`), so a small hostile file costs time and memory in proportion to
+(see :mod:`dlsets.formats.limits`), so a small hostile file costs time and memory in proportion to
 what a genuine file of that layout would, not to what it claims.
 """
 

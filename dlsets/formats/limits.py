@@ -5,7 +5,7 @@ inflate to) 8,000,000 images. Every reader therefore takes a :class:`Limits` mad
 dataset's spec: images of the layout's shape, at most ``max_images`` per split (the registry's
 ``max_images``; a user entry may raise it), and checks what a file declares against it before
 allocating or inflating anything. New readers call :func:`for_spec` and the checks below, and
-read compressed data through :class:`dlsets.inflate.Inflater` with a ``limit`` from here.
+read compressed data through :class:`dlsets.formats.inflate.Inflater` with a ``limit`` from here.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Limits:
 
 
 def for_spec(spec) -> Limits:
-    """The limits of a :class:`~dlsets.registry.DatasetSpec`."""
+    """The limits of a :class:`~dlsets.sources.registry.DatasetSpec`."""
     layout = f"a dataset like {spec.like}" if not spec.builtin else spec.name
     return Limits(tuple(spec.image_shape), getattr(spec, "max_images", DEFAULT_MAX_IMAGES),
                   layout)

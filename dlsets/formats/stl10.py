@@ -6,7 +6,7 @@ image, 1..10), ``class_names.txt`` and ``fold_indices.txt`` (10 lines of 0-based
 
 Python's ``tarfile`` in stream mode reads the members piece by piece: the unlabeled images are
 2.7 GB, more than a reader that holds whole members (``dlsets.archive``) should keep in memory.
-Every member is checked as :mod:`dlsets.archive` does (no links, devices, absolute or ``..``
+Every member is checked as :mod:`dlsets.formats.archive` does (no links, devices, absolute or ``..``
 paths), and nothing is allocated beyond what the compressed archive could inflate to.
 """
 
@@ -54,7 +54,7 @@ def read_stl10_tar(
     """Read an STL-10 binary tar.gz; ``unlabeled=True`` also reads the 100,000 unlabeled images.
 
     Reading stops as soon as every member needed has been seen (a member given twice before
-    then is a FormatError, as in :mod:`dlsets.archive`). ``compressed_size`` (the
+    then is a FormatError, as in :mod:`dlsets.formats.archive`). ``compressed_size`` (the
     archive's size; taken from the file when ``source`` is a path) bounds what a member may
     claim: deflate inflates at most 1032-fold.
     """

@@ -6,7 +6,7 @@ becomes the destination by one rename when the last member is written. So the co
 in the members (no per-file temporary, no per-file scan of a folder), member names are never
 lengthened (a legal 255-byte name stays legal), and the destination is either absent or whole.
 
-Member paths are checked part by part with :func:`dlsets.names.check_component` (up to
+Member paths are checked part by part with :func:`dlsets.store.names.check_component` (up to
 :data:`MAX_NAME` bytes, the usual file-system limit); two members of one path, or a file and a
 folder of one name, make the archive fail with FormatError naming both: the rule is that an
 archive describes one tree, nothing of it silently overwritten.

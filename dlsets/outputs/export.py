@@ -1,4 +1,4 @@
-"""Write a loaded dataset as one HDF5 file (dlsets layout, see :mod:`dlsets.h5`) or npz."""
+"""Write a loaded dataset as one HDF5 file (dlsets layout, see :mod:`dlsets.formats.h5`) or npz."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def write_hdf5(
     unlabelled split, written without labels); masks, when given and not None, as
     ``/<split>/masks``. The file carries ``classes``, ``sources``
     (file -> sha256) and any extra ``attrs``. An existing ``path`` that dlsets did not write is
-    refused unless ``overwrite`` (see :mod:`dlsets.stamps`).
+    refused unless ``overwrite`` (see :mod:`dlsets.store.stamps`).
     """
     check_compression(compression)
     path = Path(path)

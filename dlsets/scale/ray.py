@@ -110,7 +110,7 @@ def expand_on_ray(
     progress: bool | None = None,
     masks: np.ndarray | None = None,
 ) -> Path:
-    """:func:`~dlsets.shards.expand_to_shards` with one Ray task per shard (``cpus_per_shard``
+    """:func:`~dlsets.scale.shards.expand_to_shards` with one Ray task per shard (``cpus_per_shard``
     CPUs and augmenter threads each); returns the path of ``out/index.json``.
 
     ``out`` must be a folder every worker sees (the same path on a shared file system). Shards

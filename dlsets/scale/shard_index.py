@@ -3,7 +3,7 @@
 ``index.json`` and the hidden per-shard entries (``.{shard}.json``) are read as small regular
 files (a FIFO, a device or a file over the cap is refused, never read), and every field the
 readers use is type- and range-checked: file names are single path components confined to the
-folder (:mod:`dlsets.names`), rows tile ``0 .. count`` in order, counts add up. Each shard a
+folder (:mod:`dlsets.store.names`), rows tile ``0 .. count`` in order, counts add up. Each shard a
 reader opens is checked against its entry (rows, first row, shape, dtype) so that swapped or
 foreign files are refused cheaply; ``verify=True`` hashes them too. Every defect is one
 :class:`FormatError` naming the file. The writers read entries leniently (a damaged one is
@@ -373,7 +373,7 @@ def write_index(folder: Path, settings: dict, key: str,
 
 def read_index(folder: str | os.PathLike) -> dict:
     """The parsed and checked ``index.json`` of a folder of shards (see
-    :mod:`dlsets.shard_index`); FormatError if there is none yet or it is damaged."""
+    :mod:`dlsets.scale.shard_index`); FormatError if there is none yet or it is damaged."""
     folder = Path(folder)
     doc = read_small_json(folder / INDEX, MAX_INDEX_BYTES, "shard index")
     if doc is None:

@@ -1,4 +1,4 @@
-"""Read a folder of shards (see :mod:`dlsets.shards`) as one lazy array, split across ranks.
+"""Read a folder of shards (see :mod:`dlsets.scale.shards`) as one lazy array, split across ranks.
 
 ``load_shards(DIR, rank=r, world_size=w)`` gives rank r the rows ``r * q .. (r + 1) * q - 1``
 with ``q = count // w``: disjoint shares of equal size (the last ``count % w`` rows are left
@@ -239,7 +239,7 @@ def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1
 
     Shares are disjoint and all of ``count // world_size`` rows (the last ``count %
     world_size`` are in none). Needs ``index.json`` (FormatError otherwise), checked field by
-    field (:mod:`dlsets.shard_index`); each file's size is checked against it and each shard's
+    field (:mod:`dlsets.scale.shard_index`); each file's size is checked against it and each shard's
     own rows on opening (swapped or foreign files are refused). ``verify=True`` also hashes
     this rank's shards against their sha256 (``dlsets verify DIR/`` hashes them all).
     """

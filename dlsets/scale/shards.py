@@ -7,7 +7,7 @@ written on any machine, in any order, by any number of processes (a job array, R
 A folder of shards::
 
     DIR/{name}-{i:05d}-of-{N:05d}.h5 (or .tar)   the shards (HDF5 in the loaders' layout, or
-                                                  WebDataset tar, see :mod:`dlsets.tarshards`)
+                                                  WebDataset tar, see :mod:`dlsets.scale.tarshards`)
     DIR/.{shard file}.json                        each shard's manifest entry and the settings
                                                   (hidden, so shard readers list only shards)
     DIR/index.json                                every entry, once every shard is present

@@ -3,7 +3,7 @@
 These dispatch through the table of sources (:mod:`dlsets.sources.table`): a registry dataset's
 files are handled by :mod:`dlsets.sources.builtin_fetch` and :mod:`dlsets.sources.builtin_verify`,
 a Kaggle dataset's by :mod:`dlsets.sources.kaggle_fetch`. Every file goes through one decision
-(:func:`dlsets.cache.cache_action`) and one action, under ``<file>.lock``; ``remove`` takes
+(:func:`dlsets.store.cache.cache_action`) and one action, under ``<file>.lock``; ``remove`` takes
 every lock of the dataset before it renames the folder away.
 """
 
@@ -51,7 +51,7 @@ def fetch(
     ``$DLSETS_DEADLINE``): seconds the whole call may take, waits for other processes
     included; past it, :class:`DeadlineError`, and what was downloaded is kept.
     Kaggle datasets (``kaggle:...`` or a registry entry with a ``kaggle`` key) are downloaded
-    by :mod:`dlsets.kaggle`; the result maps their archive's name to its path.
+    by :mod:`dlsets.sources.kaggle`; the result maps their archive's name to its path.
     """
     return table.source_for(name, "fetch").fetch(
         name, files=files, cache_dir=cache_dir, mirrors=mirrors, source_dir=source_dir,

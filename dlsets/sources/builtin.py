@@ -13,8 +13,7 @@ from ..data.dataset import SPLITS, Dataset, Split
 from ..errors import OptionError
 from ..store import cache, prepared
 from . import builtin_fetch, builtin_verify, registry
-from .layout import Converted, class_names, convert, dataset_info, labels_key, with_validation
-from .prepare import (
+from .builtin_prepare import (
     _extra_splits,
     _for_variant,
     _prepared_arrays,
@@ -22,6 +21,7 @@ from .prepare import (
     _record_hdf5_sha,
     _variant,
 )
+from .load_options import Converted, class_names, convert, dataset_info, labels_key, with_validation
 from .table import Source, register
 
 log = logging.getLogger("dlsets")

@@ -1,7 +1,7 @@
 """Fetch a registry dataset's files into the cache, verified: downloads (mirrors first), imports
 from a folder (``--from``, recognised by checksum), and what is cached or missing.
 
-Each file goes through one decision (:func:`dlsets.cache.cache_action`) and then one action:
+Each file goes through one decision (:func:`dlsets.store.cache.cache_action`) and then one action:
 use it, re-hash it, resume it, download it, or report it missing. Downloads and repairs of a
 file happen under ``<file>.lock``, so several processes fetching at once download it once.
 """

@@ -8,7 +8,7 @@
   died before ``prctl`` ran).
 - Memory: decoding one image near Pillow's pixel limit peaks near 2 GB (a 172 KB 16-bit
   9400x9400 PNG: 1.7 GB), so "workers x largest image" can exceed the machine. An image whose
-  peak, estimated from its header (:func:`dlsets.readers.image.peak_bytes`), is at least
+  peak, estimated from its header (:func:`dlsets.formats.image.peak_bytes`), is at least
   ``SMALL`` holds that much of a :class:`Budget` shared by all workers while it decodes:
   half the memory available when decoding starts, or ``DLSETS_DECODE_MEMORY`` bytes. A worker
   waits for room, so parallelism drops only while big images decode; an image that needs more

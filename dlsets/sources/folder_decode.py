@@ -1,5 +1,5 @@
 """Decoding a folder's images (and masks) to the target size, in chunks: in this process for a
-few files, else on worker processes (:mod:`dlsets.decode_pool`)."""
+few files, else on worker processes (:mod:`dlsets.sources.decode_pool`)."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def _values(v: np.ndarray) -> str:
 
 def default_workers() -> int:
     """Decoding processes: the cores this process may run on, as many as the decoding memory
-    budget has room for (see :mod:`dlsets.decode_pool`)."""
+    budget has room for (see :mod:`dlsets.sources.decode_pool`)."""
     try:
         cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -85,7 +85,7 @@ def _chunks(tasks: list, workers: int) -> list[list]:
 
 def decode_all(tasks: list, job: DecodeJob, workers: int, on_done):
     """Yield _decode_chunk results for ``tasks`` (row, path, mask path), in any order:
-    in this process for a few files, else on ``workers`` processes (:mod:`dlsets.decode_pool`:
+    in this process for a few files, else on ``workers`` processes (:mod:`dlsets.sources.decode_pool`:
     workers that die with this process, a memory budget for big images)."""
     if not job.fast and (len(tasks) >= FAST_FROM or "cv2" in sys.modules):
         try:

@@ -1,6 +1,6 @@
 """A folder's prepared copy in the cache (``<cache>/_folders/<name>-<hash>/<options>/``): found
 by the folder's content key and options, else built (scan, decode, assemble the splits) under
-a lock and written with :mod:`dlsets.prepared`; opened as a :class:`Dataset`; verified."""
+a lock and written with :mod:`dlsets.store.prepared`; opened as a :class:`Dataset`; verified."""
 
 from __future__ import annotations
 
@@ -292,7 +292,7 @@ def _sizes_found(mismatch: list[tuple[str, str]], target, same: int) -> str:
 
 
 def _dataset(name, arrays, manifest, folder: Path, dtype, channels) -> Dataset:
-    from .layout import convert as _convert
+    from .load_options import convert as _convert
 
     classes = tuple(manifest["classes"])
     splits, shapes = {}, {}

@@ -21,7 +21,7 @@ readable or not, so a file a decoder rejects moves no other file across the spli
 is ordered by the same hash, which mixes the classes.
 
 The decoded arrays are prepared once into the cache (``<cache>/_folders/<name>-<hash of the
-path>/<options>/``, see :mod:`dlsets.prepared`), tagged with the folder's *content key*: the
+path>/<options>/``, see :mod:`dlsets.store.prepared`), tagged with the folder's *content key*: the
 sha256 of every file's relative path, size and modification time (nanoseconds) and of what was
 skipped. A load lists and stats the folder (no file is read) and rebuilds when the key differs.
 """
@@ -150,17 +150,17 @@ def load_folder(
     not in it is skipped, the reason naming the colour.
 
     Without train/test folders, ``test`` (a fraction) and ``seed`` drive the split rule
-    described in :mod:`dlsets.folders`. ``ds.info["skipped"]`` lists every file not used
+    described in :mod:`dlsets.sources.folders`. ``ds.info["skipped"]`` lists every file not used
     (relative path), ``ds.info["skip_reasons"]`` says why (not an image, corrupt, unsupported
     mode, too large, no mask, ...). ``subdir`` points inside the folder (or Kaggle dataset).
     The first load decodes on ``workers`` processes (default: all cores; big images share a
-    memory budget, see :mod:`dlsets.decode_pool`) with a progress bar; later loads
+    memory budget, see :mod:`dlsets.sources.decode_pool`) with a progress bar; later loads
     memory-map the prepared copy (milliseconds) until the folder changes.
     ``val``/``val_seed`` carve a validation split from train as :func:`dlsets.load` does
     (a folder with its own ``val/`` has one already).
     """
-    from .layout import CHANNELS, DTYPES
-    from .layout import check_option as _check
+    from .load_options import CHANNELS, DTYPES
+    from .load_options import check_option as _check
 
     if val is not None:
         from ..data.splits import check_val

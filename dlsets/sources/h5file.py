@@ -70,7 +70,7 @@ class H5FileSource(Source):
         return is_file(name)
 
     def load(self, name, *, val=None, val_seed=0, **_options) -> Dataset:
-        from .layout import with_validation
+        from .load_options import with_validation
 
         ds = load_file(name)
         return ds if val is None else with_validation(ds, val, val_seed)

@@ -35,7 +35,7 @@ PathLike = str | os.PathLike
 
 def verify(name: str, *, cache_dir: PathLike | None = None, repair: bool = True) -> list[str]:
     """What is wrong with a Kaggle dataset's cache (archives, unpacked files, prepared copies),
-    repaired when ``repair``: see :func:`dlsets.kaggle_verify.verify`."""
+    repaired when ``repair``: see :func:`dlsets.sources.kaggle_verify.verify`."""
     from .kaggle_verify import verify as _verify
 
     return _verify(name, cache_dir=cache_dir, repair=repair)
@@ -95,7 +95,7 @@ def load_entry(name: str, **kw) -> Dataset:
 def _like_files(like_spec, root: Path, record: dict, label: str) -> dict[str, str]:
     """The unpacked files that make up a dataset in ``like_spec``'s layout: relative path ->
     sha256 (from the unpack record)."""
-    from .parse import idx_role
+    from .builtin_parse import idx_role
 
     files = {rel: f["sha256"] for rel, f in record.get("files", {}).items()}
     base = Path(record.get("_root", ""))
@@ -131,7 +131,8 @@ def _load_like(name, like, subdir, classes, label_mode, dtype, channels, cache_d
     from ..data.dataset import Split
     from ..store import prepared
     from . import registry
-    from .layout import (
+    from .builtin_parse import parse
+    from .load_options import (
         CHANNELS,
         DTYPES,
         LABEL_MODES,
@@ -140,7 +141,6 @@ def _load_like(name, like, subdir, classes, label_mode, dtype, channels, cache_d
         convert,
         dataset_info,
     )
-    from .parse import parse
     from .registry import DatasetSpec, FileSpec
 
     check_option("dtype", dtype, DTYPES)

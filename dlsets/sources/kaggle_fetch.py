@@ -2,7 +2,7 @@
 
 Talks to Kaggle's public API (``POST {api}/v1/datasets.DatasetApiService/DownloadDataset``,
 camelCase JSON, answered by a redirect to a signed storage URL) with the user's credentials,
-then downloads through :func:`dlsets.download.download_file` like every other file: to
+then downloads through :func:`dlsets.sources.download.download_file` like every other file: to
 ``<file>.part``, resumed with ``Range`` (from a freshly signed URL on a later run), checked
 against the size the server announces, renamed only when complete, under a per-file lock.
 Kaggle publishes no checksum, so the first verified download's sha256 (and size) is pinned in
@@ -10,8 +10,8 @@ Kaggle publishes no checksum, so the first verified download's sha256 (and size)
 the dataset's current version, whose number then names the file, so a new upstream version is a
 new file with a pin of its own, never a silent change.
 
-Credentials: see :mod:`dlsets.kaggle_auth`. ``DLSETS_KAGGLE_API`` replaces the API's base URL
-(a proxy or a test stand-in). Archives are unpacked by :func:`dlsets.archive.extract_zip`
+Credentials: see :mod:`dlsets.sources.kaggle_auth`. ``DLSETS_KAGGLE_API`` replaces the API's base URL
+(a proxy or a test stand-in). Archives are unpacked by :func:`dlsets.formats.archive.extract_zip`
 (names, links and bombs checked first) into ``extracted/v<N>/``.
 """
 

@@ -34,7 +34,7 @@ class KaggleSource(Source):
              format="numpy", label_mode="fine", progress=None, variant=None, extra=False,
              val=None, val_seed=0):
         from . import kaggle  # Kaggle datasets: see dlsets.kaggle (image folders or `like`)
-        from .layout import with_validation
+        from .load_options import with_validation
 
         kw = dict(dtype=dtype, channels=channels, cache_dir=cache_dir, download=download,
                   progress=progress)

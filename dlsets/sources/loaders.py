@@ -1,6 +1,6 @@
 """Load any dataset as NumPy arrays (or HDF5 datasets) in one uniform layout.
 
-``load(name)`` returns a :class:`~dlsets.dataset.Dataset`; ``load_mnist()`` and friends return
+``load(name)`` returns a :class:`~dlsets.data.dataset.Dataset`; ``load_mnist()`` and friends return
 keras' ``((x_train, y_train), (x_test, y_test))`` tuples. Images are uint8, channels-last:
 (N, 28, 28) greyscale, (N, 32, 32, 3) CIFAR; labels (N,) uint8 everywhere.
 
@@ -20,7 +20,8 @@ import numpy as np
 from ..data.dataset import Dataset
 from ..errors import OptionError
 from . import registry, table
-from .layout import (  # noqa: F401  (importable from here, as before the split)
+from .builtin_prepare import prepared_info, verify_prepared  # noqa: F401  (importable from here)
+from .load_options import (  # noqa: F401  (importable from here, as before the split)
     CHANNELS,
     DTYPES,
     FORMATS,
@@ -29,7 +30,6 @@ from .layout import (  # noqa: F401  (importable from here, as before the split)
     check_option,
     convert,
 )
-from .prepare import prepared_info, verify_prepared  # noqa: F401  (importable from here)
 
 PathLike = str | os.PathLike
 _check = check_option
@@ -70,7 +70,7 @@ def load(
     ``ds.split_names``, and their files are fetched only when asked for.
     ``val`` (a fraction such as 0.1, or a count) moves that much of the train split to a
     validation split, ``ds.val`` (``ds["val"]``): stratified by class and chosen by
-    ``val_seed``, the same on every machine (rule: :mod:`dlsets.splits`). Both are then
+    ``val_seed``, the same on every machine (rule: :mod:`dlsets.data.splits`). Both are then
     in-memory arrays, or read-on-demand views of the HDF5 file with ``format="hdf5"``.
     """
     _check("dtype", dtype, DTYPES)

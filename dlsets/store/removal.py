@@ -1,10 +1,10 @@
 """Removing one folder of the cache whole, once every lock its users take is held.
 
-Used by :func:`dlsets.acquire.remove` (built-in and registry datasets, whose locks are known
+Used by :func:`dlsets.sources.acquire.remove` (built-in and registry datasets, whose locks are known
 in advance) and for Kaggle datasets and the prepared copies of image folders, whose locks are
 found by listing the folder (see :func:`remove_tree`). The folder is renamed away in one step
 while the locks are held, so it is in the cache whole or not at all, and a process waiting
-for one of its locks (through :func:`dlsets.locks.take`) finds the state after the removal.
+for one of its locks (through :func:`dlsets.store.locks.take`) finds the state after the removal.
 """
 
 from __future__ import annotations

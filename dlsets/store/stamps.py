@@ -6,7 +6,7 @@ dlsets <version>``. An existing file at an output path is replaced when it carri
 or is an HDF5 file in the dlsets layout written before the stamp existed (root ``classes`` with
 ``sources``, ``originals`` or ``augmenter``); anything else (a user's own HDF5 or npz file, a
 photo, a text file) is refused unless ``overwrite=True`` / ``--overwrite``. A folder is never
-replaced here (see :func:`dlsets.atomic.replacing_dir`).
+replaced here (see :func:`dlsets.store.atomic.replacing_dir`).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from ..data.dataset import SPLITS
 from ..errors import FormatError, OfflineError, OptionError
 from ..store import cache, prepared
 from . import registry
-from .layout import FORMAT_ARRAYS, dataset_info
-from .parse import build
+from .builtin_parse import build
+from .load_options import FORMAT_ARRAYS, dataset_info
 from .registry import DatasetSpec
 
 log = logging.getLogger("dlsets")

@@ -1,5 +1,5 @@
 """A registry dataset's downloaded files parsed into arrays, and written as its prepared copy
-(see :mod:`dlsets.prepared`): IDX, CIFAR, notMNIST, EMNIST, SVHN and STL-10 layouts."""
+(see :mod:`dlsets.store.prepared`): IDX, CIFAR, notMNIST, EMNIST, SVHN and STL-10 layouts."""
 
 from __future__ import annotations
 
