@@ -20,23 +20,18 @@ def _progress(args) -> bool | None:
 
 
 def _source_kind(name: str) -> str:
-    """"kaggle" for ``kaggle:...``, "folder" for a path, "registry" for a dataset name.
+    """What ``name`` names, as the table of sources decides (see dlsets.sources.table):
+    "kaggle" for ``kaggle:...``, "kaggle-entry" for a registry entry of a Kaggle dataset,
+    "folder" for a folder of images, "registry" for a registry dataset."""
+    from ..sources.kaggle_source import is_entry
+    from ..sources.table import source_for
 
-    A name with a path separator, or starting with "." or "~", is a folder; so is a bare word
-    that is no registry name but an existing folder (``./mnist`` reaches a folder that a
-    registry name shadows)."""
-    import os
-
-    from ..sources import registry
-
-    if name.startswith("kaggle:"):
-        return "kaggle"
-    if "/" in name or os.sep in name or name.startswith((".", "~")):
-        return "folder"
-    if name in registry.names():
-        spec = registry.get(name)
-        return "kaggle-entry" if spec.format == "kaggle" else "registry"
-    return "folder" if Path(name).is_dir() else "registry"
+    kind = source_for(name).kind
+    if kind == "hdf5-file":
+        return "folder"  # the commands take folders of images, not the files dlsets wrote
+    if kind == "kaggle" and is_entry(name):
+        return "kaggle-entry"
+    return kind
 
 
 def _folder_options(args) -> dict:

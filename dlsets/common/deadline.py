@@ -1,6 +1,7 @@
 """An overall time limit for a fetch and every wait inside it (downloads, backoff, locks).
 
-Kept apart from :mod:`dlsets.sources.download` so that code holding a deadline does not import requests.
+Kept apart from :mod:`dlsets.sources.download` so that code holding a deadline does not import
+requests.
 """
 
 from __future__ import annotations

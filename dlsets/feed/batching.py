@@ -9,7 +9,8 @@ batch size, shuffling, number of workers, their scheduling or the number of rank
 
 **An epoch** of :class:`Batches` is the order of ``range(n)`` sorted by Philox keys of
 ``(seed, epoch)`` (or ``range(n)`` itself without shuffling; for a compressed HDF5 dataset,
-whole chunks in a shuffle buffer: :mod:`dlsets.data.chunkorder`); with ``world_size`` ranks it is cut
+whole chunks in a shuffle buffer: :mod:`dlsets.data.chunkorder`); with ``world_size`` ranks it is
+cut
 into equal shares, rank ``r`` taking positions ``r, r + world_size, ...``: the last
 ``n % world_size`` positions are left out of that epoch (or, with ``pad=True``, the order is
 extended with its own first samples, as ``DistributedSampler`` does). Batches are consecutive

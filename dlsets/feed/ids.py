@@ -1,6 +1,7 @@
 """The id rule: which sample of the augmenter's stream each fetch of a dataset row uses.
 
-Ids live below ``2**48`` (:data:`dlsets.common.tensors.MAX_ID`), split in two halves so that no fetch
+Ids live below ``2**48`` (:data:`dlsets.common.tensors.MAX_ID`), split in two halves so that no
+fetch
 can take another's id, whatever the sampler:
 
 - the **first fetch** of row ``j`` (of ``n``) in epoch ``e`` is id ``e * n + j``, below

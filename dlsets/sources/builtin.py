@@ -136,6 +136,7 @@ class RegistrySource(Source):
     the registry's "unknown dataset" and its suggestions)."""
 
     order = 1000
+    kind = "registry"
 
     def claims(self, name) -> bool:
         return True

@@ -85,7 +85,8 @@ def _chunks(tasks: list, workers: int) -> list[list]:
 
 def decode_all(tasks: list, job: DecodeJob, workers: int, on_done):
     """Yield _decode_chunk results for ``tasks`` (row, path, mask path), in any order:
-    in this process for a few files, else on ``workers`` processes (:mod:`dlsets.sources.decode_pool`:
+    in this process for a few files, else on ``workers`` processes
+    (:mod:`dlsets.sources.decode_pool`:
     workers that die with this process, a memory budget for big images)."""
     if not job.fast and (len(tasks) >= FAST_FROM or "cv2" in sys.modules):
         try:

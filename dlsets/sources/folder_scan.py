@@ -1,6 +1,7 @@
 """Listing a folder of images: its layout (class folders, train/test folders, images/ + masks/
 pairs), classes, files and content key, found by listing and stat alone (no file is opened),
-and the split rule (``split_key``, ``test_count``). See :mod:`dlsets.sources.folders` for the layouts.
+and the split rule (``split_key``, ``test_count``). See :mod:`dlsets.sources.folders` for the
+layouts.
 """
 
 from __future__ import annotations

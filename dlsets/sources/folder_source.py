@@ -28,6 +28,7 @@ class FolderSource(Source):
     """Image folders: ``load`` only (fetch, verify and remove are for registry names)."""
 
     order = 20
+    kind = "folder"
 
     def claims(self, name) -> bool:
         return is_folder(name)

@@ -65,6 +65,7 @@ class H5FileSource(Source):
     """An HDF5 file dlsets wrote, loaded back as it is (first in the table: a path)."""
 
     order = 10
+    kind = "hdf5-file"
 
     def claims(self, name) -> bool:
         return is_file(name)

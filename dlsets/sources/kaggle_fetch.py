@@ -10,7 +10,8 @@ Kaggle publishes no checksum, so the first verified download's sha256 (and size)
 the dataset's current version, whose number then names the file, so a new upstream version is a
 new file with a pin of its own, never a silent change.
 
-Credentials: see :mod:`dlsets.sources.kaggle_auth`. ``DLSETS_KAGGLE_API`` replaces the API's base URL
+Credentials: see :mod:`dlsets.sources.kaggle_auth`. ``DLSETS_KAGGLE_API`` replaces the API's base
+URL
 (a proxy or a test stand-in). Archives are unpacked by :func:`dlsets.formats.archive.extract_zip`
 (names, links and bombs checked first) into ``extracted/v<N>/``.
 """

@@ -21,11 +21,17 @@ def is_kaggle(name) -> bool:
         return False
 
 
+def is_entry(name) -> bool:
+    """Whether ``name`` is a registry entry of a Kaggle dataset (not a ``kaggle:`` name)."""
+    return is_kaggle(name) and not name.startswith("kaggle:")
+
+
 class KaggleSource(Source):
     """Kaggle datasets: load, fetch (the archive) and remove; their verify is
     :func:`dlsets.sources.kaggle.verify` (it reports lines, not files)."""
 
     order = 30
+    kind = "kaggle"
 
     def claims(self, name) -> bool:
         return is_kaggle(name)

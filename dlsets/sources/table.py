@@ -33,6 +33,7 @@ class Source:
     implement :meth:`claims` and define the operations they have, among :data:`OPERATIONS`."""
 
     order = 100
+    kind = "source"  # a short word for messages and the CLI: "folder", "kaggle", ...
     load = fetch = verify = remove = status = cached = None  # what this source lacks
 
     def claims(self, name) -> bool:

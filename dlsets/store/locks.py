@@ -29,7 +29,8 @@ _RETAKES = 5  # a folder removed under a waiter this many times in a row is some
 def take(lock: FileLock, what: str, *, doing: str = "downloading it", deadline=None,
          quiet: bool = False) -> bool:
     """Take ``lock``, waiting as long as its holder needs (or until ``deadline``, a
-    :class:`dlsets.sources.download.Deadline`, then DeadlineError). Unless ``quiet``, a wait is said at
+    :class:`dlsets.sources.download.Deadline`, then DeadlineError). Unless ``quiet``, a wait is
+    said at
     once at warning level ("another process is <doing>") and again after LOCK_PATIENCE.
 
     When the lock's folder is removed while this waits, the folder is made again and the new
