@@ -23,9 +23,7 @@ from .text import shown
 
 def _cmd_augment(args) -> int:
     from ..augment import expand_to_hdf5, take_subset
-    from ..formats.h5 import hdf5_bytes
-    from ..sources import registry
-    from ..store import space
+    from ..sources.builtin import need_hdf5_room
 
     fmt = args.format or "hdf5"
     _check_folder_options(args, fmt)
@@ -47,10 +45,9 @@ def _cmd_augment(args) -> int:
         out = _output(args, _H5_SUFFIXES, "augment writes HDF5; give a name ending in .h5")
         if _source_kind(args.name) == "registry":
             # Before loading anything: the output's size is known from the layout and --target.
-            spec = registry.get(args.name)
-            space.need_disk(out.absolute().parent, hdf5_bytes(args.target, spec.image_shape),
-                            f"--target {args.target}: writing {args.target:,} samples to {out}",
-                            " or ask for a smaller --target")
+            need_hdf5_room(args.name, args.target, out,
+                           f"--target {args.target}: writing {args.target:,} samples to {out}",
+                           " or ask for a smaller --target")
     ds = _load(args, args.name, variant=args.variant)
     x, y, masks = ds.train.images, ds.train.labels, ds.train.masks
     if args.subset:

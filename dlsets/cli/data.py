@@ -11,29 +11,20 @@ from .text import shown, shown_counts
 
 
 def _cmd_list(args) -> int:
-    from ..sources import acquire, loaders, registry
+    from ..sources import acquire, registry
     from ..store import elsewhere
 
     rows, nearby = [], False
     for name in registry.names():
         spec = registry.get(name)
+        state = acquire.cache_state(name, cache_dir=args.cache_dir)
         if spec.format == "kaggle":
-            from ..sources import kaggle
-
-            rows.append((name, "?", kaggle.status(name, cache_dir=args.cache_dir),
+            rows.append((name, "?", state,
                          f"{spec.title}  (user: kaggle {spec.extra['kaggle']})"))
             continue
         size = sum(spec.files[f].size or 0 for f in spec.default_files())
-        # status() hashes nothing: listing must stay instant however much is cached
-        have = {s.file for s in acquire.status(name, cache_dir=args.cache_dir) if s.verified}
-        state = "cached" if any(set(s) <= set(have) for s in spec.file_sets) else "-"
-        if any(loaders.prepared_info(name, cache_dir=args.cache_dir, variant=v) is not None
-               for v in (list(spec.variants) or [None])):
-            state = "prepared" if state == "-" else "cached, prepared"
         origin = "" if spec.builtin else f"  (user: like {spec.like})"
-        if state == "-" and elsewhere.hint(name, args.cache_dir):
-            state = "- (in ./cache)"
-            nearby = True
+        nearby = nearby or state == acquire.NEARBY_STATE
         rows.append((name, _size(size) if size else "?", state, spec.title + origin))
     _table(("name", "download", "state", "title"), rows)
     if nearby:
@@ -166,8 +157,8 @@ def _cmd_fetch(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    from ..common import config
     from ..sources import acquire, loaders, registry
+    from ..sources.builtin_prepare import prepared_names
 
     folders = _shard_folders(args.names)
     if folders:
@@ -192,11 +183,7 @@ def _cmd_verify(args) -> int:
         for r in results:
             print(r.describe())
     # The arrays parsed from those files are checked too: a load hashes only their labels.
-    if args.names:
-        prepared = args.names
-    else:
-        root, known = config.cache_root(args.cache_dir), set(registry.names())
-        prepared = sorted(d.parent.name for d in root.glob("*/prepared") if d.parent.name in known)
+    prepared = args.names or prepared_names(args.cache_dir)
     damaged = 0
     for name in prepared:
         problem = loaders.verify_prepared(name, cache_dir=args.cache_dir,
@@ -219,12 +206,10 @@ def _cmd_verify(args) -> int:
 
 def _verify_cached_sources(args) -> tuple[int, int]:
     """Verify every prepared folder copy and Kaggle download in the cache: (checked, bad)."""
-    from ..common import config
     from ..sources import folders, kaggle
 
-    root = config.cache_root(args.cache_dir)
     checked = bad = 0
-    for slot in sorted(p for p in (root / folders.FOLDERS_DIR).glob("*") if p.is_dir()):
+    for slot in folders.cached_slots(args.cache_dir):
         problems = folders.verify_slot(slot, repair=not args.no_repair)
         checked += 1
         bad += bool(problems)
@@ -232,8 +217,7 @@ def _verify_cached_sources(args) -> tuple[int, int]:
             print(line)
         if not problems and not args.quiet:
             print(f"{slot}: prepared arrays: ok")
-    for store in sorted(p for p in (root / kaggle.KAGGLE_DIR).glob("*/*") if p.is_dir()):
-        name = f"kaggle:{store.parent.name}/{store.name}"
+    for name in kaggle.cached_names(args.cache_dir):
         problems = kaggle.verify(name, cache_dir=args.cache_dir, repair=not args.no_repair)
         checked += 1
         bad += bool(problems)
@@ -298,15 +282,20 @@ def _cmd_remove(args) -> int:
     kind = _source_kind(args.name)
     wait = 0.0 if args.no_wait else args.wait
     if kind != "registry":
-        from ..store.removal import remove_tree
-
         # every lock in it taken first (waiting up to --wait), then renamed away whole
-        place = _cache_place(args, kind)
-        if remove_tree(place, args.name, wait) is None:
+        if kind == "folder":  # its prepared copies; dlsets.remove takes registry names only
+            from ..sources.folders import remove_prepared
+
+            removed = remove_prepared(args.name, cache_dir=args.cache_dir, wait=wait)
+        else:
+            from ..sources import kaggle
+
+            removed = kaggle.remove(args.name, cache_dir=args.cache_dir, wait=wait)
+        if removed is None:
             print(f"{shown(args.name)}: nothing cached")
         elif not args.quiet:
             extra = " (the folder itself is untouched)" if kind == "folder" else ""
-            print(f"removed {shown(place)}{extra}")
+            print(f"removed {shown(removed)}{extra}")
         return 0
     registry.get(args.name)
     removed = acquire.remove(args.name, cache_dir=args.cache_dir, wait=wait)

@@ -3,7 +3,6 @@ here, one shard of a job array or on Ray, and verifying folders of shards."""
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -98,22 +97,10 @@ def _shard_name(name: str) -> str:
 
 def _on_ray(x, y, args, out: Path, kw: dict) -> Path:
     try:
-        import ray
+        import ray  # noqa: F401  (the extra is there, or the option is refused)
 
-        from ..scale.ray import expand_on_ray
+        from ..scale.ray import expand_on_ray, session
     except ImportError as exc:
         raise OptionError(f"--engine ray needs Ray ({exc}): pip install 'dlsets[ray]'") from None
-    started = not ray.is_initialized()
-    if started:
-        # Ray's own notices (token authentication, "Started a local Ray instance", its
-        # workers' output) are for -v; errors still show
-        quiet = logging.WARNING if args.verbose else logging.ERROR
-        logging.getLogger("ray").setLevel(quiet)
-        from ..scale.ray import start
-
-        start(ray, logging_level=quiet, log_to_driver=bool(args.verbose))
-    try:
+    with session(verbose=bool(args.verbose)):
         return expand_on_ray(x, y, args.target, out, shards=args.shards, **kw)
-    finally:
-        if started and ray.is_initialized():
-            ray.shutdown()

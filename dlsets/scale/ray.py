@@ -11,7 +11,9 @@ augmented sample passes through the driver.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import os
 import uuid
 from collections.abc import Sequence
@@ -54,6 +56,27 @@ def start(ray, **kw) -> None:
     except ConnectionError as exc:
         raise DeadlineError(f"Ray: cannot reach a cluster at {address or 'auto'} ({exc}); start "
                             "it (`ray start --head`), or correct or unset RAY_ADDRESS") from None
+
+
+@contextlib.contextmanager
+def session(verbose: bool = False):
+    """Ray for one command: started with :func:`start` unless already initialised (its own
+    notices and its workers' output only when ``verbose``; errors always), and shut down on
+    leaving when it was started here. Yields the ``ray`` module."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        # Ray's own notices (token authentication, "Started a local Ray instance", its
+        # workers' output) are for -v; errors still show
+        quiet = logging.WARNING if verbose else logging.ERROR
+        logging.getLogger("ray").setLevel(quiet)
+        start(ray, logging_level=quiet, log_to_driver=bool(verbose))
+    try:
+        yield ray
+    finally:
+        if started and ray.is_initialized():
+            ray.shutdown()
 
 
 def _limit_threads(augmenter, threads: int | None):

@@ -128,3 +128,32 @@ def remove(name: str, *, cache_dir: PathLike | None = None,
         raise OptionError(f"wait={wait!r}: give a number of seconds from 0 to "
                           f"{config.MAX_SECONDS:g}")
     return table.source_for(name, "remove").remove(name, cache_dir=cache_dir, wait=wait)
+
+
+NEARBY_STATE = "- (in ./cache)"  # what list shows of a dataset cached in ./cache, not in use
+
+
+def cache_state(name: str, *, cache_dir: PathLike | None = None) -> str:
+    """What the cache holds of registry entry ``name``, as ``dlsets list`` shows it: "cached"
+    (a complete file set verified), "prepared", "cached, prepared", "-", or
+    :data:`NEARBY_STATE` when it is in ``./cache`` instead; a Kaggle entry: "cached" or "-".
+    Cheap: nothing is hashed, loaded or downloaded."""
+    from ..store import elsewhere
+    from . import registry
+
+    spec = registry.get(name)
+    if spec.format == "kaggle":
+        from .kaggle_fetch import status as kaggle_status
+
+        return kaggle_status(name, cache_dir=cache_dir)
+    from .builtin_prepare import prepared_info
+
+    # status() hashes nothing: listing must stay instant however much is cached
+    have = {s.file for s in status(name, cache_dir=cache_dir) if s.verified}
+    state = "cached" if any(set(s) <= set(have) for s in spec.file_sets) else "-"
+    if any(prepared_info(name, cache_dir=cache_dir, variant=v) is not None
+           for v in (list(spec.variants) or [None])):
+        state = "prepared" if state == "-" else "cached, prepared"
+    if state == "-" and elsewhere.hint(name, cache_dir):
+        state = NEARBY_STATE
+    return state

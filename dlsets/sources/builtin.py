@@ -65,6 +65,17 @@ def load_registry(name, *, dtype="uint8", channels=None, cache_dir=None, downloa
     return ds if val is None else with_validation(ds, val, val_seed)
 
 
+def need_hdf5_room(name: str, count: int, out, what: str, hint: str = "") -> None:
+    """Before loading anything: a SpaceError (``what``, ``hint``) when the disk under ``out``
+    lacks room for an HDF5 file of ``count`` samples of registry dataset ``name`` (the size
+    follows from its layout)."""
+    from ..formats.h5 import hdf5_bytes
+    from ..store import space
+
+    space.need_disk(Path(out).absolute().parent,
+                    hdf5_bytes(count, registry.get(name).image_shape), what, hint)
+
+
 def _hdf5_dataset(spec, arrays, manifest, folder, info, classes, dtype, channels, prefix,
                   wanted, lock: Path):
     import h5py

@@ -10,6 +10,7 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from ..common import config
 from ..data.dataset import SPLITS
 from ..errors import FormatError, OfflineError, OptionError
 from ..store import cache, prepared
@@ -72,6 +73,13 @@ def prepared_info(name: str, *, cache_dir: PathLike | None = None,
             or _stale(spec, manifest, cache_dir, variant) or prepared.problem(folder, manifest)):
         return None
     return dataset_info(spec, manifest, "fine", folder, tuple(manifest.get("splits", SPLITS)))
+
+
+def prepared_names(cache_dir: PathLike | None = None) -> list[str]:
+    """The registry datasets that have a ``prepared`` folder in the cache, sorted (nothing is
+    opened or checked: :func:`verify_prepared` does that)."""
+    root, known = config.cache_root(cache_dir), set(registry.names())
+    return sorted(d.parent.name for d in root.glob("*/prepared") if d.parent.name in known)
 
 
 def _prepared_arrays(spec: DatasetSpec, cache_dir, download: bool, progress,

@@ -18,7 +18,7 @@ from ..common import config
 from ..data.dataset import Dataset, Split
 from ..errors import DlsetsError, FormatError, OptionError
 from ..formats import image as imgread
-from ..store import prepared, space
+from ..store import prepared, removal, space
 from ..store import scratch as scratch_file
 from .folder_decode import DecodeJob, decode_all
 from .folder_scan import PathLike, Sample, Scan, first_skips, scan
@@ -343,3 +343,17 @@ def verify_slot(slot: Path, *, repair: bool = True) -> list[str]:
             problems.append(f"{folder}: {why}; " + ("deleted it; the next load rebuilds it"
                                                     if repair else "not repaired"))
     return problems
+
+
+def cached_slots(cache_dir: PathLike | None = None) -> list[Path]:
+    """Every folder's cache slot (``<cache>/_folders/<name>-<hash>``) in the cache, sorted."""
+    root = config.cache_root(cache_dir)
+    return sorted(p for p in (root / FOLDERS_DIR).glob("*") if p.is_dir())
+
+
+def remove_prepared(path: PathLike, *, cache_dir: PathLike | None = None,
+                    wait: float = removal.REMOVE_WAIT) -> Path | None:
+    """Remove the prepared copies of the folder at ``path`` (its cache slot, whole, once every
+    lock in it is held, waiting up to ``wait`` seconds; the folder itself is untouched);
+    returns the slot, or None when nothing was cached."""
+    return removal.remove_tree(folder_slot(path, cache_dir), str(path), wait)

@@ -44,8 +44,10 @@ from .folder_prepare import (  # noqa: F401
     MEMORY_LIMIT,
     VERSION,
     SizesDiffer,
+    cached_slots,
     folder_slot,
     load_prepared,
+    remove_prepared,
     verify_folder,
     verify_slot,
 )

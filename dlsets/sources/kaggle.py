@@ -22,10 +22,12 @@ from .kaggle_fetch import (  # noqa: F401  (importable from here, as before the 
     _resolve,
     _Store,
     api_base,
+    cached_names,
     current_version,
     dataset_dir,
     fetch,
     fetch_folder,
+    remove,
     status,
 )
 from .kaggle_ref import MAX_VERSION, WEB, Ref, check_version, parse_ref  # noqa: F401

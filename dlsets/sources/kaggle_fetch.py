@@ -38,7 +38,7 @@ from ..errors import (
     OfflineError,
     OptionError,
 )
-from ..store import cache, locks
+from ..store import cache, locks, removal
 from ..store.names import confined
 from ..store.regular import NotRegular
 from . import download
@@ -484,3 +484,17 @@ def status(name: str, *, cache_dir: PathLike | None = None) -> str:
     ref, _ = _resolve(name)
     store = _Store(ref, cache_dir)
     return "cached" if store.pins() else "-"
+
+
+def cached_names(cache_dir: PathLike | None = None) -> list[str]:
+    """``kaggle:OWNER/DATASET`` of every Kaggle dataset with a folder in the cache, sorted."""
+    root = config.cache_root(cache_dir)
+    return [f"kaggle:{d.parent.name}/{d.name}"
+            for d in sorted(p for p in (root / KAGGLE_DIR).glob("*/*") if p.is_dir())]
+
+
+def remove(name: str, *, cache_dir: PathLike | None = None,
+           wait: float = removal.REMOVE_WAIT) -> Path | None:
+    """Remove a Kaggle dataset's cache folder (:func:`dataset_dir`) whole, once every lock in
+    it is held (waiting up to ``wait`` seconds); returns it, or None when nothing was cached."""
+    return removal.remove_tree(dataset_dir(name, cache_dir), name, wait)

@@ -4,7 +4,6 @@ a ``kaggle`` key (the work is in :mod:`dlsets.sources.kaggle`, imported when fir
 from __future__ import annotations
 
 from ..errors import OptionError, RegistryError
-from ..store import removal
 from . import registry
 from .table import Source, register
 
@@ -60,9 +59,9 @@ class KaggleSource(Source):
         return {fname: store.files / fname}
 
     def remove(self, name, *, cache_dir=None, wait):
-        from .kaggle_fetch import dataset_dir
+        from .kaggle_fetch import remove
 
-        return removal.remove_tree(dataset_dir(name, cache_dir), name, wait)
+        return remove(name, cache_dir=cache_dir, wait=wait)
 
 
 register(KaggleSource())
