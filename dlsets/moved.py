@@ -9,8 +9,7 @@ are reached this way too.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.util
+import importlib.machinery
 import sys
 
 # old path -> new path, both under dlsets
@@ -84,11 +83,11 @@ MOVED = {
 }
 
 
-class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _Alias:  # a meta path finder and its loader (importlib.abc costs 10 ms at import)
     def find_spec(self, fullname, path=None, target=None):
         if not fullname.startswith("dlsets.") or fullname[7:] not in MOVED:
             return None
-        return importlib.util.spec_from_loader(fullname, self)
+        return importlib.machinery.ModuleSpec(fullname, self)
 
     def create_module(self, spec):
         module = importlib.import_module(f"dlsets.{MOVED[spec.name[7:]]}")
@@ -103,4 +102,6 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def install() -> None:
     """Make the old paths importable (once per process)."""
     if not any(isinstance(f, _Alias) for f in sys.meta_path):
-        sys.meta_path.append(_Alias())
+        # first: the path finder would otherwise find dlsets/readers/x.py's new home through
+        # the aliased package's __path__ and run a second copy of the module
+        sys.meta_path.insert(0, _Alias())

@@ -16,15 +16,7 @@ from dlsets.moved import MOVED
 FRAMEWORKS = {"torch", "keras", "tfdata", "ray"}
 
 
-# dlsets.readers.<x> loads formats/<x>.py a second time under the old name: the alias finder
-# sits after the path finder in sys.meta_path, and the path finder finds <x>.py on the aliased
-# package's __path__ first. Fixed by moved.install() putting the finder first
-# (sys.meta_path.insert(0, ...)); then these pass and the marker goes.
-SECOND_COPY = pytest.mark.xfail(strict=True, reason="dlsets.readers.<x> is a second copy")
-
-
-@pytest.mark.parametrize("old", [pytest.param(m, marks=SECOND_COPY) if m.startswith("readers.")
-                                 else m for m in sorted(set(MOVED) - FRAMEWORKS)])
+@pytest.mark.parametrize("old", sorted(set(MOVED) - FRAMEWORKS))
 def test_old_path_is_the_moved_module(old):
     module = importlib.import_module(f"dlsets.{old}")
     target = importlib.import_module(f"dlsets.{MOVED[old]}")
@@ -85,7 +77,8 @@ def test_old_paths_import_first_in_a_fresh_interpreter():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
-@SECOND_COPY
 def test_an_old_submodule_of_an_old_package_imported_first_is_the_moved_module():
+    # the alias finder must come before the path finder, which would find formats/idx.py
+    # through the aliased package's __path__ and run a second copy of it
     code = "import dlsets.readers.idx as a, dlsets.formats.idx as b; assert a is b"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

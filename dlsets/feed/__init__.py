@@ -2,6 +2,17 @@
 PyTorch, Keras and tf.data adapters (``dlsets.torch``, ``dlsets.keras``, ``dlsets.tfdata``),
 each imported only when used."""
 
-from .batching import Batches, Feed, batches, check_rank, epoch_order, sample_ids, shard
+from .batching import (  # noqa: F401  (DTYPES, MAX_WORLD_SIZE, RowReader: dlsets.feed's before 0.3)
+    DTYPES,
+    MAX_WORLD_SIZE,
+    Batches,
+    Feed,
+    RowReader,
+    batches,
+    check_rank,
+    epoch_order,
+    sample_ids,
+    shard,
+)
 
 __all__ = ["Batches", "Feed", "batches", "check_rank", "epoch_order", "sample_ids", "shard"]

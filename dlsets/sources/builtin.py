@@ -12,7 +12,7 @@ import numpy as np
 from ..data.dataset import SPLITS, Dataset, Split
 from ..errors import OptionError
 from ..store import cache, prepared
-from . import builtin_fetch, builtin_verify, registry
+from . import registry
 from .builtin_prepare import (
     _extra_splits,
     _for_variant,
@@ -153,11 +153,37 @@ class RegistrySource(Source):
         return True
 
     load = staticmethod(load_registry)
-    fetch = staticmethod(builtin_fetch.fetch)
-    cached = staticmethod(builtin_fetch.cached)
-    status = staticmethod(builtin_fetch.status)
-    verify = staticmethod(builtin_verify.verify)
-    remove = staticmethod(builtin_verify.remove)
+
+    # imported on use: a load from the cache needs none of them (nor requests, nor filelock)
+    @staticmethod
+    def fetch(*args, **kwargs):
+        from . import builtin_fetch
+
+        return builtin_fetch.fetch(*args, **kwargs)
+
+    @staticmethod
+    def cached(*args, **kwargs):
+        from . import builtin_fetch
+
+        return builtin_fetch.cached(*args, **kwargs)
+
+    @staticmethod
+    def status(*args, **kwargs):
+        from . import builtin_fetch
+
+        return builtin_fetch.status(*args, **kwargs)
+
+    @staticmethod
+    def verify(*args, **kwargs):
+        from . import builtin_verify
+
+        return builtin_verify.verify(*args, **kwargs)
+
+    @staticmethod
+    def remove(*args, **kwargs):
+        from . import builtin_verify
+
+        return builtin_verify.remove(*args, **kwargs)
 
 
 register(RegistrySource())
