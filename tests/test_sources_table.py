@@ -5,7 +5,7 @@ import pytest
 
 import dlsets
 from dlsets.data.dataset import Dataset, Split
-from dlsets.errors import RegistryError
+from dlsets.errors import OptionError, RegistryError
 from dlsets.sources import acquire, table
 
 
@@ -71,3 +71,30 @@ def test_the_built_in_sources_are_asked_in_a_fixed_order(tmp_path):
     assert type(table.source_for("mnist")).__name__ == "RegistrySource"
     # an HDF5 file or a folder cannot be fetched: that is the registry's "unknown dataset"
     assert type(table.source_for(str(tmp_path / "imgs"), "fetch")).__name__ == "RegistrySource"
+
+
+class Escaping(Throwaway):
+    """A source whose place lies outside the cache (what a careless new source might do)."""
+
+    kind = "escaping"
+
+    def place(self, name, *, cache_dir=None):
+        return cache_dir.parent / "elsewhere"
+
+
+def test_every_place_is_checked_to_lie_inside_the_cache(tmp_path):
+    cache = tmp_path / "cache"
+    source = table.register(Escaping())
+    try:
+        with pytest.raises(OptionError, match="outside the cache"):
+            table.place("throwaway:1", cache)
+    finally:
+        table.unregister(source)
+    (tmp_path / "photos").mkdir()
+    for name, kind in ((str(tmp_path / "photos"), "folder"), ("kaggle:alice/flowers", "kaggle"),
+                       ("mnist", "registry")):
+        assert table.source_for(name, "place").kind == kind
+        path = table.place(name, cache)
+        assert cache in path.parents, (name, path)
+    with pytest.raises(RegistryError, match="unknown dataset"):
+        table.place("no-such-set", cache)

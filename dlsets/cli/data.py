@@ -253,27 +253,11 @@ def _verify_others(args, others: list[str], names: list[str]) -> int:
 
 
 def _cmd_path(args) -> int:
-    from ..sources import registry
-    from ..store import cache
+    from ..sources import table
 
-    kind = _source_kind(args.name)
-    if kind != "registry":
-        print(_cache_place(args, kind))
-        return 0
-    registry.get(args.name)
-    print(cache.dataset_dir(args.name, args.cache_dir))
+    kind = _source_kind(args.name).replace("kaggle-entry", "kaggle")
+    print(table.place(args.name, args.cache_dir, source=table.of_kind(kind)))
     return 0
-
-
-def _cache_place(args, kind: str) -> Path:
-    """Where the cache keeps what it made of a folder or Kaggle dataset."""
-    if kind == "folder":
-        from ..sources.folders import folder_slot
-
-        return folder_slot(args.name, args.cache_dir)
-    from ..sources import kaggle
-
-    return kaggle.dataset_dir(args.name, args.cache_dir)
 
 
 def _cmd_remove(args) -> int:

@@ -180,6 +180,11 @@ class RegistrySource(Source):
         return builtin_verify.verify(*args, **kwargs)
 
     @staticmethod
+    def place(name, *, cache_dir=None):
+        registry.get(name)  # an unknown name fails with the registry's suggestions
+        return cache.dataset_dir(name, cache_dir)
+
+    @staticmethod
     def remove(*args, **kwargs):
         from . import builtin_verify
 

@@ -46,4 +46,10 @@ class FolderSource(Source):
                            progress=progress, download=download, val=val, val_seed=val_seed)
 
 
+    def place(self, name, *, cache_dir=None):
+        from .folder_prepare import folder_slot
+
+        return folder_slot(name, cache_dir)
+
+
 register(FolderSource())

@@ -58,6 +58,11 @@ class KaggleSource(Source):
         store, fname, _, _ = _fetch(name, cache_dir, progress, deadline=deadline)
         return {fname: store.files / fname}
 
+    def place(self, name, *, cache_dir=None):
+        from .kaggle_fetch import dataset_dir
+
+        return dataset_dir(name, cache_dir)
+
     def remove(self, name, *, cache_dir=None, wait):
         from .kaggle_fetch import remove
 

@@ -1,5 +1,6 @@
 """The :class:`Source` protocol and the table of sources that ``load``, ``fetch``, ``verify``,
-``remove`` (and ``status``, ``cached``) dispatch through.
+``remove`` (and ``status``, ``cached``, ``place``: where the cache keeps a dataset, checked here
+to lie inside it) dispatch through.
 
 A source says which names it claims and implements the operations it has, with the signatures
 of the public functions in :mod:`dlsets.sources.acquire` and :mod:`dlsets.sources.loaders`.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import importlib
 import threading
 
-OPERATIONS = ("load", "fetch", "verify", "remove", "status", "cached")
+OPERATIONS = ("load", "fetch", "verify", "remove", "status", "cached", "place")
 
 SOURCE_MODULES = (
     "dlsets.sources.h5file",  # an HDF5 file dlsets wrote
@@ -34,7 +35,7 @@ class Source:
 
     order = 100
     kind = "source"  # a short word for messages and the CLI: "folder", "kaggle", ...
-    load = fetch = verify = remove = status = cached = None  # what this source lacks
+    load = fetch = verify = remove = status = cached = place = None  # what this source lacks
 
     def claims(self, name) -> bool:
         """Whether ``name`` (a str or a path) names a dataset of this source."""
@@ -79,6 +80,30 @@ def sources() -> list[Source]:
                     importlib.import_module(module)
                 _loaded = True
     return list(_sources)
+
+
+def of_kind(kind: str) -> Source:
+    """The registered source of ``kind`` ("folder", "kaggle", "registry", ...)."""
+    for source in sources():
+        if source.kind == kind:
+            return source
+    raise LookupError(f"no source of kind {kind!r}")
+
+
+def place(name, cache_dir=None, *, source: Source | None = None):
+    """Where the cache keeps what ``source`` (by default the one that claims ``name``) made of
+    ``name``; checked here, once for every source, to lie inside the cache."""
+    from ..common import config
+    from ..errors import OptionError
+    from ..store.names import inside
+
+    source = source or source_for(name, "place")
+    path = source.place(name, cache_dir=cache_dir)
+    root = config.cache_root(cache_dir)
+    if not inside(root, path):
+        raise OptionError(f"{name!r} ({source.kind}) leads to {path}, outside the cache {root}; "
+                          "refusing to use it")
+    return path
 
 
 def source_for(name, operation: str | None = None) -> Source:
