@@ -1,4 +1,4 @@
-"""Import paths of modules that moved into stage subpackages in 0.3, kept working.
+"""Import paths of modules that moved into stage subpackages in 0.2, kept working.
 
 ``import dlsets.shards`` or ``from dlsets.loaders import load`` still work: the old name is an
 alias of the moved module (the same object, so a monkeypatch on either reaches both). The

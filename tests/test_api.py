@@ -16,7 +16,7 @@ def test_fetch_is_the_function_whatever_was_imported_first():
     # A submodule named like a lazily exported function would shadow it once imported.
     code = (
         "import dlsets.sources.acquire, dlsets.cli.app, dlsets.sources.loaders, dlsets.augment\n"
-        "import dlsets.acquire, dlsets.loaders, dlsets.cli  # the paths before 0.3 too\n"
+        "import dlsets.acquire, dlsets.loaders, dlsets.cli  # the paths of 0.1 too\n"
         "import dlsets\n"
         "from dlsets import fetch, load, expand\n"
         "assert fetch is dlsets.sources.acquire.fetch and callable(dlsets.fetch)\n"

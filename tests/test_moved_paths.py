@@ -1,4 +1,4 @@
-"""The module paths before 0.3 (dlsets.loaders, dlsets.readers.idx, ...) still import, as the
+"""The module paths of 0.1 (dlsets.loaders, dlsets.readers.idx, ...) still import, as the
 very module that holds the code now, and the names the docs showed at them are still there."""
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def test_framework_adapter_paths_are_found_without_importing_them(old):
     assert importlib.util.find_spec(f"dlsets.{MOVED[old]}") is not None
 
 
-# (old module, names) as the reference pages and the README showed them before 0.3
+# (old module, names) as the reference pages and the README showed them of 0.1
 DOCUMENTED = [
     ("acquire", ["fetch", "verify", "remove"]),
     ("registry", ["names", "get", "register_file", "DatasetSpec", "FileSpec"]),
@@ -68,7 +68,7 @@ def test_documented_names_import_from_their_old_paths(old, names):
 
 def test_old_paths_import_first_in_a_fresh_interpreter():
     # An alias imported before anything else (or one whose module imports the module being
-    # imported: shard_verify, a circle before 0.3) still resolves to the moved module.
+    # imported: shard_verify, a circle in 0.1) still resolves to the moved module.
     code = (
         "from dlsets.shard_verify import verify_shards\n"
         "import dlsets.scale.shard_verify as s; assert s.verify_shards is verify_shards\n"

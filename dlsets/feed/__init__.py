@@ -2,7 +2,7 @@
 PyTorch, Keras and tf.data adapters (``dlsets.torch``, ``dlsets.keras``, ``dlsets.tfdata``),
 each imported only when used."""
 
-from .batching import (  # noqa: F401  (DTYPES, MAX_WORLD_SIZE, RowReader: dlsets.feed's before 0.3)
+from .batching import (  # noqa: F401  (DTYPES, MAX_WORLD_SIZE, RowReader: dlsets.feed's in 0.1)
     DTYPES,
     MAX_WORLD_SIZE,
     Batches,
