@@ -31,7 +31,7 @@ def test_framework_adapter_paths_are_found_without_importing_them(old):
     assert importlib.util.find_spec(f"dlsets.{MOVED[old]}") is not None
 
 
-# (old module, names) as the reference pages and the README showed them of 0.1
+# (old module, names) as the reference pages and the README showed them in 0.1
 DOCUMENTED = [
     ("acquire", ["fetch", "verify", "remove"]),
     ("registry", ["names", "get", "register_file", "DatasetSpec", "FileSpec"]),
