@@ -337,17 +337,7 @@ def fetch(
     progress: bool | None = None,
     deadline: float | None = None,
 ) -> FetchResult:
-    """Make a complete set of ``name``'s files present and verified; return file name -> path
-    (a :class:`FetchResult`: its ``details`` say per file whether it was downloaded, imported
-    or found cached).
-
-    A file set already verified in the cache is returned without network. With ``source_dir``
-    the files under it are recognised by checksum (any name) and copied in, and the network is
-    never used. Otherwise the first file set (or ``files``) is downloaded, from ``mirrors`` and
-    ``$DLSETS_MIRROR`` first, then the registry's URLs. ``deadline`` (else
-    ``$DLSETS_DEADLINE``): seconds the whole call may take, waits for other processes
-    included; past it, :class:`DeadlineError`, and what was downloaded is kept.
-    """
+    """:func:`dlsets.sources.acquire.fetch` for the registry's datasets (see there)."""
     spec = registry.get(name)
     sets = _select(spec, files)
     net = _Net(mirrors, config.deadline(deadline))

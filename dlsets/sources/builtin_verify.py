@@ -31,14 +31,7 @@ def verify(
     repair: bool = True,
     deadline: float | None = None,
 ) -> list[VerifyResult]:
-    """Re-hash every cached file of ``names`` (all datasets in the cache when None).
-
-    A file that fails is downloaded again when ``repair`` (else reported ``corrupt``); it is
-    replaced only by a verified download, so a repair that cannot happen (offline) keeps it
-    for the next verify. A file verified once and missing since is downloaded again too. A
-    dataset named explicitly with no complete file set cached reports its missing files.
-    Temporaries left by dead processes are reported, and deleted when ``repair``.
-    """
+    """:func:`dlsets.sources.acquire.verify` for the registry's datasets (see there)."""
     if isinstance(names, str):
         names = [names]
     explicit = names is not None
