@@ -37,5 +37,7 @@ def test_workers_reuse_the_memory_of_sent_batches():
     assert len(faults) == 32
     # each float32 batch and its pickle are 800 KB (200 pages each): mapped anew, they fault
     # some 370 times per batch; reused, only pages still shared with the parent fault, once
-    per_batch = (faults[-1] - faults[15]) / 16
-    assert per_batch < 100, f"{per_batch:.0f} page faults per batch"
+    # (the median of the last 16 batches: a batch that met a page reclaim on a busy machine
+    # faults more, and one such outlier must not decide)
+    per_batch = float(np.median(np.diff(faults[15:])))
+    assert per_batch < 100, f"{per_batch:.0f} page faults per batch: {np.diff(faults[15:])}"
