@@ -10,6 +10,9 @@ at 50%, dlsets resumes with Range, and the bytes the server sent in all are repo
 dlsets hashes sha256 only when a sha256 is known (the normal path, whether or not the registry
 also lists an md5); the md5-only row is notMNIST's first download, the one case that hashes md5
 (then pins a sha256).
+"CPU s" is the client's CPU time, every thread (curl's process for curl): hashing needs a core
+of its own beside the reading thread and the server, so on a busy 2-core machine the clock
+ratio follows the CPU ratio. The load average is printed before and after.
 Targets: dlsets >= 0.85x bare requests, medians of the runs (issue #17 §5); a resume re-sends
 under 5% extra. Set TMPDIR (e.g. /dev/shm) to take the disk out of the comparison.
 """
@@ -20,6 +23,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import shutil
 import socket
 import statistics
@@ -112,18 +116,28 @@ def bare_requests_sha256(url: str, dest: Path) -> str:
     return h.hexdigest()
 
 
-def round_robin(repeat: int, clients: list) -> list[tuple[str, float, float]]:
-    """(label, best, median) time of each (label, run, cleanup) client, run in turns so
-    machine noise is shared."""
+def cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of its finished children (curl)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def round_robin(repeat: int, clients: list) -> list[tuple[str, float, float, float]]:
+    """(label, best, median, median CPU seconds) of each (label, run, cleanup) client, run in
+    turns so machine noise is shared."""
     times: dict[str, list[float]] = {label: [] for label, _, _ in clients}
+    cpus: dict[str, list[float]] = {label: [] for label, _, _ in clients}
     for _ in range(repeat):
         for label, run, cleanup in clients:
             cleanup()
-            t0 = time.perf_counter()
+            c0, t0 = cpu_seconds(), time.perf_counter()
             run()
             times[label].append(time.perf_counter() - t0)
+            cpus[label].append(cpu_seconds() - c0)
             cleanup()
-    return [(label, min(t), statistics.median(t)) for label, t in times.items()]
+    return [(label, min(t), statistics.median(t), statistics.median(cpus[label]))
+            for label, t in times.items()]
 
 
 def main(argv=None) -> int:
@@ -200,10 +214,11 @@ def main(argv=None) -> int:
 
         clients.append(("dlsets download, md5 only (notMNIST's first download)", md5_only,
                         rm_md5))
+        load_before = os.getloadavg()[0]
         rows = round_robin(args.repeat, clients)
-        t_req, m_req = rows[0][1:]
+        t_req, m_req = rows[0][1:3]
 
-        resumes = []
+        resumes, resume_cpu = [], []
         for i in range(args.repeat):  # a fresh URL each time, so the server cuts it again
             rm_cache()
             log.write_text("")
@@ -212,23 +227,25 @@ def main(argv=None) -> int:
             reg.write_text(json.dumps({f"bench-cut-{i}": {"like": "mnist",
                                                           "files": {"big.bin": cut_entry}}}))
             registry.register_file(reg)
-            t0 = time.perf_counter()
+            c0, t0 = cpu_seconds(), time.perf_counter()
             got = acquire.fetch(f"bench-cut-{i}", cache_dir=cache_dir, progress=False)["big.bin"]
             resumes.append(time.perf_counter() - t0)
+            resume_cpu.append(cpu_seconds() - c0)
             assert got.stat().st_size == size
             reqs = [json.loads(line) for line in log.read_text().splitlines()]
             sent = sum(r["sent"] for r in reqs)
         rows.append((f"dlsets.fetch, cut at 50% + resume ({len(reqs)} requests)", min(resumes),
-                     statistics.median(resumes)))
+                     statistics.median(resumes), statistics.median(resume_cpu)))
 
         print(f"\n{size / MB:.0f} MB from 127.0.0.1, best and median of {args.repeat}; Python "
               f"{sys.version.split()[0]}, requests {requests.__version__}, "
-              f"{os.cpu_count()} CPUs\n")
-        print("| client | best s | MB/s | vs bare requests | median s | vs bare, medians |\n"
-              "|---|---:|---:|---:|---:|---:|")
-        for label, t, m in rows:
+              f"{os.cpu_count()} CPUs; load average {load_before:.2f} before, "
+              f"{os.getloadavg()[0]:.2f} after\n")
+        print("| client | best s | MB/s | vs bare requests | median s | vs bare, medians | "
+              "CPU s (median) |\n|---|---:|---:|---:|---:|---:|---:|")
+        for label, t, m, c in rows:
             print(f"| {label} | {t:.3f} | {size / MB / t:.0f} | {t_req / t:.2f}x | {m:.3f} | "
-                  f"{m_req / m:.2f}x |")
+                  f"{m_req / m:.2f}x | {c:.3f} |")
         extra = sent - size
         print(f"\nresume: server sent {sent:,} bytes for a {size:,}-byte file: "
               f"{extra:,} extra ({100 * extra / size:.2f}%); Range headers: "
