@@ -183,6 +183,21 @@ def test_the_opencv_jpeg_path_at_an_exact_dct_scale_gives_pillows_pixels(tmp_pat
         assert np.array_equal(fast, decode_image(str(p), target)), p.name
 
 
+def test_a_file_that_grew_after_its_fstat_is_read_whole(tmp_path, monkeypatch):
+    import dlsets.formats.image as reader
+
+    p = save(tmp_path / "grew.jpg", pattern(128, 96), quality=85)
+    want = decode_image(str(p), Target((16, 16)))
+    real = reader.open_regular
+
+    def stale(path):  # the size fstat saw before the rest of the file was written
+        f, size = real(path)
+        return f, size // 2
+
+    monkeypatch.setattr(reader, "open_regular", stale)
+    assert np.array_equal(decode_image(str(p), Target((16, 16)), fast=True), want)
+
+
 def test_truncated_files_are_corrupt_on_both_paths(tmp_path):
     for name in ("cut.jpg", "cut.png"):
         full = save(tmp_path / f"full{name[-4:]}", pattern(64, 64)).read_bytes()
