@@ -12,6 +12,9 @@ read-only map of the file: RAM speed once the file is in the page cache.
 * anything else (compressed, filtered, chunks that cut rows, external or virtual storage,
   non-numeric types): None, and callers read through h5py as before.
 
+A shard folder's maps are joined (:class:`JoinedRows`): one view over their address range,
+so a batch across shards is one gather, not one per shard and a second to order them.
+
 Offsets are checked against the file's size, so a truncated file fails as FormatError
 rather than reading past its end.
 """
