@@ -2,6 +2,8 @@
 from RAM, in every layout (contiguous, chunked as written before, compressed), every sample
 once per epoch per rank, seeded orders, and batches as mixed as a full shuffle."""
 
+import pickle
+
 import h5py
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import pytest
 import dlsets
 from dlsets import Augmenter
 from dlsets.data import chunkorder
-from dlsets.data.fastread import ChunkRows, row_map, rows_of
+from dlsets.data.fastread import ChunkRows, JoinedRows, row_map, rows_of
 from dlsets.errors import FormatError
 from dlsets.feed.batching import batches, epoch_order
 from dlsets.formats import h5
@@ -179,6 +181,28 @@ def test_shard_folders_of_each_layout_read_like_ram(tmp_path, monkeypatch):
         assert np.array_equal(disk[0], ram[0]), (layout, compression)
         perm = np.random.default_rng(0).permutation(N)
         assert np.array_equal(split.images[perm], x[perm])
+
+
+@pytest.mark.parametrize("layout", ["new", "old", "gzip", "tar"])
+def test_a_batch_across_shards_is_one_gather_over_their_maps(tmp_path, monkeypatch, layout):
+    """Shards stored plainly (new, old, tar) are read through one JoinedRows view of all
+    their maps; compressed ones as before. Either way rows as in RAM, for a rank's share."""
+    x, y = _data()
+    with monkeypatch.context() as m:
+        if layout in ("old", "gzip"):
+            m.setattr(h5, "_chunks", _old_chunks)
+        dlsets.expand_to_shards(x, y, N, tmp_path, shards=4, balance=False, progress=False,
+                                compression="gzip" if layout == "gzip" else None,
+                                format="webdataset" if layout == "tar" else "hdf5")
+    images = dlsets.load_shards(tmp_path, rank=1, world_size=2).images  # rows 150..299
+    idx = np.random.default_rng(3).integers(-150, 150, 400)  # every shard, repeats, negatives
+    for copy in (images, pickle.loads(pickle.dumps(images))):
+        assert np.array_equal(copy[idx], x[150 + idx % 150])
+        assert isinstance(copy._joined, JoinedRows) == (layout != "gzip")
+    images.close()  # files closed: the view goes with them, made again on the next read
+    assert images._joined is None and np.array_equal(images[idx], x[150 + idx % 150])
+    with pytest.raises(ValueError):  # rows of another size cannot share the view
+        JoinedRows([np.zeros((2, 3), np.uint8), np.zeros((2, 4), np.uint8)])
 
 
 @pytest.mark.extra  # torch

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data.dataset import Split
+from ..data.fastread import ChunkRows, JoinedRows, rows_of
 from ..errors import FormatError, OptionError
 from .shard_index import check_file_name, check_labels, verify_file
 
@@ -48,7 +49,9 @@ class ShardedImages:
             if a < b:
                 self._pieces.append((a - lo, e["file"], a - e["rows"][0], b - a, e))
         self._starts = [p[0] for p in self._pieces]
+        self._shift = np.array([p[2] - p[0] for p in self._pieces], np.int64)  # pos -> row
         self._handles: dict[str, Any] = {}
+        self._joined: JoinedRows | bool | None = None  # False: the sources are not all maps
         self._files: list[Any] = []
         self._pid = os.getpid()
 
@@ -64,7 +67,7 @@ class ShardedImages:
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_handles"], state["_files"] = {}, []
+        state["_handles"], state["_files"], state["_joined"] = {}, [], None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -75,12 +78,13 @@ class ShardedImages:
         """Close the files this process opened (they reopen on the next read)."""
         for f in self._files:
             f.close()
-        self._handles, self._files = {}, []
+        self._handles, self._files, self._joined = {}, [], None
 
     def _source(self, piece: tuple):
         """The (rows, ...) array of a piece's whole shard file: an h5py dataset or a map."""
         if self._pid != os.getpid():  # forked: the parent's handles are not ours
             self._handles, self._files, self._pid = {}, [], os.getpid()
+            self._joined = None
         _, file, _, _, entry = piece
         arr = self._handles.get(file)
         if arr is None:
@@ -106,24 +110,29 @@ class ShardedImages:
                                   f"{self.dtype} {(entry['count'], *self.image_shape)} its "
                                   "index records: run `dlsets verify` on the folder")
             if self.format == "hdf5":
-                from ..data.fastread import rows_of
-
                 arr = rows_of(arr)  # a map of plainly stored rows: RAM speed
             self._handles[file] = arr
+            self._joined = None  # made again over the sources open now
         return arr
 
     def _read(self, pos: np.ndarray) -> np.ndarray:
-        out = np.empty((len(pos), *self.image_shape), self.dtype)
+        shape = (len(pos), *self.image_shape)
         if not len(pos):
-            return out
+            return np.empty(shape, self.dtype)
         which = np.searchsorted(self._starts, pos, side="right") - 1
         if which[0] == which[-1] and (which == which[0]).all():  # one shard: no scatter
             piece = self._pieces[int(which[0])]
             src = self._source(piece)
             if isinstance(src, np.ndarray):
-                return np.take(src, pos - piece[0] + piece[2], axis=0, out=out, mode="clip")
+                return np.take(src, pos - piece[0] + piece[2], axis=0, mode="clip")
         pieces = np.unique(which)
         sources = [self._source(self._pieces[k]) for k in pieces]
+        joined = self._join()
+        if joined:  # maps of every shard: one gather, as from an array in RAM
+            # (no output allocated before it: a second batch-sized block per read costs
+            # fresh pages from the allocator)
+            return joined.gather(which, pos + self._shift[which]).view(self.dtype).reshape(shape)
+        out = np.empty(shape, self.dtype)
         if all(isinstance(src, np.ndarray) for src in sources):
             # maps: gather each shard's rows into a run of a buffer, then one gather back
             # into the asked order (gathers are twice as fast as a scatter per shard)
@@ -138,17 +147,21 @@ class ShardedImages:
             back = np.empty_like(order)
             back[order] = np.arange(len(order))
             return np.take(buf, back, axis=0, out=out, mode="clip")
-        for k in pieces:
+        for k, src in zip(pieces.tolist(), sources, strict=True):
             piece = self._pieces[k]
             sel = np.flatnonzero(which == k)
             rows = pos[sel] - piece[0] + piece[2]
-            src = self._source(piece)
-            lo, hi = int(rows.min()), int(rows.max()) + 1
             if isinstance(src, np.ndarray):  # a map: any order, one gather
                 out[sel] = np.take(src, rows, axis=0)
-            elif not _is_h5py(src):  # ChunkRows, ChunkCache, a tar shard's reader
+                continue
+            if isinstance(src, ChunkRows):  # rows checked above: a gather, no checks again
+                out[sel] = src.gather(rows)
+                continue
+            if not _is_h5py(src):  # ChunkCache, a tar shard's reader
                 out[sel] = src[rows]
-            elif hi - lo == len(rows) and np.all(np.diff(rows) == 1):
+                continue
+            lo, hi = int(rows.min()), int(rows.max()) + 1
+            if hi - lo == len(rows) and np.all(np.diff(rows) == 1):
                 out[sel] = src[lo:hi]  # a run: one hyperslab
             elif hi - lo <= 4 * len(rows):
                 out[sel] = src[lo:hi][rows - lo]  # dense enough: read the span
@@ -156,6 +169,17 @@ class ShardedImages:
                 uniq, inverse = np.unique(rows, return_inverse=True)
                 out[sel] = src[uniq][inverse]  # h5py wants increasing indices
         return out
+
+    def _join(self) -> JoinedRows | None:
+        """One view over the maps of the shards opened so far, or None where one is not a
+        map (a compressed shard, a tar shard, a map refused)."""
+        if self._joined is None:
+            parts = [self._handles.get(p[1]) for p in self._pieces]
+            try:
+                self._joined = JoinedRows(parts)
+            except (ValueError, OverflowError, TypeError):
+                self._joined = False
+        return self._joined or None
 
     def __getitem__(self, key):
         rest = ()
