@@ -212,7 +212,6 @@ def _check_folder(exp: _Expansion, shard: int | None = None) -> None:
     exp.made = (made, made and not existed)
 
 
-
 def _check_files(exp: _Expansion, shard: int | None) -> None:
     folder = exp.folder
     doc = read_json_or_none(folder / INDEX, _MAX_INDEX)
@@ -473,7 +472,6 @@ def _shape_dtype(x, channels) -> tuple[tuple[int, ...], np.dtype]:
         return tuple(get(x).image_shape), np.dtype(np.uint8)
     x = np.asarray(x) if not hasattr(x, "shape") else x
     return tuple(x.shape[1:]), np.dtype(x.dtype)
-
 
 
 # verify lives in its own module; its names stay importable from here

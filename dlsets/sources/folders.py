@@ -113,7 +113,6 @@ def _mask_classes(mask_classes) -> tuple[str, ...] | None:
                       f"classes (2..{MAX_CLASSES}) or their names")
 
 
-
 def load_folder(
     path: PathLike,
     size: tuple[int, int] | int | None = None,

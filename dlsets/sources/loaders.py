@@ -89,8 +89,6 @@ def load(
         val=val, val_seed=val_seed)
 
 
-
-
 # --- keras-style loaders -------------------------------------------------------------------
 
 
