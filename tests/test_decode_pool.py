@@ -176,3 +176,49 @@ def test_a_cold_load_that_does_not_fit_the_disk_is_a_space_error_not_sigbus(tmp_
     assert "not enough disk space" in out["checked"] and "--size" in out["checked"]
     assert "disk filled up" in out["unknown free space"]
     assert out["left"] == []
+
+
+_HALF_SENT = textwrap.dedent("""
+    import concurrent.futures as cf, multiprocessing as mp, os, struct, sys, time
+    from dlsets.sources import decode_pool
+
+    def half_sent(_):
+        # the header of a 1 MB result and 100 bytes of it, then nothing: a worker ended mid-send
+        frame = sys._getframe()
+        while "result_queue" not in frame.f_locals:
+            frame = frame.f_back
+        os.write(frame.f_locals["result_queue"]._writer.fileno(),
+                 struct.pack("!i", 1 << 20) + b"x" * 100)
+        open(sys.argv[1], "w").close()
+        time.sleep(600)
+
+    if __name__ == "__main__":
+        pool = cf.ProcessPoolExecutor(1, mp_context=mp.get_context(sys.argv[2]))
+        pool.submit(half_sent, None)
+        for _ in range(1200):
+            if os.path.exists(sys.argv[1]):
+                break
+            time.sleep(0.05)
+        time.sleep(0.5)  # the pool's reader thread is inside the message now
+        decode_pool._stop(pool, ok=False)  # what an interrupted or failed decode does
+        print("stopped")
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork and /proc")
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_worker_ended_mid_send_does_not_hang_the_exit(tmp_path, method):
+    # Ctrl-C during a folder's decode once left `dlsets` hanging after its message: the
+    # pool's reader thread waited for the rest of a result, and Python joins it at exit
+    script = tmp_path / "half.py"
+    script.write_text(_HALF_SENT)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "sending"), method],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("the process did not exit after the pool was stopped")
+    assert proc.returncode == 0 and out.strip() == "stopped", err

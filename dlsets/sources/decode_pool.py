@@ -255,6 +255,7 @@ def _stop(pool, ok: bool) -> None:
         pool.shutdown(wait=ok, cancel_futures=True)
         return
     procs = list((getattr(pool, "_processes", None) or {}).values())
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)  # (see below)
     pool.shutdown(wait=False, cancel_futures=True)
     for p in procs:
         p.terminate()
@@ -263,3 +264,11 @@ def _stop(pool, ok: bool) -> None:
         if p.is_alive():
             p.kill()
             p.join(5)
+    # A worker ended while sending its result leaves the pool's reader thread waiting for the
+    # rest of the message, and the interpreter joins that thread at exit: forever. The parent
+    # holds the pipe's other end too; closing it gives the reader an EOF and lets it end.
+    if writer is not None:
+        try:
+            writer.close()
+        except OSError:
+            pass
