@@ -206,3 +206,13 @@ def test_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
         d.mkdir()
     _ds().to_caffe(tmp_path / "out")
     assert not stale.exists() and not old.exists() and live.exists()
+
+
+@pytest.mark.parametrize("value_range", [(0, 1e308), (-1e39, 0), (-3e38, 3e38)])
+def test_a_range_beyond_float32_is_refused_before_writing(tmp_path, value_range):
+    # (0, 1e308) was accepted and wrote all-infinite data
+    x = np.random.default_rng(0).integers(0, 256, (8, 6, 6), dtype=np.uint8)
+    ds = Dataset("t", Split(x, np.zeros(8, np.uint8)), Split(x, np.zeros(8, np.uint8)), ("a",))
+    with pytest.raises(OptionError, match="float32"):
+        caffe.to_caffe(ds, tmp_path / "out", value_range=value_range)
+    assert not (tmp_path / "out").exists()

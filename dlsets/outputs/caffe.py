@@ -43,6 +43,11 @@ def _check_range(value_range) -> tuple[float, float]:
     if not (np.isfinite(lo) and np.isfinite(hi)) or lo == hi:
         raise OptionError(f"value_range=({lo}, {hi}) is not valid: give two different finite "
                           "numbers, e.g. (0, 1)")
+    # the data is float32: both ends, and the span the pixels are scaled by, must fit it
+    top = float(np.finfo(np.float32).max)
+    if max(abs(lo), abs(hi)) > top or abs(hi - lo) > top:
+        raise OptionError(f"value_range=({lo:g}, {hi:g}) is not valid: Caffe's data is float32, "
+                          f"whose values stop at {top:.3g}; give a smaller range, e.g. (0, 1)")
     return lo, hi
 
 
