@@ -421,3 +421,12 @@ def test_option_errors_name_the_flags_not_python_keywords(capsys, tiny, tmp_path
         main(["augment", "tiny-digits", "--target", "1e5", "--out", str(tmp_path / "b.h5")])
     err = capsys.readouterr().err
     assert "expected a positive integer, got 1e5" in err and "_positive_int" not in err
+
+
+def test_python_m_dlsets_cli_runs_the_command_line():
+    import subprocess
+    import sys
+
+    got = subprocess.run([sys.executable, "-m", "dlsets.cli", "--version"], capture_output=True,
+                         text=True, timeout=120)
+    assert got.returncode == 0 and got.stdout.startswith("dlsets "), got.stderr

@@ -98,3 +98,11 @@ def test_every_place_is_checked_to_lie_inside_the_cache(tmp_path):
         assert cache in path.parents, (name, path)
     with pytest.raises(RegistryError, match="unknown dataset"):
         table.place("no-such-set", cache)
+
+
+def test_an_empty_name_is_no_folder(tmp_path, monkeypatch):
+    # Path("") is the current folder: `dlsets info ""` decoded whatever the shell stood in
+    monkeypatch.chdir(tmp_path)
+    assert table.source_for("", "load").kind == "registry"
+    with pytest.raises(RegistryError, match="unknown dataset ''"):
+        dlsets.load("", cache_dir=tmp_path / "cache")

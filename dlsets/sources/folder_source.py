@@ -17,8 +17,8 @@ def is_folder(name) -> bool:
     folder."""
     if isinstance(name, os.PathLike):
         return True
-    if not isinstance(name, str) or name.startswith("kaggle:"):
-        return False
+    if not isinstance(name, str) or not name or name.startswith("kaggle:"):
+        return False  # "" is no path (Path("") would be the current folder): an unknown name
     if "/" in name or os.sep in name or name.startswith((".", "~")):
         return True
     return name not in registry.names() and Path(name).is_dir()
