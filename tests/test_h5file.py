@@ -49,3 +49,15 @@ def test_other_files_are_refused_clearly(tmp_path):
         dlsets.load(str(tmp_path / "junk.h5"))
     with pytest.raises(OptionError, match=r"dlsets.load\(path\)"):
         dlsets.load_shards(tmp_path / "junk.h5")
+
+
+@pytest.mark.parametrize("part", ["train/images", "train/labels"])
+def test_a_file_whose_data_lives_elsewhere_is_refused(tmp_path, part):
+    from tests.test_shards_trust import _relink
+
+    x, y = _data()
+    out = tmp_path / "aug.h5"
+    dlsets.expand_to_hdf5(x, y, 60, out, augmenter=dlsets.Augmenter(rotate=10, seed=1))
+    _relink(out, part, tmp_path / "anywhere.h5")
+    with pytest.raises(FormatError, match="stored outside the file"):
+        dlsets.load(str(out))

@@ -177,3 +177,24 @@ def test_a_damaged_shard_entry_is_bounded_reported_and_rewritten(tmp_path, kind,
     assert np.array_equal(np.asarray(load_shards(folder).images),
                           expand(x, y, 100, augmenter=Augmenter(**AUG))[0])
     assert _state(folder) == before
+
+
+def _relink(h5, dataset, other):
+    """Replace ``dataset`` of ``h5`` by an external link to the same data copied into
+    ``other``: the shape, dtype and attributes a reader checks all still agree."""
+    import h5py
+
+    with h5py.File(h5, "r+") as f:
+        data = f[dataset][...]
+        del f[dataset]
+        with h5py.File(other, "w") as o:
+            o["data"] = data
+        f[dataset] = h5py.ExternalLink(str(other), "/data")
+
+
+def test_a_shard_whose_images_live_in_another_file_is_refused(tmp_path):
+    folder = _folder(tmp_path)
+    shard = sorted(folder.glob("*.h5"))[1]
+    _relink(shard, "train/images", tmp_path / "anywhere.h5")
+    with pytest.raises(FormatError, match="stored outside the file"):
+        load_shards(folder).images[:]

@@ -59,6 +59,20 @@ def check_writes(f) -> None:
         raise guard.failed
 
 
+def check_stored_here(f, dset, path) -> None:
+    """Refuse a dataset of the open file ``f`` whose bytes live elsewhere: behind an external
+    link (another file, anywhere on disk), in a virtual dataset, or in external raw files.
+    dlsets writes none of these, and reading them would read files nobody named."""
+    from ..errors import FormatError
+
+    elsewhere = (dset.file.filename != f.filename or dset.is_virtual
+                 or dset.id.get_create_plist().get_external_count())
+    if elsewhere:
+        raise FormatError(f"{path}: {dset.name} is stored outside the file (an external link, "
+                          "a virtual dataset or external raw storage), which dlsets never "
+                          "writes; refusing to read it")
+
+
 def hdf5_bytes(count: int, image_shape: Sequence[int], itemsize: int = 1) -> int:
     """Bytes one split of ``count`` images (uint8 labels) takes in an HDF5 file, index aside."""
     return count * (int(np.prod(image_shape, dtype=object)) * itemsize + 1)

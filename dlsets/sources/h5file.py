@@ -33,6 +33,8 @@ def load_file(path: str | os.PathLike) -> Dataset:
     is empty. Close it with ``ds.close()`` or ``with``."""
     import h5py
 
+    from ..formats.h5 import check_stored_here
+
     path = Path(path)
     try:
         f = h5py.File(path, "r")
@@ -42,6 +44,9 @@ def load_file(path: str | os.PathLike) -> Dataset:
         found = {}
         for s, group in f.items():
             if isinstance(group, h5py.Group) and isinstance(group.get("images"), h5py.Dataset):
+                for part in ("images", "labels", "masks"):
+                    if isinstance(group.get(part), h5py.Dataset):
+                        check_stored_here(f, group[part], path)
                 found[s] = Split(group["images"], group.get("labels"), group.get("masks"))
         if not found:
             raise FormatError(f"{path} holds no /<split>/images dataset: not a file dlsets "
