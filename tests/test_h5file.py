@@ -61,3 +61,42 @@ def test_a_file_whose_data_lives_elsewhere_is_refused(tmp_path, part):
     _relink(out, part, tmp_path / "anywhere.h5")
     with pytest.raises(FormatError, match="stored outside the file"):
         dlsets.load(str(out))
+
+
+def _crafted(path, images, labels=None, masks=None, fill=True):
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        g = f.create_group("train")
+        if fill:
+            g["images"] = images
+        else:  # declared, never written: a sparse dataset
+            g.create_dataset("images", shape=images[0], dtype=images[1], chunks=True)
+        if labels is not None:
+            g["labels"] = labels
+        if masks is not None:
+            g["masks"] = masks
+    return str(path)
+
+
+@pytest.mark.parametrize("case", ["flat", "mismatch", "float_labels", "sparse", "masks"])
+def test_a_crafted_file_is_a_format_error_on_load(tmp_path, case):
+    x = np.zeros((10, 6, 6), np.uint8)
+    kw = {"flat": dict(images=np.zeros((10, 36), np.uint8)),
+          "mismatch": dict(images=x, labels=np.zeros(3, np.uint8)),
+          "float_labels": dict(images=x, labels=np.zeros(10, np.float32)),
+          "sparse": dict(images=((10**9, 28, 28), np.uint8), fill=False),
+          "masks": dict(images=x, labels=np.zeros(10, np.uint8), masks=np.zeros((4, 6, 6)))}
+    path = _crafted(tmp_path / "c.h5", **kw[case])
+    with pytest.raises(FormatError, match="not a file dlsets wrote"):
+        dlsets.load(path)
+
+
+def test_files_dlsets_writes_in_either_layout_pass_the_checks(tmp_path):
+    x, y = _data()
+    for channels, xs in (("last", x[..., None]), ("first", x[:, None])):
+        out = tmp_path / f"{channels}.h5"
+        dlsets.expand_to_hdf5(xs, y, 60, out, channels=channels, compression="gzip",
+                              augmenter=dlsets.Augmenter(rotate=10, seed=1))
+        with dlsets.load(str(out)) as ds:
+            assert len(ds.train) == 60

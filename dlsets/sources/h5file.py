@@ -47,6 +47,7 @@ def load_file(path: str | os.PathLike) -> Dataset:
                 for part in ("images", "labels", "masks"):
                     if isinstance(group.get(part), h5py.Dataset):
                         check_stored_here(f, group[part], path)
+                _check_split(path, s, group)
                 found[s] = Split(group["images"], group.get("labels"), group.get("masks"))
         if not found:
             raise FormatError(f"{path} holds no /<split>/images dataset: not a file dlsets "
@@ -64,6 +65,38 @@ def load_file(path: str | os.PathLike) -> Dataset:
             "splits": {s: {"images_shape": list(v.images.shape)} for s, v in found.items()}}
     return Dataset(path.stem, found["train"], found["test"], classes, info, _close=f.close,
                    extra=extra)
+
+
+# deflate, the strongest filter h5py offers, shrinks data at most about 1032 times: a dataset
+# that declares more than that over what it stores is sparse, not data dlsets wrote
+_MAX_RATIO = 1032
+
+
+def _check_split(path: Path, split: str, group) -> None:
+    """A split is what dlsets writes: N numeric images (3 or 4 dimensions) whose declared size
+    its stored bytes can hold, N integer labels, N integer masks; else FormatError."""
+    images, labels, masks = group["images"], group.get("labels"), group.get("masks")
+
+    def bad(what: str) -> FormatError:
+        return FormatError(f"{path}: /{split}/{what}; not a file dlsets wrote (augment --out, "
+                           "expand_to_hdf5, to_hdf5, export)")
+
+    shape = images.shape
+    if len(shape) not in (3, 4) or images.dtype.kind not in "uif":
+        raise bad(f"images is {images.dtype} {shape}, not (N, H, W), (N, H, W, C) or (N, C, H, W) "
+                  "numbers")
+    declared = int(np.prod(shape, dtype=np.float64)) * images.dtype.itemsize
+    stored = images.id.get_storage_size()
+    if declared > _MAX_RATIO * stored + (1 << 20):
+        raise bad(f"images declares {declared:,} bytes but the file stores {stored:,} of them")
+    if labels is not None and (not hasattr(labels, "shape") or labels.shape != shape[:1]
+                               or labels.dtype.kind not in "ui"):
+        raise bad(f"labels is {getattr(labels, 'dtype', '?')} {getattr(labels, 'shape', '?')}, "
+                  f"not {shape[0]} integers")
+    if masks is not None and (not hasattr(masks, "shape") or len(masks.shape) not in (3, 4)
+                              or masks.shape[0] != shape[0] or masks.dtype.kind not in "ui"):
+        raise bad(f"masks is {getattr(masks, 'dtype', '?')} {getattr(masks, 'shape', '?')}, "
+                  f"not {shape[0]} integer class maps")
 
 
 class H5FileSource(Source):
