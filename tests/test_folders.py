@@ -308,3 +308,28 @@ def test_a_validation_split_for_a_folder_and_load_takes_a_folder_path(tmp_path, 
     assert len(dlsets.load("pets").train) == 27  # a bare word that is a folder, not a dataset
     with pytest.raises(dlsets.OptionError, match="folder of images"):
         dlsets.load(str(root), format="hdf5")
+
+
+def test_a_folder_rewritten_while_it_is_read_is_not_kept(tmp_path, monkeypatch):
+    # a file rewritten during the decode and put back later with its old size and time would
+    # otherwise be served as it was read, by the content key of the scan before decoding
+    root = class_folder(tmp_path / "pets", {"dogs": 6, "cats": 6})
+    victim = root / "dogs" / "img000.png"
+    real = folder_prepare.decode_all
+
+    def rewriting(*args, **kwargs):
+        for i, result in enumerate(real(*args, **kwargs)):
+            if i == 0:
+                st = victim.stat()
+                save(victim, pattern(20, 24, seed=99))
+                os.utime(victim, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+            yield result
+
+    monkeypatch.setattr(folder_prepare, "decode_all", rewriting)
+    with pytest.raises(DlsetsError, match="changed while it was being read"):
+        dlsets.load_folder(root, cache_dir=tmp_path / "cache")
+    assert not list((tmp_path / "cache").rglob("manifest.json"))
+    monkeypatch.setattr(folder_prepare, "decode_all", real)
+    ds = dlsets.load_folder(root, cache_dir=tmp_path / "cache")  # settled: loads and is kept
+    assert len(ds.train) + len(ds.test) == 12
+    assert list((tmp_path / "cache").rglob("manifest.json"))

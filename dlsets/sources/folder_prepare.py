@@ -158,6 +158,13 @@ def _build(name: str, sc: Scan, folder: Path, opts: dict, names, workers: int, p
                 present += pres
                 for row, kind, reason in sk:
                     skips[row] = (kind, reason)
+        # the copy is found again by the content key of the scan before decoding: a file
+        # rewritten meanwhile (and later put back with its old size and time) would be served
+        # as it was read, so a folder that changed while it was read is not kept
+        if scan(sc.folder).content != sc.content:
+            raise DlsetsError(f"{name}: {sc.folder} changed while it was being read (files "
+                              "added, removed or rewritten); nothing was kept. Load it again "
+                              "once it has settled")
         arrays, manifest = _assemble(name, sc, items, opts, images, masks, ok, skips, present,
                                      names, target)
         manifest = prepared.write(folder, arrays, manifest)
