@@ -755,3 +755,20 @@ def test_one_image_has_its_own_entry_point_and_ambiguous_calls_raise():
     batch = _pattern(n=8, h=32, w=32)
     loop(batch[:5])
     assert np.array_equal(loop(batch[5:]), Augmenter(rotate=20, seed=2)(batch)[5:])
+
+
+def test_vectorised_philox_equals_numpys():
+    # the id path's emulated Philox4x64-10 against numpy's own, counters and keys of all sizes
+    from dlsets.augment.params import _key, _philox, _round_keys
+
+    rng = np.random.default_rng(7)
+    for seed, stream, m in ((0, 0, 1), (3, 2, 5), (2**64 - 1, 9, 64)):
+        counters = rng.integers(1, 2**64 - 1, m, dtype=np.uint64, endpoint=True)
+        counters[-1] = 2**64 - 1
+        got = _philox(counters, _round_keys(seed, stream))
+        assert got.shape == (m, 4)
+        for row, c in zip(got, counters, strict=True):
+            # numpy's Philox steps its counter before each block of four words
+            bits = np.random.Philox(key=_key(seed, stream),
+                                    counter=np.array([c - 1, 0, 0, 0], np.uint64))
+            assert np.array_equal(row, bits.random_raw(4))

@@ -84,7 +84,7 @@ def _irwin_hall(raw: np.ndarray) -> np.ndarray:
 # Philox4x64-10 constants (Salmon et al. 2011), as numpy's Philox uses them
 _M = np.array([[0xD2E7470EE14C6C93], [0xCA5A826395121157]], dtype=np.uint64)
 _M_LO, _M_HI = _M & np.uint64(0xFFFFFFFF), _M >> np.uint64(32)
-_W0, _W1 = 0x9E3779B97F4A7C15, 0xBB67AE8584CAA73B
+_W = np.array([[0x9E3779B97F4A7C15], [0xBB67AE8584CAA73B]], dtype=np.uint64)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _S32 = np.uint64(32)
 _ROUNDS = 10
@@ -95,40 +95,62 @@ _KEYS: dict[tuple[int, int], np.ndarray] = {}
 
 
 def _key(seed: int, stream: int) -> np.ndarray:
-    key = _KEYS.get((seed, stream))
-    if key is None:
-        key = np.random.SeedSequence([seed, stream]).generate_state(2, dtype=np.uint64)
+    """numpy's Philox key (2,) uint64 of (seed, stream)."""
+    return _round_keys(seed, stream)[0, :, 0]
+
+
+def _round_keys(seed: int, stream: int) -> np.ndarray:
+    """The (ROUNDS, 2, 1) round keys of (seed, stream); round 0's is :func:`_key`."""
+    keys = _KEYS.get((seed, stream))
+    if keys is None:
+        keys = np.empty((_ROUNDS, 2, 1), np.uint64)
+        keys[0, :, 0] = np.random.SeedSequence([seed, stream]).generate_state(2, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for r in range(1, _ROUNDS):
+                keys[r] = keys[r - 1] + _W
         if len(_KEYS) > 256:
             _KEYS.clear()
-        _KEYS[(seed, stream)] = key
-    return key
+        _KEYS[(seed, stream)] = keys
+    return keys
 
 
-def _philox(counters: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """Philox4x64-10 of counters (m,) uint64 (the other three counter words 0), vectorised:
-    (m, 4) uint64, equal to what numpy's Philox yields for those counter values."""
+def _philox(counters: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Philox4x64-10 of counters (m,) uint64 (the other three counter words 0) under round
+    keys ``keys`` (:func:`_key`), vectorised: (m, 4) uint64, equal to what numpy's Philox
+    yields for those counter values."""
     m = counters.shape[0]
-    x = np.zeros((4, m), np.uint64)
-    x[0] = counters
-    k0, k1 = int(key[0]), int(key[1])
-    mask = (1 << 64) - 1
+    # words 0 and 2 (multiplied by M0 and M1 at once) and words 1 and 3; every step writes
+    # into buffers made once: per-call overhead, not arithmetic, is the cost at batch sizes
+    a = np.zeros((2, m), np.uint64)
+    b = np.zeros((2, m), np.uint64)
+    a[0] = counters
+    lo, a_lo, a_hi, cross, hi_lo, hi = (np.empty((2, m), np.uint64) for _ in range(6))
     with np.errstate(over="ignore"):
-        for _ in range(_ROUNDS):
-            a = x[0::2]  # words 0 and 2, multiplied by M0 and M1 at once
-            lo = a * _M
-            a_lo, a_hi = a & _LOW32, a >> _S32
-            p1, p2 = a_lo * _M_HI, a_hi * _M_LO
-            mid = (a_lo * _M_LO) >> _S32
-            mid += p1 & _LOW32
-            mid += p2 & _LOW32
-            hi = a_hi * _M_HI
-            hi += p1 >> _S32
-            hi += p2 >> _S32
-            hi += mid >> _S32
-            x = np.stack([hi[1] ^ x[1] ^ np.uint64(k0), lo[1], hi[0] ^ x[3] ^ np.uint64(k1),
-                          lo[0]])
-            k0, k1 = (k0 + _W0) & mask, (k1 + _W1) & mask
-    return x.T
+        for r in range(_ROUNDS):
+            # (hi, lo) = the 128-bit products a * M, hi from 32-bit halves
+            np.multiply(a, _M, out=lo)
+            np.bitwise_and(a, _LOW32, out=a_lo)
+            np.right_shift(a, _S32, out=a_hi)
+            np.multiply(a_lo, _M_LO, out=cross)
+            cross >>= _S32
+            np.multiply(a_hi, _M_LO, out=hi_lo)
+            np.bitwise_and(hi_lo, _LOW32, out=hi)
+            cross += hi
+            np.multiply(a_lo, _M_HI, out=hi)
+            cross += hi
+            hi_lo >>= _S32
+            np.multiply(a_hi, _M_HI, out=hi)
+            hi += hi_lo
+            cross >>= _S32
+            hi += cross
+            # words 0, 2 <- hi1 ^ x1 ^ k0, hi0 ^ x3 ^ k1; words 1, 3 <- lo1, lo0
+            np.bitwise_xor(hi[::-1], b, out=a)
+            a ^= keys[r]
+            b[:] = lo[::-1]
+    out = np.empty((m, 4), np.uint64)
+    out[:, 0::2] = a.T
+    out[:, 1::2] = b.T
+    return out
 
 
 def raw_at(seed: int, stream: int, ids: np.ndarray, words: int) -> np.ndarray:
@@ -136,15 +158,15 @@ def raw_at(seed: int, stream: int, ids: np.ndarray, words: int) -> np.ndarray:
     row for row to the words sample ``i`` gets from :func:`generator`."""
     ids = np.asarray(ids, dtype=np.uint64)
     steps = _words(words) // _WORDS_PER_STEP
-    key = _key(seed, stream)
     if steps <= _VECTOR_STEPS:
         # numpy's Philox increments its counter before each block of four words
         counters = ids[:, None] * np.uint64(steps) + np.arange(1, steps + 1, dtype=np.uint64)
-        out = _philox(counters.ravel(), key).reshape(len(ids), steps * _WORDS_PER_STEP)
+        out = _philox(counters.ravel(), _round_keys(seed, stream))
+        out = out.reshape(len(ids), steps * _WORDS_PER_STEP)
         return out[:, :words]
     out = np.empty((len(ids), words), np.uint64)
     order = np.argsort(ids, kind="stable")
-    bits = np.random.Philox(key=key)
+    bits = np.random.Philox(key=_key(seed, stream))
     at, last = 0, None
     for row in order.tolist():
         step = int(ids[row]) * steps
