@@ -43,10 +43,11 @@ def _ray():
 def start(ray, **kw) -> None:
     """``ray.init(**kw)``, after checking that a ``host:port`` cluster address answers at all:
     one that refuses, or does not accept a connection within ``$DLSETS_DEADLINE`` (at most
-    :data:`CONNECT_SECONDS`), is a DeadlineError naming it, at once and before Ray's retries
-    print their C++ warnings. ``ray.init`` itself runs on the calling thread (Ray needs the
-    main thread for its signal handlers: started on another, a later run died silently), so a
-    server that accepts but never answers is still waited for as long as Ray waits."""
+    :data:`CONNECT_SECONDS`), or accepts but does not complete a gRPC handshake in that time
+    (Ray's cluster and client servers speak gRPC), is a DeadlineError naming it, at once and
+    before Ray's retries print their C++ warnings. ``ray.init`` itself runs on the calling
+    thread (Ray needs the main thread for its signal handlers: started on another, a later
+    run died silently)."""
     from ..common.config import deadline
 
     address = kw.get("address") or os.environ.get("RAY_ADDRESS") or ""
@@ -190,19 +191,35 @@ def _run_tasks(exp, kw: dict, cpus: int, augmenter, progress) -> Path:
 
 
 def _answers(address: str, limit: float) -> None:
-    """A ``host:port`` that refuses or ignores a connection fails here, at once and without
-    Ray's retries and their C++ warnings on stderr (which no log level silences)."""
+    """A ``host:port`` (or ``ray://host:port``) that refuses or ignores a connection, or
+    accepts one but does not complete a gRPC handshake within ``limit`` seconds, fails here:
+    at once, and without Ray's retries and their C++ warnings on stderr (which no log level
+    silences). Skipped under ``RAY_USE_TLS`` (the handshake would need the cluster's
+    certificates)."""
     import socket
 
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or "://" in address:
-        return  # "auto", "local", ray:// and the like: Ray's own business
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit() or "://" in target:
+        return  # "auto", "local" and the like: Ray's own business
+    how = "start it (`ray start --head`), or correct or unset RAY_ADDRESS"
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=limit).close()
     except OSError as exc:
         raise DeadlineError(f"Ray: no cluster answers at {address} ({exc.strerror or exc}); "
-                            "start it (`ray start --head`), or correct or unset RAY_ADDRESS"
-                            ) from None
+                            f"{how}") from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() not in ("", "0", "false"):
+        return
+    import grpc  # installed with Ray
+
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=limit)
+    except grpc.FutureTimeoutError:
+        raise DeadlineError(f"Ray: {address} accepts connections but did not answer as a Ray "
+                            f"cluster (no gRPC handshake in {limit:g} s); {how}") from None
+    finally:
+        channel.close()
 
 
 # ---------------------------------------------------------------------------- Ray Data
