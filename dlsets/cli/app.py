@@ -93,8 +93,14 @@ _FLAGS = {"rotate": "--rotate", "shift": "--shift", "shear": "--shear", "zoom": 
           "channels": "--channels", "size": "--size", "color": "--color", "resize": "--resize",
           "test": "--test", "mask_classes": "--mask-classes", "mask_palette": "--mask-palette",
           "overwrite": "--overwrite",
-          "out": "--out", "logdir": "--tensorboard", "hflip": "--hflip", "vflip": "--vflip"}
-_KEYWORD = re.compile(r"\b(" + "|".join(_FLAGS) + r")=('[^']*'|\([^)]*\)|[^\s;,:)]+)")
+          "out": "--out", "logdir": "--tensorboard", "hflip": "--hflip", "vflip": "--vflip",
+          "elastic alpha": "--elastic ALPHA", "elastic sigma": "--elastic SIGMA",
+          "value_range": "--range", "max_file_bytes": "--max-file-mb",
+          "batch_size": "--batch-size", "scale": "--scale"}
+# Keywords whose value the CLI gave in another unit: shown in the option's own.
+_UNITS = {"max_file_bytes": lambda v: f"{int(v.replace(',', '')) / 2**20:g}"}
+_KEYWORD = re.compile(r"\b(" + "|".join(_FLAGS)
+                      + r")=('[^']*'|\([^)]*\)|\d{1,3}(?:,\d{3})+\b|[^\s;,:)]+)")
 
 
 def _as_flags(text: str) -> str:
@@ -106,6 +112,11 @@ def _as_flags(text: str) -> str:
         if any(lo <= m.start() < hi for lo, hi in calls):
             return m.group(0)
         value = m.group(2).strip("'")
+        if m.group(1) in _UNITS:
+            try:
+                value = _UNITS[m.group(1)](value)
+            except ValueError:
+                pass
         if value == "True":  # a switch: the flag alone
             return _FLAGS[m.group(1)]
         if value.startswith("(") and value.endswith(")"):
@@ -254,7 +265,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--test", type=float, default=None, metavar="FRAC",
                    help="fraction of each class for the test split, when there are no "
                    "train/test folders (default 0.1)")
-    g.add_argument("--split-seed", type=int, default=None, metavar="N",
+    g.add_argument("--split-seed", type=_seed, default=None, metavar="N",
                    help="seed of the train/test split rule (default 0)")
     g.add_argument("--mask-classes", type=_positive_int, default=None, metavar="K",
                    help="segmentation: mask values must be 0..K-1 (others are skipped)")
