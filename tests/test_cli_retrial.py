@@ -55,3 +55,35 @@ def test_numeric_option_errors_name_the_option_typed(capsys, tiny, tmp_path):
     for argv, said, keyword in cases:
         code, _, err = run(capsys, *argv)
         assert code == 1 and said in err and keyword not in err, err
+
+
+# --- output to a closed pipe (`dlsets list | head -1`) ---------------------------------------
+
+
+def _into_closed_pipe(*argv, env=None):
+    """Run the CLI with its stdout a pipe whose reader is gone before it writes."""
+    import os
+    import subprocess
+    import sys
+
+    r, w = os.pipe()
+    os.close(r)
+    try:
+        return subprocess.run([sys.executable, "-m", "dlsets", *map(str, argv)], stdout=w,
+                              stderr=subprocess.PIPE, text=True, timeout=120, env=env)
+    finally:
+        os.close(w)
+
+
+@pytest.mark.parametrize("argv", [["list"], ["info", "mnist"], ["-v", "list"]])
+@pytest.mark.parametrize("unbuffered", ["", "1"])  # the first print fails, or the last flush
+def test_a_closed_pipe_ends_the_command_quietly(argv, unbuffered):
+    import os
+
+    got = _into_closed_pipe(*argv, env={**os.environ, "PYTHONUNBUFFERED": unbuffered})
+    assert got.returncode == 141 and got.stderr == "", got.stderr
+
+
+def test_a_closed_pipe_after_help_says_nothing_either():
+    got = _into_closed_pipe("--help")  # argparse's own printing: its status (0) stays
+    assert got.stderr == "" and got.returncode in (0, 141)

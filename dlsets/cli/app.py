@@ -29,7 +29,45 @@ _FLIPS = {"--hflip": "0.5", "--vflip": "0.5"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns 0 on success, 1 on an expected failure, 2 on a usage error."""
+    """Run the CLI; returns 0 on success, 1 on an expected failure, 2 on a usage error, 141
+    when the reader of its output went away (``dlsets list | head -1``)."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()  # here, not at exit, where a closed pipe is only reported
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The recipe of Python's docs (signal, "Note on SIGPIPE"): what is still buffered for
+    stdout goes to devnull, so the flush at exit raises nothing; no message, the status of a
+    command ended by SIGPIPE (128 + 13)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # a stdout with no descriptor (captured)
+        pass
+    return 141
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader closed it (a broken pipe elsewhere, to a worker
+    process say, is an error to report)."""
+    try:
+        import select
+
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no poll (Windows), no descriptor
+        return True
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     argv = bare_switches(sys.argv[1:] if argv is None else list(argv), _FLIPS)
     args, unknown = parser.parse_known_args(argv)
@@ -58,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dlsets: error: {shown_message(text)}", file=sys.stderr)
         return 1
     except OSError as exc:
+        if isinstance(exc, BrokenPipeError) and _stdout_gone():
+            raise  # the reader of our output went away: not an error (see main)
         # A disk that is full or cannot be written, met where no writer said it better (inside
         # a library such as tensorboardX, say): one line, like every other expected failure.
         from ..store import space
