@@ -87,3 +87,23 @@ def test_a_closed_pipe_ends_the_command_quietly(argv, unbuffered):
 def test_a_closed_pipe_after_help_says_nothing_either():
     got = _into_closed_pipe("--help")  # argparse's own printing: its status (0) stays
     assert got.stderr == "" and got.returncode in (0, 141)
+
+
+# --- Ctrl-C in a shards run whose folder is gone ----------------------------------------------
+
+
+@pytest.mark.parametrize("trailing", ["/", ""])
+def test_ctrl_c_before_any_shard_says_the_folder_is_not_there(capsys, tiny, tmp_path,
+                                                              monkeypatch, trailing):
+    import dlsets.scale.shards
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dlsets.scale.shards, "_run", interrupted)
+    out = tmp_path / "new" / "sh"
+    code, _, err = run(capsys, "augment", "tiny-digits", "--target", 300, "--rotate", 5,
+                       "--shards", 3, "--out", f"{out}{trailing}")
+    assert code == 130 and not out.exists()
+    assert "complete shard" not in err and f"{out}/ does not exist" in err, err
+    assert "Run the same command again" in err

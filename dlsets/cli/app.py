@@ -179,6 +179,10 @@ def _interrupted(args) -> str:
             or Path(out).is_dir()) and getattr(args, "format", None) != "caffe":
         from ..scale.layout import complete_shards
 
+        folder = str(out).rstrip("/" + os.sep) or str(out)
+        if not Path(folder).is_dir():  # never made, or removed as it was left empty
+            return (f"interrupted; {shown(folder)}/ does not exist: no shard was written. Run "
+                    "the same command again to write them.")
         done = complete_shards(out)
         return (f"interrupted; {len(done)} complete shard(s) in {shown(out)} are kept (the one "
                 "being written was not). Run the same command again to write the rest.")
