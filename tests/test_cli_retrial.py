@@ -107,3 +107,28 @@ def test_ctrl_c_before_any_shard_says_the_folder_is_not_there(capsys, tiny, tmp_
     assert code == 130 and not out.exists()
     assert "complete shard" not in err and f"{out}/ does not exist" in err, err
     assert "Run the same command again" in err
+
+
+# --- verify DIR/ runs the reader's structure checks ---------------------------------------------
+
+
+def test_verify_of_a_shard_folder_the_reader_refuses_is_not_ok(capsys, tiny, tmp_path):
+    import dlsets
+
+    out = tmp_path / "sh"
+    assert run(capsys, "augment", "tiny-digits", "--target", 90, "--rotate", 5, "--shards", 3,
+               "--out", f"{out}/", "-q")[0] == 0
+    assert run(capsys, "verify", f"{out}/")[0] == 0
+    # The same bytes, reached through a link that leads out of the folder: they hash to their
+    # entry, but the reader refuses a shard outside its folder.
+    shard = sorted(out.glob("*-of-00003.h5"))[1]
+    moved = tmp_path / "elsewhere.h5"
+    shard.rename(moved)
+    shard.symlink_to(moved)
+    with pytest.raises(dlsets.FormatError):
+        dlsets.load_shards(out)
+    code, stdout, err = run(capsys, "verify", f"{out}/")
+    assert code == 1, stdout + err
+    assert "outside" in stdout and "reading them back fails" in stdout, stdout
+    assert "run `dlsets verify" not in stdout  # not sent back to the command that said it
+    assert dlsets.verify_shards(out).complete is False
