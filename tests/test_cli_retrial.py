@@ -132,3 +132,75 @@ def test_verify_of_a_shard_folder_the_reader_refuses_is_not_ok(capsys, tiny, tmp
     assert "outside" in stdout and "reading them back fails" in stdout, stdout
     assert "run `dlsets verify" not in stdout  # not sent back to the command that said it
     assert dlsets.verify_shards(out).complete is False
+
+
+# --- outputs inside the cache folder are refused -------------------------------------------
+
+
+def _cache_targets(tmp_path):
+    """Paths into the test's cache (DLSETS_CACHE): plain, through '..', through a link."""
+    cache = tmp_path / "dlsets-cache"
+    link = tmp_path / "link"
+    link.symlink_to(cache, target_is_directory=True)
+    return [cache / "out", cache / ".." / "dlsets-cache" / "tiny-digits" / "out", link / "out"]
+
+
+@pytest.mark.parametrize("command", [
+    ["export", "tiny-digits", "--out", "{}.h5"],
+    ["export", "tiny-digits", "--out", "{}.npz"],
+    ["export", "tiny-digits", "--format", "caffe", "--out", "{}"],
+    ["export", "tiny-digits", "--format", "convnetjs", "--out", "{}"],
+    ["augment", "tiny-digits", "--target", 90, "--rotate", 5, "--out", "{}.h5"],
+    ["augment", "tiny-digits", "--target", 90, "--rotate", 5, "--out", "{}/"],
+    ["augment", "tiny-digits", "--target", 90, "--rotate", 5, "--format", "caffe", "--out", "{}"],
+    ["preview", "tiny-digits", "--rotate", 5, "--out", "{}.png"],
+    ["preview", "tiny-digits", "--rotate", 5, "--tensorboard", "{}"],
+])
+def test_an_output_inside_the_cache_is_refused(capsys, tiny, tmp_path, command):
+    for target in _cache_targets(tmp_path):
+        argv = [str(a).format(target) for a in command]
+        code, out, err = run(capsys, *argv)
+        assert code == 1 and "inside dlsets' cache folder" in err, (argv, out, err)
+        assert "outside the cache" in err and len(err.strip().splitlines()) == 1, err
+        assert not list((tmp_path / "dlsets-cache").glob("**/out*")), argv
+    # the cache's own files are still written: loading prepares them
+    code, _, err = run(capsys, "export", "tiny-digits", "--out", tmp_path / "fine.h5", "-q")
+    assert code == 0, err
+
+
+def test_an_output_inside_a_cache_dir_given_on_the_command_line_is_refused(capsys, tiny,
+                                                                          tmp_path):
+    other = tmp_path / "other-cache"
+    code, _, err = run(capsys, "export", "tiny-digits", "--cache-dir", other, "--out",
+                       other / "x.h5")
+    assert code == 1 and f"inside dlsets' cache folder {other}" in err, err
+
+
+def test_the_library_refuses_outputs_inside_the_cache(tiny, tmp_path):
+    import numpy as np
+
+    import dlsets
+
+    ds = dlsets.load("tiny-digits")
+    x, y = ds.train.images, ds.train.labels
+    aug = dlsets.Augmenter(rotate=5)
+
+    def writes(target):
+        return [
+            lambda: ds.to_hdf5(f"{target}.h5"),
+            lambda: ds.to_npz(f"{target}.npz"),
+            lambda: ds.to_convnetjs(target),
+            lambda: ds.to_caffe(target),
+            lambda: dlsets.write_tensorboard(target, x, aug, n=2, copies=1),
+            lambda: dlsets.expand_to_caffe(x, y, 90, target, augmenter=aug),
+            lambda: dlsets.expand_to_hdf5(x, y, 90, f"{target}.h5", augmenter=aug),
+            lambda: dlsets.expand_to_shards(x, y, 90, target, augmenter=aug, shards=2),
+            lambda: dlsets.expand_shard(x, y, 90, target, shard=0, shards=2, augmenter=aug),
+            lambda: dlsets.save_png(np.zeros((4, 4), np.uint8), f"{target}.png"),
+        ]
+
+    for target in _cache_targets(tmp_path):
+        for write in writes(target):
+            with pytest.raises(dlsets.WriteError, match="inside dlsets' cache folder"):
+                write()
+    assert not list((tmp_path / "dlsets-cache").glob("**/out*"))
