@@ -98,6 +98,19 @@ class _Alias:  # a meta path finder and its loader (importlib.abc costs 10 ms at
         # the moved module ran when create_module imported it; give it back its own spec
         module.__spec__ = module.__spec__.loader_state
 
+    def get_code(self, fullname):
+        """``python -m dlsets.<old>`` (runpy asks for the code): run the new path as ``python
+        -m dlsets.<new>`` would, in its own package (its relative imports need it), with the
+        same messages (a package cannot be run, ...); not a traceback."""
+        new = f"dlsets.{MOVED[fullname[7:]]}"
+        return compile(
+            "import runpy\n"
+            "if hasattr(runpy, '_run_module_as_main'):  # what `python -m` itself calls\n"
+            f"    runpy._run_module_as_main({new!r})\n"
+            "else:\n"
+            f"    runpy.run_module({new!r}, run_name='__main__', alter_sys=True)\n",
+            f"<{fullname}: moved to {new}>", "exec")
+
 
 def install() -> None:
     """Make the old paths importable (once per process)."""

@@ -768,12 +768,12 @@ def test_a_damaged_manifest_means_rebuild_in_every_command(mnist_ds, defect, cap
             _assert_split(ds.train, x_tr, y_tr)
             _assert_split(ds.test, x_te, y_te)
         elif rebuild == "export":
-            out_file = folder.parent / "x.npz"
+            out_file = cache_dir.parent / "x.npz"  # outside the cache: refused there
             assert main(["export", "tiny-mnist", "--out", str(out_file), *common]) == 0
             with np.load(out_file) as z:
                 np.testing.assert_array_equal(z["x_train"], x_tr)
         else:
-            out_file = folder.parent / "x.h5"
+            out_file = cache_dir.parent / "x.h5"  # outside the cache: refused there
             assert main(["augment", "tiny-mnist", "--target", "50", "--rotate", "5",
                          "--out", str(out_file), *common]) == 0
             with h5py.File(out_file) as f:

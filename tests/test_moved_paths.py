@@ -82,3 +82,28 @@ def test_an_old_submodule_of_an_old_package_imported_first_is_the_moved_module()
     # through the aliased package's __path__ and run a second copy of it
     code = "import dlsets.readers.idx as a, dlsets.formats.idx as b; assert a is b"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _python_m(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("old", ["loaders", "shards", "config", "cli_text", "readers",
+                                 "readers.idx"])
+def test_python_m_an_old_path_does_what_python_m_its_new_path_does(old):
+    """0.1's modules ran as scripts did nothing (none had a __main__ part); the alias had no
+    get_code, so `python -m dlsets.loaders` ended in a traceback."""
+    got, want = _python_m(f"dlsets.{old}"), _python_m(f"dlsets.{MOVED[old]}")
+    assert "Traceback" not in got.stderr, got.stderr
+    assert (got.returncode, got.stdout) == (want.returncode, want.stdout)
+    assert got.stderr.replace(f"dlsets.{old}", f"dlsets.{MOVED[old]}") == want.stderr
+
+
+def test_an_old_path_whose_module_has_a_main_part_runs_it():
+    """An alias of a module with a __main__ part (the CLI's app.py) runs it, arguments too."""
+    code = ("import sys, runpy, dlsets.moved as m; m.MOVED['oldcli'] = 'cli.app'; "
+            "sys.argv[1:] = ['--version']; runpy._run_module_as_main('dlsets.oldcli')")
+    got = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert got.returncode == 0 and got.stdout.startswith("dlsets "), got.stderr

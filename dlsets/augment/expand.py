@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OptionError
-from ..store import space, stamps
+from ..store import cache, space, stamps
 from . import params
 from .transforms import channels_last
 
@@ -372,7 +372,8 @@ def expand_to_hdf5(
     needed = hdf5_bytes(target, x.shape[1:], x.dtype.itemsize)
     if m is not None:
         needed += hdf5_bytes(target, m.shape[1:], m.dtype.itemsize)
-    # Before any work: the file's folder and its room (the size is known now).
+    # Before any work: not in the cache, the file's folder and its room (the size is known).
+    cache.check_outside(path, what)
     space.check_output(path, what)
     stamps.check_replace(path, overwrite, what)
     space.need_disk(path.absolute().parent, needed, what)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import OptionError
-from ..store import space, stamps
+from ..store import cache, space, stamps
 
 SEPARATOR = 128  # mid grey stands out on both black-background digits and photos
 PNG_MAX_SIDE = 2**31 - 1  # the PNG format's limit on width and height
@@ -184,6 +184,7 @@ def save_png(grid: np.ndarray, path: str | os.PathLike, *, scale: int = 1,
     if scale > 1:
         space.need_memory(2 * nbytes, f"a {width:,} x {height:,} pixel PNG", "use a smaller scale")
     path = Path(path)
+    cache.check_outside(path, f"writing {path.name}")
     stamps.check_replace(path, overwrite, f"writing {path.name}")
     with space.output(path, nbytes + 4096, f"writing {path.name}") as tmp:
         if scale > 1:

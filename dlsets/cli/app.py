@@ -29,7 +29,45 @@ _FLIPS = {"--hflip": "0.5", "--vflip": "0.5"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns 0 on success, 1 on an expected failure, 2 on a usage error."""
+    """Run the CLI; returns 0 on success, 1 on an expected failure, 2 on a usage error, 141
+    when the reader of its output went away (``dlsets list | head -1``)."""
+    try:
+        try:
+            return _main(argv)
+        finally:
+            if sys.stdout is not None:
+                sys.stdout.flush()  # here, not at exit, where a closed pipe is only reported
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """The recipe of Python's docs (signal, "Note on SIGPIPE"): what is still buffered for
+    stdout goes to devnull, so the flush at exit raises nothing; no message, the status of a
+    command ended by SIGPIPE (128 + 13)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # a stdout with no descriptor (captured)
+        pass
+    return 141
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader closed it (a broken pipe elsewhere, to a worker
+    process say, is an error to report)."""
+    try:
+        import select
+
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poll.poll(0))
+    except (OSError, ValueError, AttributeError):  # no poll (Windows), no descriptor
+        return True
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
     argv = bare_switches(sys.argv[1:] if argv is None else list(argv), _FLIPS)
     args, unknown = parser.parse_known_args(argv)
@@ -58,6 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"dlsets: error: {shown_message(text)}", file=sys.stderr)
         return 1
     except OSError as exc:
+        if isinstance(exc, BrokenPipeError) and _stdout_gone():
+            raise  # the reader of our output went away: not an error (see main)
         # A disk that is full or cannot be written, met where no writer said it better (inside
         # a library such as tensorboardX, say): one line, like every other expected failure.
         from ..store import space
@@ -93,8 +133,14 @@ _FLAGS = {"rotate": "--rotate", "shift": "--shift", "shear": "--shear", "zoom": 
           "channels": "--channels", "size": "--size", "color": "--color", "resize": "--resize",
           "test": "--test", "mask_classes": "--mask-classes", "mask_palette": "--mask-palette",
           "overwrite": "--overwrite",
-          "out": "--out", "logdir": "--tensorboard", "hflip": "--hflip", "vflip": "--vflip"}
-_KEYWORD = re.compile(r"\b(" + "|".join(_FLAGS) + r")=('[^']*'|\([^)]*\)|[^\s;,:)]+)")
+          "out": "--out", "logdir": "--tensorboard", "hflip": "--hflip", "vflip": "--vflip",
+          "elastic alpha": "--elastic ALPHA", "elastic sigma": "--elastic SIGMA",
+          "value_range": "--range", "max_file_bytes": "--max-file-mb",
+          "batch_size": "--batch-size", "scale": "--scale"}
+# Keywords whose value the CLI gave in another unit: shown in the option's own.
+_UNITS = {"max_file_bytes": lambda v: f"{int(v.replace(',', '')) / 2**20:g}"}
+_KEYWORD = re.compile(r"\b(" + "|".join(_FLAGS)
+                      + r")=('[^']*'|\([^)]*\)|\d{1,3}(?:,\d{3})+\b|[^\s;,:)]+)")
 
 
 def _as_flags(text: str) -> str:
@@ -106,6 +152,11 @@ def _as_flags(text: str) -> str:
         if any(lo <= m.start() < hi for lo, hi in calls):
             return m.group(0)
         value = m.group(2).strip("'")
+        if m.group(1) in _UNITS:
+            try:
+                value = _UNITS[m.group(1)](value)
+            except ValueError:
+                pass
         if value == "True":  # a switch: the flag alone
             return _FLAGS[m.group(1)]
         if value.startswith("(") and value.endswith(")"):
@@ -128,6 +179,10 @@ def _interrupted(args) -> str:
             or Path(out).is_dir()) and getattr(args, "format", None) != "caffe":
         from ..scale.layout import complete_shards
 
+        folder = str(out).rstrip("/" + os.sep) or str(out)
+        if not Path(folder).is_dir():  # never made, or removed as it was left empty
+            return (f"interrupted; {shown(folder)}/ does not exist: no shard was written. Run "
+                    "the same command again to write them.")
         done = complete_shards(out)
         return (f"interrupted; {len(done)} complete shard(s) in {shown(out)} are kept (the one "
                 "being written was not). Run the same command again to write the rest.")
@@ -254,7 +309,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--test", type=float, default=None, metavar="FRAC",
                    help="fraction of each class for the test split, when there are no "
                    "train/test folders (default 0.1)")
-    g.add_argument("--split-seed", type=int, default=None, metavar="N",
+    g.add_argument("--split-seed", type=_seed, default=None, metavar="N",
                    help="seed of the train/test split rule (default 0)")
     g.add_argument("--mask-classes", type=_positive_int, default=None, metavar="K",
                    help="segmentation: mask values must be 0..K-1 (others are skipped)")

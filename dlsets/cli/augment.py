@@ -15,6 +15,7 @@ from .shared import (
     _file_bytes,
     _load,
     _output,
+    _outside_cache,
     _progress,
     _source_kind,
 )
@@ -25,6 +26,7 @@ def _cmd_augment(args) -> int:
     from ..augment import expand_to_hdf5, take_subset
     from ..sources.builtin import need_hdf5_room
 
+    _outside_cache(args, "--out")
     fmt = args.format or "hdf5"
     _check_folder_options(args, fmt)
     if fmt == "caffe":
@@ -97,6 +99,7 @@ def _cmd_preview(args) -> int:
     if args.out is None and args.tensorboard is None:
         raise OptionError("preview writes a PNG (--out FILE.png), TensorBoard summaries "
                           "(--tensorboard LOGDIR) or both: give at least one")
+    _outside_cache(args, "--out", "--tensorboard")
     if args.out is not None:
         _output(args, (".png",), "preview writes PNG; give a name ending in .png")
     if _source_kind(args.name) == "registry":

@@ -6,11 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import OptionError
-from .shared import _check_folder_options, _file_bytes, _load, _output, _progress
+from .shared import (
+    _check_folder_options,
+    _file_bytes,
+    _load,
+    _output,
+    _outside_cache,
+    _progress,
+)
 from .text import shown
 
 
 def _cmd_export(args) -> int:
+    _outside_cache(args, "--out")
     out = Path(args.out)
     by_suffix = {".h5": "hdf5", ".hdf5": "hdf5", ".hdf": "hdf5", ".npz": "npz"}.get(
         out.suffix.lower())

@@ -75,6 +75,17 @@ def _load(args, name: str, **kw):
                        **_folder_options(args), **kw)
 
 
+def _outside_cache(args, *flags: str) -> None:
+    """Each output option given (--out, --tensorboard) lies outside the cache in use
+    (--cache-dir or the configured one): checked before any work, for files and folders."""
+    from ..store.cache import check_outside
+
+    for flag in flags:
+        value = getattr(args, flag.removeprefix("--"), None)
+        if value is not None:
+            check_outside(value, f"{flag} {value}", args.cache_dir)
+
+
 def _output(args, suffixes: tuple[str, ...], what: str) -> Path:
     """--out checked before any work: its extension, that a file can be written there, and
     that a file already there is a dlsets output (or --overwrite was given)."""

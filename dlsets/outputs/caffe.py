@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import OptionError
 from ..formats.h5 import names_attr
+from ..store import cache
 
 if TYPE_CHECKING:
     from ..data.dataset import Dataset
@@ -83,6 +84,7 @@ def _check_out(out: str | os.PathLike) -> Path:
     """``out`` as a Path; OptionError when its absolute path could not be one line of a list
     file (a line break in it would split the line Caffe reads)."""
     out = Path(out)
+    cache.check_outside(out, f"writing Caffe files into {out}")
     if any(c in str(out.resolve()) for c in "\n\r"):
         raise OptionError(f"out={str(out)!r}: Caffe's list files name one .h5 file a line, and "
                           "this path holds a line break; give a folder whose path has none")

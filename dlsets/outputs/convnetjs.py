@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import OptionError
-from ..store import space
+from ..store import cache, space
 
 if TYPE_CHECKING:
     from ..data.dataset import Dataset
@@ -78,6 +78,7 @@ def write_convnetjs(
     # with -1 (10**12 asked for terabytes of them) and change nothing else.
     size = max(1, min(int(size), max(len(train[0]), len(test[0]))))
     out = Path(out)
+    cache.check_outside(out, f"writing ConvNetJS sprite sheets into {out}")
     # PNG rows are at most the raw pixels (and a few bytes a row); labels a few bytes each.
     count = len(train[0]) + len(test[0])
     space.need_disk(out.absolute().parent, count * (sample[0].nbytes + 16) + 4096,

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import OptionError
 from ..formats import h5
-from ..store import space, stamps
+from ..store import cache, space, stamps
 
 if TYPE_CHECKING:
     from ..data.dataset import Dataset
@@ -86,6 +86,7 @@ def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None
     for each extra split: ``/extra/...``, ``/val/...``, ``/unlabeled/images``) plus the
     ``classes`` and ``sources`` attributes; ``compression`` is None, "gzip" or "lzf".
     Segmentation datasets add ``/<split>/masks``."""
+    cache.check_outside(path, f"writing {Path(path).name}")  # write_hdf5 writes the cache's too
     return write_hdf5(
         path,
         {s: (ds[s].images, ds[s].labels, ds[s].masks) for s in ds.split_names},
@@ -104,6 +105,7 @@ def to_npz(ds: Dataset, path: str | os.PathLike, *, overwrite: bool = False) -> 
     ``m_<split>`` masks for segmentation data; the zip's comment is the dlsets stamp. An
     existing ``path`` that dlsets did not write is refused unless ``overwrite``."""
     path = Path(path)
+    cache.check_outside(path, f"writing {path.name}")
     stamps.check_replace(path, overwrite, f"writing {path.name}")
     arrays = {}
     for s in ds.split_names:

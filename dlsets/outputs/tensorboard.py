@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingDependencyError, OptionError
-from ..store import space
+from ..store import cache, space
 
 SEPARATOR = 128
 
@@ -100,6 +100,7 @@ def write_tensorboard(
     summary, event, crc = _tensorboardx()
     logdir = Path(logdir)
     _check_logdir(logdir)
+    cache.check_outside(logdir, f"writing TensorBoard events into {logdir}")
     for name, value, low in (("n", n, 1), ("copies", copies, 1), ("step", step, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise OptionError(f"{name}={value!r} is not allowed: give an integer >= {low}")

@@ -74,6 +74,11 @@ class ShardedImages:
         self.__dict__.update(state)
         self._pid = os.getpid()
 
+    def open_all(self) -> None:
+        """Open every shard these rows lie in, with the checks a read makes on opening."""
+        for piece in self._pieces:
+            self._source(piece)
+
     def close(self) -> None:
         """Close the files this process opened (they reopen on the next read)."""
         for f in self._files:
@@ -304,3 +309,16 @@ def load_shards(folder: str | os.PathLike, *, rank: int = 0, world_size: int = 1
     masks = ShardedImages(folder, doc, lo, lo + share, "masks") if "mask_shape" in doc else None
     return Split(ShardedImages(folder, doc, lo, lo + share),
                  _labels(folder, doc, lo, lo + share), masks)
+
+
+def check_shards(folder: str | os.PathLike) -> None:
+    """Every structure check :func:`load_shards` and its reads make, on every shard (index,
+    names, sizes, each file's own rows, shapes and labels; not the hashes): FormatError or
+    OptionError saying what the reader refuses. ``dlsets verify DIR/`` runs it."""
+    split = load_shards(folder)
+    for rows in (split.images, split.masks):
+        if rows is not None:
+            try:
+                rows.open_all()
+            finally:
+                rows.close()

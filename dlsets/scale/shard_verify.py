@@ -4,10 +4,11 @@ written (or rewritten, when damaged) from the shards' own checked entries once a
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import FormatError
+from ..errors import FormatError, OptionError
 from .layout import FORMATS, INDEX, NAME, SIDECAR, sha256_file, shard_file
 from .shard_index import entry_or_none, read_index, write_index
 
@@ -25,11 +26,12 @@ class ShardReport:
     problem: str | None = None  # the folder is not a (single) expansion's
     index_problem: str | None = None  # why index.json was not believed
     bad_entries: list[str] = field(default_factory=list)  # shards whose own entry is damaged
+    unreadable: str | None = None  # what load_shards refuses, the hashes being right
 
     @property
     def complete(self) -> bool:
-        return self.problem is None and len(self.ok) == self.shards and self.index in (
-            "present", "written", "rewritten")
+        return self.problem is None and self.unreadable is None and \
+            len(self.ok) == self.shards and self.index in ("present", "written", "rewritten")
 
     def describe(self) -> list[str]:
         where = f"{self.folder}/"
@@ -45,6 +47,10 @@ class ShardReport:
                  "rewritten": f"index.json was damaged ({self.index_problem}): rewrote it "
                               "from the shards' entries"}[self.index]
         lines.append(f"{where}: {len(self.ok)} of {self.shards} shards verified; {state}")
+        if self.unreadable:
+            lines.append(f"{where}: the shards hash to their entries, but reading them back "
+                         f"fails: {self.unreadable}. Write the expansion again into a new "
+                         "folder (dlsets augment ... --out NEWDIR/)")
         if self.damaged or self.missing:
             lines.append(f"{where}: run the same augment command again: it writes only the "
                          "shards that are missing or damaged")
@@ -113,7 +119,20 @@ def verify_shards(folder: str | os.PathLike, *, repair: bool = True,
     if repair and report.index in ("missing", "damaged") and len(report.ok) == len(files):
         write_index(folder, settings, key, [entries[f] for f in files])
         report.index = "written" if report.index == "missing" else "rewritten"
+    if report.index in ("present", "written", "rewritten") and len(report.ok) == len(files):
+        # the hashes say the bytes are the ones written; the reader's own checks say whether
+        # it takes them (a shard reached through a link out of the folder, say)
+        from .shard_reader import check_shards
+
+        try:
+            check_shards(folder)
+        except (FormatError, OptionError) as exc:
+            report.unreadable = _VERIFY_HINT.sub("", str(exc)).rstrip(" .:;,")
     return report
+
+
+# The reader's messages send the user to `dlsets verify`: not said by verify itself.
+_VERIFY_HINT = re.compile(r"[:.;,]? *\(?[Rr]un `dlsets verify [^`]*`[^.;)]*\)?")
 
 
 def _files_of(settings: dict) -> list[str]:

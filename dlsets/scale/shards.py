@@ -101,7 +101,9 @@ def _prepare(
         copy_augmenter,
         copy_sources,
     )
+    from ..store.cache import check_outside
 
+    check_outside(out, f"writing shards into {out}")
     dataset = None
     if isinstance(x, str):
         from ..sources.loaders import load

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from ..common import config, jsontext
+from ..errors import WriteError
 from . import names
 from .atomic import replacing
 from .regular import read_bounded
@@ -16,6 +17,24 @@ def dataset_dir(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     """``<cache>/<name>``: everything dlsets keeps for one dataset; a name that is no single
     safe path component (``..``, a separator, NUL, ...) is an OptionError."""
     return names.confined(config.cache_root(cache_dir), name, what="dataset name")
+
+
+def check_outside(path: str | os.PathLike, what: str,
+                  cache_dir: str | os.PathLike | None = None) -> None:
+    """WriteError when the output ``path`` lies inside the cache folder, symbolic links and
+    ``..`` resolved: ``dlsets remove`` would delete it with a dataset's folder. Every writer of
+    a user's output calls it first; the cache's own files are written without it."""
+    root = config.cache_root(cache_dir)
+    try:
+        if not names.inside(root, path):
+            return
+        real = os.path.realpath(path)
+    except (OSError, ValueError):  # a NUL, a name too long: the output checks say it
+        return
+    via = f" (it resolves to {real})" if real != str(Path(path).absolute()) else ""
+    raise WriteError(f"{what}: {os.fspath(path)}{via} lies inside dlsets' cache folder {root}, "
+                     "whose folders `dlsets remove` deletes; nothing was written. Choose a "
+                     "path outside the cache")
 
 
 def files_dir(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
