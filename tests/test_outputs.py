@@ -127,6 +127,31 @@ def test_a_png_that_dlsets_did_not_write_is_refused(tmp_path, capsys):
     assert Image.open(photo).info[stamps.PNG_KEY] == f"dlsets {dlsets.__version__}"
 
 
+def test_a_big_png_of_dlsets_counts_as_its_own_without_decoding_it(tmp_path):
+    # a header claiming 20,000 x 20,000 pixels: over Pillow's decompression-bomb limit, which
+    # once made a big preview grid look like someone else's file on the next run
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    def png(text: bytes) -> bytes:
+        return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20_000, 20_000, 8, 0,
+                                                                     0, 0, 0))
+                + chunk(b"tEXt", b"Software\x00" + text) + chunk(b"IDAT", b"x")
+                + chunk(b"IEND", b""))
+
+    ours, theirs = tmp_path / "grid.png", tmp_path / "photo.png"
+    ours.write_bytes(png(f"dlsets {dlsets.__version__}".encode()))
+    theirs.write_bytes(png(b"GIMP 2.10"))
+    assert stamps.written_by_dlsets(ours) and not stamps.written_by_dlsets(theirs)
+    stamps.check_replace(ours)
+    with pytest.raises(OptionError, match="not written by dlsets"):
+        stamps.check_replace(theirs)
+
+
 # --- masks ------------------------------------------------------------------------------
 
 

@@ -72,9 +72,11 @@ def _stamped(f, head: bytes) -> bool:
             return False
     if head == b"\x89PNG\r\n\x1a\n":  # the chunks before the pixels are read, no pixel
         try:
-            from PIL import Image
+            from PIL.PngImagePlugin import PngImageFile
 
-            with Image.open(f) as im:
+            # the plugin itself, not Image.open: its pixel-count guard would call a big
+            # preview a decompression bomb, and no pixel is decoded here
+            with PngImageFile(f) as im:
                 return str(im.info.get(PNG_KEY, "")).startswith("dlsets ")
         except Exception:  # noqa: BLE001 - a PNG Pillow cannot open: not ours
             return False
