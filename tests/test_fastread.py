@@ -145,6 +145,25 @@ def test_chunk_order_is_seeded():
     assert not np.array_equal(a, chunkorder.epoch_order(1000, 21, 0, seed=2))
 
 
+def test_chunk_order_with_units_of_their_own_lengths():
+    # a shard folder's units: each shard's chunks, the last of each shard shorter
+    starts = np.array([0, 21, 42, 50, 71, 92, 100, 121])
+    n, window = 130, 3
+    orders = []
+    for e in range(3):
+        order = chunkorder.epoch_order(n, 21, e, seed=4, window=window, starts=starts)
+        assert np.array_equal(np.sort(order), np.arange(n))
+        unit = np.searchsorted(starts, order, side="right") - 1
+        for u in range(len(starts)):  # a unit's rows lie in one window of <= window units
+            at = np.flatnonzero(unit == u)
+            assert len(np.unique(unit[at.min():at.max() + 1])) <= window
+        orders.append(order)
+    assert not np.array_equal(orders[0], orders[1])
+    # equal units from 0 give the single-file order
+    assert np.array_equal(chunkorder.epoch_order(100, 10, 2, seed=1),
+                          chunkorder.epoch_order(100, 10, 2, seed=1, starts=np.arange(0, 100, 10)))
+
+
 @pytest.mark.parametrize("rows", [1, 21, 80])
 @pytest.mark.parametrize("grouped", [True, False])
 def test_chunk_order_mixes_like_a_full_shuffle(rows, grouped):

@@ -397,3 +397,40 @@ def test_load_shards_of_a_missing_folder_or_a_file_says_so(tmp_path):
     (tmp_path / "one.h5").write_bytes(b"")
     with pytest.raises(OptionError, match="not a folder of shards"):
         load_shards(tmp_path / "one.h5")
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_compressed_shard_folders_are_read_in_the_chunk_aware_order(tmp_path, rank):
+    # a full shuffle of compressed shards decodes a chunk for nearly every row (27x the RAM
+    # epoch measured): the shards' chunks give the epoch its units, as for one compressed file
+    from dlsets.data import chunkorder
+    from dlsets.feed.batching import batches
+
+    x, y = _data()
+    folder = tmp_path / "s"
+    expand_to_shards(x, y, 300, folder, shards=3, augmenter=Augmenter(**AUG),
+                     compression="gzip", chunk_size=7)
+    plain = tmp_path / "p"
+    expand_to_shards(x, y, 300, plain, shards=3, augmenter=Augmenter(**AUG))
+    split = load_shards(folder, rank=rank, world_size=2)
+    with h5py.File(folder / read_index(folder)["shards"][0]["file"], "r") as f:
+        rows = chunkorder.rows_per_chunk(f["train/images"])
+    assert rows and split.images.chunk_rows == rows
+    # units follow each shard's chunks: none spans two shards or two chunks
+    starts = split.images.chunk_starts
+    edges = {p[0] for p in split.images._pieces}
+    assert starts[0] == 0 and edges <= set(starts.tolist()) and np.all(np.diff(starts) > 0)
+    for pos, _, row, count, _ in split.images._pieces:
+        inside = starts[(starts >= pos) & (starts < pos + count)]
+        assert np.all((inside[1:] - pos + row) % rows == 0)
+        assert np.all(np.diff(np.append(inside, pos + count)) <= rows)
+    assert load_shards(plain).images.chunk_rows is None  # maps: the full shuffle
+    want = load_shards(plain, rank=rank, world_size=2)
+    n = len(split)
+    b = batches(split.images, split.labels, 32, seed=5)
+    for e in range(2):
+        order = b.indices(e)
+        assert np.array_equal(order, chunkorder.epoch_order(n, rows, e, seed=5, starts=starts))
+        assert np.array_equal(np.sort(order), np.arange(n))
+        got = np.concatenate([b.batch(i, e)[0] for i in range(len(b))])
+        assert np.array_equal(got, want.images[order[:len(got)]])

@@ -47,10 +47,18 @@ def rows_per_chunk(dset: Any) -> int | None:
     return int(chunks[0]) * max(1, UNIT_BYTES // max(1, chunk))
 
 
-def epoch_order(n: int, rows: int, epoch: int, *, seed: int = 0,
-                window: int = WINDOW) -> np.ndarray:
-    """The chunk-aware order of ``range(n)`` in ``epoch`` (see the module docstring)."""
-    count = -(-n // rows)
+def epoch_order(n: int, rows: int, epoch: int, *, seed: int = 0, window: int = WINDOW,
+                starts: np.ndarray | None = None) -> np.ndarray:
+    """The chunk-aware order of ``range(n)`` in ``epoch`` (see the module docstring).
+
+    ``starts``: the first row of every unit, ascending from 0, where units are not all
+    ``rows`` long (a folder of shards: each shard's units, none across two shards); the
+    default ``0, rows, 2 * rows, ...`` gives the order of a single file."""
+    if starts is None:
+        starts = np.arange(0, n, rows, dtype=np.int64)
+    starts = np.asarray(starts, np.int64)
+    count = len(starts)
+    lengths = np.diff(np.append(starts, n))
     keys = params.generator(seed, _CHUNK_STREAM, epoch * count, 1).bit_generator.random_raw(
         count)
     chunks = np.argsort(keys, kind="stable")
@@ -58,11 +66,12 @@ def epoch_order(n: int, rows: int, epoch: int, *, seed: int = 0,
     parts = []
     for w in range(0, count, window):
         members = chunks[w:w + window]
-        starts = members.astype(np.int64) * rows
-        idx = (starts[:, None] + np.arange(rows)).reshape(-1)
-        idx = idx[idx < n]
+        size = lengths[members]
+        # the rows of each member unit, unit after unit
+        first = np.repeat(starts[members] - (np.cumsum(size) - size), size)
+        idx = first + np.arange(int(size.sum()), dtype=np.int64)
         parts.append(idx[np.argsort(row_keys[idx], kind="stable")])
-    return np.concatenate(parts).astype(np.int64)
+    return np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
 
 
 def batch_entropy(labels: np.ndarray, order: np.ndarray, batch_size: int) -> float:

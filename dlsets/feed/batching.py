@@ -125,12 +125,15 @@ class RowReader:
         self._pid = os.getpid()
         self._fast = False  # whether _array is already read through dlsets.fastread
         # rows per chunk of a compressed dataset: epochs are then chunk-aware (chunkorder)
-        self.chunk_rows = None
+        self.chunk_rows = self.chunk_starts = None
         if self._indices is None:
             from ..data.chunkorder import rows_per_chunk
 
             self.chunk_rows = (rows_per_chunk(array) if self._h5 is not None
                                else getattr(array, "chunk_rows", None))
+            # units of other lengths (a shard folder: each shard's chunks), when given
+            self.chunk_starts = None if self._h5 is not None else getattr(array, "chunk_starts",
+                                                                          None)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
@@ -485,7 +488,8 @@ class Batches:
             if chunk and self.shuffle:  # compressed chunks: whole chunks in a shuffle buffer
                 from ..data import chunkorder
 
-                order = chunkorder.epoch_order(self.n, chunk, e, seed=self.seed)
+                order = chunkorder.epoch_order(self.n, chunk, e, seed=self.seed,
+                                               starts=self.feed.images.chunk_starts)
             else:
                 order = epoch_order(self.n, e, seed=self.seed, shuffle=self.shuffle)
             rows = shard(order, self.rank, self.world_size, pad=self.pad)

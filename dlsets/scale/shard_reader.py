@@ -58,6 +58,36 @@ class ShardedImages:
     ndim = property(lambda self: len(self.shape))
     any_order = True  # index arrays need not be sorted (dlsets.splits.read_rows reads directly)
 
+    @property
+    def chunk_rows(self) -> int | None:
+        """Rows per unit of the chunk-aware epoch order (:mod:`dlsets.data.chunkorder`) when
+        the shards are compressed HDF5 (as the first one's layout says), else None: a full
+        shuffle would decode a chunk for nearly every row."""
+        if "_chunk_rows" not in self.__dict__:
+            self._chunk_rows = None
+            if self.format == "hdf5" and self._pieces:
+                from ..data.chunkorder import rows_per_chunk
+
+                # opened and closed here: handles made in this process must not reach a fork
+                with _open_h5(self.folder / self._pieces[0][1]) as f:
+                    dset = f.get(f"train/{self.field}")
+                    if dset is not None and hasattr(dset, "chunks"):
+                        self._chunk_rows = rows_per_chunk(dset)
+        return self._chunk_rows
+
+    @property
+    def chunk_starts(self) -> np.ndarray | None:
+        """The first position of every unit of :attr:`chunk_rows` rows, each shard's own (a
+        unit never spans two shards, and matches the shard's chunks), or None."""
+        r = self.chunk_rows
+        if not r:
+            return None
+        parts = []
+        for pos, _, row, count, _ in self._pieces:
+            inner = np.arange((row // r + 1) * r, row + count, r, dtype=np.int64)
+            parts.append(np.concatenate([[pos], pos + inner - row]).astype(np.int64))
+        return np.concatenate(parts)
+
     def __len__(self) -> int:
         return self.shape[0]
 
