@@ -116,7 +116,7 @@ def _round_keys(seed: int, stream: int) -> np.ndarray:
 
 def _philox(counters: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Philox4x64-10 of counters (m,) uint64 (the other three counter words 0) under round
-    keys ``keys`` (:func:`_key`), vectorised: (m, 4) uint64, equal to what numpy's Philox
+    keys ``keys`` (:func:`_round_keys`), vectorised: (m, 4) uint64, equal to what numpy's Philox
     yields for those counter values."""
     m = counters.shape[0]
     # words 0 and 2 (multiplied by M0 and M1 at once) and words 1 and 3; every step writes
