@@ -191,7 +191,6 @@ def test_the_library_refuses_outputs_inside_the_cache(tiny, tmp_path):
             lambda: ds.to_npz(f"{target}.npz"),
             lambda: ds.to_convnetjs(target),
             lambda: ds.to_caffe(target),
-            lambda: dlsets.write_tensorboard(target, x, aug, n=2, copies=1),
             lambda: dlsets.expand_to_caffe(x, y, 90, target, augmenter=aug),
             lambda: dlsets.expand_to_hdf5(x, y, 90, f"{target}.h5", augmenter=aug),
             lambda: dlsets.expand_to_shards(x, y, 90, target, augmenter=aug, shards=2),
@@ -203,4 +202,15 @@ def test_the_library_refuses_outputs_inside_the_cache(tiny, tmp_path):
         for write in writes(target):
             with pytest.raises(dlsets.WriteError, match="inside dlsets' cache folder"):
                 write()
+    assert not list((tmp_path / "dlsets-cache").glob("**/out*"))
+
+
+@pytest.mark.extra  # needs tensorboardX
+def test_tensorboard_summaries_inside_the_cache_are_refused(tiny, tmp_path):
+    import dlsets
+
+    x = dlsets.load("tiny-digits").train.images
+    for target in _cache_targets(tmp_path):
+        with pytest.raises(dlsets.WriteError, match="inside dlsets' cache folder"):
+            dlsets.write_tensorboard(target, x, dlsets.Augmenter(rotate=5), n=2, copies=1)
     assert not list((tmp_path / "dlsets-cache").glob("**/out*"))
