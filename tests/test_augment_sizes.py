@@ -156,6 +156,45 @@ def test_large_images_do_not_depend_on_batch_threads_or_opencv_threads(kw, c):
     assert np.array_equal(one(x[j:j + 2], start=100 + j), whole[j:j + 2])
 
 
+def test_a_small_batch_is_cut_into_a_piece_per_thread_when_each_has_work_enough():
+    from dlsets.augment import transforms
+    from dlsets.augment.transforms import piece_size
+
+    whole = piece_size(SIDE, SIDE)
+    least = transforms.MIN_SHARED_PIXELS // (SIDE * SIDE)
+    assert 2 * least < whole
+    assert piece_size(SIDE, SIDE, whole * 2, 2) == whole  # enough pieces already
+    assert piece_size(SIDE, SIDE, 2 * least + 2, 2) == least + 1  # one piece each
+    assert piece_size(SIDE, SIDE, 4 * least, 4) == least
+    assert piece_size(SIDE, SIDE, 3 * least, 4) == least  # as many as have work enough
+    assert piece_size(SIDE, SIDE, 2 * least, 1) == whole
+    assert piece_size(SIDE, SIDE, 2 * least - 1, 2) == whole  # too little to hand a thread
+
+
+@pytest.mark.parametrize("kw,c,side", [(dict(rotate=15, shift=0.1, shear=10), 3, SIDE),
+                                       (dict(elastic=(34, 4)), None, ESIDE),
+                                       (dict(rotate=15), None, 28)])  # the mosaic
+def test_a_small_batch_shared_among_threads_gives_one_threads_results(kw, c, side,
+                                                                      monkeypatch):
+    from dlsets.augment import transforms
+
+    n = 2 * transforms.MIN_SHARED_PIXELS // (side * side) + 1
+    x = _smooth(n, side, side, c)
+    masks = (x if c is None else x[..., 0]) // 64
+    pieces = []
+    real = transforms.piece_size
+    monkeypatch.setattr(transforms, "piece_size",
+                        lambda *a: pieces.append(real(*a)) or pieces[-1])
+    one, one_masks = Augmenter(**kw, seed=5, workers=1)(x, masks=masks, start=3)
+    shared, shared_masks = Augmenter(**kw, seed=5, workers=2)(x, masks=masks, start=3)
+    assert pieces[0] == real(side, side) > n
+    if side == 28:  # the mosaic's pieces hold the GIL between remaps: never shared
+        assert pieces[1] == pieces[0]
+    else:
+        assert pieces[1] < n
+    assert np.array_equal(shared, one) and np.array_equal(shared_masks, one_masks)
+
+
 def test_the_algorithm_number_is_in_the_repr_and_in_outputs(tmp_path):
     import h5py
 

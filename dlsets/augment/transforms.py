@@ -54,6 +54,10 @@ from .transform_classes import Shift as Shift
 from .transform_classes import Zoom as Zoom
 
 PIECE_PIXELS = 1 << 20  # pixels per piece of work: big enough to amortise per-call costs
+# A batch smaller than a piece per thread (a training loop's 256 MNIST images are one piece) is
+# cut into one piece per thread, of at least this many pixels: below it, drawing a piece's
+# parameters and handing it to a thread cost more than the second thread wins.
+MIN_SHARED_PIXELS = 1 << 17
 
 
 # ---------------------------------------------------------------------------- the augmenter
@@ -322,7 +326,15 @@ class Augmenter:
         out = np.empty(images.shape, images.dtype)
         mask_out = None if masks is None else np.empty(mask_in.shape, mask_in.dtype)
         n, height, width = images.shape[:3]
-        piece = piece_size(height, width)
+        workers = self.workers or min(4, os.cpu_count() or 1)
+        # by shape and transform kinds only: never by timing, threads or machine
+        warp = kernels.pick(images.shape, None if masks is None else mask_in.shape,
+                            elastic=isinstance(self.transforms[-1], Elastic),
+                            affine=all(isinstance(t, _AFFINE) for t in self.transforms))
+        # small batches are shared among the threads for per-image warps only: the mosaic's
+        # pieces hold the GIL in NumPy between their remaps (2 threads on 256 MNIST images:
+        # 0.8x one thread's rate)
+        piece = piece_size(height, width, n, 1 if warp is F.warp else workers)
         # pieces of ~PIECE_PIXELS pixels, one remap each (aligned on sample indices for
         # start=); a sample's result is bit-identical whatever the batch, chunk, tile or
         # thread it comes in (see functional.warp), so shuffled ids go in batch order
@@ -336,11 +348,6 @@ class Augmenter:
         back_first = None
         if channels == "first" and out.ndim == 4 and out.shape[3] > 1:
             back_first = np.empty(given[0].shape, out.dtype)
-
-        # by shape and transform kinds only: never by timing, threads or machine
-        warp = kernels.pick(images.shape, None if masks is None else mask_in.shape,
-                            elastic=isinstance(self.transforms[-1], Elastic),
-                            affine=all(isinstance(t, _AFFINE) for t in self.transforms))
 
         def geometry(s: int, e: int):
             return (self._geometry(first + s, e - s, height, width) if ids is None
@@ -360,7 +367,6 @@ class Augmenter:
             if back_first is not None:  # while the piece is in cache, in the worker threads
                 back_first[s:e] = out[s:e].transpose(0, 3, 1, 2)
 
-        workers = self.workers or min(4, os.cpu_count() or 1)
         ahead = warp is not F.warp and not isinstance(self.transforms[-1], Elastic)
         for group in kernels.groups(units, kernels.GEOMETRY_SAMPLES if ahead else 0):
             if ahead:
@@ -440,9 +446,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
-def piece_size(height: int, width: int) -> int:
-    """Samples per piece of work for H x W images (a function of the size only)."""
-    return max(1, min(F.max_tiles(height), PIECE_PIXELS // (height * width)))
+def piece_size(height: int, width: int, n: int | None = None, workers: int = 1) -> int:
+    """Samples per piece of work for H x W images; given the batch size ``n`` and the
+    threads, a small batch is shared among them (never a change of results: a sample's output
+    does not depend on its piece)."""
+    piece = max(1, min(F.max_tiles(height), PIECE_PIXELS // (height * width)))
+    if n is None or workers < 2 or n >= piece * workers:
+        return piece
+    shares = min(workers, n // max(1, MIN_SHARED_PIXELS // (height * width)))
+    return piece if shares < 2 else min(piece, -(-n // shares))
 
 
 def _remappable(masks: np.ndarray, fill: float) -> tuple[np.ndarray, np.dtype | None]:

@@ -5,9 +5,12 @@ per-image OpenCV limit, each row measured side by side in one run.
     python tests/bench/bench_augment_sizes.py --quick              # a smoke test
     python tests/bench/bench_augment_sizes.py --plot docs/augment_sizes.png
     python tests/bench/bench_augment_sizes.py --only elastic --before /tmp/old  # a checkout
+    python tests/bench/bench_augment_sizes.py --batch 256 --before /tmp/old  # a training loop
 
 ``--before DIR`` times a second dlsets (``DIR/dlsets``, e.g. ``git worktree add /tmp/old
-HEAD~1``) side by side as a fourth engine, imported under another name.
+HEAD~1``) side by side as a fourth engine, imported under another name. ``--batch B`` calls
+dlsets (and the limit's pool) on batches of B images in turn, as a training loop in one process
+does, instead of once on the whole set.
 
 Smooth synthetic images (random 8x8-pixel cells, cubic-resized). dlsets: ``Augmenter(rotate=15,
 shift=0.1, shear=10)`` or ``Augmenter(elastic=(34, 4))`` on the whole set; albumentations 2:
@@ -112,8 +115,14 @@ def _before(path: str):
     return importlib.import_module("dlsets_before.augment").Augmenter
 
 
+def _batched(fn, n: int, batch: int | None):
+    """``fn(s, e)`` over the whole set at once, or batch by batch."""
+    step = batch or n
+    return lambda: [fn(s, min(n, s + step)) for s in range(0, n, step)]
+
+
 def measure(op: str, side: int, channels: int, masks: bool, repeats: int, scale: float,
-            pool, threads: int, rng, before=None) -> dict:
+            pool, threads: int, rng, before=None, batch: int | None = None) -> dict:
     from dlsets.augment import Augmenter
 
     n = max(16, int(PIXELS * scale) // (side * side))
@@ -125,15 +134,18 @@ def measure(op: str, side: int, channels: int, masks: bool, repeats: int, scale:
     inverse = aug._geometry(0, n, side, side)[0]
     t = _albumentations(op)
     na = max(16, n // 8)
-    ours = lambda: aug(x, masks=m, start=0, **kw) if masks else aug(x, start=0, **kw)  # noqa: E731
+    ours = _batched(lambda s, e: aug(x[s:e], masks=m[s:e], start=s, **kw) if masks
+                    else aug(x[s:e], start=s, **kw), n, batch)
     theirs = (lambda: [t(image=x[i], mask=m[i]) for i in range(na)]) if masks else (  # noqa: E731
         lambda: [t(image=x[i]) for i in range(na)])
-    limit = lambda: _limit(pool, threads, x, m, inverse)  # noqa: E731
+    limit = _batched(lambda s, e: _limit(pool, threads, x[s:e], None if m is None else m[s:e],
+                                         inverse[s:e]), n, batch)
     old = None
     if before is not None:
         b = (before(rotate=15, shift=0.1, shear=10, seed=0) if op == "affine"
              else before(elastic=(34, 4), seed=0))
-        old = lambda: b(x, masks=m, start=0, **kw) if masks else b(x, start=0, **kw)  # noqa: E731
+        old = _batched(lambda s, e: b(x[s:e], masks=m[s:e], start=s, **kw) if masks
+                       else b(x[s:e], start=s, **kw), n, batch)
         old()
     ours(), theirs(), limit()  # warm-up: imports, caches, scratch
     got: dict[str, list[float]] = {"dlsets": [], "albumentations": [], "limit": [],
@@ -155,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=None, help="'affine' or 'elastic'")
     p.add_argument("--plot", default=None, help="write a PNG of img/s against image size")
     p.add_argument("--before", default=None, help="a dlsets checkout to time side by side")
+    p.add_argument("--batch", type=int, default=None, help="call dlsets on batches of this size")
     args = p.parse_args(argv)
 
     import albumentations
@@ -170,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {threads} cores, {platform.machine()}, Python {platform.python_version()}, "
           f"numpy {np.__version__}, opencv {cv2.__version__} ({cv2.getNumThreads()} threads), "
           f"albumentations {albumentations.__version__}; dlsets augmentation algorithm "
-          f"{kernels.ALGORITHM}; load average before: {load:.2f}; medians of {repeats}")
+          f"{kernels.ALGORITHM}; load average before: {load:.2f}; medians of {repeats}"
+          + (f"; dlsets and the limit on batches of {args.batch}" if args.batch else ""))
     before = None if args.before is None else _before(args.before)
     header = ("work", "n", "dlsets img/s", "albumentations", "limit", "x albu", "x limit",
               "target", "met") + (("before", "x before") if before else ())
@@ -178,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     for op, side, channels, masks in ROWS:
         if args.only and op != args.only:
             continue
-        r = measure(op, side, channels, masks, repeats, scale, pool, threads, rng, before)
+        r = measure(op, side, channels, masks, repeats, scale, pool, threads, rng, before,
+                    args.batch)
         want_albu, want_limit = targets(op, side)
         vs_albu = r["dlsets"] / r["albumentations"]
         vs_limit = None if r["limit"] is None else r["dlsets"] / r["limit"]
