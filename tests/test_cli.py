@@ -293,7 +293,8 @@ def test_extreme_numbers_fail_before_any_work_with_one_message(capsys, tiny, tmp
         ("augment", "tiny-digits", "--target", str(10**12), "--rotate", "5", "--out",
          str(tmp_path / "a.h5")): ("not enough disk space", "785,000,000,000,000 bytes"),
         ("preview", "tiny-digits", "--copies", "100000", "--scale", "100", "--out",
-         str(tmp_path / "g.png")): ("preview grid of 290,003,000 x 23,100 pixels", "memory"),
+         str(tmp_path / "g.png")): ("preview grid of 290,003,000 x 23,100 pixels", "memory",
+                                    "--copies", "--rows", "--scale"),
         ("augment", "tiny-digits", "--target", "100", "--out", str(tmp_path / "afile" / "a.h5")):
             ("afile is a file, not a folder", "--out"),
         ("export", "tiny-digits", "--out", str(tmp_path / "afile" / "x.npz")):

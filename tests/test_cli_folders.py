@@ -34,6 +34,12 @@ def test_from_a_photo_folder_to_an_augmented_file_and_a_preview(capsys, tmp_path
                             "--rows", 4, "--copies", 3, "--scale", 1, "--out", grid)
     assert code == 0, err
     assert Image.open(grid).size == (4 * 32 + 2 + 3, 4 * 32 + 3)  # 3 copies, 4 rows
+    # too many copies for memory: checked once the folder's size is known, naming the flags
+    code, stdout, err = run(capsys, "preview", photos, "--size", 32, 32, "--rotate", 15,
+                            "--copies", 10**7, "--out", tmp_path / "big.png")
+    assert code == 1 and err.count("\n") == 1, err
+    assert "memory" in err and "(--copies)" in err and "(--rows)" in err, err
+    assert "copies=" not in err and not (tmp_path / "big.png").exists()
 
 
 def test_export_info_path_fetch_verify_remove_on_a_folder(capsys, tmp_path):

@@ -35,20 +35,32 @@ def default_scale(width: int) -> int:
     return max(1, min(DEFAULT_SCALE, DEFAULT_WIDTH // max(1, int(width))))
 
 
-def check_grid(n: int, copies: int, image_shape, gap: int = 1, scale: int = 1) -> None:
-    """OptionError when the grid cannot be a PNG; SpaceError when it cannot fit in memory."""
+# How messages name the numbers a grid is made of: the library's keywords; the command line
+# passes its own flags.
+NAMES = {"rows": "n=", "copies": "copies=", "scale": "scale="}
+
+
+def fewer(names: dict | None = None, scale: bool = True) -> str:
+    """What to ask for when a grid is too large, naming the options as the caller knows them."""
+    names = names or NAMES
+    ask = f"ask for fewer copies ({names['copies']}) or rows ({names['rows']})"
+    return ask + (f", or a smaller scale ({names['scale']})" if scale else "")
+
+
+def check_grid(n: int, copies: int, image_shape, gap: int = 1, scale: int = 1, *,
+               names: dict | None = None) -> None:
+    """OptionError when the grid cannot be a PNG; SpaceError when it cannot fit in memory.
+    ``names``: how messages name rows, copies and scale (default :data:`NAMES`)."""
     height, width, nbytes = grid_size(n, copies, image_shape, gap, scale)
     if max(height, width) > PNG_MAX_SIDE:
         raise OptionError(
             f"{n} rows of {copies} copies at scale {scale} make a {width:,} x {height:,} pixel "
-            f"grid; a PNG is at most {PNG_MAX_SIDE:,} pixels wide and high: ask for fewer copies "
-            "or rows, or a smaller scale"
+            f"grid; a PNG is at most {PNG_MAX_SIDE:,} pixels wide and high: {fewer(names)}"
         )
     cells = n * (copies + 1) * int(np.prod(image_shape))
     # the copies (input and output of the augmenter), the grid, and its scaled copy for PNG
     space.need_memory(3 * cells + (2 * nbytes if scale > 1 else nbytes),
-                      f"a preview grid of {width:,} x {height:,} pixels",
-                      "ask for fewer copies or rows, or a smaller scale")
+                      f"a preview grid of {width:,} x {height:,} pixels", fewer(names))
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:

@@ -91,6 +91,9 @@ def _cmd_augment(args) -> int:
     return 0
 
 
+_GRID_FLAGS = {"rows": "--rows", "copies": "--copies", "scale": "--scale"}
+
+
 def _cmd_preview(args) -> int:
     from ..augment import preview_grid, save_png, take_subset
     from ..augment.preview import check_grid, default_scale
@@ -105,13 +108,21 @@ def _cmd_preview(args) -> int:
     if _source_kind(args.name) == "registry":
         # Before loading anything: the grid's size follows from the layout and the options.
         check_grid(args.rows, args.copies, registry.get(args.name).image_shape,
-                   scale=args.scale or 1)
+                   scale=args.scale or 1, names=_GRID_FLAGS)
     ds = _load(args, args.name, variant=args.variant)
     _at_most("--rows", args.rows, len(ds.train.images), args.name)
     got = take_subset(ds.train.images, ds.train.labels, args.rows, seed=args.seed,
                       masks=ds.train.masks)
     x = got[0]
     masks = got[2] if ds.train.masks is not None else None
+    # the library checks again with its own keywords; these say what was typed
+    if args.out is not None:
+        check_grid(args.rows * (1 if masks is None else 2), args.copies, x.shape[1:],
+                   scale=args.scale or 1, names=_GRID_FLAGS)
+    if args.tensorboard is not None:
+        from ..outputs.tensorboard import check_room
+
+        check_room(args.rows, args.copies, x.shape[1:], names=_GRID_FLAGS)
     aug = _augmenter(args)
     if args.out is not None:
         grid = preview_grid(x, aug, n=args.rows, copies=args.copies, seed=args.seed,

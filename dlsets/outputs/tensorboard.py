@@ -107,7 +107,7 @@ def write_tensorboard(
     x = channels_last("images", np.asarray(images), channels)
     if n > len(x):
         raise OptionError(f"n={n} images asked for but only {len(x)} given")
-    _check_room(n, copies, x.shape[1:])
+    check_room(n, copies, x.shape[1:])
     cells = preview_cells(x, augmenter, n=n, copies=copies, seed=seed)
     grid = grid_of(cells)  # exactly what preview_grid(x, augmenter, n=n, ...) returns
     if isinstance(labels, Mapping):
@@ -148,19 +148,19 @@ def write_tensorboard(
     return path
 
 
-def _check_room(n: int, copies: int, image_shape) -> None:
+def check_room(n: int, copies: int, image_shape, *, names: dict | None = None) -> None:
     """OptionError/SpaceError before any work when the summaries cannot be made: the preview
     image too large for a PNG, or the cells, the grid, the strips and their encoded PNGs more
-    than the memory available."""
-    from ..augment.preview import check_grid, grid_size
+    than the memory available. ``names``: as :func:`dlsets.augment.preview.check_grid`'s."""
+    from ..augment.preview import check_grid, fewer, grid_size
 
-    check_grid(n, copies, image_shape)  # the PNG's limits; cells and grid in memory
+    check_grid(n, copies, image_shape, names=names)  # the PNG's limits; cells and grid
     cells = n * (copies + 1) * int(np.prod(image_shape))
     grid = grid_size(n, copies, image_shape)[2]
     # the strips, as RGB, and every image encoded (PNG is at most about the raw pixels)
     space.need_memory(3 * cells + 6 * (cells + grid) + 4 * grid,
                       f"TensorBoard summaries of {n} images and {copies:,} copies of each",
-                      "ask for fewer copies or rows")
+                      fewer(names, scale=False))
 
 
 def _check_logdir(logdir: Path) -> None:
