@@ -352,6 +352,7 @@ def expand_to_hdf5(
     from ..common.progress import bar
     from ..formats.h5 import (
         atomic_hdf5,
+        check_compression,
         check_writes,
         create_masks,
         create_split,
@@ -362,9 +363,7 @@ def expand_to_hdf5(
     x, y = check_xy(x, y, channels)
     m = check_masks(masks, x, channels)
     chunk_size = chunk_rows(x, chunk_size)
-    if compression not in (None, "gzip", "lzf"):
-        raise OptionError(f"compression={compression!r} is not allowed: give None, 'gzip' or "
-                          "'lzf'")
+    check_compression(compression)
     target = check_count("target", target, 1)
     seed = params.check_seed(seed)
     path = Path(out)

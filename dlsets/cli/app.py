@@ -366,8 +366,9 @@ def _parser() -> argparse.ArgumentParser:
                     "files and list files; convnetjs: sprite-sheet PNGs and labels")
     sp.add_argument("--out", required=True, metavar="FILE|DIR",
                     help="file to write (a folder for caffe and convnetjs)")
-    sp.add_argument("--compression", choices=("gzip", "lzf"), default=None,
-                    help="HDF5 compression (default none: fastest to read)")
+    sp.add_argument("--compression", choices=("gzip", "lzf", "lz4"), default=None,
+                    help="HDF5 compression (default none: fastest to read; lz4 decodes fastest, "
+                    "needs pip install 'dlsets[lz4]')")
     sp.add_argument("--dtype", choices=("uint8", "float32"), default="uint8",
                     help="float32 is scaled to [0, 1] (default uint8)")
     sp.add_argument("--channels", choices=("last", "first"), default=None,

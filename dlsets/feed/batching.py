@@ -145,8 +145,11 @@ class RowReader:
         if self._h5 is not None and (self._array is None or self._pid != os.getpid()):
             import h5py
 
+            from ..formats.h5 import check_filters
+
             filename, name = self._h5
             self._array = h5py.File(filename, "r")[name]
+            check_filters(self._array, filename)  # a spawned worker registers lz4 here
             self._pid = os.getpid()
             self._fast = False
         if self._h5 is not None and not self._fast:

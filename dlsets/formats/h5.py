@@ -23,6 +23,64 @@ import numpy as np
 from ..store import space, stamps
 
 CHUNK_BYTES = 1 << 16  # compressed chunks: small, so a random row decompresses little
+# The compressions writers take. lz4 is hdf5plugin's LZ4 filter (the ``lz4`` extra): as small
+# as lzf on images that compress, and it decodes 5-8x faster (docs/benchmarks.md).
+COMPRESSIONS = (None, "gzip", "lzf", "lz4")
+_LZ4 = 32004  # the LZ4 filter's registered HDF5 id
+
+
+def check_compression(compression: object, what: str = "compression") -> None:
+    """OptionError unless ``compression`` is one of :data:`COMPRESSIONS`; MissingDependencyError
+    for lz4 without hdf5plugin (before any work)."""
+    from ..errors import OptionError
+
+    if compression not in COMPRESSIONS:
+        raise OptionError(f"{what}={compression!r} is not allowed: give None, 'gzip', 'lzf' or "
+                          "'lz4' (lz4 needs: pip install 'dlsets[lz4]')")
+    if compression == "lz4":
+        _hdf5plugin("writing lz4-compressed HDF5")
+
+
+def _hdf5plugin(what: str):
+    from ..errors import MissingDependencyError
+
+    try:
+        import hdf5plugin
+    except ImportError:
+        raise MissingDependencyError(f"{what} needs hdf5plugin, which is not installed: "
+                                     "pip install 'dlsets[lz4]'") from None
+    return hdf5plugin
+
+
+def _filter(compression: str | None) -> dict:
+    """create_dataset's keywords for ``compression``."""
+    if compression == "lz4":
+        return dict(_hdf5plugin("writing lz4-compressed HDF5").LZ4())
+    return {"compression": compression}
+
+
+def check_filters(dset, path) -> None:
+    """Make the filters of the h5py dataset ``dset`` (of the file at ``path``) readable here:
+    hdf5plugin's are registered on first need. MissingDependencyError when a filter needs it
+    and it is not installed; FormatError for a filter neither HDF5 nor hdf5plugin has."""
+    import h5py
+
+    from ..errors import FormatError
+
+    plist = dset.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code, _, _, name = plist.get_filter(i)
+        if h5py.h5z.filter_avail(code):
+            continue
+        if "HDF5_PLUGIN_PATH" in os.environ:
+            return  # HDF5 loads its plugins from there when it reads
+        shown = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
+        _hdf5plugin(f"reading {path} ({dset.name} is compressed with HDF5 filter {code}, "
+                    f"{shown or 'unnamed'})")
+        if not h5py.h5z.filter_avail(code):
+            raise FormatError(f"{path}: {dset.name} is compressed with HDF5 filter {code} "
+                              f"({shown or 'unnamed'}), which neither HDF5 nor hdf5plugin "
+                              "provides; dlsets writes gzip, lzf or lz4")
 
 
 class _GuardedFile(io.FileIO):
@@ -137,7 +195,7 @@ def create_split(
         shape=(count, *image_shape),
         dtype=dtype,
         chunks=_chunks(count, image_shape, dtype, compression),
-        compression=compression,
+        **_filter(compression),
     )
     if not labels:
         return images, None
@@ -146,7 +204,7 @@ def create_split(
         shape=(count,),
         dtype=np.uint8,
         chunks=(max(1, min(count, 1 << 14)),) if count and compression else None,
-        compression=compression,
+        **_filter(compression),
     )
     return images, labels
 
@@ -167,7 +225,7 @@ def create_masks(
         shape=(count, *mask_shape),
         dtype=dtype,
         chunks=_chunks(count, mask_shape, dtype, compression),
-        compression=compression,
+        **_filter(compression),
     )
 
 

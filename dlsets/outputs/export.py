@@ -9,22 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import OptionError
 from ..formats import h5
 from ..store import cache, space, stamps
 
 if TYPE_CHECKING:
     from ..data.dataset import Dataset
 
-COMPRESSIONS = (None, "gzip", "lzf")
 _BLOCK_BYTES = 64 << 20  # copy this much at a time so float32 copies never sit whole in memory
-
-
-def check_compression(compression: str | None) -> None:
-    if compression not in COMPRESSIONS:
-        raise OptionError(
-            f"compression={compression!r} is not supported; use one of {list(COMPRESSIONS)}"
-        )
 
 
 def write_hdf5(
@@ -46,7 +37,7 @@ def write_hdf5(
     (file -> sha256) and any extra ``attrs``. An existing ``path`` that dlsets did not write is
     refused unless ``overwrite`` (see :mod:`dlsets.store.stamps`).
     """
-    check_compression(compression)
+    h5.check_compression(compression)
     path = Path(path)
     # Compressed output is smaller, by how much nobody knows before writing: ask for the whole.
     needed = 0

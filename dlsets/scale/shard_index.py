@@ -253,7 +253,7 @@ def check_hdf5_shard(f, path: Path, entry: dict, doc: dict) -> None:
     """An open HDF5 shard is the one its entry describes: its own shard number and first row
     (so swapped files of one size are refused), and datasets of the recorded shape and dtype,
     stored in the file itself."""
-    from ..formats.h5 import check_stored_here
+    from ..formats.h5 import check_filters, check_stored_here
 
     count = entry["count"]
     want = {"shard": entry["shard"], "first_row": entry["rows"][0],
@@ -278,6 +278,7 @@ def check_hdf5_shard(f, path: Path, entry: dict, doc: dict) -> None:
             raise FormatError(f"{path}: /train/{name} is {got}, not the {dtype or 'integer'} "
                               f"{shape} its index records: run `dlsets verify {path.parent}/`")
         check_stored_here(f, ds, path)
+        check_filters(ds, path)
 
 
 def check_labels(labels: np.ndarray, path: Path, n_classes: int) -> np.ndarray:

@@ -101,6 +101,7 @@ def _prepare(
         copy_augmenter,
         copy_sources,
     )
+    from ..formats.h5 import check_compression
     from ..store.cache import check_outside
 
     check_outside(out, f"writing shards into {out}")
@@ -121,9 +122,10 @@ def _prepare(
     seed = params.check_seed(seed)
     if format not in FORMATS:
         raise OptionError(f"format={format!r} is not allowed: give one of {list(FORMATS)}")
-    if compression not in (None, "gzip", "lzf") or (compression and format != "hdf5"):
-        raise OptionError(f"compression={compression!r} is not allowed: give None, or 'gzip' "
-                          "or 'lzf' for HDF5 shards")
+    if compression and format != "hdf5":
+        raise OptionError(f"compression={compression!r} is not allowed for {format} shards: "
+                          "compression is for HDF5 shards (give None)")
+    check_compression(compression)
     shards = check_count("shards", shards, 1)
     if shards > target:
         raise OptionError(f"shards={shards} is more than the target of {target} samples: every "

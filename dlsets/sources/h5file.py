@@ -33,7 +33,7 @@ def load_file(path: str | os.PathLike) -> Dataset:
     is empty. Close it with ``ds.close()`` or ``with``."""
     import h5py
 
-    from ..formats.h5 import check_stored_here
+    from ..formats.h5 import check_filters, check_stored_here
 
     path = Path(path)
     try:
@@ -47,6 +47,7 @@ def load_file(path: str | os.PathLike) -> Dataset:
                 for part in ("images", "labels", "masks"):
                     if isinstance(group.get(part), h5py.Dataset):
                         check_stored_here(f, group[part], path)
+                        check_filters(group[part], path)
                 _check_split(path, s, group)
                 found[s] = Split(group["images"], group.get("labels"), group.get("masks"))
         if not found:

@@ -4,6 +4,7 @@
     python tests/bench/bench_epochs.py --quick    # 12,000: a smoke run
     python tests/bench/bench_epochs.py --n 20000 --shape 64,64,3
     python tests/bench/bench_epochs.py --smooth --only batches --only keras   # lzf decodes
+    python tests/bench/bench_epochs.py --digits --n 240000 --shape 28,28      # MNIST-like
 
 Sources, all holding the same uint8 images with labels grouped by class (rows sorted by
 label: the hard case for mixing): arrays in RAM; an ``expand_to_hdf5``-layout file as
@@ -23,7 +24,9 @@ shuffle's. ``--before`` adds h5py's own reading (the read path before dlsets.dat
 Random pixels do not compress: HDF5 stores nearly every lzf chunk of them unfiltered (lzf
 skipped), so the lzf rows time HDF5's reading of chunks, not lzf. ``--smooth`` makes every
 source's images 8x8 noise resized to the shape and quantised to 64 levels instead: lzf keeps
-about 95% of their bytes, and every chunk is decoded.
+about 95% of their bytes, and every chunk is decoded. ``--digits`` makes them MNIST-like
+strokes on black instead, which both codecs shrink about 8x. With hdf5plugin installed (the
+``lz4`` extra) lz4-compressed files and folders get rows of their own.
 """
 
 from __future__ import annotations
@@ -127,6 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--before", action="store_true")
     ap.add_argument("--before-batches", type=int, default=20)
     ap.add_argument("--smooth", action="store_true", help="images lzf compresses (see above)")
+    ap.add_argument("--digits", action="store_true", help="MNIST-like strokes (see above)")
     args = ap.parse_args(argv)
     n = 12_000 if args.quick else args.n
     shape = tuple(int(s) for s in args.shape.split(","))
@@ -140,6 +144,13 @@ def main(argv=None) -> int:
         for i in range(n):
             x[i] = cv2.resize(small[i], shape[1::-1], interpolation=cv2.INTER_LINEAR).reshape(
                 shape) // 4 * 4
+    if args.digits:
+        import cv2
+
+        x[:] = 0
+        for i in range(n):
+            pts = rng.integers(shape[0] // 5, shape[0] * 4 // 5, (4, 2)).astype(np.int32)
+            cv2.polylines(x[i], [pts], False, (255,) * 4, 2)
     y = np.sort(np.arange(n) % 10).astype(np.uint8)  # grouped by class
     work = Path(tempfile.mkdtemp(prefix="bench-epochs-"))
     print(f"# {n:,} images {shape} uint8, batches of {BATCH}; {platform.processor() or ''}"
@@ -156,6 +167,19 @@ def main(argv=None) -> int:
         "load_shards, 4 shards, lzf-compressed": _write_shards(work / "shards-lzf", x, y,
                                                                compression="lzf"),
     }
+    try:
+        import hdf5plugin  # noqa: F401
+    except ImportError:
+        print("(hdf5plugin is not installed: no lz4 rows; pip install 'dlsets[lz4]')\n")
+    else:
+        files["hdf5 file, lz4-compressed chunks"] = _write_file(work / "lz4.h5", x, y,
+                                                                compression="lz4")
+        files["load_shards, 4 shards, lz4-compressed"] = _write_shards(
+            work / "shards-lz4", x, y, compression="lz4")
+    on_disk = {"RAM (NumPy arrays)": x.nbytes + y.nbytes}
+    for name, path in files.items():
+        on_disk[name] = (path.stat().st_size if path.is_file()
+                         else sum(p.stat().st_size for p in path.iterdir()))
     full = chunkorder.batch_entropy(y, epoch_order(n, 0, seed=1), BATCH)
     opened = []
     sources = [("RAM (NumPy arrays)", x, y)]
@@ -190,7 +214,7 @@ def main(argv=None) -> int:
         t = float(np.median(times[name, path]))
         ram.setdefault(path, t)
         rows.append((name, path, t, t / ram[path], mixing.get(name) if path == "batches"
-                     else None))
+                     else None, on_disk[name]))
     if args.before:
         with h5py.File(files["hdf5 file, chunked (written before)"], "r") as f:
             d = f["train/images"]
@@ -201,12 +225,14 @@ def main(argv=None) -> int:
                 read_rows(d, order[i * BATCH:(i + 1) * BATCH])
             t = (time.perf_counter() - t) * (n / BATCH) / k
         rows.append(("hdf5 file, chunked, through h5py (before)", "batches", t,
-                     t / ram["batches"], None))
-    print("| source | path | epoch (s, median) | x RAM | mixing (entropy / full shuffle) |")
-    print("|---|---|---|---|---|")
-    for name, path, t, ratio, mixing in rows:
+                     t / ram["batches"], None, None))
+    print("| source | MB (on disk) | path | epoch (s, median) | x RAM | mixing (entropy / full "
+          "shuffle) |")
+    print("|---|---:|---|---|---|---|")
+    for name, path, t, ratio, mixing, size in rows:
         mix = "" if mixing is None else f"{mixing:.3f}"
-        print(f"| {name} | {path} | {t:.3f} | {ratio:.2f}x | {mix} |")
+        mb = "" if size is None else f"{size / 1e6:.0f}"
+        print(f"| {name} | {mb} | {path} | {t:.3f} | {ratio:.2f}x | {mix} |")
     for f in opened:
         f.close()
     import shutil

@@ -1,0 +1,176 @@
+"""lz4-compressed HDF5 (hdf5plugin's LZ4 filter, the ``lz4`` extra): written by every HDF5
+writer, read by every reader (the filter registered on first need, in any process), and a
+clear error where hdf5plugin or a file's filter is missing."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+import dlsets
+from dlsets.errors import MissingDependencyError, OptionError
+
+pytestmark = pytest.mark.extra  # hdf5plugin
+LZ4 = 32004
+
+
+def _digits(n=300, seed=0):
+    """MNIST-like: strokes on black, which lz4 shrinks several times."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 28, 28), np.uint8)
+    for i in range(n):
+        r, c = rng.integers(4, 20, 2)
+        x[i, r:r + 6, c:c + 3] = rng.integers(100, 255)
+    return x, (np.arange(n) % 10).astype(np.uint8)
+
+
+def _filters(dset) -> list[int]:
+    plist = dset.id.get_create_plist()
+    return [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+
+
+def _python(code: str, block_hdf5plugin: bool = False) -> dict:
+    """Run ``code`` in a fresh interpreter (nothing imported: no filter registered yet); it
+    sets ``out``, returned as JSON."""
+    head = "import json, sys\nout = {}\n"
+    if block_hdf5plugin:
+        head += "sys.modules['hdf5plugin'] = None  # import hdf5plugin: ImportError\n"
+    script = head + textwrap.dedent(code) + "\nprint(json.dumps(out))"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_an_lz4_expansion_reads_back_as_the_uncompressed_one_and_is_smaller(tmp_path):
+    x, y = _digits()
+    aug = dlsets.Augmenter(rotate=10, seed=0)
+    plain = dlsets.expand_to_hdf5(x, y, 3000, tmp_path / "plain.h5", augmenter=aug,
+                                  progress=False)
+    small = dlsets.expand_to_hdf5(x, y, 3000, tmp_path / "lz4.h5", augmenter=aug,
+                                  compression="lz4", progress=False)
+    with h5py.File(small) as f:
+        assert _filters(f["train/images"]) == [LZ4] and _filters(f["train/labels"]) == [LZ4]
+        stored = f["train/images"].id.get_storage_size()
+    assert stored < x[0].size * 3000 / 3
+    with dlsets.load(plain) as a, dlsets.load(small) as b:
+        assert np.array_equal(a.train.images[:], b.train.images[:])
+        assert np.array_equal(a.train.labels[:], b.train.labels[:])
+        # a shuffled epoch takes the chunk-aware order, as for lzf, and reads every row once
+        feed = dlsets.batches(b.train.images, b.train.labels, batch_size=256, seed=1)
+        seen = np.concatenate([yb for _, yb in feed])
+        assert sorted(seen.tolist()) == sorted(a.train.labels[:].tolist())
+        from dlsets.data.chunkorder import rows_per_chunk
+
+        assert rows_per_chunk(b.train.images) is not None
+
+
+def test_a_fresh_process_reads_lz4_files_and_shards_without_importing_hdf5plugin(tmp_path):
+    x, y = _digits(200)
+    m = (x > 0).astype(np.uint8)
+    aug = dlsets.Augmenter(rotate=10, seed=0)
+    path = dlsets.expand_to_hdf5(x, y, 1000, tmp_path / "a.h5", augmenter=aug,
+                                 compression="lz4", masks=m, progress=False)
+    folder = tmp_path / "shards"
+    dlsets.expand_to_shards(x, y, 1000, folder, shards=3, augmenter=aug, compression="lz4",
+                            progress=False)
+    with dlsets.load(path) as ds:
+        want = [int(ds.train.images[:].sum()), int(ds.train.masks[:].sum())]
+    shards = dlsets.load_shards(folder)
+    want_shards = int(shards.images[:].sum())
+    got = _python(f"""
+        import dlsets
+        with dlsets.load({str(path)!r}) as ds:
+            out["file"] = [int(ds.train.images[:].sum()), int(ds.train.masks[:].sum())]
+        out["plugin_imported"] = "hdf5plugin" in sys.modules
+        out["shards"] = int(dlsets.load_shards({str(folder)!r}).images[:].sum())
+    """)
+    assert got == {"file": want, "plugin_imported": True, "shards": want_shards}
+    assert want_shards == want[0]  # the same samples, one file or three shards
+
+
+def test_without_hdf5plugin_lz4_is_refused_before_work_and_lz4_files_name_the_extra(tmp_path):
+    x, y = _digits(50)
+    path = dlsets.expand_to_hdf5(x, y, 50, tmp_path / "a.h5", compression="lz4",
+                                 progress=False)
+    got = _python(f"""
+        import os, dlsets
+        for what, call in (
+                ("expand", lambda: dlsets.expand_to_hdf5(
+                    __import__("numpy").zeros((4, 8, 8), "uint8"), [0, 1, 0, 1], 4,
+                    {str(tmp_path / "new.h5")!r}, compression="lz4")),
+                ("load", lambda: dlsets.load({str(path)!r}))):
+            try:
+                call()
+                out[what] = "no error"
+            except dlsets.DlsetsError as exc:
+                out[what] = [type(exc).__name__, str(exc)]
+        out["written"] = os.path.exists({str(tmp_path / "new.h5")!r})
+    """, block_hdf5plugin=True)
+    for what in ("expand", "load"):
+        kind, text = got[what]
+        assert kind == "MissingDependencyError", got
+        assert "hdf5plugin" in text and "pip install 'dlsets[lz4]'" in text, text
+    assert "filter 32004" in got["load"][1] and str(path) in got["load"][1]
+    assert got["written"] is False
+
+
+def test_a_filter_nobody_provides_is_a_format_error_naming_it(tmp_path):
+    x, y = _digits(50)
+    path = dlsets.expand_to_hdf5(x, y, 50, tmp_path / "a.h5", compression="lz4",
+                                 progress=False)
+    # renumber the LZ4 filter in the file's filter pipeline messages (id, name length, flags,
+    # values, then the name): a filter id that no library registers
+    raw = bytearray(path.read_bytes())
+    name = b"HDF5 lz4 filter"
+    at = [i for i in range(len(raw)) if raw.startswith(name, i)]
+    assert at
+    for i in at:
+        assert int.from_bytes(raw[i - 8:i - 6], "little") == LZ4
+        raw[i - 8:i - 6] = (32099).to_bytes(2, "little")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(dlsets.FormatError, match="filter 32099 .*neither HDF5 nor hdf5plugin"):
+        dlsets.load(path)
+
+
+def test_every_hdf5_writer_takes_lz4_and_refuses_unknown_compressions(tmp_path, capsys):
+    x, y = _digits(60)
+    ds = dlsets.Dataset("d", dlsets.Split(x, y), dlsets.Split(x[:10], y[:10]), ())
+    out = ds.to_hdf5(tmp_path / "d.h5", compression="lz4")
+    with h5py.File(out) as f:
+        assert _filters(f["train/images"]) == [LZ4] and _filters(f["test/images"]) == [LZ4]
+        assert np.array_equal(f["test/images"][:], x[:10])
+    for call in (lambda: ds.to_hdf5(tmp_path / "e.h5", compression="zstd"),
+                 lambda: dlsets.expand_to_hdf5(x, y, 100, tmp_path / "f.h5",
+                                               compression="zstd"),
+                 lambda: dlsets.expand_to_shards(x, y, 100, tmp_path / "g", compression="zstd")):
+        with pytest.raises(OptionError, match="'lz4'"):
+            call()
+    with pytest.raises(OptionError, match="for webdataset shards"):
+        dlsets.expand_to_shards(x, y, 100, tmp_path / "h", compression="lz4",
+                                format="webdataset")
+    assert not any(tmp_path.glob("[efgh]*"))
+    assert issubclass(MissingDependencyError, ImportError)
+
+
+def test_batches_of_an_lz4_file_pickled_to_a_fresh_process_read_there(tmp_path):
+    """What a spawned DataLoader or Keras worker gets: the feed reopens the file itself."""
+    import pickle
+
+    x, y = _digits(100)
+    path = dlsets.expand_to_hdf5(x, y, 600, tmp_path / "a.h5", compression="lz4",
+                                 augmenter=dlsets.Augmenter(rotate=10, seed=0), progress=False)
+    with dlsets.load(path) as ds:
+        feed = dlsets.batches(ds.train.images, ds.train.labels, batch_size=64, seed=2)
+        (tmp_path / "feed.pkl").write_bytes(pickle.dumps(feed))
+        want = [int(xb.sum()) for xb, _ in feed]
+    got = _python(f"""
+        import pickle
+        feed = pickle.loads(open({str(tmp_path / "feed.pkl")!r}, "rb").read())
+        out["sums"] = [int(xb.sum()) for xb, _ in feed]
+    """)
+    assert got["sums"] == want and len(want) == 10
