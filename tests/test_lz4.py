@@ -174,3 +174,18 @@ def test_batches_of_an_lz4_file_pickled_to_a_fresh_process_read_there(tmp_path):
         out["sums"] = [int(xb.sum()) for xb, _ in feed]
     """)
     assert got["sums"] == want and len(want) == 10
+
+
+def test_the_cli_exports_lz4(capsys, tmp_path):
+    from dlsets.cli import main
+    from tests.imagefolders import class_folder
+
+    root = class_folder(tmp_path / "pets", {"cat": 6, "dog": 6})
+    out = tmp_path / "p.h5"
+    code = main(["export", str(root), "--size", "8", "8", "--compression", "lz4", "--out",
+                 str(out)])
+    assert code == 0, capsys.readouterr().err
+    with h5py.File(out) as f:
+        assert _filters(f["train/images"]) == [LZ4] and f["train/images"].shape[1:] == (8, 8, 3)
+    with dlsets.load(out) as ds:
+        assert len(ds.train.images) + len(ds.test.images) == 12

@@ -347,7 +347,9 @@ def expand_to_hdf5(
     progress bar, and writes to a temporary file that replaces ``out`` only when complete.
     Labels are stored as uint8 (the dlsets layout); ``classes`` names them (default "0", "1"...).
     An existing ``out`` that dlsets did not write is refused unless ``overwrite``.
-    Returns the path written.
+    ``compression``: None (contiguous: an epoch reads at RAM speed), "gzip", "lzf" or "lz4"
+    (``pip install 'dlsets[lz4]'``: as small as lzf on images that compress, 3-4x faster to
+    read). Returns the path written.
     """
     from ..common.progress import bar
     from ..formats.h5 import (

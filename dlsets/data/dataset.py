@@ -113,8 +113,9 @@ class Dataset:
     def to_hdf5(self, path: str | os.PathLike, compression: str | None = None, *,
                 overwrite: bool = False) -> Path:
         """Write ``/train/images`` ... ``/test/labels`` with ``classes`` and ``sources``
-        attributes, chunked by sample; ``compression`` is None, "gzip" or "lzf". An existing
-        file that dlsets did not write is refused unless ``overwrite``."""
+        attributes; ``compression`` is None (contiguous: the fastest to read), "gzip", "lzf" or
+        "lz4" (the ``lz4`` extra: the fastest to decode). An existing file that dlsets did not
+        write is refused unless ``overwrite``."""
         from ..outputs.export import to_hdf5
 
         return to_hdf5(self, path, compression=compression, overwrite=overwrite)

@@ -75,8 +75,8 @@ def to_hdf5(ds: Dataset, path: str | os.PathLike, compression: str | None = None
             overwrite: bool = False) -> Path:
     """``/train/images``, ``/train/labels``, ``/test/images``, ``/test/labels`` (and the same
     for each extra split: ``/extra/...``, ``/val/...``, ``/unlabeled/images``) plus the
-    ``classes`` and ``sources`` attributes; ``compression`` is None, "gzip" or "lzf".
-    Segmentation datasets add ``/<split>/masks``."""
+    ``classes`` and ``sources`` attributes; ``compression`` is None, "gzip", "lzf" or "lz4"
+    (the ``lz4`` extra). Segmentation datasets add ``/<split>/masks``."""
     cache.check_outside(path, f"writing {Path(path).name}")  # write_hdf5 writes the cache's too
     return write_hdf5(
         path,
