@@ -3,6 +3,7 @@ writer, read by every reader (the filter registered on first need, in any proces
 clear error where hdf5plugin or a file's filter is missing."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -33,15 +34,15 @@ def _filters(dset) -> list[int]:
     return [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
 
 
-def _python(code: str, block_hdf5plugin: bool = False) -> dict:
-    """Run ``code`` in a fresh interpreter (nothing imported: no filter registered yet); it
-    sets ``out``, returned as JSON."""
+def _python(code: str, block_hdf5plugin: bool = False, **env: str) -> dict:
+    """Run ``code`` in a fresh interpreter (nothing imported: no filter registered yet), with
+    ``env`` added to the environment; it sets ``out``, returned as JSON."""
     head = "import json, sys\nout = {}\n"
     if block_hdf5plugin:
         head += "sys.modules['hdf5plugin'] = None  # import hdf5plugin: ImportError\n"
     script = head + textwrap.dedent(code) + "\nprint(json.dumps(out))"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, env={**os.environ, **env})
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -82,14 +83,17 @@ def test_a_fresh_process_reads_lz4_files_and_shards_without_importing_hdf5plugin
         want = [int(ds.train.images[:].sum()), int(ds.train.masks[:].sum())]
     shards = dlsets.load_shards(folder)
     want_shards = int(shards.images[:].sum())
-    got = _python(f"""
+    code = f"""
         import dlsets
         with dlsets.load({str(path)!r}) as ds:
             out["file"] = [int(ds.train.images[:].sum()), int(ds.train.masks[:].sum())]
         out["plugin_imported"] = "hdf5plugin" in sys.modules
         out["shards"] = int(dlsets.load_shards({str(folder)!r}).images[:].sum())
-    """)
-    assert got == {"file": want, "plugin_imported": True, "shards": want_shards}
+    """
+    # as it comes; and as importing TensorFlow leaves it: HDF5's own plugin loading disabled
+    for env in ({"HDF5_PLUGIN_PATH": ""}, {"HDF5_PLUGIN_PATH": "disable"}):
+        got = _python(code, **env)
+        assert got == {"file": want, "plugin_imported": True, "shards": want_shards}, env
     assert want_shards == want[0]  # the same samples, one file or three shards
 
 
@@ -110,7 +114,7 @@ def test_without_hdf5plugin_lz4_is_refused_before_work_and_lz4_files_name_the_ex
             except dlsets.DlsetsError as exc:
                 out[what] = [type(exc).__name__, str(exc)]
         out["written"] = os.path.exists({str(tmp_path / "new.h5")!r})
-    """, block_hdf5plugin=True)
+    """, block_hdf5plugin=True, HDF5_PLUGIN_PATH="")
     for what in ("expand", "load"):
         kind, text = got[what]
         assert kind == "MissingDependencyError", got
@@ -119,7 +123,8 @@ def test_without_hdf5plugin_lz4_is_refused_before_work_and_lz4_files_name_the_ex
     assert got["written"] is False
 
 
-def test_a_filter_nobody_provides_is_a_format_error_naming_it(tmp_path):
+def test_a_filter_nobody_provides_is_a_format_error_naming_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("HDF5_PLUGIN_PATH", raising=False)  # no folder HDF5 might load it from
     x, y = _digits(50)
     path = dlsets.expand_to_hdf5(x, y, 50, tmp_path / "a.h5", compression="lz4",
                                  progress=False)

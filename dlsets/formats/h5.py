@@ -72,15 +72,21 @@ def check_filters(dset, path) -> None:
         code, _, _, name = plist.get_filter(i)
         if h5py.h5z.filter_avail(code):
             continue
-        if "HDF5_PLUGIN_PATH" in os.environ:
-            return  # HDF5 loads its plugins from there when it reads
+        # HDF5 also loads plugins from the folders of HDF5_PLUGIN_PATH as it reads (importing
+        # TensorFlow sets it to "disable", no folder, to stop that)
+        folders = [p for p in os.environ.get("HDF5_PLUGIN_PATH", "").split(os.pathsep)
+                   if p and os.path.isdir(p)]
         shown = name.decode("ascii", "replace") if isinstance(name, bytes) else str(name)
-        _hdf5plugin(f"reading {path} ({dset.name} is compressed with HDF5 filter {code}, "
-                    f"{shown or 'unnamed'})")
-        if not h5py.h5z.filter_avail(code):
-            raise FormatError(f"{path}: {dset.name} is compressed with HDF5 filter {code} "
-                              f"({shown or 'unnamed'}), which neither HDF5 nor hdf5plugin "
-                              "provides; dlsets writes gzip, lzf or lz4")
+        what = f"{dset.name} is compressed with HDF5 filter {code} ({shown or 'unnamed'})"
+        try:
+            _hdf5plugin(f"reading {path} ({what})")
+        except ImportError:
+            if folders:
+                return
+            raise
+        if not h5py.h5z.filter_avail(code) and not folders:
+            raise FormatError(f"{path}: {what}, which neither HDF5 nor hdf5plugin provides; "
+                              "dlsets writes gzip, lzf or lz4")
 
 
 class _GuardedFile(io.FileIO):
