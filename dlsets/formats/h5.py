@@ -26,17 +26,16 @@ CHUNK_BYTES = 1 << 16  # compressed chunks: small, so a random row decompresses 
 # The compressions writers take. lz4 is hdf5plugin's LZ4 filter (the ``lz4`` extra): as small
 # as lzf on images that compress, and it decodes 5-8x faster (docs/benchmarks.md).
 COMPRESSIONS = (None, "gzip", "lzf", "lz4")
-_LZ4 = 32004  # the LZ4 filter's registered HDF5 id
 
 
-def check_compression(compression: object, what: str = "compression") -> None:
+def check_compression(compression: object) -> None:
     """OptionError unless ``compression`` is one of :data:`COMPRESSIONS`; MissingDependencyError
     for lz4 without hdf5plugin (before any work)."""
     from ..errors import OptionError
 
     if compression not in COMPRESSIONS:
-        raise OptionError(f"{what}={compression!r} is not allowed: give None, 'gzip', 'lzf' or "
-                          "'lz4' (lz4 needs: pip install 'dlsets[lz4]')")
+        raise OptionError(f"compression={compression!r} is not allowed: give None, 'gzip', "
+                          "'lzf' or 'lz4' (lz4 needs: pip install 'dlsets[lz4]')")
     if compression == "lz4":
         _hdf5plugin("writing lz4-compressed HDF5")
 
