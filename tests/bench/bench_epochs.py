@@ -13,6 +13,9 @@ for 32x32x3) and compressed (lzf chunks); ``load_shards`` folders of 4 shards, n
 lzf-compressed.
 Paths: ``dlsets.batches(batch_size=256)``; ``dlsets.torch.AugmentedDataset`` in
 ``DataLoader(batch_size=256, shuffle=True, num_workers=2, persistent_workers=True)``;
+``torch-iterable`` (``--only torch-iterable``): ``AugmentedIterableDataset(batch_size=256)`` in
+``DataLoader(batch_size=None, num_workers=2, persistent_workers=True)``, the form for compressed
+files;
 ``dlsets.keras.AugmentedPyDataset(batch_size=256)`` indexed in one process (what Keras'
 adapter does without workers). No augmenter, uint8 batches: reading is what is timed.
 Each path runs one warm-up epoch; then all are timed round-robin ``--repeats`` times (the
@@ -107,6 +110,17 @@ def _epoch_torch(images, labels):
     return lambda: [None for _ in loader]
 
 
+def _epoch_torch_iter(images, labels):
+    from torch.utils.data import DataLoader
+
+    from dlsets.feed.torch import AugmentedIterableDataset
+
+    ds = AugmentedIterableDataset(images, labels, batch_size=BATCH, seed=1, dtype="uint8",
+                                  channels="last")
+    loader = DataLoader(ds, batch_size=None, num_workers=2, persistent_workers=True)
+    return lambda: [None for _ in loader]
+
+
 def _epoch_keras(images, labels):
     from dlsets.feed.keras import AugmentedPyDataset
 
@@ -126,7 +140,8 @@ def main(argv=None) -> int:
     ap.add_argument("--shape", default="32,32,3")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--only", action="append", choices=("batches", "torch", "keras"))
+    ap.add_argument("--only", action="append",
+                    choices=("batches", "torch", "torch-iterable", "keras"))
     ap.add_argument("--before", action="store_true")
     ap.add_argument("--before-batches", type=int, default=20)
     ap.add_argument("--smooth", action="store_true", help="images lzf compresses (see above)")
@@ -200,7 +215,8 @@ def main(argv=None) -> int:
                 run, b = _epoch_batches(images, labels)
                 mixing[name] = chunkorder.batch_entropy(y, b.indices(0), BATCH) / full
             else:
-                run = (_epoch_torch if path == "torch" else _epoch_keras)(images, labels)
+                run = {"torch": _epoch_torch, "torch-iterable": _epoch_torch_iter,
+                       "keras": _epoch_keras}[path](images, labels)
             run()
             runners.append((name, path, run))
     times = {(name, path): [] for name, path, _ in runners}
