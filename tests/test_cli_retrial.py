@@ -214,3 +214,73 @@ def test_tensorboard_summaries_inside_the_cache_are_refused(tiny, tmp_path):
         with pytest.raises(dlsets.WriteError, match="inside dlsets' cache folder"):
             dlsets.write_tensorboard(target, x, dlsets.Augmenter(rotate=5), n=2, copies=1)
     assert not list((tmp_path / "dlsets-cache").glob("**/out*"))
+
+
+# --- the trial of 0.2.0's round 4: verify of any path, outputs given as inputs -------------
+
+
+def test_verify_of_a_path_checks_what_is_there_and_refuses_what_is_not(capsys, tmp_path):
+    import dlsets
+
+    photos = class_folder(tmp_path / "photos", {"a": 6, "b": 6})
+    (tmp_path / "notes.txt").write_text("not images")
+    for name, words in ((tmp_path / "nosuchdir", "no such folder"),
+                        (tmp_path / "notes.txt", "not a folder, a shard folder or an HDF5")):
+        code, out, err = run(capsys, "verify", name)  # said "ok" for both
+        assert code == 1 and err.startswith("dlsets: error: ") and words in err, err
+        assert "ok" not in out
+    code, out, _ = run(capsys, "verify", photos)  # nothing prepared: nothing checked
+    assert code == 0 and "no prepared copy in the cache, nothing to verify" in out, out
+    assert run(capsys, "export", photos, "--out", tmp_path / "p.h5")[0] == 0
+    code, out, _ = run(capsys, "verify", photos)
+    assert code == 0 and out.strip().endswith(": ok"), out
+    # an HDF5 file dlsets wrote is read whole; a truncated one is reported, status 1
+    code, out, _ = run(capsys, "verify", tmp_path / "p.h5")
+    assert code == 0 and "p.h5: ok (every dataset read whole)" in out, out
+    data = (tmp_path / "p.h5").read_bytes()
+    (tmp_path / "cut.h5").write_bytes(data[:len(data) * 2 // 3])
+    code, out, err = run(capsys, "verify", tmp_path / "cut.h5")
+    assert code == 1 and "cut.h5" in out and "Traceback" not in err, (out, err)
+    with dlsets.load(tmp_path / "p.h5") as ds:
+        assert len(ds.train.images) + len(ds.test.images) == 12
+
+
+def test_outputs_given_where_image_folders_go_say_what_reads_them(capsys, tmp_path):
+    import numpy as np
+
+    import dlsets
+
+    x = np.zeros((40, 8, 8), np.uint8)
+    y = np.arange(40) % 2
+    dlsets.expand_to_shards(x, y, 40, tmp_path / "shards", shards=2, progress=False)
+    dlsets.Dataset("d", dlsets.Split(x, y), dlsets.Split(x[:4], y[:4]), ()).to_hdf5(
+        tmp_path / "d.h5")
+    for cmd in ("info", "preview", "export"):
+        extra = {"info": [], "preview": ["--out", tmp_path / "g.png"],
+                 "export": ["--out", tmp_path / "e.npz"]}[cmd]
+        code, _, err = run(capsys, cmd, tmp_path / "d.h5", *extra)
+        assert code == 1 and "is an HDF5 file, not a folder of images" in err, err
+        assert "dlsets.load(" in err and f"dlsets verify {tmp_path / 'd.h5'}" in err, err
+        code, _, err = run(capsys, cmd, tmp_path / "shards", *extra)
+        assert code == 1 and "is a folder of shards" in err and "load_shards(" in err, err
+    assert not (tmp_path / "g.png").exists() and not (tmp_path / "e.npz").exists()
+
+
+def test_compression_is_refused_where_the_format_has_none(capsys, tmp_path):
+    photos = class_folder(tmp_path / "photos", {"a": 6, "b": 6})
+    for argv in (["export", photos, "--compression", "gzip", "--format", "npz", "--out",
+                  tmp_path / "e.npz"],
+                 ["export", photos, "--compression", "lzf", "--format", "caffe", "--out",
+                  tmp_path / "caffe"],
+                 ["augment", photos, "--target", 20, "--compression", "gzip", "--format",
+                  "webdataset", "--out", f"{tmp_path / 'wds'}/"]):
+        code, _, err = run(capsys, *argv)  # npz and caffe wrote uncompressed files silently
+        assert code == 1 and "--compression" in err and "--format" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]  # refused before work
+    code, _, err = run(capsys, "augment", photos, "--target", 20, "--rotate", 5,
+                       "--compression", "gzip", "--out", tmp_path / "a.h5")
+    assert code == 0, err
+    import h5py
+
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert f["train/images"].compression == "gzip"

@@ -194,3 +194,67 @@ def test_the_cli_exports_lz4(capsys, tmp_path):
         assert _filters(f["train/images"]) == [LZ4] and f["train/images"].shape[1:] == (8, 8, 3)
     with dlsets.load(out) as ds:
         assert len(ds.train.images) + len(ds.test.images) == 12
+
+
+def _damage_chunk(path, dataset="train/images", k=1):
+    """Overwrite the middle of the k-th stored chunk of ``dataset`` with other bytes."""
+    with h5py.File(path) as f:
+        info = f[dataset].id.get_chunk_info(k)
+    raw = bytearray(path.read_bytes())
+    a = info.byte_offset + info.size // 3
+    raw[a:a + 64] = bytes((b ^ 0x5A) for b in raw[a:a + 64])
+    path.write_bytes(bytes(raw))
+
+
+def test_a_damaged_lz4_chunk_is_a_format_error_naming_the_file_and_verify_finds_it(
+        tmp_path, capsys):
+    from dlsets.cli import main
+
+    x, y = _digits(400)
+    path = dlsets.expand_to_hdf5(x, y, 4000, tmp_path / "a.h5", compression="lz4",
+                                 augmenter=dlsets.Augmenter(rotate=10, seed=0), progress=False)
+    assert main(["verify", str(path)]) == 0
+    assert "a.h5: ok (every dataset read whole)" in capsys.readouterr().out
+    _damage_chunk(path)
+    with dlsets.load(path) as ds:
+        with pytest.raises(dlsets.FormatError, match=r"a\.h5: /train/images rows .*damaged"):
+            for _ in dlsets.batches(ds.train.images, ds.train.labels, batch_size=256):
+                pass
+    code = main(["verify", str(path)])
+    out = capsys.readouterr()
+    assert code == 1 and "Traceback" not in out.err
+    assert "/train/images rows" in out.out and "damaged" in out.out, out.out
+
+
+def test_a_plugin_folder_without_the_filter_still_names_the_extra(tmp_path):
+    x, y = _digits(50)
+    path = dlsets.expand_to_hdf5(x, y, 50, tmp_path / "a.h5", compression="lz4",
+                                 progress=False)
+    (tmp_path / "plugins").mkdir()  # as a conda environment may set it: a folder, no LZ4
+    got = _python(f"""
+        import dlsets
+        try:
+            dlsets.load({str(path)!r})
+            out["load"] = "no error"
+        except dlsets.DlsetsError as exc:
+            out["load"] = [type(exc).__name__, str(exc)]
+    """, block_hdf5plugin=True, HDF5_PLUGIN_PATH=str(tmp_path / "plugins"))
+    assert got["load"][0] == "MissingDependencyError", got
+    assert "pip install 'dlsets[lz4]'" in got["load"][1]
+
+
+def test_the_cli_augments_to_lz4_files_and_shards(capsys, tmp_path):
+    from dlsets.cli import main
+    from tests.imagefolders import class_folder
+
+    root = class_folder(tmp_path / "pets", {"cat": 6, "dog": 6})
+    for out in (tmp_path / "a.h5", f"{tmp_path / 'shards'}/"):
+        code = main(["augment", str(root), "--size", "8", "8", "--target", "40", "--rotate",
+                     "5", "--compression", "lz4", "--out", str(out)])
+        assert code == 0, capsys.readouterr().err
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert _filters(f["train/images"]) == [LZ4]
+    shard = next((tmp_path / "shards").glob("*.h5"))
+    with h5py.File(shard) as f:
+        assert _filters(f["train/images"]) == [LZ4]
+    assert len(dlsets.load_shards(tmp_path / "shards")) == 40

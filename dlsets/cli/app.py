@@ -435,6 +435,9 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: in this process; ray: one Ray task per shard on the cluster "
                    "ray.init() finds (RAY_ADDRESS) or a local one")
+    g.add_argument("--compression", choices=("gzip", "lzf", "lz4"), default=None,
+                   help="HDF5 compression (default none: fastest to read; lz4 decodes fastest, "
+                   "needs pip install 'dlsets[lz4]')")
     _variant_option(sp)
     _caffe_options(sp)
 

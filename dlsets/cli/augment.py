@@ -11,6 +11,7 @@ from .shared import (
     _H5_SUFFIXES,
     _at_most,
     _augmenter,
+    _check_compression,
     _check_folder_options,
     _file_bytes,
     _load,
@@ -29,6 +30,7 @@ def _cmd_augment(args) -> int:
     _outside_cache(args, "--out")
     fmt = args.format or "hdf5"
     _check_folder_options(args, fmt)
+    _check_compression(args, fmt)
     if fmt == "caffe":
         if args.shards is not None or args.shard is not None or args.engine != "local":
             raise OptionError("--shards, --shard and --engine apply to hdf5 and webdataset "
@@ -84,6 +86,7 @@ def _cmd_augment(args) -> int:
             progress=_progress(args),
             masks=masks,
             overwrite=args.overwrite,
+            compression=args.compression,
         )
     if not args.quiet:
         print(f"wrote {args.target} samples to {shown(args.out)}"

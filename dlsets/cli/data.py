@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import OptionError
 from .shards import _shard_folders, _verify_shards
 from .shared import _load, _progress, _source_kind
 from .text import shown, shown_counts
@@ -229,12 +230,31 @@ def _verify_cached_sources(args) -> tuple[int, int]:
 
 
 def _verify_others(args, others: list[str], names: list[str]) -> int:
-    """verify for folders and Kaggle datasets (then the registry names, if any)."""
+    """verify for HDF5 files, folders and Kaggle datasets (then the registry names, if any)."""
     from ..sources import folders
+    from ..sources.h5file import is_file, verify_file
 
-    bad = 0
+    bad = damaged = 0
     for name in others:
+        if is_file(name):  # an HDF5 file dlsets wrote: read whole; nothing to repair
+            problems = verify_file(name)
+            damaged += bool(problems)
+            for line in problems:
+                print(shown(line))
+            if not problems and not args.quiet:
+                print(f"{shown(name)}: ok (every dataset read whole)")
+            continue
         if _source_kind(name) == "folder":
+            path = Path(name).expanduser()
+            if not path.is_dir():
+                raise OptionError(f"{shown(name)}: " + (
+                    "not a folder, a shard folder or an HDF5 file (.h5) dlsets wrote"
+                    if path.exists() else "no such folder"))
+            if not folders.has_prepared(path, args.cache_dir):
+                if not args.quiet:
+                    print(f"{shown(name)}: no prepared copy in the cache, nothing to verify "
+                          "(a load or export prepares one)")
+                continue
             problems = folders.verify_folder(name, cache_dir=args.cache_dir,
                                              repair=not args.no_repair)
         else:
@@ -246,10 +266,11 @@ def _verify_others(args, others: list[str], names: list[str]) -> int:
             print(f"{shown(name)}: {shown(line)}")
         if not problems and not args.quiet:
             print(f"{shown(name)}: ok")
+    code = 1 if damaged or (bad and args.no_repair) else 0
     if names:
         args.names = names
-        return max(_cmd_verify(args), 1 if bad and args.no_repair else 0)
-    return 1 if bad and args.no_repair else 0
+        return max(_cmd_verify(args), code)
+    return code
 
 
 def _cmd_path(args) -> int:

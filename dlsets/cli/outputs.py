@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import OptionError
 from .shared import (
+    _check_compression,
     _check_folder_options,
     _file_bytes,
     _load,
@@ -30,6 +31,7 @@ def _cmd_export(args) -> int:
         raise OptionError(f"--out {out} ends in {out.suffix} but --format is {fmt}; "
                           "make them agree")
     _check_folder_options(args, fmt)
+    _check_compression(args, fmt)
     if fmt in ("hdf5", "npz"):  # one file: checked before any work (folders: by their writer)
         _output(args, (), "")
     ds = _load(args, args.name, dtype=args.dtype, channels=args.channels,

@@ -68,7 +68,8 @@ def _augment_shards(args, ds, x, y, masks=None) -> int:
             f"K <= {args.target}")
     kw = dict(augmenter=_augmenter(args), seed=args.seed, balance=args.balance,
               classes=ds.classes, format=args.format or "hdf5",
-              name=_shard_name(args.name), progress=_progress(args), masks=masks)
+              name=_shard_name(args.name), progress=_progress(args), masks=masks,
+              compression=args.compression)
     out = Path(args.out)
     if args.shard is not None:
         entry = shards.expand_shard(x, y, args.target, out, shard=args.shard,

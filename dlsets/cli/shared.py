@@ -52,9 +52,41 @@ def _folder_options(args) -> dict:
     return out
 
 
+def _check_compression(args, fmt: str) -> None:
+    """--compression is for HDF5 files and shards only: refused with another --format (before
+    any work), and checked (lz4 needs its extra)."""
+    compression = getattr(args, "compression", None)
+    if compression is None:
+        return
+    if fmt != "hdf5":
+        raise OptionError(f"--compression {compression} applies to HDF5 output (--format hdf5); "
+                          f"--format {fmt} is written uncompressed: leave --compression out")
+    from ..formats.h5 import check_compression
+
+    check_compression(compression)
+
+
+def _refuse_outputs(name: str, command: str) -> None:
+    """A file or shard folder dlsets wrote, given where the commands take image folders: say
+    what reads it instead of "not a folder" or "no class folders"."""
+    from ..scale.layout import is_shard_folder
+    from ..sources.h5file import is_file
+
+    if is_file(name):
+        raise OptionError(f"{name} is an HDF5 file, not a folder of images: `dlsets {command}` "
+                          "takes a dataset name or a folder of images. In Python, "
+                          f"dlsets.load({str(name)!r}) reads it; `dlsets verify {name}` checks it")
+    if is_shard_folder(name):
+        raise OptionError(f"{name} is a folder of shards, not a folder of images: in Python, "
+                          f"dlsets.load_shards({str(name)!r}) reads it; `dlsets verify {name}/` "
+                          "checks it")
+
+
 def _load(args, name: str, **kw):
     """The Dataset behind ``name``, whatever it names (see :func:`_source_kind`)."""
     kind = _source_kind(name)
+    if kind == "folder":
+        _refuse_outputs(name, args.command)
     if kind == "registry":
         from ..sources import loaders
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..augment import params
-from .rows import read_rows
+from .rows import damaged_file, read_rows
 
 WINDOW = 256  # units (runs of chunks) in the shuffle buffer
 UNIT_BYTES = 1 << 16  # chunks are read in runs of about this many bytes: one h5py call each
@@ -129,7 +129,8 @@ class ChunkCache:
         which = idx // r
         units = np.unique(which)
         if len(units) > self._keep:  # more than the buffer holds: straight from HDF5
-            return read_rows(self.dset, idx)
+            with damaged_file(self.dset, int(idx.min()), int(idx.max()) + 1):
+                return read_rows(self.dset, idx)
         if self._buf is None:
             self._buf = np.empty((self._keep * r, *self.shape[1:]), self.dtype)
         self._tick += 1
@@ -142,7 +143,8 @@ class ChunkCache:
             self._slot[gone[gone >= 0]] = -1
             for u, slot in zip(missing.tolist(), free.tolist(), strict=True):
                 lo, hi = u * r, min(n, (u + 1) * r)
-                self._buf[slot * r:slot * r + hi - lo] = self.dset[lo:hi]
+                with damaged_file(self.dset, lo, hi):
+                    self._buf[slot * r:slot * r + hi - lo] = self.dset[lo:hi]
             self._slot[missing], self._unit[free] = free, missing
             self._used[free] = self._tick
         return self._buf[self._slot[which] * r + idx - which * r]

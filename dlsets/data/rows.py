@@ -9,6 +9,8 @@ those modules can use this one without a circle.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -82,3 +84,18 @@ def read_rows(base: Any, idx: np.ndarray) -> np.ndarray:
     if len(unique) == len(idx) and np.array_equal(unique, idx):
         return block
     return block[inverse.reshape(-1)]
+
+
+@contextmanager
+def damaged_file(dset: Any, lo: int, hi: int) -> Iterator[None]:
+    """HDF5's read errors inside (a chunk its filter cannot decode: a damaged file) as a
+    FormatError naming the file, the dataset and the rows."""
+    try:
+        yield
+    except OSError as exc:
+        from ..errors import FormatError
+
+        where = getattr(getattr(dset, "file", None), "filename", "?")
+        raise FormatError(f"{where}: {getattr(dset, 'name', 'a dataset')} rows {lo}..{hi - 1} "
+                          f"cannot be read ({exc}): the file is damaged. Write it again (for a "
+                          "shard folder, `dlsets verify DIR/` finds the damaged shards)") from None

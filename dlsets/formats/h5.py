@@ -80,12 +80,24 @@ def check_filters(dset, path) -> None:
         try:
             _hdf5plugin(f"reading {path} ({what})")
         except ImportError:
-            if folders:
-                return
-            raise
-        if not h5py.h5z.filter_avail(code) and not folders:
+            if not (folders and _loads(dset)):
+                raise
+            continue
+        if not h5py.h5z.filter_avail(code) and not (folders and _loads(dset)):
             raise FormatError(f"{path}: {what}, which neither HDF5 nor hdf5plugin provides; "
                               "dlsets writes gzip, lzf or lz4")
+
+
+def _loads(dset) -> bool:
+    """Whether HDF5 can read a first value of ``dset`` (loading a plugin from
+    HDF5_PLUGIN_PATH if it must): the one way to know that it finds one there."""
+    if not dset.size:
+        return True
+    try:
+        dset[(0,) * dset.ndim]
+    except OSError:
+        return False
+    return True
 
 
 class _GuardedFile(io.FileIO):

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..data.dataset import Split
 from ..data.fastread import ChunkRows, JoinedRows, rows_of
+from ..data.rows import damaged_file
 from ..errors import FormatError, OptionError
 from .shard_index import check_file_name, check_labels, verify_file
 
@@ -196,13 +197,14 @@ class ShardedImages:
                 out[sel] = src[rows]
                 continue
             lo, hi = int(rows.min()), int(rows.max()) + 1
-            if hi - lo == len(rows) and np.all(np.diff(rows) == 1):
-                out[sel] = src[lo:hi]  # a run: one hyperslab
-            elif hi - lo <= 4 * len(rows):
-                out[sel] = src[lo:hi][rows - lo]  # dense enough: read the span
-            else:
-                uniq, inverse = np.unique(rows, return_inverse=True)
-                out[sel] = src[uniq][inverse]  # h5py wants increasing indices
+            with damaged_file(src, lo, hi):
+                if hi - lo == len(rows) and np.all(np.diff(rows) == 1):
+                    out[sel] = src[lo:hi]  # a run: one hyperslab
+                elif hi - lo <= 4 * len(rows):
+                    out[sel] = src[lo:hi][rows - lo]  # dense enough: read the span
+                else:
+                    uniq, inverse = np.unique(rows, return_inverse=True)
+                    out[sel] = src[uniq][inverse]  # h5py wants increasing indices
         return out
 
     def _join(self) -> JoinedRows | None:

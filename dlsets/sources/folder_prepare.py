@@ -341,6 +341,12 @@ def verify_folder(path: PathLike, *, cache_dir: PathLike | None = None,
     return verify_slot(folder_slot(path, cache_dir), repair=repair)
 
 
+def has_prepared(path: PathLike, cache_dir: PathLike | None = None) -> bool:
+    """Whether the cache holds a prepared copy of the folder at ``path``."""
+    slot = folder_slot(path, cache_dir)
+    return slot.is_dir() and any(p.is_dir() for p in slot.glob("*"))
+
+
 def verify_slot(slot: Path, *, repair: bool = True) -> list[str]:
     """:func:`verify_folder` for a folder's cache slot (``<cache>/_folders/<name>-<hash>``)."""
     problems = []

@@ -46,6 +46,7 @@ from .folder_prepare import (  # noqa: F401
     SizesDiffer,
     cached_slots,
     folder_slot,
+    has_prepared,
     load_prepared,
     remove_prepared,
     verify_folder,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.dataset import SPLITS, Dataset, Split
-from ..errors import FormatError
+from ..errors import DlsetsError, FormatError
 from .table import Source, register
 
 SUFFIXES = (".h5", ".hdf5")
@@ -66,6 +66,40 @@ def load_file(path: str | os.PathLike) -> Dataset:
             "splits": {s: {"images_shape": list(v.images.shape)} for s, v in found.items()}}
     return Dataset(path.stem, found["train"], found["test"], classes, info, _close=f.close,
                    extra=extra)
+
+
+VERIFY_BLOCK_BYTES = 64 << 20  # read this much of a dataset at a time when verifying
+
+
+def verify_file(path: str | os.PathLike) -> list[str]:
+    """Read an HDF5 file dlsets wrote in full (every chunk decoded, every check of
+    :func:`load_file`): what is wrong, one line each; [] when all of it reads."""
+    from ..errors import MissingDependencyError
+
+    try:
+        ds = load_file(path)
+    except MissingDependencyError:
+        raise
+    except DlsetsError as exc:
+        return [str(exc)]
+    problems = []
+    with ds:
+        for name in ds.split_names:
+            split = ds[name]
+            for part in (split.images, split.labels, split.masks):
+                if not hasattr(part, "id"):  # none, or an empty split the file lacks
+                    continue
+                row = int(np.prod(part.shape[1:], dtype=np.int64)) * part.dtype.itemsize
+                step = max(1, VERIFY_BLOCK_BYTES // max(1, row))
+                for a in range(0, part.shape[0], step):
+                    try:
+                        part[a:a + step]
+                    except OSError as exc:
+                        last = min(part.shape[0], a + step) - 1
+                        problems.append(f"{path}: {part.name} rows {a}..{last} cannot be read "
+                                        f"({exc}): the file is damaged; write it again")
+                        break
+    return problems
 
 
 # deflate, the strongest filter h5py offers, shrinks data at most about 1032 times: a dataset
