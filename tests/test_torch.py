@@ -104,6 +104,38 @@ def test_iterable_form_splits_batches_across_workers_in_order():
                    for p, q in zip(s, t, strict=True))
 
 
+def test_iterable_form_gives_each_worker_its_own_chunks_of_a_compressed_file(tmp_path,
+                                                                               monkeypatch):
+    import h5py
+
+    from dlsets.data import chunkorder
+
+    # a unit of the chunk-aware order is one chunk of 8 rows: 512 units, two windows of 256
+    monkeypatch.setattr(chunkorder, "UNIT_BYTES", 8 * 8 * 8)  # forked workers inherit it
+    n = 8 * 2 * chunkorder.WINDOW
+    x = np.random.default_rng(0).integers(0, 255, (n, 8, 8), dtype=np.uint8)
+    with h5py.File(tmp_path / "c.h5", "w") as f:
+        f.create_dataset("x", data=x, chunks=(8, 8, 8), compression="lzf")
+    with h5py.File(tmp_path / "c.h5") as f:
+        ds = AugmentedIterableDataset(f["x"], np.arange(n), Augmenter(rotate=10, seed=3),
+                                      batch_size=64, dtype="uint8", seed=1)
+        assert ds.batches.chunked and len(ds) == 64
+        one = [(b[0].clone(), b[1].clone()) for b in DataLoader(ds, batch_size=None)]
+        ds.set_epoch(0)
+        two = [(b[0].clone(), b[1].clone())
+               for b in DataLoader(ds, batch_size=None, num_workers=2)]
+    # the same batches (rows and transforms), delivered as the two workers' runs interleave:
+    # worker 0 makes batches 0..31 (the first window), worker 1 batches 32..63 (the second)
+    assert [int(b[1][0]) for b in two] == [int(one[i][1][0]) for k in range(32)
+                                           for i in (k, 32 + k)]
+    pairs = {int(b[1][0]): b for b in one}
+    for xb, yb in two:
+        want_x, want_y = pairs[int(yb[0])]
+        assert torch.equal(xb, want_x) and torch.equal(yb, want_y)
+    chunks = [set((b[1].numpy() // 8).tolist()) for b in one]
+    assert not set().union(*chunks[:32]) & set().union(*chunks[32:])  # no chunk read twice
+
+
 def test_hdf5_datasets_feed_forked_workers(tmp_path):
     import h5py
 

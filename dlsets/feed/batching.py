@@ -460,6 +460,11 @@ class Batches:
         """Samples in the dataset (all ranks)."""
         return len(self.feed)
 
+    @property
+    def chunked(self) -> bool:
+        """Whether epochs take the chunk-aware order (a shuffled compressed dataset)."""
+        return bool(self.shuffle and self.feed.images.chunk_rows)
+
     def __len__(self) -> int:
         return self._batches
 
@@ -487,11 +492,11 @@ class Batches:
         e = self.epoch if epoch is None else check_epoch(epoch, self.n)
         plan = self._plan
         if plan is None or plan[0] != e:
-            chunk = self.feed.images.chunk_rows
-            if chunk and self.shuffle:  # compressed chunks: whole chunks in a shuffle buffer
+            if self.chunked:  # compressed chunks: whole chunks in a shuffle buffer
                 from ..data import chunkorder
 
-                order = chunkorder.epoch_order(self.n, chunk, e, seed=self.seed,
+                order = chunkorder.epoch_order(self.n, self.feed.images.chunk_rows, e,
+                                               seed=self.seed,
                                                starts=self.feed.images.chunk_starts)
             else:
                 order = epoch_order(self.n, e, seed=self.seed, shuffle=self.shuffle)

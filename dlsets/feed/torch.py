@@ -281,7 +281,10 @@ class AugmentedDataset(Dataset):
 class AugmentedIterableDataset(IterableDataset):
     """Augmented batches for ``DataLoader(ds, batch_size=None, num_workers=k)``: the dataset
     makes the batches (of :func:`dlsets.batches`), worker w of k taking batches w, w + k, ...,
-    so the DataLoader delivers them in the order one process would.
+    so the DataLoader delivers them in the order one process would. From a compressed dataset
+    (read in the chunk-aware order) worker w takes the w-th k-th of the epoch's batches in one
+    run instead, so each worker decodes only its own chunks: the same batches, delivered
+    interleaved (first of each worker's run, then the second of each, ...).
 
     Arguments as :func:`dlsets.batches` (``batch_size``, ``shuffle``, ``seed``, ``drop_last``,
     ``pad``, ``normalize``), with torch's defaults ``dtype="float32"``, ``channels="first"``;
@@ -356,6 +359,13 @@ class AugmentedIterableDataset(IterableDataset):
         epoch = int(state[0] + state[1 + worker])
         state[1 + worker] += 1
         batches = self._batches
-        for i in range(worker, len(batches), workers):
+        n = len(batches)
+        if workers > 1 and batches.chunked:
+            # whole windows of chunks per worker: each decodes its own (round robin, every
+            # worker would need every chunk of every window)
+            mine = range(worker * n // workers, (worker + 1) * n // workers)
+        else:
+            mine = range(worker, n, workers)
+        for i in mine:
             # a list, as DataLoader's default_convert makes of tuples
             yield _deliver(_typed(batches.batch(i, epoch), batches.feed), list)
